@@ -1,0 +1,199 @@
+"""The value types of the store: keys, object references, entries, metadata.
+
+They are frozen dataclasses so that an entry handed out by `get` cannot be
+changed behind the store's back, and so that metadata can be compared and
+hashed by value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from marimo_store._errors import InvalidArgumentError
+
+ContentFormat = Literal["pickle", "json", "auto"]
+"""What a caller may ask for; `auto` resolves to the store's default."""
+
+StoredFormat = Literal["pickle", "cloudpickle", "json", "buffer"]
+"""What an object really holds. `buffer` is one out-of-band pickle buffer."""
+
+VARIABLES = "variables"
+"""The content kind of a block's or function's results (the only one used so far)."""
+
+CONTENT_KINDS = (VARIABLES, "output", "stderr")
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch, UTC: the unit of every timestamp."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionKey:
+    """Identifies one stored execution.
+
+    `block_id` groups entries for cleanup (a function's own code hash or a
+    user-given name); `module_hash` identifies the computation (code,
+    dependencies and inputs); `created_at` (ms, UTC) tells runs of the same
+    computation apart. `None` means "the newest" for `get` and "now" for `put`.
+    """
+
+    block_id: str
+    module_hash: str
+    created_at: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("block_id", "module_hash"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise InvalidArgumentError(
+                    f"ExecutionKey.{name} must be a non-empty str, got {value!r}"
+                )
+            if "\x00" in value:
+                raise InvalidArgumentError(f"ExecutionKey.{name} must not contain NUL")
+        created = self.created_at
+        if created is not None and (
+            isinstance(created, bool) or not isinstance(created, int) or created < 0
+        ):
+            raise InvalidArgumentError(
+                "ExecutionKey.created_at must be None or a non-negative int of "
+                f"milliseconds since the epoch, got {created!r}"
+            )
+
+    def at(self, created_at: int) -> ExecutionKey:
+        """The same computation, pinned to one run."""
+        return ExecutionKey(self.block_id, self.module_hash, created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """Where one serialized value lives and how to read it back.
+
+    `id` is the xxh3-128 hex digest of the bytes (followed by a key qualifier
+    in `execution_key_qualified` mode); `size` is the byte count, checked
+    before the hash on every read. A pickled value whose large buffers went
+    out of band lists them in `buffers`, each an object of its own so that
+    they are deduplicated and memory-mapped independently. `inline` objects
+    live inside the entry record rather than in `objects/`.
+    """
+
+    id: str
+    size: int
+    format: StoredFormat
+    buffers: tuple[ObjectRef, ...] = ()
+    inline: bool = False
+
+    @property
+    def total_size(self) -> int:
+        """Bytes of this value including its out-of-band buffers."""
+        return self.size + sum(buffer.size for buffer in self.buffers)
+
+    def objects(self) -> tuple[ObjectRef, ...]:
+        """This reference and its buffers: every object the value needs."""
+        return (self, *self.buffers)
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """Where an entry was produced: enough to judge whether it still loads."""
+
+    python: str
+    platform: str
+    packages: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMetadata:
+    """Everything about an entry except its values; never needs unpickling."""
+
+    key: ExecutionKey
+    contents: Mapping[str, Mapping[str, ObjectRef]]
+    environment: Environment
+    user_metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    last_access: int | None = None
+
+    @property
+    def created_at(self) -> int:
+        """When the entry was put (ms, UTC); always set on stored entries."""
+        assert self.key.created_at is not None  # stored keys are always pinned
+        return self.key.created_at
+
+    @property
+    def variables(self) -> Mapping[str, ObjectRef]:
+        """References of the `variables` content kind."""
+        return self.contents.get(VARIABLES, _EMPTY)
+
+    def objects(self) -> dict[str, ObjectRef]:
+        """Every distinct object this entry needs, by id."""
+        found: dict[str, ObjectRef] = {}
+        for refs in self.contents.values():
+            for ref in refs.values():
+                for obj in ref.objects():
+                    found[obj.id] = obj
+        return found
+
+    @property
+    def content_size(self) -> int:
+        """Bytes of the entry's distinct objects (shared ones counted once)."""
+        return sum(obj.size for obj in self.objects().values())
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An execution's results: what `put` takes and `get` returns.
+
+    `contents` maps a content kind (`"variables"`) to variable names and
+    values. `format` chooses the serialization of every value: `"auto"`
+    follows the store's `auto_variables_format`. `metadata` is filled in by
+    `get`; it is ignored by `put`.
+    """
+
+    key: ExecutionKey
+    contents: Mapping[str, Mapping[str, Any]]
+    user_metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    format: ContentFormat = "auto"
+    metadata: EntryMetadata | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, ExecutionKey):
+            raise InvalidArgumentError(f"Entry.key must be an ExecutionKey, got {self.key!r}")
+        if not isinstance(self.contents, Mapping):
+            raise InvalidArgumentError("Entry.contents must map content kinds to variables")
+        for kind, variables in self.contents.items():
+            if kind not in CONTENT_KINDS:
+                raise InvalidArgumentError(
+                    f"unknown content kind {kind!r}; expected one of {CONTENT_KINDS}"
+                )
+            if not isinstance(variables, Mapping) or not all(
+                isinstance(name, str) and name for name in variables
+            ):
+                raise InvalidArgumentError(
+                    f"Entry.contents[{kind!r}] must map non-empty str names to values"
+                )
+        if self.format not in ("pickle", "json", "auto"):
+            raise InvalidArgumentError(
+                f"Entry.format must be 'pickle', 'json' or 'auto', got {self.format!r}"
+            )
+
+    @classmethod
+    def of(
+        cls,
+        key: ExecutionKey,
+        variables: Mapping[str, Any],
+        *,
+        user_metadata: Mapping[str, Any] | None = None,
+        format: ContentFormat = "auto",
+    ) -> Entry:
+        """An entry holding only variables, the common case."""
+        return cls(key, {VARIABLES: variables}, user_metadata or _EMPTY, format)
+
+    @property
+    def variables(self) -> Mapping[str, Any]:
+        """Values of the `variables` content kind."""
+        return self.contents.get(VARIABLES, _EMPTY)

@@ -1,0 +1,55 @@
+"""Every exception the library raises on purpose, under one base class.
+
+Callers catch `StoreError` to handle anything the store refuses; the
+subclasses also derive from the matching built-in (`ValueError`, `KeyError`)
+so code written against plain Python conventions keeps working.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every error marimo_store raises deliberately."""
+
+
+class StoreWarning(UserWarning):
+    """A problem the store recovered from (a damaged file cost a miss).
+
+    Issued through `warnings.warn`, so applications can filter, log or turn
+    it into an error; the store itself never fails because of one.
+    """
+
+
+class InvalidArgumentError(StoreError, ValueError):
+    """An argument has the wrong type or value; the message names it."""
+
+
+class NotFoundError(StoreError, KeyError):
+    """What was asked for is not in the store (or could not be loaded)."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class ExecutionKeyClash(StoreError):  # noqa: N818 - the name is the design's vocabulary
+    """The same execution key was put twice with different contents."""
+
+
+class SerializationError(StoreError, ValueError):
+    """A value could not be serialized in the requested format.
+
+    The message names the variable and its type so the caller knows which
+    value to change or which format to choose instead.
+    """
+
+
+class StoreFormatError(StoreError):
+    """The directory holds a store of another or a newer on-disk format."""
+
+
+class ConfigError(StoreError, ValueError):
+    """A configuration value is unknown or out of range."""
+
+
+class StoreIOError(StoreError, OSError):
+    """A file operation of a write failed; the OS error is the `__cause__`."""

@@ -1,0 +1,99 @@
+"""The one seam through which the store changes files.
+
+Every write-side file operation (create, write, fsync, replace, unlink,
+mkdir, utime) goes through a function here and nowhere else, so that crash
+and fault-injection tests can replace these functions to stop the "process"
+after the k-th operation, inject `EIO`/`ENOSPC`, or drop unsynced data.
+Callers look the functions up on the module at call time
+(`_fs.replace(...)`), which is what makes them replaceable; the cost is one
+attribute lookup. Reads (open for reading, stat, mmap, listing) are not
+routed here: they cannot damage anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import BinaryIO
+
+from marimo_store._hashing import Buffer
+
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def makedirs(path: str) -> None:
+    """Create a directory and its parents; an existing one is fine."""
+    os.makedirs(path, exist_ok=True)
+
+
+def create_new(path: str, *, append: bool = False) -> BinaryIO:
+    """Open a file that must not exist yet, unbuffered.
+
+    Exclusive creation is what guarantees "one writer per file": a name
+    collision fails loudly instead of two writers interleaving.
+    """
+    flags = _NEW_FILE_FLAGS | (os.O_APPEND if append else 0)
+    fd = os.open(path, flags, 0o644)
+    return os.fdopen(fd, "ab" if append else "wb", buffering=0)
+
+
+def write_all(file: BinaryIO, data: Buffer) -> None:
+    """Write every byte of `data` (raw files may accept only a part per call)."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = file.write(view)
+        if written is None:  # pragma: no cover - only non-blocking files return None
+            raise BlockingIOError("write would block")
+        view = view[written:]
+
+
+def fsync(file: BinaryIO) -> None:
+    """Ask the OS to put the file's data on stable storage."""
+    os.fsync(file.fileno())
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or creation inside `path` durable (POSIX only)."""
+    if os.name != "posix":  # pragma: no cover - Windows has no directory handles
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace(source: str, destination: str) -> None:
+    """Atomically move `source` over `destination`."""
+    os.replace(source, destination)
+
+
+def unlink(path: str) -> None:
+    """Delete a file; one that is already gone is fine (another process won)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def touch(path: str) -> None:
+    """Set a file's mtime to now (marks a deduplicated object as recently used)."""
+    os.utime(path)
+
+
+def write_new_file(path: str, data: bytes, *, temp_path: str, durable: bool) -> None:
+    """Write a whole file under a temporary name, then move it into place.
+
+    Readers therefore see either no file or the complete file, never a
+    prefix. With `durable`, data and rename are fsynced before returning.
+    """
+    file = create_new(temp_path)
+    try:
+        with file:
+            write_all(file, data)
+            if durable:
+                fsync(file)
+        replace(temp_path, path)
+    except BaseException:
+        unlink(temp_path)
+        raise
+    if durable:
+        fsync_dir(os.path.dirname(path))

@@ -1,0 +1,296 @@
+"""Append-only log segments: framed records, one writer per file.
+
+Each store instance writes its own segments (`log/<writer>.<n>.log`), so no
+two processes or machines ever append to the same file: there is nothing to
+lock on the put path, and a sync tool never sees two versions of one file.
+Readers merge all segments.
+
+A record is framed as `u32 length | u64 xxh3-64(payload) | payload` (little
+endian), the payload being one msgpack document. A reader stops a segment at
+the first record that is incomplete (perhaps still being written) or fails
+its checksum (damaged); everything before it stays valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import struct
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import msgpack
+
+from marimo_store import _fs
+from marimo_store._errors import StoreWarning
+from marimo_store._hashing import record_checksum
+
+FRAME = struct.Struct("<IQ")
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+"""Larger lengths are damage, not records: refusing them bounds allocation."""
+
+SEGMENT_SUFFIX = ".log"
+HEADER_TYPE = "header"
+CLOSE_TYPE = "close"
+
+_NAME_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+
+def new_writer_id() -> str:
+    """`<host>-<pid>-<random>`: unique per store instance, safe as a file name.
+
+    Lowercase alphanumerics and dashes only (sync clients skip names with
+    `~` or `.tmp`); 12 random hex digits, never 8 (a pattern some sync
+    clients treat as an Office temp file).
+    """
+    import socket  # noqa: PLC0415 - only writers need it; importing costs ~3 ms
+
+    host = _NAME_UNSAFE.sub("-", socket.gethostname().lower()).strip("-")[:32] or "host"
+    return f"{host}-{os.getpid()}-{os.urandom(6).hex()}"
+
+
+def frame(payload: bytes) -> bytes:
+    """A record as it is written to disk."""
+    return FRAME.pack(len(payload), record_checksum(payload)) + payload
+
+
+def pack(document: dict[str, Any]) -> bytes:
+    """The msgpack encoding of one record payload."""
+    return msgpack.packb(document, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class ParsedFrames:
+    """The good records at the start of a byte range, and where they end."""
+
+    payloads: list[memoryview]
+    end: int
+    damaged: bool
+    """A complete record failed its checksum or length check (not just a torn tail)."""
+
+
+def parse_frames(data: memoryview, start: int = 0) -> ParsedFrames:
+    """Split `data[start:]` into verified record payloads."""
+    payloads: list[memoryview] = []
+    position = start
+    size = len(data)
+    while position + FRAME.size <= size:
+        length, checksum = FRAME.unpack_from(data, position)
+        body_start = position + FRAME.size
+        if length > MAX_RECORD_BYTES:
+            return ParsedFrames(payloads, position, damaged=True)
+        body_end = body_start + length
+        if body_end > size:
+            break  # torn or still being written
+        payload = data[body_start:body_end]
+        if record_checksum(payload) != checksum:
+            return ParsedFrames(payloads, position, damaged=True)
+        payloads.append(payload)
+        position = body_end
+    return ParsedFrames(payloads, position, damaged=False)
+
+
+def unpack(payload: memoryview) -> dict[str, Any] | None:
+    """Decode a verified payload; None for anything that is not a record map."""
+    try:
+        document = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+class SegmentWriter:
+    """Appends records to this store instance's own segment.
+
+    Before each append it checks that the file on disk is still exactly what
+    it wrote (same inode, same size): if a sync tool replaced it, someone
+    truncated it, or an earlier write failed half-way, it seals nothing and
+    simply starts the next segment, so it never appends after garbage.
+    """
+
+    def __init__(
+        self, log_dir: str, writer_id: str, header: dict[str, Any], *, durable: bool
+    ) -> None:
+        self.log_dir = log_dir
+        self.writer_id = writer_id
+        self._header = header
+        self._durable = durable
+        self._number = -1
+        self._file: BinaryIO | None = None
+        self._path = ""
+        self._identity: tuple[int, int] = (0, 0)
+        self._offset = 0
+        self._lock = threading.Lock()
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        """`(device, inode)` of the segment currently written to."""
+        return self._identity
+
+    def append(self, payload: bytes) -> tuple[str, int]:
+        """Append one record; return the segment's name and the offset after it."""
+        record = frame(payload)
+        with self._lock:
+            if not self._still_ours():
+                self._rotate()
+            assert self._file is not None
+            try:
+                _fs.write_all(self._file, record)
+                if self._durable:
+                    _fs.fsync(self._file)
+            except BaseException:
+                self._abandon()  # the file may now end in a partial record
+                raise
+            self._offset += len(record)
+            return os.path.basename(self._path), self._offset
+
+    def close(self) -> None:
+        """Seal the segment with a close record; later readers know it is final."""
+        with self._lock:
+            if self._file is None:
+                return
+            try:
+                if self._still_ours():
+                    _fs.write_all(self._file, frame(pack({"t": CLOSE_TYPE})))
+                    if self._durable:
+                        _fs.fsync(self._file)
+            finally:
+                self._abandon()
+
+    def _still_ours(self) -> bool:
+        if self._file is None:
+            return False
+        try:
+            stat = os.stat(self._path)
+        except OSError:
+            return False
+        return (stat.st_dev, stat.st_ino) == self._identity and stat.st_size == self._offset
+
+    def _abandon(self) -> None:
+        if self._file is not None:
+            # The data is already as good as it will get; the next append rotates.
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+    def _rotate(self) -> None:
+        self._abandon()
+        _fs.makedirs(self.log_dir)
+        while True:
+            self._number += 1
+            self._path = os.path.join(
+                self.log_dir, f"{self.writer_id}.{self._number}{SEGMENT_SUFFIX}"
+            )
+            try:
+                file = _fs.create_new(self._path, append=True)
+            except FileExistsError:
+                continue  # a leftover of ours (or a synced copy): never append to it
+            break
+        header = frame(pack({**self._header, "segment": self._number}))
+        try:
+            _fs.write_all(file, header)
+            if self._durable:
+                _fs.fsync(file)
+                _fs.fsync_dir(self.log_dir)
+        except BaseException:
+            file.close()
+            raise
+        stat = os.fstat(file.fileno())
+        self._file = file
+        self._identity = (stat.st_dev, stat.st_ino)
+        self._offset = len(header)
+
+
+@dataclass(slots=True)
+class _SegmentState:
+    identity: tuple[int, int]
+    offset: int
+    header: dict[str, Any] | None
+    damaged_size: int = -1
+    """File size when damage was last reported (re-read only when it changes)."""
+
+
+class LogReader:
+    """Reads every segment incrementally: only bytes not seen before.
+
+    Any `*.log` file counts as a segment if its first record is a header,
+    whatever its name: sync tools rename files (conflicted copies), and the
+    identity of a segment is in its header, not its name. Duplicated
+    records (a file and its conflicted copy) are harmless because entries
+    are idempotent by key.
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+        self._segments: dict[str, _SegmentState] = {}
+
+    def adopt(
+        self, name: str, identity: tuple[int, int], offset: int, header: dict[str, Any]
+    ) -> None:
+        """Treat a segment this process writes as read up to `offset`.
+
+        Its records are already in the index; reading them back would only
+        cost time.
+        """
+        state = self._segments.get(name)
+        if state is None or state.identity != identity:
+            self._segments[name] = _SegmentState(identity, offset, header)
+        else:
+            state.offset = max(state.offset, offset)
+
+    def read_new(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """Yield `(segment header, record)` for every record not yet read."""
+        try:
+            names = [entry.name for entry in os.scandir(self.log_dir) if entry.is_file()]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in sorted(names):
+            if name.endswith(SEGMENT_SUFFIX):
+                yield from self._read_segment(name)
+
+    def _read_segment(self, name: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        path = os.path.join(self.log_dir, name)
+        try:
+            with open(path, "rb") as file:
+                stat = os.fstat(file.fileno())
+                identity = (stat.st_dev, stat.st_ino)
+                state = self._segments.get(name)
+                if state is None or state.identity != identity or stat.st_size < state.offset:
+                    state = _SegmentState(identity, 0, None)  # new, replaced or truncated
+                    self._segments[name] = state
+                if stat.st_size <= state.offset or stat.st_size == state.damaged_size:
+                    return
+                file.seek(state.offset)
+                data = file.read()
+        except OSError:
+            return  # vanished or unreadable right now; try again at the next refresh
+        parsed = parse_frames(memoryview(data))
+        records = [unpack(payload) for payload in parsed.payloads]
+        header = state.header
+        if header is None:
+            first = records.pop(0) if records else None
+            if first is None or first.get("t") != HEADER_TYPE:
+                if parsed.payloads or parsed.damaged:
+                    self._report(path, state, stat.st_size, "it does not start with a header")
+                return
+            header = state.header = first
+        if parsed.damaged:
+            self._report(path, state, stat.st_size, "a record fails its checksum")
+        state.offset += parsed.end
+        for record in records:
+            if record is not None:
+                yield header, record
+
+    @staticmethod
+    def _report(path: str, state: _SegmentState, size: int, reason: str) -> None:
+        state.damaged_size = size
+        warnings.warn(
+            f"marimo_store: log segment {path} is damaged ({reason}); "
+            "the records before the damage are used, the rest are ignored",
+            StoreWarning,
+            stacklevel=5,
+        )

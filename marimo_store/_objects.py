@@ -1,0 +1,181 @@
+"""The content-addressed object directory: `objects/ab/cdef…`.
+
+An object's name is the hash of its bytes, so the same name always means
+the same bytes: writing is "create if absent" (dedup for free), files never
+change after creation, and a reader can check any file against its name.
+That check is what turns every kind of damage (torn write, bit rot, a sync
+tool's half-copied file) into a miss instead of a wrong value.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+from marimo_store import _fs
+from marimo_store._entry import now_ms
+from marimo_store._errors import StoreWarning
+from marimo_store._hashing import CONTENT_HASH_BYTES, Buffer, content_digest
+
+EMPTY_OBJECT_ID = content_digest(b"").hex()
+"""The empty object is implicit: never written, always present."""
+
+_CONTENT_HEX = CONTENT_HASH_BYTES * 2
+
+
+class _Fingerprint(NamedTuple):
+    """What changes whenever a file's bytes may have changed (ctime included:
+    no tool can set it back)."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, stat: os.stat_result) -> _Fingerprint:
+        return cls(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+class ObjectDirectory:
+    """Writes, reads and verifies the objects of one store.
+
+    Verified files are remembered by fingerprint for the life of the
+    process, so a file that has not changed since it was written or last
+    hashed here is not hashed again: that is what lets `get` memory-map a
+    1 GiB array in well under a millisecond without giving up verification.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        quarantine_dir: str,
+        temp_path: Callable[[], str],
+        durable: bool,
+        verify_reads: bool,
+    ) -> None:
+        self.root = root
+        self._quarantine_dir = quarantine_dir
+        self._temp_path = temp_path
+        self._durable = durable
+        self._verify_reads = verify_reads
+        self._verified: dict[str, _Fingerprint] = {}
+        self._lock = threading.Lock()
+
+    def path_of(self, object_id: str) -> str:
+        """The file name of an object: two hex characters of fan-out, then the rest."""
+        return os.path.join(self.root, object_id[:2], object_id[2:])
+
+    def write(self, data: Buffer, *, qualifier: str = "") -> str:
+        """Store `data` unless an object with its bytes exists; return its id.
+
+        The hash is computed before any write, so a duplicate costs one hash
+        and one `utime` (which tells object GC the object is in use again).
+        """
+        object_id = content_digest(data).hex() + qualifier
+        if memoryview(data).nbytes == 0:
+            return object_id
+        path = self.path_of(object_id)
+        try:
+            _fs.touch(path)
+        except FileNotFoundError:
+            self._create(path, data)
+        return object_id
+
+    def _create(self, path: str, data: Buffer) -> None:
+        temp = self._temp_path()
+        file = _fs.create_new(temp)
+        try:
+            with file:
+                _fs.write_all(file, data)
+                if self._durable:
+                    _fs.fsync(file)
+            try:
+                _fs.replace(temp, path)
+            except FileNotFoundError:  # first object of its fan-out directory
+                _fs.makedirs(os.path.dirname(path))
+                _fs.replace(temp, path)
+        except BaseException:
+            _fs.unlink(temp)
+            raise
+        if self._durable:
+            _fs.fsync_dir(os.path.dirname(path))
+        # We hashed exactly these bytes; remember the file as verified.
+        with self._lock:
+            self._verified[path] = _Fingerprint.of(os.stat(path))
+
+    def read(self, object_id: str, size: int, *, memory_map: bool) -> memoryview | None:
+        """The bytes of an object, or None when it is missing or damaged.
+
+        `memory_map` gives a read-only view backed by the page cache (numpy
+        arrays built on it are read-only); otherwise a private, writable copy.
+        Damage (wrong size or hash) moves the file to quarantine and warns.
+        """
+        if size == 0:
+            return memoryview(b"")
+        path = self.path_of(object_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            stat = os.fstat(fd)
+            if stat.st_size != size:
+                self._quarantine(path, stat, f"size {stat.st_size}, expected {size}")
+                return None
+            data = self._load(fd, size, memory_map=memory_map)
+        except (OSError, ValueError):
+            return None  # changed or vanished while we opened it: a plain miss
+        finally:
+            os.close(fd)
+        if data is None:
+            return None
+        fingerprint = _Fingerprint.of(stat)
+        if self._verify_reads and self._verified.get(path) != fingerprint:
+            if content_digest(data).hex() != object_id[:_CONTENT_HEX]:
+                self._quarantine(path, stat, "contents do not match the object's hash")
+                return None
+            with self._lock:
+                self._verified[path] = fingerprint
+        return memoryview(data)
+
+    @staticmethod
+    def _load(fd: int, size: int, *, memory_map: bool) -> mmap.mmap | bytearray | None:
+        """Map or read `size` bytes; None if the file shrank under us."""
+        if memory_map:
+            return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        data = bytearray(size)
+        view = memoryview(data)
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as file:
+            done = 0
+            while done < size:
+                count = file.readinto(view[done:])
+                if not count:
+                    return None
+                done += count
+        return data
+
+    def _quarantine(self, path: str, stat: os.stat_result, reason: str) -> None:
+        warnings.warn(
+            f"marimo_store: damaged object {path} ({reason}); treated as a miss "
+            f"and moved to {self._quarantine_dir}",
+            StoreWarning,
+            stacklevel=4,
+        )
+        with self._lock:
+            self._verified.pop(path, None)
+        try:
+            current = os.stat(path)
+            if (current.st_dev, current.st_ino) != (stat.st_dev, stat.st_ino):
+                return  # replaced meanwhile (e.g. re-put by another process): not ours to move
+            _fs.makedirs(self._quarantine_dir)
+            name = f"{os.path.basename(os.path.dirname(path))}{os.path.basename(path)}"
+            _fs.replace(path, os.path.join(self._quarantine_dir, f"{name}.{now_ms()}"))
+        except OSError:
+            pass  # another process moved or deleted it first; the miss stands

@@ -1,0 +1,174 @@
+"""The msgpack form of entries, shared by log segments and (later) snapshots.
+
+Decoding is defensive: a record passed its checksum, but it may still come
+from a newer version or a hostile writer, so every field is type-checked and
+anything unexpected makes the record be skipped, never raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, cast
+
+import msgpack
+
+from marimo_store._entry import (
+    CONTENT_KINDS,
+    EntryMetadata,
+    Environment,
+    ExecutionKey,
+    ObjectRef,
+    StoredFormat,
+)
+from marimo_store._errors import InvalidArgumentError
+from marimo_store._hashing import content_digest
+
+ENTRY_TYPE = "entry"
+_STORED_FORMATS: frozenset[str] = frozenset(("pickle", "cloudpickle", "json", "buffer"))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry as the index holds it: metadata plus the bytes kept inline."""
+
+    metadata: EntryMetadata
+    inline: Mapping[str, bytes]
+
+    def canonical_bytes(self) -> bytes:
+        """A deterministic encoding, the last tie-breaker between clashing entries."""
+        return cast(bytes, msgpack.packb(encode_entry(self, None), use_bin_type=True))
+
+
+def check_user_metadata(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """User metadata must survive msgpack unchanged; refuse what would not."""
+    try:
+        packed = msgpack.packb(dict(value), use_bin_type=True)
+        restored = msgpack.unpackb(packed, raw=False, use_list=True)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise InvalidArgumentError(
+            f"user metadata must be plain data (dict, list, str, bytes, int, float, "
+            f"bool, None): {error}"
+        ) from error
+    if restored != dict(value):
+        raise InvalidArgumentError(
+            "user metadata must round-trip unchanged: use lists rather than tuples and str keys"
+        )
+    return MappingProxyType(restored)
+
+
+def _encode_ref(ref: ObjectRef, inline: Mapping[str, bytes]) -> dict[str, Any]:
+    encoded: dict[str, Any] = {"f": ref.format, "s": ref.size}
+    if ref.inline:
+        encoded["d"] = inline[ref.id]
+    else:
+        encoded["i"] = bytes.fromhex(ref.id)
+    if ref.buffers:
+        encoded["b"] = [_encode_ref(buffer, inline) for buffer in ref.buffers]
+    return encoded
+
+
+def encode_entry(stored: StoredEntry, context: Environment | None) -> dict[str, Any]:
+    """The record of an entry. Fields equal to `context` (the segment's
+    environment) are left out, which keeps small entries small."""
+    metadata = stored.metadata
+    key = metadata.key
+    record: dict[str, Any] = {
+        "t": ENTRY_TYPE,
+        "k": [key.block_id, key.module_hash, key.created_at],
+        "c": {
+            kind: {name: _encode_ref(refs[name], stored.inline) for name in sorted(refs)}
+            for kind, refs in sorted(metadata.contents.items())
+        },
+    }
+    environment = metadata.environment
+    if context is None or environment.python != context.python:
+        record["py"] = environment.python
+    if context is None or environment.platform != context.platform:
+        record["pl"] = environment.platform
+    if environment.packages:
+        record["pk"] = dict(sorted(environment.packages.items()))
+    if metadata.user_metadata:
+        record["um"] = dict(metadata.user_metadata)
+    return record
+
+
+class _Malformed(Exception):  # noqa: N818 - internal control flow
+    pass
+
+
+def _require(condition: bool) -> None:
+    if not condition:
+        raise _Malformed
+
+
+def _decode_ref(value: Any, inline: dict[str, bytes], *, is_buffer: bool) -> ObjectRef:
+    _require(isinstance(value, dict))
+    stored_format, size = value.get("f"), value.get("s")
+    _require(stored_format in _STORED_FORMATS and (stored_format == "buffer") == is_buffer)
+    _require(isinstance(size, int) and not isinstance(size, bool) and size >= 0)
+    data = value.get("d")
+    if data is not None:
+        _require(isinstance(data, bytes) and len(data) == size)
+        object_id = content_digest(data).hex()
+        inline[object_id] = data
+    else:
+        raw_id = value.get("i")
+        _require(isinstance(raw_id, bytes) and len(raw_id) in (16, 24))
+        object_id = raw_id.hex()
+    buffers = value.get("b", [])
+    _require(isinstance(buffers, list) and (not buffers or not is_buffer))
+    return ObjectRef(
+        object_id,
+        size,
+        cast(StoredFormat, stored_format),
+        tuple(_decode_ref(buffer, inline, is_buffer=True) for buffer in buffers),
+        inline=data is not None,
+    )
+
+
+def decode_entry(record: Mapping[str, Any], context: Environment) -> StoredEntry | None:
+    """The entry in a record, or None if the record is malformed."""
+    try:
+        key_fields = record.get("k")
+        _require(isinstance(key_fields, list) and len(key_fields) == 3)
+        block_id, module_hash, created_at = cast(list[Any], key_fields)
+        _require(isinstance(created_at, int) and not isinstance(created_at, bool))
+        try:
+            key = ExecutionKey(block_id, module_hash, created_at)
+        except InvalidArgumentError:
+            raise _Malformed from None
+        contents_field = record.get("c")
+        _require(isinstance(contents_field, dict))
+        inline: dict[str, bytes] = {}
+        contents: dict[str, Mapping[str, ObjectRef]] = {}
+        for kind, refs in cast(dict[Any, Any], contents_field).items():
+            _require(kind in CONTENT_KINDS and isinstance(refs, dict))
+            _require(all(isinstance(name, str) and name for name in refs))
+            contents[kind] = MappingProxyType(
+                {name: _decode_ref(ref, inline, is_buffer=False) for name, ref in refs.items()}
+            )
+        python = record.get("py", context.python)
+        platform = record.get("pl", context.platform)
+        packages = record.get("pk", {})
+        user_metadata = record.get("um", {})
+        _require(isinstance(python, str) and isinstance(platform, str))
+        _require(isinstance(packages, dict) and isinstance(user_metadata, dict))
+        _require(all(isinstance(k, str) and isinstance(v, str) for k, v in packages.items()))
+    except _Malformed:
+        return None
+    metadata = EntryMetadata(
+        key,
+        MappingProxyType(contents),
+        Environment(python, platform, MappingProxyType(packages)),
+        MappingProxyType(user_metadata),
+    )
+    return StoredEntry(metadata, MappingProxyType(inline))
+
+
+def same_contents(a: EntryMetadata, b: EntryMetadata) -> bool:
+    """Whether two entries hold the same values (object ids and formats)."""
+    return {k: dict(v) for k, v in a.contents.items()} == {
+        k: dict(v) for k, v in b.contents.items()
+    }

@@ -1,0 +1,229 @@
+"""Turning one variable's value into bytes and back.
+
+Pickle protocol 5 is the default because it handles nearly every Python
+value and lets large buffers (numpy, pandas, arrow) travel *out of band*:
+the pickle stream only references them, and the store writes each buffer as
+an object of its own. That makes a 1 GiB array cost one hash and one write
+(no copy into a pickle stream), deduplicates equal arrays across entries, and
+lets `get` memory-map them back instead of reading them.
+
+Plain pickle stores functions and classes by reference (module + name). That
+breaks for lambdas, closures and anything defined in `__main__` (a script or
+a notebook), whose names do not exist in the loading process; those values
+fall back to cloudpickle, which stores them by value.
+
+JSON is for values that must never execute code on load; it is strict:
+anything that would not come back equal (tuples, non-str keys, NaN) is
+refused rather than silently changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+import pickle
+import sys
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from marimo_store._entry import StoredFormat
+from marimo_store._errors import SerializationError
+from marimo_store._hashing import Buffer
+
+PICKLE_PROTOCOL = 5
+
+OUT_OF_BAND_MIN_BYTES = 64 * 1024
+"""Buffers at least this large become objects of their own.
+
+Smaller ones stay inside the pickle stream: a separate file per tiny array
+would cost more (a file, a hash, an mmap) than it saves.
+"""
+
+
+@dataclass(slots=True)
+class SerializedValue:
+    """One variable in serialized form, ready to be written as objects."""
+
+    format: StoredFormat
+    stream: bytes
+    buffers: list[memoryview] = field(default_factory=list)
+    modules: frozenset[str] = frozenset()
+    """Top-level modules whose classes or functions the stream refers to."""
+
+
+class _NeedsValuePickling(Exception):  # noqa: N818 - internal control flow, not an error
+    """Raised inside plain pickling when an object must be pickled by value."""
+
+
+def _defining_module(obj: Any) -> str | None:
+    if isinstance(obj, type | types.FunctionType | types.BuiltinFunctionType):
+        module = getattr(obj, "__module__", None)
+    else:
+        module = type(obj).__module__
+    return module if isinstance(module, str) else None
+
+
+class _ModuleTracker:
+    """Collects the top-level modules referenced while pickling.
+
+    `reducer_override` is pickle's documented per-object hook; it is not
+    called for the built-in atomic types, so plain data pays nothing.
+    """
+
+    def __init__(self) -> None:
+        self.modules: set[str] = set()
+
+    def note(self, obj: Any) -> str | None:
+        module = _defining_module(obj)
+        if module is not None:
+            self.modules.add(module.partition(".")[0])
+        return module
+
+
+def _only_importable_by_value(module: str | None) -> bool:
+    # `__main__` is the script or notebook: the loading process has another one.
+    return module == "__main__" or (module is not None and module not in sys.modules)
+
+
+class _PlainPickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, **options: Any) -> None:
+        super().__init__(file, **options)
+        self.tracker = _ModuleTracker()
+
+    def reducer_override(self, obj: Any) -> Any:
+        if _only_importable_by_value(self.tracker.note(obj)):
+            raise _NeedsValuePickling
+        return NotImplemented
+
+
+@functools.cache
+def _cloud_pickler_class() -> type[pickle.Pickler]:
+    """cloudpickle's pickler with module tracking; built on first use because
+    importing cloudpickle costs more than the rest of marimo_store."""
+    import cloudpickle  # noqa: PLC0415
+
+    class CloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
+        def __init__(self, file: io.BytesIO, **options: Any) -> None:
+            super().__init__(file, **options)
+            self.tracker = _ModuleTracker()
+
+        def reducer_override(self, obj: Any) -> Any:
+            self.tracker.note(obj)
+            return super().reducer_override(obj)
+
+    return CloudPickler
+
+
+class _BufferCollector:
+    """The `buffer_callback` of a pickler: keeps large buffers out of band."""
+
+    def __init__(self) -> None:
+        self.buffers: list[memoryview] = []
+
+    def __call__(self, buffer: pickle.PickleBuffer) -> bool:
+        try:
+            raw = buffer.raw()
+        except BufferError:  # not contiguous: must be copied in-band
+            return True
+        if raw.nbytes < OUT_OF_BAND_MIN_BYTES:
+            return True
+        self.buffers.append(raw)
+        return False  # false means: out of band
+
+
+def _pickle_with(
+    pickler_class: type[pickle.Pickler], value: Any, stored: StoredFormat
+) -> SerializedValue:
+    stream = io.BytesIO()
+    collector = _BufferCollector()
+    pickler = pickler_class(stream, protocol=PICKLE_PROTOCOL, buffer_callback=collector)
+    pickler.dump(value)
+    tracker: _ModuleTracker = pickler.tracker  # type: ignore[attr-defined]
+    return SerializedValue(stored, stream.getvalue(), collector.buffers, frozenset(tracker.modules))
+
+
+def _describe(name: str, value: Any) -> str:
+    kind = type(value)
+    return f"variable {name!r} of type {kind.__module__}.{kind.__qualname__}"
+
+
+def serialize_pickle(name: str, value: Any, *, cloudpickle_fallback: bool) -> SerializedValue:
+    """Pickle `value`, by value with cloudpickle where plain pickle cannot."""
+    try:
+        return _pickle_with(_PlainPickler, value, "pickle")
+    except (_NeedsValuePickling, pickle.PicklingError, AttributeError, TypeError) as error:
+        if not cloudpickle_fallback:
+            reason = (
+                "it refers to code defined in __main__ or a notebook"
+                if isinstance(error, _NeedsValuePickling)
+                else str(error)
+            )
+            raise SerializationError(
+                f"cannot pickle {_describe(name, value)}: {reason}; "
+                "enable cloudpickle_fallback or return plain data"
+            ) from (None if isinstance(error, _NeedsValuePickling) else error)
+    except Exception as error:
+        raise SerializationError(f"cannot pickle {_describe(name, value)}: {error}") from error
+    try:
+        return _pickle_with(_cloud_pickler_class(), value, "cloudpickle")
+    except Exception as error:
+        raise SerializationError(
+            f"cannot pickle {_describe(name, value)}, not even with cloudpickle: {error}"
+        ) from error
+
+
+def _json_problem(value: Any, path: str) -> str | None:
+    """Where `value` stops being JSON that round-trips exactly, if anywhere."""
+    if value is None or isinstance(value, bool | str):
+        return None
+    if isinstance(value, int):
+        return None if type(value) is int else f"{path} is an int subclass"
+    if isinstance(value, float):
+        if type(value) is not float:
+            return f"{path} is a float subclass"
+        return None if math.isfinite(value) else f"{path} is {value!r} (not JSON)"
+    if type(value) is list:
+        for index, item in enumerate(value):
+            problem = _json_problem(item, f"{path}[{index}]")
+            if problem:
+                return problem
+        return None
+    if type(value) is dict:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path} has a non-str key {key!r}"
+            problem = _json_problem(item, f"{path}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    kind = type(value)
+    return f"{path} is a {kind.__module__}.{kind.__qualname__}"
+
+
+def serialize_json(name: str, value: Any) -> SerializedValue:
+    """Encode `value` as JSON, refusing anything that would not load back equal."""
+    problem = _json_problem(value, name)
+    if problem:
+        raise SerializationError(
+            f"cannot store {_describe(name, value)} as JSON: {problem}; "
+            "JSON holds only dict (str keys), list, str, int, finite float, bool and None"
+        )
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return SerializedValue("json", text.encode("utf-8"))
+
+
+def deserialize(stored: StoredFormat, stream: Buffer, buffers: Sequence[Buffer]) -> Any:
+    """Rebuild a value from its stream and out-of-band buffers.
+
+    Buffers that are read-only (memory maps) give read-only arrays; that is
+    deliberate: writing into them would change the cache behind its back.
+    """
+    if stored == "json":
+        return json.loads(bytes(stream))
+    if stored in ("pickle", "cloudpickle"):
+        return pickle.loads(stream, buffers=buffers)
+    raise SerializationError(f"unknown stored format {stored!r}")
