@@ -167,8 +167,10 @@ def decode_entry(record: Mapping[str, Any], context: Environment) -> StoredEntry
     return StoredEntry(metadata, MappingProxyType(inline))
 
 
-def same_contents(a: EntryMetadata, b: EntryMetadata) -> bool:
-    """Whether two entries hold the same values (object ids and formats)."""
-    return {k: dict(v) for k, v in a.contents.items()} == {
-        k: dict(v) for k, v in b.contents.items()
+def same_contents(
+    a: Mapping[str, Mapping[str, ObjectRef]], b: Mapping[str, Mapping[str, ObjectRef]]
+) -> bool:
+    """Whether two entries' contents hold the same values (ids and formats)."""
+    return {kind: dict(refs) for kind, refs in a.items()} == {
+        kind: dict(refs) for kind, refs in b.items()
     }

@@ -253,7 +253,7 @@ class FsPersistentStore:
             )
             present = self._index.exact(key)
             if present is not None:
-                if same_contents(present.metadata, stored.metadata):
+                if same_contents(present.metadata.contents, stored.metadata.contents):
                     return present.metadata
                 raise ExecutionKeyClash(
                     f"{key} is already stored with different contents; use a new "
@@ -302,9 +302,7 @@ class FsPersistentStore:
         pinned = key.at(now_ms())
         while True:
             present = self._index.exact(pinned)
-            if present is None or {k: dict(v) for k, v in contents.items()} == {
-                k: dict(v) for k, v in present.metadata.contents.items()
-            }:
+            if present is None or same_contents(present.metadata.contents, contents):
                 return pinned
             assert pinned.created_at is not None
             pinned = pinned.at(pinned.created_at + 1)
@@ -359,7 +357,7 @@ class FsPersistentStore:
     def entries(self) -> list[EntryMetadata]:
         """Metadata of every live entry, oldest first; nothing is unpickled."""
         with self._lock:
-            self._refresh(force=False)
+            self._refresh()
             return sorted(
                 (stored.metadata for stored in self._index),
                 key=lambda metadata: (metadata.created_at, metadata.key.block_id),
@@ -377,20 +375,19 @@ class FsPersistentStore:
         if exact and key.created_at is None:
             raise InvalidArgumentError("exact_match_created_at needs a key with created_at")
         with self._lock:
-            self._refresh(force=len(self._index) == 0 and self._never_refreshed())
             found = self._index.runs(key, exact=exact)
             if not found:
-                self._refresh(force=False)
+                self._refresh()
                 found = self._index.runs(key, exact=exact)
             return found
 
-    def _never_refreshed(self) -> bool:
-        return self._last_refresh == -float("inf")
+    def _refresh(self) -> None:
+        """Read what other writers appended, at most every `refresh_interval`.
 
-    def _refresh(self, *, force: bool) -> None:
-        """Read what other writers appended since the last refresh."""
+        The first call always reads: it is what opening the store means.
+        """
         now = time.monotonic()
-        if not force and now - self._last_refresh < self.refresh_interval:
+        if now - self._last_refresh < self.refresh_interval:
             return
         self._last_refresh = now
         for header, record in self._log_reader.read_new():
