@@ -75,22 +75,35 @@ class ObjectDirectory:
     def write(self, data: Buffer, *, qualifier: str = "") -> str:
         """Store `data` unless an object with its bytes exists; return its id.
 
-        The hash is computed before any write, so a duplicate costs one hash
-        and one `utime` (which tells object GC the object is in use again).
+        The hash is computed before any write, so a duplicate costs one hash,
+        one `stat` and one `utime` (which tells object GC the object is in use
+        again). A present file of the wrong size is damaged: it is replaced.
         """
         object_id = content_digest(data).hex() + qualifier
-        if memoryview(data).nbytes == 0:
+        size = memoryview(data).nbytes
+        if size == 0:
             return object_id
         path = self.path_of(object_id)
         try:
-            _fs.touch(path)
-        except FileNotFoundError:
+            present = os.stat(path).st_size == size
+        except (FileNotFoundError, NotADirectoryError):
+            present = False
+        if present:
+            try:
+                _fs.touch(path)
+            except FileNotFoundError:  # deleted between the stat and the touch
+                present = False
+        if not present:
             self._create(path, data)
         return object_id
 
     def _create(self, path: str, data: Buffer) -> None:
         temp = self._temp_path()
-        file = _fs.create_new(temp)
+        try:
+            file = _fs.create_new(temp)
+        except FileNotFoundError:  # tmp/ was removed (git clean -X, a user) while we ran
+            _fs.makedirs(os.path.dirname(temp))
+            file = _fs.create_new(temp)
         try:
             with file:
                 _fs.write_all(file, data)
