@@ -128,8 +128,12 @@ def _decode_ref(value: Any, inline: dict[str, bytes], *, is_buffer: bool) -> Obj
     )
 
 
-def decode_entry(record: Mapping[str, Any], context: Environment) -> StoredEntry | None:
-    """The entry in a record, or None if the record is malformed."""
+def decode_entry(record: Mapping[str, Any], context: Environment | None) -> StoredEntry | None:
+    """The entry in a record, or None if the record is malformed.
+
+    `context` supplies the environment fields a log record leaves out; a
+    snapshot record (context None) must carry them itself.
+    """
     try:
         key_fields = record.get("k")
         _require(isinstance(key_fields, list) and len(key_fields) == 3)
@@ -149,8 +153,8 @@ def decode_entry(record: Mapping[str, Any], context: Environment) -> StoredEntry
             contents[kind] = MappingProxyType(
                 {name: _decode_ref(ref, inline, is_buffer=False) for name, ref in refs.items()}
             )
-        python = record.get("py", context.python)
-        platform = record.get("pl", context.platform)
+        python = record.get("py", context.python if context else None)
+        platform = record.get("pl", context.platform if context else None)
         packages = record.get("pk", {})
         user_metadata = record.get("um", {})
         _require(isinstance(python, str) and isinstance(platform, str))

@@ -1,0 +1,327 @@
+"""Snapshots: immutable files holding the merged state, and the merge itself.
+
+A snapshot is laid out so that opening a store costs microseconds whatever
+its size: the reader memory-maps the file, checks a small header and a
+fixed-width table of computation hashes, and decodes only the entries a
+lookup asks for (a binary search in the table). Merging and cleanup read
+everything.
+
+    frame(header)              msgpack map (identity, parents, consumed log)
+    frame(entry) x count       entry records, ordered by (computation hash, created_at)
+    frame(tombstones)          msgpack list of [block_id, module_hash, created_at, deleted_at]
+    frame(table)               count rows of <QQ: computation hash, offset of the entry's frame
+    footer                     <QQ8s: tombstones frame offset, table frame offset, magic
+
+Every frame carries its own checksum (see _log.py), so a damaged entry is
+dropped alone. The snapshot's identity is the xxh3-128 of its header
+payload, which includes the hash of everything after it: sync tools rename
+files, so the name is only a convenience.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import msgpack
+
+from marimo_store._entry import ExecutionKey
+from marimo_store._errors import StoreWarning
+from marimo_store._hashing import content_digest, content_hasher, text_digest
+from marimo_store._index import winner
+from marimo_store._log import FRAME, frame, pack, parse_frames, unpack
+from marimo_store._records import StoredEntry, decode_entry, encode_entry
+
+SNAPSHOT_SUFFIX = ".snap"
+SNAPSHOT_TYPE = "snapshot"
+SNAPSHOT_VERSION = 1
+_FOOTER = struct.Struct("<QQ8s")
+_MAGIC = b"msnap01\n"
+_ROW = struct.Struct("<QQ")
+_HASH = struct.Struct("<Q")
+
+
+def computation_hash(block_id: str, module_hash: str) -> int:
+    """The 64-bit key of the snapshot table (collisions are checked on decode)."""
+    digest: int = _HASH.unpack(text_digest(f"{block_id}\x00{module_hash}"))[0]
+    return digest
+
+
+@dataclass(slots=True)
+class StoreState:
+    """A fully merged state: what cleanup works on and snapshots hold."""
+
+    entries: dict[ExecutionKey, StoredEntry] = field(default_factory=dict)
+    tombstones: dict[ExecutionKey, int] = field(default_factory=dict)
+    last_access: dict[ExecutionKey, int] = field(default_factory=dict)
+    consumed: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Segment id -> (bytes consumed, when a cleanup last saw the segment)."""
+    heads: list[str] = field(default_factory=list)
+    ancestors: dict[str, int] = field(default_factory=dict)
+    """Ids of every snapshot this state descends from -> their created_at."""
+
+    def add_entry(self, stored: StoredEntry) -> None:
+        key = stored.metadata.key
+        if key in self.tombstones:
+            return
+        present = self.entries.get(key)
+        self.entries[key] = stored if present is None else winner(present, stored)
+
+    def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None:
+        self.tombstones[key] = max(deleted_at, self.tombstones.get(key, 0))
+        self.entries.pop(key, None)
+
+    def add_access(self, key: ExecutionKey, accessed_at: int) -> None:
+        if accessed_at > self.last_access.get(key, 0):
+            self.last_access[key] = accessed_at
+
+    def live(self) -> list[StoredEntry]:
+        """Live entries with their last access filled in."""
+        found = []
+        for key, stored in self.entries.items():
+            accessed = self.last_access.get(key)
+            if accessed is None or accessed == stored.metadata.last_access:
+                found.append(stored)
+            else:
+                metadata = replace(stored.metadata, last_access=accessed)
+                found.append(StoredEntry(metadata, stored.inline))
+        return found
+
+
+def _key_fields(key: ExecutionKey) -> list[Any]:
+    return [key.block_id, key.module_hash, key.created_at]
+
+
+def key_from_fields(value: Any) -> ExecutionKey | None:
+    """An execution key from its `[block_id, module_hash, created_at]` form."""
+    if not (isinstance(value, list) and len(value) == 3):
+        return None
+    block_id, module_hash, created_at = value
+    if not (isinstance(created_at, int) and isinstance(block_id, str)):
+        return None
+    if not isinstance(module_hash, str) or not block_id or not module_hash:
+        return None
+    if isinstance(created_at, bool) or created_at < 0 or "\x00" in block_id + module_hash:
+        return None
+    return ExecutionKey(block_id, module_hash, created_at)
+
+
+class SnapshotFile:
+    """A verified, memory-mapped snapshot; entries are decoded on demand."""
+
+    def __init__(
+        self, path: str, data: mmap.mmap, header: dict[str, Any], layout: tuple[int, int, int]
+    ) -> None:
+        self.path = path
+        self._data = data
+        self._view = memoryview(data)
+        self.header = header
+        self._entries_start, self._tombstones_at, self._table_at = layout
+        length = FRAME.unpack_from(self._view, self._table_at)[0]
+        table_start = self._table_at + FRAME.size
+        self._table = self._view[table_start : table_start + length]
+        self.count = len(self._table) // _ROW.size
+        self.id: str = header["id"]
+        self.parents: list[str] = header["parents"]
+        self.ancestors: dict[str, int] = header["ancestors"]
+        self.consumed: dict[str, tuple[int, int]] = {
+            name: (offset, seen) for name, (offset, seen) in header["consumed"].items()
+        }
+        self.created_at: int = header["created_at"]
+        self._decoded: dict[tuple[str, str], list[StoredEntry]] = {}
+
+    @classmethod
+    def open(cls, path: str) -> SnapshotFile | None:
+        """The snapshot at `path`, or None (with a warning) if it does not verify."""
+        try:
+            with open(path, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if size < _FOOTER.size + FRAME.size:
+                    _damaged(path, "too short")
+                    return None
+                data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None  # vanished (a concurrent cleanup) or unreadable: not a head now
+        problem = _check(memoryview(data), size)
+        if isinstance(problem, str):
+            data.close()
+            _damaged(path, problem)
+            return None
+        header, layout = problem
+        return cls(path, data, header, layout)
+
+    def lookup(self, block_id: str, module_hash: str) -> list[StoredEntry]:
+        """Every run of one computation held by this snapshot."""
+        wanted = (block_id, module_hash)
+        cached = self._decoded.get(wanted)
+        if cached is not None:
+            return cached
+        target = computation_hash(block_id, module_hash)
+        low, high = 0, self.count
+        while low < high:  # leftmost row whose hash is >= target
+            middle = (low + high) // 2
+            if _ROW.unpack_from(self._table, middle * _ROW.size)[0] < target:
+                low = middle + 1
+            else:
+                high = middle
+        found: list[StoredEntry] = []
+        for row in range(low, self.count):
+            row_hash, offset = _ROW.unpack_from(self._table, row * _ROW.size)
+            if row_hash != target:
+                break
+            stored = self._entry_at(offset)
+            key = stored.metadata.key if stored is not None else None
+            if stored is not None and key is not None and (key.block_id, key.module_hash) == wanted:
+                found.append(stored)
+        self._decoded[wanted] = found
+        return found
+
+    def entries(self) -> Iterator[StoredEntry]:
+        """Every entry that verifies (damaged ones are skipped with a warning)."""
+        region = self._view[: self._tombstones_at]
+        parsed = parse_frames(region, self._entries_start)
+        if parsed.damaged or parsed.end != self._tombstones_at:
+            _damaged(self.path, "an entry record fails its checksum")
+        for payload in parsed.payloads:
+            stored = _decode_snapshot_entry(unpack(payload))
+            if stored is not None:
+                yield stored
+
+    def tombstones(self) -> dict[ExecutionKey, int]:
+        """Keys deleted by cleanups, with when they were deleted."""
+        parsed = parse_frames(self._view[: self._table_at], self._tombstones_at)
+        found: dict[ExecutionKey, int] = {}
+        if not parsed.payloads:
+            _damaged(self.path, "its tombstone record fails its checksum")
+            return found
+        try:
+            rows = msgpack.unpackb(parsed.payloads[0], raw=False)
+        except (ValueError, msgpack.UnpackException):
+            return found
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, list) and len(row) == 4 and isinstance(row[3], int):
+                key = key_from_fields(row[:3])
+                if key is not None:
+                    found[key] = row[3]
+        return found
+
+    def _entry_at(self, offset: int) -> StoredEntry | None:
+        parsed = parse_frames(self._view[: self._tombstones_at], offset)
+        if not parsed.payloads:
+            return None
+        return _decode_snapshot_entry(unpack(parsed.payloads[0]))
+
+    def close(self) -> None:
+        """Release the memory map (entries already decoded stay valid)."""
+        self._view.release()
+        self._table.release()
+        self._data.close()
+
+
+def _decode_snapshot_entry(record: dict[str, Any] | None) -> StoredEntry | None:
+    if record is None:
+        return None
+    stored = decode_entry(record, None)
+    last_access = record.get("la")
+    if stored is not None and isinstance(last_access, int) and not isinstance(last_access, bool):
+        stored = StoredEntry(replace(stored.metadata, last_access=last_access), stored.inline)
+    return stored
+
+
+def _damaged(path: str, reason: str) -> None:
+    warnings.warn(
+        f"marimo_store: snapshot {path} is damaged ({reason}); it is ignored",
+        StoreWarning,
+        stacklevel=4,
+    )
+
+
+def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int, int, int]]:
+    """The header and frame offsets of a snapshot, or what is wrong with it."""
+    tombstones_at, table_at, magic = _FOOTER.unpack_from(view, size - _FOOTER.size)
+    if magic != _MAGIC:
+        return "no snapshot footer"
+    if not tombstones_at < table_at < size - _FOOTER.size:
+        return "its layout is inconsistent"
+    head = parse_frames(view[:tombstones_at], 0)
+    if not head.payloads:
+        return "its header fails its checksum"
+    header = unpack(head.payloads[0])
+    table = parse_frames(view[: size - _FOOTER.size], table_at)
+    if len(table.payloads) != 1 or table.end != size - _FOOTER.size:
+        return "its key table fails its checksum"
+    if header is None or not _valid_header(header) or len(table.payloads[0]) % _ROW.size:
+        return "its header is malformed"
+    header["id"] = content_digest(head.payloads[0]).hex()
+    return header, (head.end, tombstones_at, table_at)
+
+
+def _valid_header(header: dict[str, Any]) -> bool:
+    parents, ancestors = header.get("parents"), header.get("ancestors")
+    consumed = header.get("consumed")
+    return (
+        header.get("t") == SNAPSHOT_TYPE
+        and isinstance(header.get("v"), int)
+        and isinstance(header.get("created_at"), int)
+        and isinstance(parents, list)
+        and all(isinstance(p, str) for p in parents)
+        and isinstance(ancestors, dict)
+        and all(isinstance(k, str) and isinstance(v, int) for k, v in ancestors.items())
+        and isinstance(consumed, dict)
+        and all(
+            isinstance(k, str)
+            and isinstance(v, list)
+            and len(v) == 2
+            and all(isinstance(n, int) for n in v)
+            for k, v in consumed.items()
+        )
+    )
+
+
+def encode_snapshot(state: StoreState, *, writer: str, created_at: int) -> tuple[str, bytes]:
+    """The id and bytes of a snapshot of `state`."""
+    live = state.live()
+    hashes = [computation_hash(s.metadata.key.block_id, s.metadata.key.module_hash) for s in live]
+    order = sorted(range(len(live)), key=lambda i: (hashes[i], live[i].metadata.created_at))
+    entry_frames: list[bytes] = []
+    for index in order:
+        stored = live[index]
+        record = encode_entry(stored, None)
+        if stored.metadata.last_access is not None:
+            record["la"] = stored.metadata.last_access
+        entry_frames.append(frame(pack(record)))
+    tombstones = sorted([*_key_fields(key), at] for key, at in state.tombstones.items())
+    tombstone_frame = frame(msgpack.packb(tombstones, use_bin_type=True))
+    body_hasher = content_hasher()
+    for entry_frame in entry_frames:
+        body_hasher.update(entry_frame)
+    body_hasher.update(tombstone_frame)
+    header_payload = pack(
+        {
+            "t": SNAPSHOT_TYPE,
+            "v": SNAPSHOT_VERSION,
+            "writer": writer,
+            "created_at": created_at,
+            "parents": sorted(state.heads),
+            "ancestors": dict(sorted(state.ancestors.items())),
+            "consumed": {name: list(value) for name, value in sorted(state.consumed.items())},
+            "count": len(live),
+            "body": body_hasher.hexdigest(),
+        }
+    )
+    header_frame = frame(header_payload)
+    rows = bytearray()
+    offset = len(header_frame)
+    for index, entry_frame in zip(order, entry_frames, strict=True):
+        rows += _ROW.pack(hashes[index], offset)
+        offset += len(entry_frame)
+    tombstones_at = offset
+    table_at = tombstones_at + len(tombstone_frame)
+    footer = _FOOTER.pack(tombstones_at, table_at, _MAGIC)
+    data = b"".join((header_frame, *entry_frames, tombstone_frame, frame(bytes(rows)), footer))
+    return content_digest(header_payload).hex(), data
