@@ -5,6 +5,13 @@ private. Importing it stays light (no numpy, pandas or marimo): a new
 process pays for every import.
 """
 
+from marimo_store._cleanup import (
+    CleanupReport,
+    CleanupStrategy,
+    DefaultCleanupStrategy,
+    DroppedEntry,
+    parse_size,
+)
 from marimo_store._entry import (
     ContentFormat,
     Entry,
@@ -27,8 +34,12 @@ from marimo_store._errors import (
 from marimo_store.store import FsPersistentStore
 
 __all__ = [
+    "CleanupReport",
+    "CleanupStrategy",
     "ConfigError",
     "ContentFormat",
+    "DefaultCleanupStrategy",
+    "DroppedEntry",
     "Entry",
     "EntryMetadata",
     "Environment",
@@ -43,6 +54,7 @@ __all__ = [
     "StoreFormatError",
     "StoreIOError",
     "StoreWarning",
+    "parse_size",
 ]
 
 __version__ = "0.1.0.dev0"

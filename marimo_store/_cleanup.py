@@ -7,16 +7,22 @@ by users: every dropped key comes with the reason the report shows.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from marimo_store import _fs
 from marimo_store._entry import EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
+from marimo_store._log import SegmentState, writer_is_gone, writer_of
 
 _DAY_MS = 86_400_000
+_STALE_TEMP_SECONDS = 86_400
+_HEX = frozenset("0123456789abcdef")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
@@ -169,3 +175,125 @@ def _evict_to_fit(entries: list[EntryMetadata], limit: int) -> list[ExecutionKey
             if references[object_id] == 0:
                 total -= sizes[object_id]
     return evicted
+
+
+@dataclass(frozen=True)
+class DroppedEntry:
+    """One entry a cleanup removed (or, in a dry run, would remove)."""
+
+    key: ExecutionKey
+    reason: str
+    content_size: int
+
+
+@dataclass
+class CleanupReport:
+    """What a cleanup did, or with `dry_run` would do.
+
+    `dropped` lists every entry removed with its reason. `bytes_freed` and
+    `objects_deleted` count object files deleted by object GC (only with
+    `include_content`); `skipped` says what was not done and why (a busy
+    lock, for instance), so a cleanup never fails silently.
+    """
+
+    dry_run: bool = False
+    dropped: list[DroppedEntry] = field(default_factory=list)
+    entries_kept: int = 0
+    snapshot: str | None = None
+    snapshots_deleted: int = 0
+    segments_deleted: int = 0
+    temp_files_deleted: int = 0
+    objects_deleted: int = 0
+    bytes_freed: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def collect_garbage(
+    objects_dir: str, referenced: Collection[str], grace_seconds: float, report: CleanupReport
+) -> None:
+    """Delete objects no live entry references and nobody touched lately.
+
+    Called under the exclusive objects lock. An object younger than the
+    grace period (by mtime *and* ctime: a dedup put refreshes the mtime, a
+    sync tool delivering the file sets the ctime) may belong to an entry
+    that is not visible here yet, so it stays. Each file is stat'ed again
+    right before it is deleted and spared if it changed.
+    """
+    grace_ns = int(grace_seconds * 1e9)
+    try:
+        fans = [e for e in os.scandir(objects_dir) if len(e.name) == 2 and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for fan in fans:
+        if not set(fan.name) <= _HEX:
+            continue
+        for item in os.scandir(fan.path):
+            object_id = fan.name + item.name
+            if len(object_id) not in (32, 48) or not set(item.name) <= _HEX:
+                continue  # not an object name: not ours to delete
+            if object_id in referenced:
+                continue
+            try:
+                seen = os.stat(item.path)
+                if time.time_ns() - max(seen.st_mtime_ns, seen.st_ctime_ns) < grace_ns:
+                    continue
+                now = os.stat(item.path)
+            except FileNotFoundError:
+                continue
+            if (now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (
+                seen.st_ino,
+                seen.st_size,
+                seen.st_mtime_ns,
+                seen.st_ctime_ns,
+            ):
+                continue
+            _fs.unlink(item.path)
+            report.objects_deleted += 1
+            report.bytes_freed += seen.st_size
+
+
+def delete_consumed_segments(
+    log_dir: str, segments: Mapping[str, SegmentState], report: CleanupReport
+) -> None:
+    """Delete segments that are sealed and whose every byte a snapshot holds.
+
+    Sealed means no more appends can come: the writer closed it, moved on
+    to a later segment, or (on this host) its process is gone.
+    """
+    newest: dict[str, int] = {}
+    for state in segments.values():
+        if state.segment_id:
+            writer, number = writer_of(state.segment_id)
+            newest[writer] = max(number, newest.get(writer, -1))
+    for name, state in segments.items():
+        if not state.segment_id or state.offset < state.size:
+            continue
+        writer, number = writer_of(state.segment_id)
+        if not (state.closed or number < newest[writer] or writer_is_gone(writer)):
+            continue
+        path = os.path.join(log_dir, name)
+        try:
+            if os.stat(path).st_size != state.size:
+                continue  # changed since it was read: keep it for the next cleanup
+        except FileNotFoundError:
+            continue
+        _fs.unlink(path)
+        report.segments_deleted += 1
+
+
+def delete_stale_temp_files(tmp_dir: str, report: CleanupReport) -> None:
+    """Remove temp files of writers that died (this host) or older than a day."""
+    try:
+        items = list(os.scandir(tmp_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    horizon = time.time() - _STALE_TEMP_SECONDS
+    for item in items:
+        writer = item.name.rsplit("-", 1)[0]
+        try:
+            stale = writer_is_gone(writer) or item.stat().st_mtime < horizon
+        except FileNotFoundError:
+            continue
+        if stale and item.is_file():
+            _fs.unlink(item.path)
+            report.temp_files_deleted += 1

@@ -1,62 +1,82 @@
-"""The in-memory index of live entries, merged from every writer.
+"""The in-memory view of the live entries that `get` consults.
 
-Two writers may store different contents under one key (a nondeterministic
-computation finishing in the same millisecond on two machines). Every
-reader must then pick the same winner whatever order it read the records
-in, so the rule is a total order on the entries themselves: larger total
-content size, then larger canonical encoding.
+It is a snapshot (memory-mapped, entries decoded only when asked for) plus
+what the log added since: new entries, tombstones and access times. Opening
+a store therefore costs the same with ten entries or a hundred thousand.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from marimo_store._entry import ExecutionKey
-from marimo_store._records import StoredEntry
-
-
-def _rank(entry: StoredEntry) -> tuple[int, int, bytes]:
-    encoding = entry.canonical_bytes()
-    return entry.metadata.content_size, len(encoding), encoding
-
-
-def winner(a: StoredEntry, b: StoredEntry) -> StoredEntry:
-    """The entry every reader keeps when `a` and `b` share a key."""
-    if a.metadata == b.metadata:
-        return a
-    return a if _rank(a) >= _rank(b) else b
+from marimo_store._records import StoredEntry, winner
+from marimo_store._snapshot import SnapshotFile, StoreState
 
 
 class EntryIndex:
     """Entries by computation `(block_id, module_hash)`, then by `created_at`."""
 
-    def __init__(self) -> None:
-        self._by_computation: dict[tuple[str, str], dict[int, StoredEntry]] = {}
-        self._count = 0
+    def __init__(self, base: SnapshotFile | None = None, merged: StoreState | None = None) -> None:
+        self._base = base
+        self._added: dict[tuple[str, str], dict[int, StoredEntry]] = {}
+        self._removed: dict[ExecutionKey, int] = {}
+        self._accessed: dict[ExecutionKey, int] = {}
+        self.log_entries = 0
+        """Entry records the log added on top of the snapshot (a cleanup trigger)."""
+        self.oldest_log_entry: int | None = None
+        """`created_at` of the oldest of those (the other trigger)."""
+        if merged is not None:
+            for stored in merged.entries.values():
+                self._insert(stored)
+            self._removed.update(merged.tombstones)
+            self._accessed.update(merged.last_access)
 
-    def __len__(self) -> int:
-        return self._count
+    def add_entry(self, stored: StoredEntry) -> None:
+        """An entry record read from the log (or just written)."""
+        if stored.metadata.key in self._removed:
+            return
+        self._insert(stored)
+        self.log_entries += 1
+        created_at = stored.metadata.created_at
+        if self.oldest_log_entry is None or created_at < self.oldest_log_entry:
+            self.oldest_log_entry = created_at
 
-    def __iter__(self) -> Iterator[StoredEntry]:
-        for runs in self._by_computation.values():
-            yield from runs.values()
+    def _insert(self, stored: StoredEntry) -> None:
+        key = stored.metadata.key
+        runs = self._added.setdefault((key.block_id, key.module_hash), {})
+        present = runs.get(stored.metadata.created_at)
+        runs[stored.metadata.created_at] = stored if present is None else winner(present, stored)
 
-    def add(self, entry: StoredEntry) -> None:
-        """Insert an entry; on a key clash keep the deterministic winner."""
-        key = entry.metadata.key
-        runs = self._by_computation.setdefault((key.block_id, key.module_hash), {})
-        created_at = entry.metadata.created_at
-        present = runs.get(created_at)
-        if present is None:
-            runs[created_at] = entry
-            self._count += 1
-        else:
-            runs[created_at] = winner(present, entry)
+    def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None:
+        """A tombstone: the entry is gone whatever else says it exists."""
+        self._removed[key] = max(deleted_at, self._removed.get(key, 0))
+
+    def add_access(self, key: ExecutionKey, accessed_at: int) -> None:
+        """An access record: keeps the latest time an entry was read."""
+        if accessed_at > self._accessed.get(key, 0):
+            self._accessed[key] = accessed_at
+
+    def _runs(self, block_id: str, module_hash: str) -> dict[int, StoredEntry]:
+        runs: dict[int, StoredEntry] = {}
+        if self._base is not None:
+            for stored in self._base.lookup(block_id, module_hash):
+                runs[stored.metadata.created_at] = stored
+        for created_at, stored in self._added.get((block_id, module_hash), {}).items():
+            present = runs.get(created_at)
+            runs[created_at] = stored if present is None else winner(present, stored)
+        if self._removed:
+            for created_at in list(runs):
+                if ExecutionKey(block_id, module_hash, created_at) in self._removed:
+                    del runs[created_at]
+        return runs
 
     def exact(self, key: ExecutionKey) -> StoredEntry | None:
         """The entry stored under exactly `key` (which must have `created_at`)."""
-        runs = self._by_computation.get((key.block_id, key.module_hash))
-        return None if runs is None or key.created_at is None else runs.get(key.created_at)
+        if key.created_at is None:
+            return None
+        return self._runs(key.block_id, key.module_hash).get(key.created_at)
 
     def runs(self, key: ExecutionKey, *, exact: bool) -> list[StoredEntry]:
         """Candidate runs for `key`, newest first.
@@ -67,12 +87,29 @@ class EntryIndex:
         if exact:
             found = self.exact(key)
             return [] if found is None else [found]
-        runs = self._by_computation.get((key.block_id, key.module_hash))
-        if not runs:
-            return []
+        runs = self._runs(key.block_id, key.module_hash)
         limit = key.created_at
         return [
             runs[created_at]
             for created_at in sorted(runs, reverse=True)
             if limit is None or created_at <= limit
         ]
+
+    def __iter__(self) -> Iterator[StoredEntry]:
+        """Every live entry, with its latest access time (decodes the snapshot)."""
+        merged: dict[ExecutionKey, StoredEntry] = {}
+        if self._base is not None:
+            for stored in self._base.entries():
+                merged[stored.metadata.key] = stored
+        for runs in self._added.values():
+            for stored in runs.values():
+                present = merged.get(stored.metadata.key)
+                merged[stored.metadata.key] = stored if present is None else winner(present, stored)
+        for key, stored in merged.items():
+            if key in self._removed:
+                continue
+            accessed = self._accessed.get(key)
+            if accessed is not None and accessed > (stored.metadata.last_access or 0):
+                yield StoredEntry(replace(stored.metadata, last_access=accessed), stored.inline)
+            else:
+                yield stored

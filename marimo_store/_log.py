@@ -14,12 +14,13 @@ its checksum (damaged); everything before it stays valid.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import struct
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -33,11 +34,22 @@ FRAME = struct.Struct("<IQ")
 MAX_RECORD_BYTES = 256 * 1024 * 1024
 """Larger lengths are damage, not records: refusing them bounds allocation."""
 
+MAX_HEADER_BYTES = 64 * 1024
+"""A segment whose first record is not a header within this many bytes is not a segment."""
+
 SEGMENT_SUFFIX = ".log"
 HEADER_TYPE = "header"
 CLOSE_TYPE = "close"
 
 _NAME_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+
+@functools.cache
+def host_name() -> str:
+    """This machine's name as it appears in writer ids: `[a-z0-9-]`, at most 32."""
+    import socket  # noqa: PLC0415 - only writers need it; importing costs ~3 ms
+
+    return _NAME_UNSAFE.sub("-", socket.gethostname().lower()).strip("-")[:32] or "host"
 
 
 def new_writer_id() -> str:
@@ -47,10 +59,7 @@ def new_writer_id() -> str:
     `~` or `.tmp`); 12 random hex digits, never 8 (a pattern some sync
     clients treat as an Office temp file).
     """
-    import socket  # noqa: PLC0415 - only writers need it; importing costs ~3 ms
-
-    host = _NAME_UNSAFE.sub("-", socket.gethostname().lower()).strip("-")[:32] or "host"
-    return f"{host}-{os.getpid()}-{os.urandom(6).hex()}"
+    return f"{host_name()}-{os.getpid()}-{os.urandom(6).hex()}"
 
 
 def frame(payload: bytes) -> bytes:
@@ -94,6 +103,18 @@ def parse_frames(data: memoryview, start: int = 0) -> ParsedFrames:
     return ParsedFrames(payloads, position, damaged=False)
 
 
+def read_frame(data: memoryview, offset: int) -> memoryview | None:
+    """The verified payload of the one record at `offset`, or None."""
+    if offset < 0 or offset + FRAME.size > len(data):
+        return None
+    length, checksum = FRAME.unpack_from(data, offset)
+    end = offset + FRAME.size + length
+    if length > MAX_RECORD_BYTES or end > len(data):
+        return None
+    payload = data[offset + FRAME.size : end]
+    return payload if record_checksum(payload) == checksum else None
+
+
 def unpack(payload: memoryview) -> dict[str, Any] | None:
     """Decode a verified payload; None for anything that is not a record map."""
     try:
@@ -125,6 +146,11 @@ class SegmentWriter:
         self._identity: tuple[int, int] = (0, 0)
         self._offset = 0
         self._lock = threading.Lock()
+
+    @property
+    def segment_id(self) -> str:
+        """`<writer>.<n>` of the segment currently written to."""
+        return f"{self.writer_id}.{self._number}"
 
     @property
     def identity(self) -> tuple[int, int]:
@@ -206,12 +232,56 @@ class SegmentWriter:
 
 
 @dataclass(slots=True)
-class _SegmentState:
+class SegmentState:
+    """What a reader knows of one segment file."""
+
     identity: tuple[int, int]
     offset: int
+    """Bytes read and applied (or skipped as already in the snapshot)."""
     header: dict[str, Any] | None
+    segment_id: str = ""
+    """`<writer>.<n>` from the header: the segment's identity whatever its file name."""
+    closed: bool = False
+    size: int = 0
+    """File size at the last read."""
     damaged_size: int = -1
     """File size when damage was last reported (re-read only when it changes)."""
+
+
+def segment_id_of(header: dict[str, Any]) -> str | None:
+    """`<writer>.<n>` for a valid segment header, else None."""
+    writer, number = header.get("writer"), header.get("segment")
+    if not isinstance(writer, str) or not writer or isinstance(number, bool):
+        return None
+    if not isinstance(number, int) or number < 0:
+        return None
+    return f"{writer}.{number}"
+
+
+def writer_of(segment_id: str) -> tuple[str, int]:
+    """The writer id and segment number of a segment id."""
+    writer, _, number = segment_id.rpartition(".")
+    return writer, int(number)
+
+
+def writer_is_gone(writer_id: str) -> bool:
+    """Whether a writer is known to have ended: it ran on this host and its
+    process no longer exists. Unknown (another host) counts as alive."""
+    host, pid_text = _host_and_pid(writer_id)
+    if host != host_name() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def _host_and_pid(writer_id: str) -> tuple[str, str]:
+    parts = writer_id.rsplit("-", 2)
+    return (parts[0], parts[1]) if len(parts) == 3 else ("", "")
 
 
 class LogReader:
@@ -221,15 +291,26 @@ class LogReader:
     whatever its name: sync tools rename files (conflicted copies), and the
     identity of a segment is in its header, not its name. Duplicated
     records (a file and its conflicted copy) are harmless because entries
-    are idempotent by key.
+    are idempotent by key. `start_offsets` (segment id -> bytes) skips what a
+    snapshot already holds.
     """
 
-    def __init__(self, log_dir: str) -> None:
+    def __init__(self, log_dir: str, start_offsets: Mapping[str, int] | None = None) -> None:
         self.log_dir = log_dir
-        self._segments: dict[str, _SegmentState] = {}
+        self._start_offsets = dict(start_offsets or {})
+        self._segments: dict[str, SegmentState] = {}
+
+    def segments(self) -> dict[str, SegmentState]:
+        """Every segment file read so far, by file name."""
+        return self._segments
 
     def adopt(
-        self, name: str, identity: tuple[int, int], offset: int, header: dict[str, Any]
+        self,
+        name: str,
+        segment_id: str,
+        identity: tuple[int, int],
+        offset: int,
+        header: dict[str, Any],
     ) -> None:
         """Treat a segment this process writes as read up to `offset`.
 
@@ -238,9 +319,9 @@ class LogReader:
         """
         state = self._segments.get(name)
         if state is None or state.identity != identity:
-            self._segments[name] = _SegmentState(identity, offset, header)
+            self._segments[name] = SegmentState(identity, offset, header, segment_id, size=offset)
         else:
-            state.offset = max(state.offset, offset)
+            state.offset = state.size = max(state.offset, offset)
 
     def read_new(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """Yield `(segment header, record)` for every record not yet read."""
@@ -260,33 +341,48 @@ class LogReader:
                 identity = (stat.st_dev, stat.st_ino)
                 state = self._segments.get(name)
                 if state is None or state.identity != identity or stat.st_size < state.offset:
-                    state = _SegmentState(identity, 0, None)  # new, replaced or truncated
+                    state = SegmentState(identity, 0, None)  # new, replaced or truncated
                     self._segments[name] = state
                 if stat.st_size <= state.offset or stat.st_size == state.damaged_size:
                     return
                 file.seek(state.offset)
-                data = file.read()
+                data = memoryview(file.read())
         except OSError:
             return  # vanished or unreadable right now; try again at the next refresh
-        parsed = parse_frames(memoryview(data))
-        records = [unpack(payload) for payload in parsed.payloads]
+        state.size = stat.st_size
+        base = state.offset
+        start = 0
         header = state.header
         if header is None:
-            first = records.pop(0) if records else None
-            if first is None or first.get("t") != HEADER_TYPE:
-                if parsed.payloads or parsed.damaged:
+            first = read_frame(data, 0)
+            header = unpack(first) if first is not None else None
+            segment_id = segment_id_of(header) if header else None
+            if header is None or header.get("t") != HEADER_TYPE or segment_id is None:
+                if first is not None or len(data) >= FRAME.size + MAX_HEADER_BYTES:
                     self._report(path, state, stat.st_size, "it does not start with a header")
+                elif len(data) >= FRAME.size and FRAME.unpack_from(data)[0] <= len(data):
+                    self._report(path, state, stat.st_size, "its header fails its checksum")
                 return
-            header = state.header = first
+            state.header, state.segment_id = header, segment_id
+            header_end = FRAME.size + len(first or b"")
+            start = max(header_end, self._start_offsets.get(segment_id, 0))
+        parsed = parse_frames(data, start) if start <= len(data) else None
+        if parsed is None:  # the snapshot consumed more than this copy holds
+            state.offset = base + len(data)
+            return
         if parsed.damaged:
             self._report(path, state, stat.st_size, "a record fails its checksum")
-        state.offset += parsed.end
-        for record in records:
-            if record is not None:
-                yield header, record
+        state.offset = base + parsed.end
+        for payload in parsed.payloads:
+            record = unpack(payload)
+            if record is None:
+                continue
+            if record.get("t") == CLOSE_TYPE:
+                state.closed = True
+            yield header, record
 
     @staticmethod
-    def _report(path: str, state: _SegmentState, size: int, reason: str) -> None:
+    def _report(path: str, state: SegmentState, size: int, reason: str) -> None:
         state.damaged_size = size
         warnings.warn(
             f"marimo_store: log segment {path} is damaged ({reason}); "

@@ -26,6 +26,8 @@ from marimo_store._errors import InvalidArgumentError
 from marimo_store._hashing import content_digest
 
 ENTRY_TYPE = "entry"
+ACCESS_TYPE = "access"
+TOMBSTONE_TYPE = "tombstone"
 _STORED_FORMATS: frozenset[str] = frozenset(("pickle", "cloudpickle", "json", "buffer"))
 
 
@@ -178,3 +180,22 @@ def same_contents(
     return {kind: dict(refs) for kind, refs in a.items()} == {
         kind: dict(refs) for kind, refs in b.items()
     }
+
+
+def _rank(entry: StoredEntry) -> tuple[int, int, bytes]:
+    encoding = entry.canonical_bytes()
+    return entry.metadata.content_size, len(encoding), encoding
+
+
+def winner(a: StoredEntry, b: StoredEntry) -> StoredEntry:
+    """The entry every reader keeps when `a` and `b` share a key.
+
+    Two writers may store different contents under one key (a
+    nondeterministic computation finishing in the same millisecond on two
+    machines). Every reader must pick the same one whatever order it read
+    them in, so the rule is a total order on the entries themselves: larger
+    total content size, then longer canonical encoding, then the larger one.
+    """
+    if a.metadata == b.metadata:
+        return a
+    return a if _rank(a) >= _rank(b) else b

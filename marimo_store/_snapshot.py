@@ -33,9 +33,8 @@ import msgpack
 from marimo_store._entry import ExecutionKey
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import content_digest, content_hasher, text_digest
-from marimo_store._index import winner
-from marimo_store._log import FRAME, frame, pack, parse_frames, unpack
-from marimo_store._records import StoredEntry, decode_entry, encode_entry
+from marimo_store._log import FRAME, frame, pack, parse_frames, read_frame, unpack
+from marimo_store._records import StoredEntry, decode_entry, encode_entry, winner
 
 SNAPSHOT_SUFFIX = ".snap"
 SNAPSHOT_TYPE = "snapshot"
@@ -194,13 +193,13 @@ class SnapshotFile:
 
     def tombstones(self) -> dict[ExecutionKey, int]:
         """Keys deleted by cleanups, with when they were deleted."""
-        parsed = parse_frames(self._view[: self._table_at], self._tombstones_at)
+        payload = read_frame(self._view[: self._table_at], self._tombstones_at)
         found: dict[ExecutionKey, int] = {}
-        if not parsed.payloads:
+        if payload is None:
             _damaged(self.path, "its tombstone record fails its checksum")
             return found
         try:
-            rows = msgpack.unpackb(parsed.payloads[0], raw=False)
+            rows = msgpack.unpackb(payload, raw=False)
         except (ValueError, msgpack.UnpackException):
             return found
         for row in rows if isinstance(rows, list) else []:
@@ -211,10 +210,8 @@ class SnapshotFile:
         return found
 
     def _entry_at(self, offset: int) -> StoredEntry | None:
-        parsed = parse_frames(self._view[: self._tombstones_at], offset)
-        if not parsed.payloads:
-            return None
-        return _decode_snapshot_entry(unpack(parsed.payloads[0]))
+        payload = read_frame(self._view[: self._tombstones_at], offset)
+        return None if payload is None else _decode_snapshot_entry(unpack(payload))
 
     def close(self) -> None:
         """Release the memory map (entries already decoded stay valid)."""
@@ -248,17 +245,18 @@ def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int
         return "no snapshot footer"
     if not tombstones_at < table_at < size - _FOOTER.size:
         return "its layout is inconsistent"
-    head = parse_frames(view[:tombstones_at], 0)
-    if not head.payloads:
+    region = view[: size - _FOOTER.size]
+    head = read_frame(region[:tombstones_at], 0)
+    if head is None:
         return "its header fails its checksum"
-    header = unpack(head.payloads[0])
-    table = parse_frames(view[: size - _FOOTER.size], table_at)
-    if len(table.payloads) != 1 or table.end != size - _FOOTER.size:
+    header = unpack(head)
+    table = read_frame(region, table_at)
+    if table is None or table_at + FRAME.size + len(table) != len(region):
         return "its key table fails its checksum"
-    if header is None or not _valid_header(header) or len(table.payloads[0]) % _ROW.size:
+    if header is None or not _valid_header(header) or len(table) % _ROW.size:
         return "its header is malformed"
-    header["id"] = content_digest(head.payloads[0]).hex()
-    return header, (head.end, tombstones_at, table_at)
+    header["id"] = content_digest(head).hex()
+    return header, (FRAME.size + len(head), tombstones_at, table_at)
 
 
 def _valid_header(header: dict[str, Any]) -> bool:
@@ -325,3 +323,57 @@ def encode_snapshot(state: StoreState, *, writer: str, created_at: int) -> tuple
     footer = _FOOTER.pack(tombstones_at, table_at, _MAGIC)
     data = b"".join((header_frame, *entry_frames, tombstone_frame, frame(bytes(rows)), footer))
     return content_digest(header_payload).hex(), data
+
+
+@dataclass(slots=True)
+class SnapshotSet:
+    """Every verified snapshot file in `snapshots/`, and which are heads."""
+
+    heads: list[SnapshotFile]
+    files: list[SnapshotFile]
+    """All verified files, copies of one snapshot (conflicted copies) included."""
+
+
+def read_snapshots(directory: str) -> SnapshotSet:
+    """Open every snapshot; heads are those that are nobody's ancestor.
+
+    Files that fail verification are ignored (with a warning): they cost
+    at most the entries only they held, which read as misses.
+    """
+    try:
+        names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(SNAPSHOT_SUFFIX))
+    except (FileNotFoundError, NotADirectoryError):
+        return SnapshotSet([], [])
+    files = [f for f in (SnapshotFile.open(os.path.join(directory, n)) for n in names) if f]
+    superseded: set[str] = set()
+    for snapshot in files:
+        superseded.update(snapshot.ancestors)
+        superseded.update(snapshot.parents)
+    heads: dict[str, SnapshotFile] = {}
+    for snapshot in files:
+        if snapshot.id not in superseded:
+            heads.setdefault(snapshot.id, snapshot)
+    return SnapshotSet(sorted(heads.values(), key=lambda s: s.id), files)
+
+
+def merge(heads: list[SnapshotFile]) -> StoreState:
+    """The union of the heads' entries minus the union of their tombstones.
+
+    Deterministic and independent of order: every rule is a union or a max.
+    """
+    state = StoreState(heads=[head.id for head in heads])
+    for head in heads:
+        for key, deleted_at in head.tombstones().items():
+            state.add_tombstone(key, deleted_at)
+    for head in heads:
+        for stored in head.entries():
+            state.add_entry(stored)
+            if stored.metadata.last_access is not None:
+                state.add_access(stored.metadata.key, stored.metadata.last_access)
+        for segment, (offset, seen) in head.consumed.items():
+            known_offset, known_seen = state.consumed.get(segment, (0, 0))
+            state.consumed[segment] = (max(offset, known_offset), max(seen, known_seen))
+        for ancestor, created_at in head.ancestors.items():
+            state.ancestors[ancestor] = max(created_at, state.ancestors.get(ancestor, 0))
+        state.ancestors[head.id] = head.created_at
+    return state

@@ -10,15 +10,28 @@ for any number of processes, and a damaged or missing file is only a miss.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import itertools
 import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
+from marimo_store import _fs
+from marimo_store._cleanup import (
+    CleanupReport,
+    CleanupStrategy,
+    DefaultCleanupStrategy,
+    DroppedEntry,
+    collect_garbage,
+    delete_consumed_segments,
+    delete_stale_temp_files,
+)
 from marimo_store._entry import (
     ContentFormat,
     Entry,
@@ -40,10 +53,19 @@ from marimo_store._errors import (
 from marimo_store._hashing import content_digest, text_digest
 from marimo_store._index import EntryIndex
 from marimo_store._layout import FORMAT_VERSION, Layout
-from marimo_store._log import HEADER_TYPE, LogReader, SegmentWriter, new_writer_id, pack
+from marimo_store._locks import LocalLock
+from marimo_store._log import (
+    HEADER_TYPE,
+    LogReader,
+    SegmentWriter,
+    new_writer_id,
+    pack,
+)
 from marimo_store._objects import ObjectDirectory
 from marimo_store._records import (
+    ACCESS_TYPE,
     ENTRY_TYPE,
+    TOMBSTONE_TYPE,
     StoredEntry,
     check_user_metadata,
     decode_entry,
@@ -56,9 +78,24 @@ from marimo_store._serialize import (
     serialize_json,
     serialize_pickle,
 )
+from marimo_store._snapshot import (
+    SNAPSHOT_SUFFIX,
+    SnapshotSet,
+    StoreState,
+    encode_snapshot,
+    key_from_fields,
+    merge,
+    read_snapshots,
+)
 
 Durability = Literal["flush", "fsync"]
 ObjectIdMode = Literal["deduplication", "execution_key_qualified"]
+
+_DAY_MS = 86_400_000
+_ACCESS_RECORD_INTERVAL_MS = 60_000
+"""At most one access record per entry per minute per writer: recency for
+LRU cleanup without a write on every hit."""
+_TRIGGER_BACKOFF_SECONDS = 30.0
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "object_id_mode": ("deduplication", "execution_key_qualified"),
@@ -107,6 +144,40 @@ class _Writing:
         return os.path.join(self._temp_dir, f"{self.writer_id}-{next(self._temp_counter)}.tmp")
 
 
+class _RecordTarget(Protocol):
+    """Where log records are applied: the live index or a cleanup's state."""
+
+    def add_entry(self, stored: StoredEntry) -> None: ...
+    def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None: ...
+    def add_access(self, key: ExecutionKey, accessed_at: int) -> None: ...
+
+
+def _apply(header: Mapping[str, Any], record: Mapping[str, Any], target: _RecordTarget) -> None:
+    """Apply one log record; records of unknown types are ignored (newer writers)."""
+    kind = record.get("t")
+    if kind == ENTRY_TYPE:
+        python, platform = header.get("python"), header.get("platform")
+        if isinstance(python, str) and isinstance(platform, str):
+            stored = decode_entry(record, Environment(python, platform))
+            if stored is not None:
+                target.add_entry(stored)
+        return
+    if kind in (ACCESS_TYPE, TOMBSTONE_TYPE):
+        key, at = key_from_fields(record.get("k")), record.get("at")
+        if key is None or not isinstance(at, int) or isinstance(at, bool):
+            return
+        if kind == ACCESS_TYPE:
+            target.add_access(key, at)
+        else:
+            target.add_tombstone(key, at)
+
+
+def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
+    store = reference()
+    if store is not None:
+        store._exit()
+
+
 class FsPersistentStore:
     """A persistent execution cache in a directory (see docs/format.md).
 
@@ -124,7 +195,7 @@ class FsPersistentStore:
     - `durability`: `"flush"` (default) hands writes to the OS; a power cut
       may lose the newest entries, which then read as misses, never as
       wrong values (every read is verified). `"fsync"` makes each `put`
-      durable before it returns, at a cost (see docs/format.md).
+      durable before it returns. Snapshots are always fsynced.
     - `verify_reads`: check every object's hash before using it (default).
       Objects this process wrote or already verified, and that have not
       changed since, are not hashed again.
@@ -134,8 +205,21 @@ class FsPersistentStore:
     - `memory_map`: load out-of-band buffers (numpy arrays, ...) by memory
       mapping (read-only arrays, no copy) rather than reading them.
     - `refresh_interval`: seconds between re-reads of other writers' logs
-      after a miss; a miss within this interval of the last re-read does
-      not look at the disk again.
+      and snapshots after a miss.
+    - `cleanup_strategy`: what `cleanup()` drops; default
+      `DefaultCleanupStrategy()` (3 entries per block, 2 per computation).
+    - `entry_merge_timeout_seconds`: a put starts a background cleanup when
+      the oldest entry not yet in a snapshot is older than this.
+    - `max_entries_in_log`: ... or when more entries than this wait in the
+      log (-1: no limit).
+    - `cleanup_on_exit`: clean up at interpreter exit if this instance
+      stored entries (never raises).
+    - `tombstone_ttl_days`: how long a snapshot remembers deleted keys, so a
+      machine syncing late cannot bring them back.
+    - `object_grace_seconds`: object GC spares objects younger than this
+      (they may belong to entries not visible here yet).
+    - `lock_timeout`: seconds to wait for a local lock; on timeout a put
+      goes on without it and a cleanup is skipped and reported.
     """
 
     def __init__(
@@ -150,6 +234,13 @@ class FsPersistentStore:
         cloudpickle_fallback: bool = True,
         memory_map: bool = True,
         refresh_interval: float = 0.2,
+        cleanup_strategy: CleanupStrategy | None = None,
+        entry_merge_timeout_seconds: float = 3600,
+        max_entries_in_log: int = -1,
+        cleanup_on_exit: bool = True,
+        tombstone_ttl_days: float = 30,
+        object_grace_seconds: float = 3600,
+        lock_timeout: float = 10,
     ) -> None:
         if not isinstance(path, str | os.PathLike):
             raise ConfigError(f"path must be a str or os.PathLike, got {path!r}")
@@ -163,6 +254,13 @@ class FsPersistentStore:
             "cloudpickle_fallback": cloudpickle_fallback,
             "memory_map": memory_map,
             "refresh_interval": refresh_interval,
+            "cleanup_strategy": cleanup_strategy,
+            "entry_merge_timeout_seconds": entry_merge_timeout_seconds,
+            "max_entries_in_log": max_entries_in_log,
+            "cleanup_on_exit": cleanup_on_exit,
+            "tombstone_ttl_days": tombstone_ttl_days,
+            "object_grace_seconds": object_grace_seconds,
+            "lock_timeout": lock_timeout,
         }
         _validate(self._config)
         self.path: str = self._config["path"]
@@ -174,11 +272,19 @@ class FsPersistentStore:
         self.cloudpickle_fallback = cloudpickle_fallback
         self.memory_map = memory_map
         self.refresh_interval = float(refresh_interval)
+        self.cleanup_strategy: CleanupStrategy = cleanup_strategy or DefaultCleanupStrategy()
+        self.entry_merge_timeout_seconds = float(entry_merge_timeout_seconds)
+        self.max_entries_in_log = max_entries_in_log
+        self.cleanup_on_exit = cleanup_on_exit
+        self.tombstone_ttl_days = float(tombstone_ttl_days)
+        self.object_grace_seconds = float(object_grace_seconds)
+        self.lock_timeout = float(lock_timeout)
         self.layout = Layout(self.path)
         self.layout.check_format()
         self._lock = threading.RLock()
         self._index = EntryIndex()
         self._log_reader = LogReader(self.layout.log)
+        self._snapshot_names: tuple[str, ...] | None = None
         self._last_refresh = -float("inf")
         self._reader_objects = ObjectDirectory(
             self.layout.objects,
@@ -187,7 +293,15 @@ class FsPersistentStore:
             durable=False,
             verify_reads=verify_reads,
         )
+        self._objects_lock = LocalLock(os.path.join(self.layout.locks, "objects.lock"))
+        self._modification_lock = LocalLock(os.path.join(self.layout.locks, "modification.lock"))
         self._writing: _Writing | None = None
+        self._cannot_write = False
+        self._wrote_entries = False
+        self._exit_registered = False
+        self._accesses_noted: dict[ExecutionKey, int] = {}
+        self._background: threading.Thread | None = None
+        self._trigger_not_before = 0.0
 
     # -- configuration and pickling -------------------------------------------------
 
@@ -205,7 +319,7 @@ class FsPersistentStore:
         return type(self) is type(other) and self._config == other._config
 
     def __hash__(self) -> int:
-        return hash((type(self), tuple(sorted(self._config.items()))))
+        return hash((type(self), tuple(sorted(self._config.items(), key=lambda kv: kv[0]))))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
@@ -223,30 +337,67 @@ class FsPersistentStore:
         if not isinstance(entry, Entry):
             raise InvalidArgumentError(f"put() takes an Entry, got {type(entry).__name__}")
         user_metadata = check_user_metadata(entry.user_metadata)
-        writing = self._writing_for_this_process()
         requested = entry.format if entry.format != "auto" else self.auto_variables_format
-        draft_key = entry.key if entry.key.created_at is not None else entry.key.at(0)
+        serialized = {
+            kind: {
+                name: self._serialize(name, variables[name], requested)
+                for name in sorted(variables)
+            }
+            for kind, variables in sorted(entry.contents.items())
+        }
+        writing = self._writing_for_this_process()
+        needs_files = any(
+            value.buffers or len(value.stream) >= self.inline_threshold
+            for variables in serialized.values()
+            for value in variables.values()
+        )
+        # Object GC must not run between writing (or reusing) an object and
+        # appending the record that references it: hold the shared lock.
+        guard = (
+            self._objects_lock.hold(exclusive=False, timeout=self.lock_timeout)
+            if needs_files
+            else contextlib.nullcontext(True)
+        )
+        try:
+            with guard as locked:
+                if not locked:
+                    warnings.warn(
+                        f"marimo_store: {self.path}: object GC held the objects lock for "
+                        f"{self.lock_timeout:g} s; storing without it",
+                        StoreWarning,
+                        stacklevel=2,
+                    )
+                stored = self._write(writing, entry.key, serialized, user_metadata)
+        except OSError as error:
+            raise StoreIOError(f"cannot write to the store at {self.path}: {error}") from error
+        self._maybe_clean_up_in_background()
+        return stored.metadata
+
+    def _write(
+        self,
+        writing: _Writing,
+        requested_key: ExecutionKey,
+        serialized: Mapping[str, Mapping[str, SerializedValue]],
+        user_metadata: Mapping[str, Any],
+    ) -> StoredEntry:
         qualifier = (
-            text_digest(f"{draft_key.block_id}\x00{draft_key.module_hash}").hex()
+            text_digest(f"{requested_key.block_id}\x00{requested_key.module_hash}").hex()
             if self.object_id_mode == "execution_key_qualified"
             else ""
         )
         inline: dict[str, bytes] = {}
         modules: set[str] = set()
         contents: dict[str, Mapping[str, ObjectRef]] = {}
-        try:
-            for kind, variables in sorted(entry.contents.items()):
-                refs: dict[str, ObjectRef] = {}
-                for name in sorted(variables):
-                    serialized = self._serialize(name, variables[name], requested)
-                    modules |= serialized.modules
-                    refs[name] = self._store_value(writing, serialized, qualifier, inline)
-                contents[kind] = MappingProxyType(refs)
-        except OSError as error:
-            raise StoreIOError(f"cannot write objects under {self.path}: {error}") from error
+        for kind, variables in serialized.items():
+            refs: dict[str, ObjectRef] = {}
+            for name, value in variables.items():
+                modules |= value.modules
+                refs[name] = self._store_value(writing, value, qualifier, inline)
+            contents[kind] = MappingProxyType(refs)
         environment = current_environment(modules)
         with self._lock:
-            key = self._assign_created_at(entry.key, contents)
+            self._refresh()
+            key = self._assign_created_at(requested_key, contents)
             stored = StoredEntry(
                 EntryMetadata(key, MappingProxyType(contents), environment, user_metadata),
                 MappingProxyType(inline),
@@ -254,19 +405,21 @@ class FsPersistentStore:
             present = self._index.exact(key)
             if present is not None:
                 if same_contents(present.metadata.contents, stored.metadata.contents):
-                    return present.metadata
+                    return present
                 raise ExecutionKeyClash(
                     f"{key} is already stored with different contents; use a new "
                     "created_at (or leave it None) for a new run of the same computation"
                 )
-            payload = pack(encode_entry(stored, writing.context))
-            try:
-                name, offset = writing.segments.append(payload)
-            except OSError as error:
-                raise StoreIOError(f"cannot append to the log of {self.path}: {error}") from error
-            self._log_reader.adopt(name, writing.segments.identity, offset, writing.header)
-            self._index.add(stored)
-        return stored.metadata
+            self._append(writing, encode_entry(stored, writing.context))
+            self._index.add_entry(stored)
+            self._wrote_entries = True
+        return stored
+
+    def _append(self, writing: _Writing, record: dict[str, Any]) -> None:
+        name, offset = writing.segments.append(pack(record))
+        self._log_reader.adopt(
+            name, writing.segments.segment_id, writing.segments.identity, offset, writing.header
+        )
 
     def _serialize(self, name: str, value: Any, requested: ContentFormat) -> SerializedValue:
         if requested == "json":
@@ -320,6 +473,9 @@ class FsPersistentStore:
                             f"cannot create the store at {self.path}: {error}"
                         ) from error
                     self._writing = writing
+                    if not self._exit_registered:
+                        atexit.register(_at_exit, weakref.ref(self))
+                        self._exit_registered = True
         return writing
 
     # -- reading -------------------------------------------------------------------
@@ -336,6 +492,7 @@ class FsPersistentStore:
             contents = self._load_contents(stored)
             if contents is not None:
                 metadata = stored.metadata
+                self._note_access(metadata.key)
                 return Entry(metadata.key, contents, metadata.user_metadata, metadata=metadata)
         return None
 
@@ -351,6 +508,7 @@ class FsPersistentStore:
                 raise NotFoundError(f"entry {stored.metadata.key} has no {kind} {name!r}")
             loaded = self._load_value(stored, ref)
             if loaded is not _MISSING:
+                self._note_access(stored.metadata.key)
                 return loaded
         raise NotFoundError(f"no loadable entry for {key}")
 
@@ -375,6 +533,8 @@ class FsPersistentStore:
         if exact and key.created_at is None:
             raise InvalidArgumentError("exact_match_created_at needs a key with created_at")
         with self._lock:
+            if self._snapshot_names is None:
+                self._refresh()
             found = self._index.runs(key, exact=exact)
             if not found:
                 self._refresh()
@@ -382,23 +542,70 @@ class FsPersistentStore:
             return found
 
     def _refresh(self) -> None:
-        """Read what other writers appended, at most every `refresh_interval`.
+        """Catch up with other writers, at most every `refresh_interval`.
 
-        The first call always reads: it is what opening the store means.
+        A changed set of snapshot files means a cleanup ran: the index is
+        rebuilt on the new heads. Otherwise only new log bytes are read.
         """
         now = time.monotonic()
-        if now - self._last_refresh < self.refresh_interval:
+        if self._snapshot_names is not None and now - self._last_refresh < self.refresh_interval:
             return
         self._last_refresh = now
+        names = self._list_snapshots()
+        if names != self._snapshot_names:
+            self._reload(names)
         for header, record in self._log_reader.read_new():
-            if record.get("t") != ENTRY_TYPE:
-                continue
-            python, platform = header.get("python"), header.get("platform")
-            if not isinstance(python, str) or not isinstance(platform, str):
-                continue
-            stored = decode_entry(record, Environment(python, platform))
-            if stored is not None:
-                self._index.add(stored)
+            _apply(header, record, self._index)
+
+    def _list_snapshots(self) -> tuple[str, ...]:
+        try:
+            return tuple(
+                sorted(
+                    e.name
+                    for e in os.scandir(self.layout.snapshots)
+                    if e.name.endswith(SNAPSHOT_SUFFIX)
+                )
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            return ()
+
+    def _reload(self, names: tuple[str, ...]) -> None:
+        heads = read_snapshots(self.layout.snapshots).heads if names else []
+        if len(heads) == 1:
+            self._index = EntryIndex(base=heads[0])
+            consumed = heads[0].consumed
+        else:
+            state = merge(heads)
+            self._index = EntryIndex(merged=state)
+            consumed = state.consumed
+        self._log_reader = LogReader(
+            self.layout.log, {segment: offset for segment, (offset, _) in consumed.items()}
+        )
+        self._snapshot_names = names
+
+    def _note_access(self, key: ExecutionKey) -> None:
+        """Record a hit for LRU cleanup (batched; a read-only store skips it)."""
+        now = now_ms()
+        if (
+            self._cannot_write
+            or now - self._accesses_noted.get(key, 0) < _ACCESS_RECORD_INTERVAL_MS
+        ):
+            return
+        self._accesses_noted[key] = now
+        try:
+            writing = self._writing_for_this_process()
+            with self._lock:
+                self._append(
+                    writing,
+                    {
+                        "t": ACCESS_TYPE,
+                        "k": [key.block_id, key.module_hash, key.created_at],
+                        "at": now,
+                    },
+                )
+                self._index.add_access(key, now)
+        except (OSError, StoreIOError):
+            self._cannot_write = True  # e.g. a read-only copy of a store: hits still work
 
     def _load_contents(self, stored: StoredEntry) -> dict[str, dict[str, Any]] | None:
         contents: dict[str, dict[str, Any]] = {}
@@ -443,6 +650,152 @@ class FsPersistentStore:
             return writing.objects
         return self._reader_objects
 
+    # -- cleanup -------------------------------------------------------------------
+
+    def cleanup(
+        self,
+        strategy: CleanupStrategy | None = None,
+        *,
+        include_content: bool | None = None,
+        dry_run: bool = False,
+    ) -> CleanupReport:
+        """Compact the log into a new snapshot, dropping what `strategy` says.
+
+        The only way a snapshot is made. Under the local `modification` lock:
+        merge every head and the log after them, apply the strategy (and drop
+        entries whose objects are gone), write the new snapshot and fsync it,
+        then delete the snapshots it replaces, the log segments it fully
+        holds, and stale temp files. With `include_content`, also delete
+        unreferenced objects (object GC, under the exclusive `objects`
+        lock). `dry_run` changes nothing and reports what would be dropped.
+        """
+        report = CleanupReport(dry_run=dry_run)
+        if not os.path.isdir(self.path):
+            return report
+        with self._modification_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
+            if not acquired:
+                report.skipped.append(
+                    "another process is cleaning up "
+                    f"(modification lock busy for {self.lock_timeout:g} s)"
+                )
+                return report
+            try:
+                self._clean_up_locked(
+                    strategy or self.cleanup_strategy, bool(include_content), report
+                )
+            except OSError as error:
+                raise StoreIOError(f"cleanup of {self.path} failed: {error}") from error
+        if not dry_run:
+            with self._lock:
+                self._snapshot_names = None  # adopt the new snapshot at the next lookup
+                self._wrote_entries = False
+        return report
+
+    def _clean_up_locked(
+        self, strategy: CleanupStrategy, include_content: bool, report: CleanupReport
+    ) -> None:
+        now = now_ms()
+        snapshots = read_snapshots(self.layout.snapshots)
+        state = merge(snapshots.heads)
+        reader = LogReader(
+            self.layout.log, {segment: offset for segment, (offset, _) in state.consumed.items()}
+        )
+        for header, record in reader.read_new():
+            _apply(header, record, state)
+        live = state.live()
+        decisions = dict(strategy([stored.metadata for stored in live], now))
+        for stored in live:
+            if stored.metadata.key not in decisions and not self._objects_present(stored):
+                decisions[stored.metadata.key] = "objects missing or damaged"
+        sizes = {stored.metadata.key: stored.metadata.content_size for stored in live}
+        report.dropped = [
+            DroppedEntry(key, reason, sizes[key]) for key, reason in decisions.items()
+        ]
+        report.entries_kept = len(live) - len(decisions)
+        if report.dry_run:
+            return
+        for key in decisions:
+            state.add_tombstone(key, now)
+        self._write_snapshot(state, reader, snapshots, now, report)
+        delete_consumed_segments(self.layout.log, reader.segments(), report)
+        delete_stale_temp_files(self.layout.tmp, report)
+        if include_content:
+            self._collect_garbage(state, reader, report)
+
+    def _write_snapshot(
+        self,
+        state: StoreState,
+        reader: LogReader,
+        snapshots: SnapshotSet,
+        now: int,
+        report: CleanupReport,
+    ) -> None:
+        horizon = now - int(self.tombstone_ttl_days * _DAY_MS)
+        superseded = set(state.ancestors)
+        for segment in reader.segments().values():
+            if segment.segment_id:
+                offset = max(segment.offset, state.consumed.get(segment.segment_id, (0, 0))[0])
+                state.consumed[segment.segment_id] = (offset, now)
+        state.consumed = {k: v for k, v in state.consumed.items() if v[1] >= horizon}
+        state.tombstones = {k: at for k, at in state.tombstones.items() if at >= horizon}
+        state.ancestors = {k: at for k, at in state.ancestors.items() if at >= horizon}
+        writing = self._writing_for_this_process()
+        snapshot_id, data = encode_snapshot(state, writer=writing.writer_id, created_at=now)
+        _fs.makedirs(self.layout.snapshots)
+        path = os.path.join(self.layout.snapshots, snapshot_id + SNAPSHOT_SUFFIX)
+        _fs.write_new_file(path, data, temp_path=writing.temp_path(), durable=True)
+        report.snapshot = snapshot_id
+        for snapshot in snapshots.files:  # only now that the new one is durable
+            if snapshot.id in superseded and snapshot.path != path:
+                _fs.unlink(snapshot.path)
+                report.snapshots_deleted += 1
+
+    def _objects_present(self, stored: StoredEntry) -> bool:
+        objects = self._reader_objects
+        for ref in stored.metadata.objects().values():
+            if ref.inline or ref.size == 0:
+                continue
+            try:
+                if os.stat(objects.path_of(ref.id)).st_size != ref.size:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def _collect_garbage(self, state: StoreState, reader: LogReader, report: CleanupReport) -> None:
+        with self._objects_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
+            if not acquired:
+                report.skipped.append("object GC: puts held the objects lock; objects kept")
+                return
+            for header, record in reader.read_new():  # puts that finished meanwhile
+                _apply(header, record, state)
+            referenced = {
+                object_id
+                for stored in state.entries.values()
+                for object_id, ref in stored.metadata.objects().items()
+                if not ref.inline
+            }
+            collect_garbage(self.layout.objects, referenced, self.object_grace_seconds, report)
+
+    def _maybe_clean_up_in_background(self) -> None:
+        """Start a cleanup thread when a trigger fired; the put does not wait."""
+        index = self._index
+        too_many = 0 <= self.max_entries_in_log < index.log_entries
+        oldest = index.oldest_log_entry
+        too_old = oldest is not None and now_ms() - oldest > self.entry_merge_timeout_seconds * 1000
+        if not (too_many or too_old) or time.monotonic() < self._trigger_not_before:
+            return
+        if self._background is not None and self._background.is_alive():
+            return
+        self._trigger_not_before = time.monotonic() + _TRIGGER_BACKOFF_SECONDS
+        self._background = threading.Thread(
+            target=_clean_up_in_background,
+            args=(weakref.ref(self),),
+            name="marimo_store-cleanup",
+            daemon=True,
+        )
+        self._background.start()
+
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
@@ -457,6 +810,19 @@ class FsPersistentStore:
             except OSError as error:
                 raise StoreIOError(f"cannot close the log of {self.path}: {error}") from error
 
+    def _exit(self) -> None:
+        """At interpreter exit: clean up what this instance stored, then seal."""
+        try:
+            if self.cleanup_on_exit and self._wrote_entries:
+                self.cleanup(include_content=False)
+            self.close()
+        except Exception as error:  # exit must never fail because of the cache
+            warnings.warn(
+                f"marimo_store: cleanup at exit of {self.path} failed: {error}",
+                StoreWarning,
+                stacklevel=1,
+            )
+
     def __enter__(self) -> FsPersistentStore:
         return self
 
@@ -467,6 +833,20 @@ class FsPersistentStore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
+    store = reference()
+    if store is None:
+        return
+    try:
+        store.cleanup()
+    except Exception as error:  # a background cleanup reports, it never kills anything
+        warnings.warn(
+            f"marimo_store: background cleanup of {store.path} failed: {error}",
+            StoreWarning,
+            stacklevel=1,
+        )
 
 
 _MISSING: Any = object()
@@ -481,9 +861,24 @@ def _validate(config: Mapping[str, Any]) -> None:
     threshold = config["inline_threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
         raise ConfigError(f"inline_threshold must be an int >= 0, got {threshold!r}")
-    interval = config["refresh_interval"]
-    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
-        raise ConfigError(f"refresh_interval must be a number >= 0, got {interval!r}")
-    for name in ("verify_reads", "cloudpickle_fallback", "memory_map"):
+    limit = config["max_entries_in_log"]
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < -1:
+        raise ConfigError(
+            f"max_entries_in_log must be an int >= 0, or -1 for no limit, got {limit!r}"
+        )
+    for name in (
+        "refresh_interval",
+        "entry_merge_timeout_seconds",
+        "tombstone_ttl_days",
+        "object_grace_seconds",
+        "lock_timeout",
+    ):
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    for name in ("verify_reads", "cloudpickle_fallback", "memory_map", "cleanup_on_exit"):
         if not isinstance(config[name], bool):
             raise ConfigError(f"{name} must be True or False, got {config[name]!r}")
+    strategy = config["cleanup_strategy"]
+    if strategy is not None and not callable(strategy):
+        raise ConfigError(f"cleanup_strategy must be callable, got {strategy!r}")

@@ -13,7 +13,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from marimo_store import Entry, ExecutionKey, FsPersistentStore
+from marimo_store import DefaultCleanupStrategy, Entry, ExecutionKey, FsPersistentStore
 
 CONCURRENT_WORKERS = 4
 PUTS_PER_WORKER = 500
@@ -45,7 +45,10 @@ def put_many(path: str, worker: int, count: int, start: Any, pause: float = 0.0)
     `pause` (seconds, every 5 puts) only spreads the puts out so that a
     reader has time to read while they happen.
     """
-    store = FsPersistentStore(path)
+    # Every entry must survive: the exit cleanup (which runs in each worker,
+    # concurrently) keeps everything instead of 3 entries per block.
+    keep_all = DefaultCleanupStrategy(max_entries_per_block=None, max_entries_per_module=None)
+    store = FsPersistentStore(path, cleanup_strategy=keep_all)
     try:
         start.wait(60)
         for i in range(count):

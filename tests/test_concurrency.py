@@ -92,8 +92,12 @@ def test_concurrent_writers_lose_nothing(make_store: StoreFactory, store_path: P
                 assert entry is not None, (worker, i)
                 assert dict(entry.variables) == _workers.concurrent_value(worker, i)
 
-    # Every worker wrote its own segment; no file was shared.
-    assert len(_writer_ids(store_path)) == workers
+    # A worker process never shows up under two writer ids (no file was
+    # shared). Readers append access records under ids of their own, and the
+    # workers' exit cleanups may already have deleted sealed segments.
+    worker_pids = {process.pid for process in processes}
+    pids = [_pid_of(writer) for writer in _writer_ids(store_path)]
+    assert all(pids.count(pid) == 1 for pid in worker_pids & set(pids))
     # Values were both inline and object files, and shared ones were deduplicated.
     metadata = make_store().entries()
     inline = [m.variables["v"].inline for m in metadata]
