@@ -13,7 +13,6 @@ from marimo_store._cleanup import (
     parse_size,
 )
 from marimo_store._entry import (
-    ContentFormat,
     Entry,
     EntryMetadata,
     Environment,
@@ -37,7 +36,6 @@ __all__ = [
     "CleanupReport",
     "CleanupStrategy",
     "ConfigError",
-    "ContentFormat",
     "DefaultCleanupStrategy",
     "DroppedEntry",
     "Entry",

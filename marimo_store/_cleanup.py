@@ -7,37 +7,44 @@ by users: every dropped key comes with the reason the report shows.
 
 from __future__ import annotations
 
+import functools
 import os
-import re
 import time
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from marimo_store import _fs
 from marimo_store._entry import EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
-from marimo_store._log import SegmentState, writer_is_gone, writer_of
+from marimo_store._log import writer_is_gone, writer_of
+from marimo_store._value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+
+    from marimo_store._log import SegmentState
 
 _DAY_MS = 86_400_000
 _STALE_TEMP_SECONDS = 86_400
 _HEX = frozenset("0123456789abcdef")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 
-class CleanupStrategy(Protocol):
-    """Decides which entries a cleanup drops.
+CleanupStrategy = Callable[[Collection[EntryMetadata], int], Mapping[ExecutionKey, str]]
+"""Decides which entries a cleanup drops.
 
-    Called with the metadata of every live entry (sizes, formats, creation
-    and last-access times; nothing unpickled) and the current time in ms.
-    Returns the keys to drop, each with a short human-readable reason.
-    """
+Called with the metadata of every live entry (sizes, formats, creation and
+last-access times; nothing unpickled) and the current time in ms; returns
+the keys to drop, each with a short human-readable reason.
+"""
 
-    def __call__(
-        self, entries: Collection[EntryMetadata], now_ms: int
-    ) -> Mapping[ExecutionKey, str]: ...
+
+@functools.cache
+def _size_pattern() -> re.Pattern[str]:
+    import re  # noqa: PLC0415 - only configuration needs it
+
+    return re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)
 
 
 def parse_size(value: int | str | None, *, name: str) -> int | None:
@@ -52,7 +59,7 @@ def parse_size(value: int | str | None, *, name: str) -> int | None:
         if value < 0:
             raise ConfigError(f"{name} must be >= 0 bytes, got {value}")
         return value
-    match = _SIZE.match(value) if isinstance(value, str) else None
+    match = _size_pattern().match(value) if isinstance(value, str) else None
     if match is None:
         raise ConfigError(
             f"{name} must be a number of bytes or a size such as '500MB' or '10GiB', got {value!r}"
@@ -83,8 +90,7 @@ def last_used(entry: EntryMetadata) -> int:
     return max(entry.created_at, entry.last_access or 0)
 
 
-@dataclass(frozen=True)
-class DefaultCleanupStrategy:
+class DefaultCleanupStrategy(Value):
     """Keep what is likely to be used again, within count, age and size limits.
 
     - the newest `max_entries_per_module` runs of each computation
@@ -98,18 +104,34 @@ class DefaultCleanupStrategy:
     `None` switches a rule off.
     """
 
-    max_entries_per_block: int | None = 3
-    max_entries_per_module: int | None = 2
-    max_entry_age_days: float | None = None
-    max_total_content_size: int | str | None = None
-    _size_limit: int | None = field(init=False, repr=False, compare=False, default=None)
+    __slots__ = (
+        "max_entries_per_block",
+        "max_entries_per_module",
+        "max_entry_age_days",
+        "max_total_content_size",
+    )
+    max_entries_per_block: int | None
+    max_entries_per_module: int | None
+    max_entry_age_days: float | None
+    max_total_content_size: int | str | None
 
-    def __post_init__(self) -> None:
-        _check_count(self.max_entries_per_block, "max_entries_per_block")
-        _check_count(self.max_entries_per_module, "max_entries_per_module")
-        _check_days(self.max_entry_age_days, "max_entry_age_days")
-        limit = parse_size(self.max_total_content_size, name="max_total_content_size")
-        object.__setattr__(self, "_size_limit", limit)
+    def __init__(
+        self,
+        max_entries_per_block: int | None = 3,
+        max_entries_per_module: int | None = 2,
+        max_entry_age_days: float | None = None,
+        max_total_content_size: int | str | None = None,
+    ) -> None:
+        _check_count(max_entries_per_block, "max_entries_per_block")
+        _check_count(max_entries_per_module, "max_entries_per_module")
+        _check_days(max_entry_age_days, "max_entry_age_days")
+        parse_size(max_total_content_size, name="max_total_content_size")
+        self._assign(
+            max_entries_per_block=max_entries_per_block,
+            max_entries_per_module=max_entries_per_module,
+            max_entry_age_days=max_entry_age_days,
+            max_total_content_size=max_total_content_size,
+        )
 
     def __call__(
         self, entries: Collection[EntryMetadata], now_ms: int
@@ -121,10 +143,11 @@ class DefaultCleanupStrategy:
             for entry in entries:
                 if entry.key not in drop and last_used(entry) < horizon:
                     drop[entry.key] = f"unused for more than {self.max_entry_age_days:g} days"
-        if self._size_limit is not None:
+        limit = parse_size(self.max_total_content_size, name="max_total_content_size")
+        if limit is not None:
             kept = [entry for entry in entries if entry.key not in drop]
-            for key in _evict_to_fit(kept, self._size_limit):
-                drop[key] = f"total content above {self._size_limit} bytes (least recently used)"
+            for key in _evict_to_fit(kept, limit):
+                drop[key] = f"total content above {limit} bytes (least recently used)"
         return drop
 
     def _keep_newest(self, entries: Iterable[EntryMetadata], drop: dict[ExecutionKey, str]) -> None:
@@ -177,16 +200,18 @@ def _evict_to_fit(entries: list[EntryMetadata], limit: int) -> list[ExecutionKey
     return evicted
 
 
-@dataclass(frozen=True)
-class DroppedEntry:
+class DroppedEntry(Value):
     """One entry a cleanup removed (or, in a dry run, would remove)."""
 
+    __slots__ = ("key", "reason", "content_size")
     key: ExecutionKey
     reason: str
     content_size: int
 
+    def __init__(self, key: ExecutionKey, reason: str, content_size: int) -> None:
+        self._assign(key=key, reason=reason, content_size=content_size)
 
-@dataclass
+
 class CleanupReport:
     """What a cleanup did, or with `dry_run` would do.
 
@@ -196,16 +221,34 @@ class CleanupReport:
     lock, for instance), so a cleanup never fails silently.
     """
 
-    dry_run: bool = False
-    dropped: list[DroppedEntry] = field(default_factory=list)
-    entries_kept: int = 0
-    snapshot: str | None = None
-    snapshots_deleted: int = 0
-    segments_deleted: int = 0
-    temp_files_deleted: int = 0
-    objects_deleted: int = 0
-    bytes_freed: int = 0
-    skipped: list[str] = field(default_factory=list)
+    __slots__ = (
+        "bytes_freed",
+        "dropped",
+        "dry_run",
+        "entries_kept",
+        "objects_deleted",
+        "segments_deleted",
+        "skipped",
+        "snapshot",
+        "snapshots_deleted",
+        "temp_files_deleted",
+    )
+
+    def __init__(self, *, dry_run: bool = False) -> None:
+        self.dry_run = dry_run
+        self.dropped: list[DroppedEntry] = []
+        self.entries_kept = 0
+        self.snapshot: str | None = None
+        self.snapshots_deleted = 0
+        self.segments_deleted = 0
+        self.temp_files_deleted = 0
+        self.objects_deleted = 0
+        self.bytes_freed = 0
+        self.skipped: list[str] = []
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in sorted(self.__slots__))
+        return f"CleanupReport({fields})"
 
 
 def collect_garbage(

@@ -1,25 +1,28 @@
 """The value types of the store: keys, object references, entries, metadata.
 
-They are frozen dataclasses so that an entry handed out by `get` cannot be
-changed behind the store's back, and so that metadata can be compared and
-hashed by value.
+They are immutable so that an entry handed out by `get` cannot be changed
+behind the store's back, and so that metadata can be compared and hashed by
+value.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
 
 from marimo_store._errors import InvalidArgumentError
+from marimo_store._value import Value
 
-ContentFormat = Literal["pickle", "json", "auto"]
-"""What a caller may ask for; `auto` resolves to the store's default."""
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal, TypeAlias
 
-StoredFormat = Literal["pickle", "cloudpickle", "json", "buffer"]
-"""What an object really holds. `buffer` is one out-of-band pickle buffer."""
+    ContentFormat: TypeAlias = Literal["pickle", "json", "auto"]
+    """What a caller may ask for; `auto` resolves to the store's default."""
+
+    StoredFormat: TypeAlias = Literal["pickle", "cloudpickle", "json", "buffer"]
+    """What an object really holds. `buffer` is one out-of-band pickle buffer."""
 
 VARIABLES = "variables"
 """The content kind of a block's or function's results (the only one used so far)."""
@@ -34,8 +37,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutionKey:
+class ExecutionKey(Value):
     """Identifies one stored execution.
 
     `block_id` groups entries for cleanup (a function's own code hash or a
@@ -44,35 +46,34 @@ class ExecutionKey:
     computation apart. `None` means "the newest" for `get` and "now" for `put`.
     """
 
+    __slots__ = ("block_id", "module_hash", "created_at")
     block_id: str
     module_hash: str
-    created_at: int | None = None
+    created_at: int | None
 
-    def __post_init__(self) -> None:
-        for name in ("block_id", "module_hash"):
-            value = getattr(self, name)
+    def __init__(self, block_id: str, module_hash: str, created_at: int | None = None) -> None:
+        for name, value in (("block_id", block_id), ("module_hash", module_hash)):
             if not isinstance(value, str) or not value:
                 raise InvalidArgumentError(
                     f"ExecutionKey.{name} must be a non-empty str, got {value!r}"
                 )
             if "\x00" in value:
                 raise InvalidArgumentError(f"ExecutionKey.{name} must not contain NUL")
-        created = self.created_at
-        if created is not None and (
-            isinstance(created, bool) or not isinstance(created, int) or created < 0
+        if created_at is not None and (
+            isinstance(created_at, bool) or not isinstance(created_at, int) or created_at < 0
         ):
             raise InvalidArgumentError(
                 "ExecutionKey.created_at must be None or a non-negative int of "
-                f"milliseconds since the epoch, got {created!r}"
+                f"milliseconds since the epoch, got {created_at!r}"
             )
+        self._assign(block_id=block_id, module_hash=module_hash, created_at=created_at)
 
     def at(self, created_at: int) -> ExecutionKey:
         """The same computation, pinned to one run."""
         return ExecutionKey(self.block_id, self.module_hash, created_at)
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectRef:
+class ObjectRef(Value):
     """Where one serialized value lives and how to read it back.
 
     `id` is the xxh3-128 hex digest of the bytes (followed by a key qualifier
@@ -83,11 +84,22 @@ class ObjectRef:
     live inside the entry record rather than in `objects/`.
     """
 
+    __slots__ = ("id", "size", "format", "buffers", "inline")
     id: str
     size: int
     format: StoredFormat
-    buffers: tuple[ObjectRef, ...] = ()
-    inline: bool = False
+    buffers: tuple[ObjectRef, ...]
+    inline: bool
+
+    def __init__(
+        self,
+        id: str,
+        size: int,
+        format: StoredFormat,
+        buffers: tuple[ObjectRef, ...] = (),
+        inline: bool = False,
+    ) -> None:
+        self._assign(id=id, size=size, format=format, buffers=buffers, inline=inline)
 
     @property
     def total_size(self) -> int:
@@ -99,24 +111,43 @@ class ObjectRef:
         return (self, *self.buffers)
 
 
-@dataclass(frozen=True, slots=True)
-class Environment:
+class Environment(Value):
     """Where an entry was produced: enough to judge whether it still loads."""
 
+    __slots__ = ("python", "platform", "packages")
     python: str
     platform: str
-    packages: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    packages: Mapping[str, str]
+
+    def __init__(self, python: str, platform: str, packages: Mapping[str, str] = _EMPTY) -> None:
+        self._assign(python=python, platform=platform, packages=packages)
 
 
-@dataclass(frozen=True, slots=True)
-class EntryMetadata:
+class EntryMetadata(Value):
     """Everything about an entry except its values; never needs unpickling."""
 
+    __slots__ = ("key", "contents", "environment", "user_metadata", "last_access")
     key: ExecutionKey
     contents: Mapping[str, Mapping[str, ObjectRef]]
     environment: Environment
-    user_metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-    last_access: int | None = None
+    user_metadata: Mapping[str, Any]
+    last_access: int | None
+
+    def __init__(
+        self,
+        key: ExecutionKey,
+        contents: Mapping[str, Mapping[str, ObjectRef]],
+        environment: Environment,
+        user_metadata: Mapping[str, Any] = _EMPTY,
+        last_access: int | None = None,
+    ) -> None:
+        self._assign(
+            key=key,
+            contents=contents,
+            environment=environment,
+            user_metadata=user_metadata,
+            last_access=last_access,
+        )
 
     @property
     def created_at(self) -> int:
@@ -144,8 +175,7 @@ class EntryMetadata:
         return sum(obj.size for obj in self.objects().values())
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(Value):
     """An execution's results: what `put` takes and `get` returns.
 
     `contents` maps a content kind (`"variables"`) to variable names and
@@ -154,18 +184,27 @@ class Entry:
     `get`; it is ignored by `put`.
     """
 
+    __slots__ = ("key", "contents", "user_metadata", "format", "metadata")
+    _compared = ("key", "contents", "user_metadata", "format")
     key: ExecutionKey
     contents: Mapping[str, Mapping[str, Any]]
-    user_metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-    format: ContentFormat = "auto"
-    metadata: EntryMetadata | None = field(default=None, compare=False)
+    user_metadata: Mapping[str, Any]
+    format: ContentFormat
+    metadata: EntryMetadata | None
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.key, ExecutionKey):
-            raise InvalidArgumentError(f"Entry.key must be an ExecutionKey, got {self.key!r}")
-        if not isinstance(self.contents, Mapping):
+    def __init__(
+        self,
+        key: ExecutionKey,
+        contents: Mapping[str, Mapping[str, Any]],
+        user_metadata: Mapping[str, Any] = _EMPTY,
+        format: ContentFormat = "auto",
+        metadata: EntryMetadata | None = None,
+    ) -> None:
+        if not isinstance(key, ExecutionKey):
+            raise InvalidArgumentError(f"Entry.key must be an ExecutionKey, got {key!r}")
+        if not isinstance(contents, Mapping):
             raise InvalidArgumentError("Entry.contents must map content kinds to variables")
-        for kind, variables in self.contents.items():
+        for kind, variables in contents.items():
             if kind not in CONTENT_KINDS:
                 raise InvalidArgumentError(
                     f"unknown content kind {kind!r}; expected one of {CONTENT_KINDS}"
@@ -176,10 +215,17 @@ class Entry:
                 raise InvalidArgumentError(
                     f"Entry.contents[{kind!r}] must map non-empty str names to values"
                 )
-        if self.format not in ("pickle", "json", "auto"):
+        if format not in ("pickle", "json", "auto"):
             raise InvalidArgumentError(
-                f"Entry.format must be 'pickle', 'json' or 'auto', got {self.format!r}"
+                f"Entry.format must be 'pickle', 'json' or 'auto', got {format!r}"
             )
+        self._assign(
+            key=key,
+            contents=contents,
+            user_metadata=user_metadata,
+            format=format,
+            metadata=metadata,
+        )
 
     @classmethod
     def of(

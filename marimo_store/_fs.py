@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import BinaryIO
 
-from marimo_store._hashing import Buffer
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from marimo_store._hashing import Buffer
 
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 

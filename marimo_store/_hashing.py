@@ -7,13 +7,15 @@ sync tools), not against an attacker, and it runs at memory speed (about
 
 from __future__ import annotations
 
-import mmap
-from typing import TypeAlias
-
 import xxhash
 
-Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
-"""What the hashers accept without copying (`collections.abc.Buffer` needs 3.12)."""
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import mmap
+    from typing import TypeAlias
+
+    Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
+    """What the hashers accept without copying (`collections.abc.Buffer` needs 3.12)."""
 
 CONTENT_HASH_BYTES = 16
 """Length of an object's content hash (xxh3-128)."""

@@ -8,7 +8,6 @@ a store therefore costs the same with ten entries or a hundred thousand.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 from marimo_store._entry import ExecutionKey
 from marimo_store._records import StoredEntry, winner
@@ -110,6 +109,6 @@ class EntryIndex:
                 continue
             accessed = self._accessed.get(key)
             if accessed is not None and accessed > (stored.metadata.last_access or 0):
-                yield StoredEntry(replace(stored.metadata, last_access=accessed), stored.inline)
+                yield StoredEntry(stored.metadata.replace(last_access=accessed), stored.inline)
             else:
                 yield stored

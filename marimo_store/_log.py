@@ -16,19 +16,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import struct
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, BinaryIO
 
 import msgpack
 
 from marimo_store import _fs
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import record_checksum
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 FRAME = struct.Struct("<IQ")
 MAX_RECORD_BYTES = 256 * 1024 * 1024
@@ -41,15 +42,14 @@ SEGMENT_SUFFIX = ".log"
 HEADER_TYPE = "header"
 CLOSE_TYPE = "close"
 
-_NAME_UNSAFE = re.compile(r"[^a-z0-9]+")
-
 
 @functools.cache
 def host_name() -> str:
     """This machine's name as it appears in writer ids: `[a-z0-9-]`, at most 32."""
-    import socket  # noqa: PLC0415 - only writers need it; importing costs ~3 ms
+    import re  # noqa: PLC0415 - only writers need these; importing costs ms
+    import socket  # noqa: PLC0415
 
-    return _NAME_UNSAFE.sub("-", socket.gethostname().lower()).strip("-")[:32] or "host"
+    return re.sub(r"[^a-z0-9]+", "-", socket.gethostname().lower()).strip("-")[:32] or "host"
 
 
 def new_writer_id() -> str:
@@ -72,14 +72,19 @@ def pack(document: dict[str, Any]) -> bytes:
     return msgpack.packb(document, use_bin_type=True)  # type: ignore[no-any-return]
 
 
-@dataclass(slots=True)
 class ParsedFrames:
-    """The good records at the start of a byte range, and where they end."""
+    """The good records at the start of a byte range, and where they end.
 
-    payloads: list[memoryview]
-    end: int
-    damaged: bool
-    """A complete record failed its checksum or length check (not just a torn tail)."""
+    `damaged`: a complete record failed its checksum or length check (not
+    just a torn tail).
+    """
+
+    __slots__ = ("damaged", "end", "payloads")
+
+    def __init__(self, payloads: list[memoryview], end: int, *, damaged: bool) -> None:
+        self.payloads = payloads
+        self.end = end
+        self.damaged = damaged
 
 
 def parse_frames(data: memoryview, start: int = 0) -> ParsedFrames:
@@ -231,21 +236,33 @@ class SegmentWriter:
         self._offset = len(header)
 
 
-@dataclass(slots=True)
 class SegmentState:
-    """What a reader knows of one segment file."""
+    """What a reader knows of one segment file.
 
-    identity: tuple[int, int]
-    offset: int
-    """Bytes read and applied (or skipped as already in the snapshot)."""
-    header: dict[str, Any] | None
-    segment_id: str = ""
-    """`<writer>.<n>` from the header: the segment's identity whatever its file name."""
-    closed: bool = False
-    size: int = 0
-    """File size at the last read."""
-    damaged_size: int = -1
-    """File size when damage was last reported (re-read only when it changes)."""
+    `offset`: bytes read and applied (or skipped as already in a snapshot);
+    `segment_id`: `<writer>.<n>` from the header, the segment's identity
+    whatever its file name; `size`: the file size at the last read;
+    `damaged_size`: the size when damage was last reported (the file is
+    re-read only when it changes).
+    """
+
+    __slots__ = ("closed", "damaged_size", "header", "identity", "offset", "segment_id", "size")
+
+    def __init__(
+        self,
+        identity: tuple[int, int],
+        offset: int,
+        header: dict[str, Any] | None,
+        segment_id: str = "",
+        size: int = 0,
+    ) -> None:
+        self.identity = identity
+        self.offset = offset
+        self.header = header
+        self.segment_id = segment_id
+        self.size = size
+        self.closed = False
+        self.damaged_size = -1
 
 
 def segment_id_of(header: dict[str, Any]) -> str | None:

@@ -13,13 +13,17 @@ import mmap
 import os
 import threading
 import warnings
-from collections.abc import Callable
-from typing import NamedTuple
 
 from marimo_store import _fs
 from marimo_store._entry import now_ms
 from marimo_store._errors import StoreWarning
-from marimo_store._hashing import CONTENT_HASH_BYTES, Buffer, content_digest
+from marimo_store._hashing import CONTENT_HASH_BYTES, content_digest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from marimo_store._hashing import Buffer
 
 EMPTY_OBJECT_ID = content_digest(b"").hex()
 """The empty object is implicit: never written, always present."""
@@ -27,19 +31,10 @@ EMPTY_OBJECT_ID = content_digest(b"").hex()
 _CONTENT_HEX = CONTENT_HASH_BYTES * 2
 
 
-class _Fingerprint(NamedTuple):
+def _fingerprint(stat: os.stat_result) -> tuple[int, int, int, int, int]:
     """What changes whenever a file's bytes may have changed (ctime included:
     no tool can set it back)."""
-
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-
-    @classmethod
-    def of(cls, stat: os.stat_result) -> _Fingerprint:
-        return cls(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 class ObjectDirectory:
@@ -65,7 +60,7 @@ class ObjectDirectory:
         self._temp_path = temp_path
         self._durable = durable
         self._verify_reads = verify_reads
-        self._verified: dict[str, _Fingerprint] = {}
+        self._verified: dict[str, tuple[int, int, int, int, int]] = {}
         self._lock = threading.Lock()
 
     def path_of(self, object_id: str) -> str:
@@ -121,7 +116,7 @@ class ObjectDirectory:
             _fs.fsync_dir(os.path.dirname(path))
         # We hashed exactly these bytes; remember the file as verified.
         with self._lock:
-            self._verified[path] = _Fingerprint.of(os.stat(path))
+            self._verified[path] = _fingerprint(os.stat(path))
 
     def read(self, object_id: str, size: int, *, memory_map: bool) -> memoryview | None:
         """The bytes of an object, or None when it is missing or damaged.
@@ -149,7 +144,7 @@ class ObjectDirectory:
             os.close(fd)
         if data is None:
             return None
-        fingerprint = _Fingerprint.of(stat)
+        fingerprint = _fingerprint(stat)
         if self._verify_reads and self._verified.get(path) != fingerprint:
             if content_digest(data).hex() != object_id[:_CONTENT_HEX]:
                 self._quarantine(path, stat, "contents do not match the object's hash")

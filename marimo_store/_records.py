@@ -8,9 +8,7 @@ anything unexpected makes the record be skipped, never raise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, cast
 
 import msgpack
 
@@ -20,10 +18,14 @@ from marimo_store._entry import (
     Environment,
     ExecutionKey,
     ObjectRef,
-    StoredFormat,
 )
 from marimo_store._errors import InvalidArgumentError
 from marimo_store._hashing import content_digest
+from marimo_store._value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ENTRY_TYPE = "entry"
 ACCESS_TYPE = "access"
@@ -31,16 +33,20 @@ TOMBSTONE_TYPE = "tombstone"
 _STORED_FORMATS: frozenset[str] = frozenset(("pickle", "cloudpickle", "json", "buffer"))
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
+class StoredEntry(Value):
     """An entry as the index holds it: metadata plus the bytes kept inline."""
 
+    __slots__ = ("metadata", "inline")
     metadata: EntryMetadata
     inline: Mapping[str, bytes]
 
+    def __init__(self, metadata: EntryMetadata, inline: Mapping[str, bytes]) -> None:
+        self._assign(metadata=metadata, inline=inline)
+
     def canonical_bytes(self) -> bytes:
         """A deterministic encoding, the last tie-breaker between clashing entries."""
-        return cast(bytes, msgpack.packb(encode_entry(self, None), use_bin_type=True))
+        encoding: bytes = msgpack.packb(encode_entry(self, None), use_bin_type=True)
+        return encoding
 
 
 def check_user_metadata(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -124,10 +130,35 @@ def _decode_ref(value: Any, inline: dict[str, bytes], *, is_buffer: bool) -> Obj
     return ObjectRef(
         object_id,
         size,
-        cast(StoredFormat, stored_format),
+        stored_format,
         tuple(_decode_ref(buffer, inline, is_buffer=True) for buffer in buffers),
         inline=data is not None,
     )
+
+
+def key_from_fields(value: Any) -> ExecutionKey | None:
+    """An execution key from its `[block_id, module_hash, created_at]` form."""
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    block_id, module_hash, created_at = value
+    if not isinstance(created_at, int) or isinstance(created_at, bool):
+        return None
+    try:
+        return ExecutionKey(block_id, module_hash, created_at)
+    except InvalidArgumentError:
+        return None
+
+
+def _decode_contents(value: Any, inline: dict[str, bytes]) -> dict[str, Mapping[str, ObjectRef]]:
+    _require(isinstance(value, dict))
+    contents: dict[str, Mapping[str, ObjectRef]] = {}
+    for kind, refs in value.items():
+        _require(kind in CONTENT_KINDS and isinstance(refs, dict))
+        _require(all(isinstance(name, str) and name for name in refs))
+        contents[kind] = MappingProxyType(
+            {name: _decode_ref(ref, inline, is_buffer=False) for name, ref in refs.items()}
+        )
+    return contents
 
 
 def decode_entry(record: Mapping[str, Any], context: Environment | None) -> StoredEntry | None:
@@ -136,32 +167,20 @@ def decode_entry(record: Mapping[str, Any], context: Environment | None) -> Stor
     `context` supplies the environment fields a log record leaves out; a
     snapshot record (context None) must carry them itself.
     """
+    key = key_from_fields(record.get("k"))
+    python = record.get("py", context.python if context else None)
+    platform = record.get("pl", context.platform if context else None)
+    packages = record.get("pk", {})
+    user_metadata = record.get("um", {})
+    if key is None or not isinstance(python, str) or not isinstance(platform, str):
+        return None
+    if not isinstance(packages, dict) or not isinstance(user_metadata, dict):
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in packages.items()):
+        return None
+    inline: dict[str, bytes] = {}
     try:
-        key_fields = record.get("k")
-        _require(isinstance(key_fields, list) and len(key_fields) == 3)
-        block_id, module_hash, created_at = cast(list[Any], key_fields)
-        _require(isinstance(created_at, int) and not isinstance(created_at, bool))
-        try:
-            key = ExecutionKey(block_id, module_hash, created_at)
-        except InvalidArgumentError:
-            raise _Malformed from None
-        contents_field = record.get("c")
-        _require(isinstance(contents_field, dict))
-        inline: dict[str, bytes] = {}
-        contents: dict[str, Mapping[str, ObjectRef]] = {}
-        for kind, refs in cast(dict[Any, Any], contents_field).items():
-            _require(kind in CONTENT_KINDS and isinstance(refs, dict))
-            _require(all(isinstance(name, str) and name for name in refs))
-            contents[kind] = MappingProxyType(
-                {name: _decode_ref(ref, inline, is_buffer=False) for name, ref in refs.items()}
-            )
-        python = record.get("py", context.python if context else None)
-        platform = record.get("pl", context.platform if context else None)
-        packages = record.get("pk", {})
-        user_metadata = record.get("um", {})
-        _require(isinstance(python, str) and isinstance(platform, str))
-        _require(isinstance(packages, dict) and isinstance(user_metadata, dict))
-        _require(all(isinstance(k, str) and isinstance(v, str) for k, v in packages.items()))
+        contents = _decode_contents(record.get("c"), inline)
     except _Malformed:
         return None
     metadata = EntryMetadata(

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import math
 import pickle
 import sys
 import types
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from marimo_store._entry import StoredFormat
 from marimo_store._errors import SerializationError
-from marimo_store._hashing import Buffer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from marimo_store._entry import StoredFormat
+    from marimo_store._hashing import Buffer
 
 PICKLE_PROTOCOL = 5
 
@@ -44,15 +46,26 @@ would cost more (a file, a hash, an mmap) than it saves.
 """
 
 
-@dataclass(slots=True)
 class SerializedValue:
-    """One variable in serialized form, ready to be written as objects."""
+    """One variable in serialized form, ready to be written as objects.
 
-    format: StoredFormat
-    stream: bytes
-    buffers: list[memoryview] = field(default_factory=list)
-    modules: frozenset[str] = frozenset()
-    """Top-level modules whose classes or functions the stream refers to."""
+    `modules`: the top-level modules whose classes or functions the stream
+    refers to (their versions go into the entry's environment).
+    """
+
+    __slots__ = ("buffers", "format", "modules", "stream")
+
+    def __init__(
+        self,
+        format: StoredFormat,
+        stream: bytes,
+        buffers: list[memoryview] | None = None,
+        modules: frozenset[str] = frozenset(),
+    ) -> None:
+        self.format: StoredFormat = format
+        self.stream = stream
+        self.buffers = buffers or []
+        self.modules = modules
 
 
 class _NeedsValuePickling(Exception):  # noqa: N818 - internal control flow, not an error
@@ -212,6 +225,8 @@ def serialize_json(name: str, value: Any) -> SerializedValue:
             f"cannot store {_describe(name, value)} as JSON: {problem}; "
             "JSON holds only dict (str keys), list, str, int, finite float, bool and None"
         )
+    import json  # noqa: PLC0415 - ~5 ms to import; only JSON-format values need it
+
     text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return SerializedValue("json", text.encode("utf-8"))
 
@@ -223,6 +238,8 @@ def deserialize(stored: StoredFormat, stream: Buffer, buffers: Sequence[Buffer])
     deliberate: writing into them would change the cache behind its back.
     """
     if stored == "json":
+        import json  # noqa: PLC0415 - see serialize_json
+
         return json.loads(bytes(stream))
     if stored in ("pickle", "cloudpickle"):
         return pickle.loads(stream, buffers=buffers)

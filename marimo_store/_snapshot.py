@@ -25,8 +25,6 @@ import os
 import struct
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from typing import Any
 
 import msgpack
 
@@ -34,7 +32,17 @@ from marimo_store._entry import ExecutionKey
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import content_digest, content_hasher, text_digest
 from marimo_store._log import FRAME, frame, pack, parse_frames, read_frame, unpack
-from marimo_store._records import StoredEntry, decode_entry, encode_entry, winner
+from marimo_store._records import (
+    StoredEntry,
+    decode_entry,
+    encode_entry,
+    key_from_fields,
+    winner,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SNAPSHOT_SUFFIX = ".snap"
 SNAPSHOT_TYPE = "snapshot"
@@ -51,18 +59,23 @@ def computation_hash(block_id: str, module_hash: str) -> int:
     return digest
 
 
-@dataclass(slots=True)
 class StoreState:
-    """A fully merged state: what cleanup works on and snapshots hold."""
+    """A fully merged state: what cleanup works on and snapshots hold.
 
-    entries: dict[ExecutionKey, StoredEntry] = field(default_factory=dict)
-    tombstones: dict[ExecutionKey, int] = field(default_factory=dict)
-    last_access: dict[ExecutionKey, int] = field(default_factory=dict)
-    consumed: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """Segment id -> (bytes consumed, when a cleanup last saw the segment)."""
-    heads: list[str] = field(default_factory=list)
-    ancestors: dict[str, int] = field(default_factory=dict)
-    """Ids of every snapshot this state descends from -> their created_at."""
+    `consumed`: segment id -> (bytes consumed, when a cleanup last saw the
+    segment); `ancestors`: ids of every snapshot this state descends from ->
+    their created_at.
+    """
+
+    __slots__ = ("ancestors", "consumed", "entries", "heads", "last_access", "tombstones")
+
+    def __init__(self, heads: list[str] | None = None) -> None:
+        self.entries: dict[ExecutionKey, StoredEntry] = {}
+        self.tombstones: dict[ExecutionKey, int] = {}
+        self.last_access: dict[ExecutionKey, int] = {}
+        self.consumed: dict[str, tuple[int, int]] = {}
+        self.heads: list[str] = heads or []
+        self.ancestors: dict[str, int] = {}
 
     def add_entry(self, stored: StoredEntry) -> None:
         key = stored.metadata.key
@@ -87,27 +100,13 @@ class StoreState:
             if accessed is None or accessed == stored.metadata.last_access:
                 found.append(stored)
             else:
-                metadata = replace(stored.metadata, last_access=accessed)
+                metadata = stored.metadata.replace(last_access=accessed)
                 found.append(StoredEntry(metadata, stored.inline))
         return found
 
 
 def _key_fields(key: ExecutionKey) -> list[Any]:
     return [key.block_id, key.module_hash, key.created_at]
-
-
-def key_from_fields(value: Any) -> ExecutionKey | None:
-    """An execution key from its `[block_id, module_hash, created_at]` form."""
-    if not (isinstance(value, list) and len(value) == 3):
-        return None
-    block_id, module_hash, created_at = value
-    if not (isinstance(created_at, int) and isinstance(block_id, str)):
-        return None
-    if not isinstance(module_hash, str) or not block_id or not module_hash:
-        return None
-    if isinstance(created_at, bool) or created_at < 0 or "\x00" in block_id + module_hash:
-        return None
-    return ExecutionKey(block_id, module_hash, created_at)
 
 
 class SnapshotFile:
@@ -226,7 +225,7 @@ def _decode_snapshot_entry(record: dict[str, Any] | None) -> StoredEntry | None:
     stored = decode_entry(record, None)
     last_access = record.get("la")
     if stored is not None and isinstance(last_access, int) and not isinstance(last_access, bool):
-        stored = StoredEntry(replace(stored.metadata, last_access=last_access), stored.inline)
+        stored = StoredEntry(stored.metadata.replace(last_access=last_access), stored.inline)
     return stored
 
 
@@ -325,13 +324,15 @@ def encode_snapshot(state: StoreState, *, writer: str, created_at: int) -> tuple
     return content_digest(header_payload).hex(), data
 
 
-@dataclass(slots=True)
 class SnapshotSet:
-    """Every verified snapshot file in `snapshots/`, and which are heads."""
+    """Every verified snapshot file in `snapshots/` (`files`, conflicted
+    copies of one snapshot included), and which of them are `heads`."""
 
-    heads: list[SnapshotFile]
-    files: list[SnapshotFile]
-    """All verified files, copies of one snapshot (conflicted copies) included."""
+    __slots__ = ("files", "heads")
+
+    def __init__(self, heads: list[SnapshotFile], files: list[SnapshotFile]) -> None:
+        self.heads = heads
+        self.files = files
 
 
 def read_snapshots(directory: str) -> SnapshotSet:

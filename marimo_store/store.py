@@ -20,7 +20,6 @@ import warnings
 import weakref
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal, Protocol, cast
 
 from marimo_store import _fs
 from marimo_store._cleanup import (
@@ -33,7 +32,6 @@ from marimo_store._cleanup import (
     delete_stale_temp_files,
 )
 from marimo_store._entry import (
-    ContentFormat,
     Entry,
     EntryMetadata,
     Environment,
@@ -70,6 +68,7 @@ from marimo_store._records import (
     check_user_metadata,
     decode_entry,
     encode_entry,
+    key_from_fields,
     same_contents,
 )
 from marimo_store._serialize import (
@@ -83,13 +82,26 @@ from marimo_store._snapshot import (
     SnapshotSet,
     StoreState,
     encode_snapshot,
-    key_from_fields,
     merge,
     read_snapshots,
 )
 
-Durability = Literal["flush", "fsync"]
-ObjectIdMode = Literal["deduplication", "execution_key_qualified"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal, Protocol, TypeAlias
+
+    from marimo_store._entry import ContentFormat
+
+    Durability: TypeAlias = Literal["flush", "fsync"]
+    ObjectIdMode: TypeAlias = Literal["deduplication", "execution_key_qualified"]
+
+    class _RecordTarget(Protocol):
+        """Where log records are applied: the live index or a cleanup's state."""
+
+        def add_entry(self, stored: StoredEntry) -> None: ...
+        def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None: ...
+        def add_access(self, key: ExecutionKey, accessed_at: int) -> None: ...
+
 
 _DAY_MS = 86_400_000
 _ACCESS_RECORD_INTERVAL_MS = 60_000
@@ -142,14 +154,6 @@ class _Writing:
     def temp_path(self) -> str:
         """A fresh name under `tmp/` that no other writer can pick."""
         return os.path.join(self._temp_dir, f"{self.writer_id}-{next(self._temp_counter)}.tmp")
-
-
-class _RecordTarget(Protocol):
-    """Where log records are applied: the live index or a cleanup's state."""
-
-    def add_entry(self, stored: StoredEntry) -> None: ...
-    def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None: ...
-    def add_access(self, key: ExecutionKey, accessed_at: int) -> None: ...
 
 
 def _apply(header: Mapping[str, Any], record: Mapping[str, Any], target: _RecordTarget) -> None:
@@ -626,14 +630,15 @@ class FsPersistentStore:
             if ref.inline
             else objects.read(ref.id, ref.size, memory_map=False)
         )
-        buffers = [
+        loaded = [
             objects.read(buffer.id, buffer.size, memory_map=self.memory_map)
             for buffer in ref.buffers
         ]
-        if stream is None or any(buffer is None for buffer in buffers):
+        buffers = [buffer for buffer in loaded if buffer is not None]
+        if stream is None or len(buffers) != len(loaded):
             return _MISSING
         try:
-            return deserialize(ref.format, stream, cast(list[memoryview], buffers))
+            return deserialize(ref.format, stream, buffers)
         except Exception as error:  # a value that no longer loads is a miss, not a crash
             warnings.warn(
                 f"marimo_store: cannot load a value of entry {stored.metadata.key}: "
