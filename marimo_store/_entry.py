@@ -228,6 +228,25 @@ class Entry(Value):
         )
 
     @classmethod
+    def _trusted(
+        cls,
+        key: ExecutionKey,
+        contents: Mapping[str, Mapping[str, Any]],
+        user_metadata: Mapping[str, Any],
+        metadata: EntryMetadata,
+    ) -> Entry:
+        """An entry rebuilt from stored data, which was validated when it was put."""
+        entry = cls.__new__(cls)
+        entry._assign(
+            key=key,
+            contents=contents,
+            user_metadata=user_metadata,
+            format="auto",
+            metadata=metadata,
+        )
+        return entry
+
+    @classmethod
     def of(
         cls,
         key: ExecutionKey,

@@ -9,9 +9,12 @@ cost in total.
 
 from __future__ import annotations
 
+import operator
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Self
+    from collections.abc import Callable
+    from typing import Any, ClassVar, Self
 
 
 class Value:
@@ -22,6 +25,7 @@ class Value:
     _fields: tuple[str, ...] = ()
     _compared: tuple[str, ...] = ()
     """Fields that take part in equality and hashing (default: all)."""
+    _key_of: ClassVar[Callable[[Any], Any]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -31,6 +35,9 @@ class Value:
         cls._fields = tuple(fields)
         if "_compared" not in cls.__dict__:
             cls._compared = cls._fields
+        # attrgetter builds the comparison tuple in C: keys are hashed on every lookup.
+        getter = operator.attrgetter(*cls._compared)
+        cls._key_of = staticmethod(getter if len(cls._compared) > 1 else lambda v: (getter(v),))
 
     def _assign(self, **values: Any) -> None:
         for name, value in values.items():
@@ -42,16 +49,14 @@ class Value:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
-    def _key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self._compared)
-
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._key() == other._key()
+        key_of = type(self)._key_of
+        return bool(key_of(self) == key_of(other))
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(type(self)._key_of(self))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)

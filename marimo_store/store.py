@@ -497,7 +497,7 @@ class FsPersistentStore:
             if contents is not None:
                 metadata = stored.metadata
                 self._note_access(metadata.key)
-                return Entry(metadata.key, contents, metadata.user_metadata, metadata=metadata)
+                return Entry._trusted(metadata.key, contents, metadata.user_metadata, metadata)
         return None
 
     def load_variable(self, key: ExecutionKey, name: str, *, kind: str = "variables") -> Any:
