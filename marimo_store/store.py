@@ -108,6 +108,7 @@ _ACCESS_RECORD_INTERVAL_MS = 60_000
 """At most one access record per entry per minute per writer: recency for
 LRU cleanup without a write on every hit."""
 _TRIGGER_BACKOFF_SECONDS = 30.0
+_MAX_ANCESTORS = 1000
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "object_id_mode": ("deduplication", "execution_key_qualified"),
@@ -737,13 +738,22 @@ class FsPersistentStore:
     ) -> None:
         horizon = now - int(self.tombstone_ttl_days * _DAY_MS)
         superseded = set(state.ancestors)
+        # Offsets only for segments that still exist: a deleted segment that a
+        # sync tool brings back is harmless to re-read (entries are idempotent
+        # and tombstones keep dropped keys dropped), and the header stays as
+        # small as the set of live segments.
+        consumed: dict[str, tuple[int, int]] = {}
         for segment in reader.segments().values():
             if segment.segment_id:
-                offset = max(segment.offset, state.consumed.get(segment.segment_id, (0, 0))[0])
-                state.consumed[segment.segment_id] = (offset, now)
-        state.consumed = {k: v for k, v in state.consumed.items() if v[1] >= horizon}
+                known = max(consumed.get(segment.segment_id, (0, 0))[0], segment.offset)
+                consumed[segment.segment_id] = (known, now)
+        state.consumed = consumed
         state.tombstones = {k: at for k, at in state.tombstones.items() if at >= horizon}
-        state.ancestors = {k: at for k, at in state.ancestors.items() if at >= horizon}
+        # Ancestors tell a snapshot a sync tool resurrects from a head. Bounded
+        # by age and count: a resurrected snapshot older than that only brings
+        # back entries that are valid (or misses), never wrong ones.
+        recent = sorted(state.ancestors.items(), key=lambda item: item[1], reverse=True)
+        state.ancestors = {k: at for k, at in recent[:_MAX_ANCESTORS] if at >= horizon}
         writing = self._writing_for_this_process()
         snapshot_id, data = encode_snapshot(state, writer=writing.writer_id, created_at=now)
         _fs.makedirs(self.layout.snapshots)
