@@ -737,7 +737,6 @@ class FsPersistentStore:
         report: CleanupReport,
     ) -> None:
         horizon = now - int(self.tombstone_ttl_days * _DAY_MS)
-        superseded = set(state.ancestors)
         # Offsets only for segments that still exist: a deleted segment that a
         # sync tool brings back is harmless to re-read (entries are idempotent
         # and tombstones keep dropped keys dropped), and the header stays as
@@ -760,8 +759,11 @@ class FsPersistentStore:
         path = os.path.join(self.layout.snapshots, snapshot_id + SNAPSHOT_SUFFIX)
         _fs.write_new_file(path, data, temp_path=writing.temp_path(), durable=True)
         report.snapshot = snapshot_id
-        for snapshot in snapshots.files:  # only now that the new one is durable
-            if snapshot.id in superseded and snapshot.path != path:
+        # Only now that the new one is durable. It merges every head, and every
+        # other file read is some head's ancestor: all of them are superseded.
+        # (A snapshot that arrived after they were read is not in the list.)
+        for snapshot in snapshots.files:
+            if snapshot.path != path:
                 _fs.unlink(snapshot.path)
                 report.snapshots_deleted += 1
 
