@@ -326,13 +326,17 @@ def encode_snapshot(state: StoreState, *, writer: str, created_at: int) -> tuple
 
 class SnapshotSet:
     """Every verified snapshot file in `snapshots/` (`files`, conflicted
-    copies of one snapshot included), and which of them are `heads`."""
+    copies of one snapshot included), which of them are `heads`, and the
+    paths of files that failed verification (`damaged`)."""
 
-    __slots__ = ("files", "heads")
+    __slots__ = ("damaged", "files", "heads")
 
-    def __init__(self, heads: list[SnapshotFile], files: list[SnapshotFile]) -> None:
+    def __init__(
+        self, heads: list[SnapshotFile], files: list[SnapshotFile], damaged: list[str]
+    ) -> None:
         self.heads = heads
         self.files = files
+        self.damaged = damaged
 
 
 def read_snapshots(directory: str) -> SnapshotSet:
@@ -344,8 +348,16 @@ def read_snapshots(directory: str) -> SnapshotSet:
     try:
         names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(SNAPSHOT_SUFFIX))
     except (FileNotFoundError, NotADirectoryError):
-        return SnapshotSet([], [])
-    files = [f for f in (SnapshotFile.open(os.path.join(directory, n)) for n in names) if f]
+        return SnapshotSet([], [], [])
+    files: list[SnapshotFile] = []
+    damaged: list[str] = []
+    for name in names:
+        path = os.path.join(directory, name)
+        snapshot = SnapshotFile.open(path)
+        if snapshot is not None:
+            files.append(snapshot)
+        elif os.path.exists(path):
+            damaged.append(path)
     superseded: set[str] = set()
     for snapshot in files:
         superseded.update(snapshot.ancestors)
@@ -354,7 +366,7 @@ def read_snapshots(directory: str) -> SnapshotSet:
     for snapshot in files:
         if snapshot.id not in superseded:
             heads.setdefault(snapshot.id, snapshot)
-    return SnapshotSet(sorted(heads.values(), key=lambda s: s.id), files)
+    return SnapshotSet(sorted(heads.values(), key=lambda s: s.id), files, damaged)
 
 
 def merge(heads: list[SnapshotFile]) -> StoreState:

@@ -766,6 +766,11 @@ class FsPersistentStore:
             if snapshot.path != path:
                 _fs.unlink(snapshot.path)
                 report.snapshots_deleted += 1
+        for damaged in snapshots.damaged:  # kept for inspection, out of the way
+            _fs.makedirs(self.layout.quarantine)
+            quarantined = os.path.join(self.layout.quarantine, f"{os.path.basename(damaged)}.{now}")
+            with contextlib.suppress(FileNotFoundError):
+                _fs.replace(damaged, quarantined)
 
     def _objects_present(self, stored: StoredEntry) -> bool:
         objects = self._reader_objects
