@@ -766,11 +766,16 @@ class FsPersistentStore:
             if snapshot.path != path:
                 _fs.unlink(snapshot.path)
                 report.snapshots_deleted += 1
-        for damaged in snapshots.damaged:  # kept for inspection, out of the way
-            _fs.makedirs(self.layout.quarantine)
-            quarantined = os.path.join(self.layout.quarantine, f"{os.path.basename(damaged)}.{now}")
+        # A damaged snapshot goes to quarantine once it is old: a young one may
+        # be another machine's snapshot still arriving through a sync tool.
+        old = time.time_ns() - int(self.object_grace_seconds * 1e9)
+        for damaged in snapshots.damaged:
             with contextlib.suppress(FileNotFoundError):
-                _fs.replace(damaged, quarantined)
+                seen = os.stat(damaged)
+                if max(seen.st_mtime_ns, seen.st_ctime_ns) < old:
+                    _fs.makedirs(self.layout.quarantine)
+                    name = f"{os.path.basename(damaged)}.{now}"
+                    _fs.replace(damaged, os.path.join(self.layout.quarantine, name))
 
     def _objects_present(self, stored: StoredEntry) -> bool:
         objects = self._reader_objects
