@@ -26,6 +26,7 @@ class EntryIndex:
         """Entry records the log added on top of the snapshot (a cleanup trigger)."""
         self.oldest_log_entry: int | None = None
         """`created_at` of the oldest of those (the other trigger)."""
+        self._base_tombstones_pending = base is not None
         if merged is not None:
             for stored in merged.entries.values():
                 self._insert(stored)
@@ -34,6 +35,13 @@ class EntryIndex:
 
     def add_entry(self, stored: StoredEntry) -> None:
         """An entry record read from the log (or just written)."""
+        if self._base_tombstones_pending:
+            # Only now: opening stays O(1), and a segment that a sync tool
+            # brings back after a cleanup must not resurrect what it dropped.
+            self._base_tombstones_pending = False
+            assert self._base is not None
+            for key, deleted_at in self._base.tombstones().items():
+                self.add_tombstone(key, deleted_at)
         if stored.metadata.key in self._removed:
             return
         self._insert(stored)

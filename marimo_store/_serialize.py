@@ -219,7 +219,12 @@ def _json_problem(value: Any, path: str) -> str | None:
 
 def serialize_json(name: str, value: Any) -> SerializedValue:
     """Encode `value` as JSON, refusing anything that would not load back equal."""
-    problem = _json_problem(value, name)
+    try:
+        problem = _json_problem(value, name)
+    except RecursionError as error:
+        raise SerializationError(
+            f"cannot store {_describe(name, value)} as JSON: nested too deeply"
+        ) from error
     if problem:
         raise SerializationError(
             f"cannot store {_describe(name, value)} as JSON: {problem}; "
@@ -227,8 +232,16 @@ def serialize_json(name: str, value: Any) -> SerializedValue:
         )
     import json  # noqa: PLC0415 - ~5 ms to import; only JSON-format values need it
 
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return SerializedValue("json", text.encode("utf-8"))
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        encoded = text.encode("utf-8")
+    except (ValueError, RecursionError) as error:  # UnicodeEncodeError is a ValueError
+        # A lone surrogate has no UTF-8 form; an int past Python's digit limit
+        # cannot be written (nor read back); nesting deeper than the stack.
+        raise SerializationError(
+            f"cannot store {_describe(name, value)} as JSON: {error}"
+        ) from error
+    return SerializedValue("json", encoded)
 
 
 def deserialize(stored: StoredFormat, stream: Buffer, buffers: Sequence[Buffer]) -> Any:

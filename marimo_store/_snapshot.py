@@ -31,7 +31,7 @@ import msgpack
 from marimo_store._entry import ExecutionKey
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import content_digest, content_hasher, text_digest
-from marimo_store._log import FRAME, frame, pack, parse_frames, read_frame, unpack
+from marimo_store._log import FRAME, frame, pack, read_frame, unpack
 from marimo_store._records import (
     StoredEntry,
     decode_entry,
@@ -113,13 +113,13 @@ class SnapshotFile:
     """A verified, memory-mapped snapshot; entries are decoded on demand."""
 
     def __init__(
-        self, path: str, data: mmap.mmap, header: dict[str, Any], layout: tuple[int, int, int]
+        self, path: str, data: mmap.mmap, header: dict[str, Any], layout: tuple[int, int]
     ) -> None:
         self.path = path
         self._data = data
         self._view = memoryview(data)
         self.header = header
-        self._entries_start, self._tombstones_at, self._table_at = layout
+        self._tombstones_at, self._table_at = layout
         length = FRAME.unpack_from(self._view, self._table_at)[0]
         table_start = self._table_at + FRAME.size
         self._table = self._view[table_start : table_start + length]
@@ -173,22 +173,32 @@ class SnapshotFile:
             if row_hash != target:
                 break
             stored = self._entry_at(offset)
-            key = stored.metadata.key if stored is not None else None
-            if stored is not None and key is not None and (key.block_id, key.module_hash) == wanted:
+            if stored is None:  # perhaps the run asked for: a miss, never a guess
+                _damaged(self.path, "an entry record fails its checksum")
+                continue
+            key = stored.metadata.key
+            if (key.block_id, key.module_hash) == wanted:
                 found.append(stored)
         self._decoded[wanted] = found
         return found
 
     def entries(self) -> Iterator[StoredEntry]:
-        """Every entry that verifies (damaged ones are skipped with a warning)."""
-        region = self._view[: self._tombstones_at]
-        parsed = parse_frames(region, self._entries_start)
-        if parsed.damaged or parsed.end != self._tombstones_at:
-            _damaged(self.path, "an entry record fails its checksum")
-        for payload in parsed.payloads:
-            stored = _decode_snapshot_entry(unpack(payload))
-            if stored is not None:
+        """Every entry that verifies (damaged ones are skipped with a warning).
+
+        Walks the key table rather than the frames one after another: the
+        table (checksummed itself) knows where every record starts, so a
+        damaged record, even one whose length field was hit, costs only
+        itself.
+        """
+        damaged = 0
+        for row in range(self.count):
+            stored = self._entry_at(_ROW.unpack_from(self._table, row * _ROW.size)[1])
+            if stored is None:
+                damaged += 1
+            else:
                 yield stored
+        if damaged:
+            _damaged(self.path, f"{damaged} entry record(s) fail their checksum")
 
     def tombstones(self) -> dict[ExecutionKey, int]:
         """Keys deleted by cleanups, with when they were deleted."""
@@ -237,7 +247,7 @@ def _damaged(path: str, reason: str) -> None:
     )
 
 
-def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int, int, int]]:
+def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int, int]]:
     """The header and frame offsets of a snapshot, or what is wrong with it."""
     tombstones_at, table_at, magic = _FOOTER.unpack_from(view, size - _FOOTER.size)
     if magic != _MAGIC:
@@ -255,7 +265,7 @@ def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int
     if header is None or not _valid_header(header) or len(table) % _ROW.size:
         return "its header is malformed"
     header["id"] = content_digest(head).hex()
-    return header, (FRAME.size + len(head), tombstones_at, table_at)
+    return header, (tombstones_at, table_at)
 
 
 def _valid_header(header: dict[str, Any]) -> bool:
