@@ -162,9 +162,9 @@ class SegmentWriter:
         """`(device, inode)` of the segment currently written to."""
         return self._identity
 
-    def append(self, payload: bytes) -> tuple[str, int]:
-        """Append one record; return the segment's name and the offset after it."""
-        record = frame(payload)
+    def append(self, *payloads: bytes) -> tuple[str, int]:
+        """Append records in one write; return the segment's name and the offset after them."""
+        record = b"".join(map(frame, payloads))
         with self._lock:
             if not self._still_ours():
                 self._rotate()

@@ -85,6 +85,7 @@ from marimo_store._snapshot import (
     merge,
     read_snapshots,
 )
+from marimo_store._verified import VerifiedObjects, prune_ledgers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ class _Writing:
             temp_path=self.temp_path,
             durable=store.durability == "fsync",
             verify_reads=store.verify_reads,
+            verified=store._verified,
         )
         self.header: dict[str, Any] = {
             "t": HEADER_TYPE,
@@ -291,12 +293,14 @@ class FsPersistentStore:
         self._log_reader = LogReader(self.layout.log)
         self._snapshot_names: tuple[str, ...] | None = None
         self._last_refresh = -float("inf")
+        self._verified = VerifiedObjects(self.layout.local)
         self._reader_objects = ObjectDirectory(
             self.layout.objects,
             quarantine_dir=self.layout.quarantine,
             temp_path=lambda: "",  # the reading side never writes objects
             durable=False,
             verify_reads=verify_reads,
+            verified=self._verified,
         )
         self._objects_lock = LocalLock(os.path.join(self.layout.locks, "objects.lock"))
         self._modification_lock = LocalLock(os.path.join(self.layout.locks, "modification.lock"))
@@ -305,6 +309,8 @@ class FsPersistentStore:
         self._wrote_entries = False
         self._exit_registered = False
         self._accesses_noted: dict[ExecutionKey, int] = {}
+        self._pending_accesses: dict[ExecutionKey, int] = {}
+        self._pending_since = 0
         self._background: threading.Thread | None = None
         self._trigger_not_before = 0.0
 
@@ -418,10 +424,11 @@ class FsPersistentStore:
             self._append(writing, encode_entry(stored, writing.context))
             self._index.add_entry(stored)
             self._wrote_entries = True
+            self._flush_accesses(writing)  # the writer exists now: accesses ride along
         return stored
 
-    def _append(self, writing: _Writing, record: dict[str, Any]) -> None:
-        name, offset = writing.segments.append(pack(record))
+    def _append(self, writing: _Writing, *records: dict[str, Any]) -> None:
+        name, offset = writing.segments.append(*map(pack, records))
         self._log_reader.adopt(
             name, writing.segments.segment_id, writing.segments.identity, offset, writing.header
         )
@@ -478,10 +485,15 @@ class FsPersistentStore:
                             f"cannot create the store at {self.path}: {error}"
                         ) from error
                     self._writing = writing
-                    if not self._exit_registered:
-                        atexit.register(_at_exit, weakref.ref(self))
-                        self._exit_registered = True
+                    self._register_exit()
         return writing
+
+    def _register_exit(self) -> None:
+        """Run `_exit` at interpreter exit once this instance has something to
+        write or seal (never for a store that was only constructed)."""
+        if not self._exit_registered:
+            atexit.register(_at_exit, weakref.ref(self))
+            self._exit_registered = True
 
     # -- reading -------------------------------------------------------------------
 
@@ -589,7 +601,15 @@ class FsPersistentStore:
         self._snapshot_names = names
 
     def _note_access(self, key: ExecutionKey) -> None:
-        """Record a hit for LRU cleanup (batched; a read-only store skips it)."""
+        """Remember a hit for LRU cleanup, to be written with the next batch.
+
+        A hit writes nothing: the access records wait in memory until the
+        next put, `close()`, `cleanup()`, exit, or until the oldest has
+        waited `_ACCESS_RECORD_INTERVAL_MS`. So a process that only reads
+        never pays for creating a log segment on its first hit, and steady
+        hits pay no write. (A killed process loses its last batch: recency
+        is a cleanup hint, never a correctness matter.)
+        """
         now = now_ms()
         if (
             self._cannot_write
@@ -597,20 +617,34 @@ class FsPersistentStore:
         ):
             return
         self._accesses_noted[key] = now
-        try:
-            writing = self._writing_for_this_process()
-            with self._lock:
-                self._append(
-                    writing,
-                    {
-                        "t": ACCESS_TYPE,
-                        "k": [key.block_id, key.module_hash, key.created_at],
-                        "at": now,
-                    },
-                )
-                self._index.add_access(key, now)
-        except (OSError, StoreIOError):
-            self._cannot_write = True  # e.g. a read-only copy of a store: hits still work
+        with self._lock:
+            self._index.add_access(key, now)
+            if not self._pending_accesses:
+                self._pending_since = now
+            self._pending_accesses[key] = now
+            due = now - self._pending_since >= _ACCESS_RECORD_INTERVAL_MS
+            self._register_exit()
+        if due:
+            self._flush_accesses()
+
+    def _flush_accesses(self, writing: _Writing | None = None) -> None:
+        """Append the waiting access records in one write (no-op when none wait).
+
+        A store that cannot write (a read-only copy) drops them and stops
+        collecting: hits still work.
+        """
+        with self._lock:
+            if not self._pending_accesses or self._cannot_write:
+                return
+            pending, self._pending_accesses = self._pending_accesses, {}
+            records = [
+                {"t": ACCESS_TYPE, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
+                for key, at in pending.items()
+            ]
+            try:
+                self._append(writing or self._writing_for_this_process(), *records)
+            except (OSError, StoreIOError):
+                self._cannot_write = True
 
     def _load_contents(self, stored: StoredEntry) -> dict[str, dict[str, Any]] | None:
         contents: dict[str, dict[str, Any]] = {}
@@ -625,7 +659,7 @@ class FsPersistentStore:
         return contents
 
     def _load_value(self, stored: StoredEntry, ref: ObjectRef) -> Any:
-        objects = self._objects_for_reading()
+        objects = self._reader_objects
         stream = (
             stored.inline[ref.id]
             if ref.inline
@@ -649,13 +683,6 @@ class FsPersistentStore:
             )
             return _MISSING
 
-    def _objects_for_reading(self) -> ObjectDirectory:
-        # The writer's directory knows which files this process wrote itself.
-        writing = self._writing
-        if writing is not None and writing.pid == os.getpid():
-            return writing.objects
-        return self._reader_objects
-
     # -- cleanup -------------------------------------------------------------------
 
     def cleanup(
@@ -678,6 +705,8 @@ class FsPersistentStore:
         report = CleanupReport(dry_run=dry_run)
         if not os.path.isdir(self.path):
             return report
+        if not dry_run:
+            self._flush_accesses()  # so that this process's hits count for LRU
         with self._modification_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
             if not acquired:
                 report.skipped.append(
@@ -725,6 +754,11 @@ class FsPersistentStore:
         self._write_snapshot(state, reader, snapshots, now, report)
         delete_consumed_segments(self.layout.log, reader.segments(), report)
         delete_stale_temp_files(self.layout.tmp, report)
+        prune_ledgers(
+            self.layout.local,
+            self._reader_objects.path_of,
+            self._writing_for_this_process().temp_path(),
+        )
         if include_content:
             self._collect_garbage(state, reader, report)
 
@@ -826,8 +860,9 @@ class FsPersistentStore:
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Seal this instance's log segment. The store stays usable; a later
-        put simply starts a new segment."""
+        """Write waiting access records and seal this instance's log segment.
+        The store stays usable; a later put simply starts a new segment."""
+        self._flush_accesses()
         with self._lock:
             writing = self._writing
             self._writing = None
