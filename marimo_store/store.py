@@ -205,7 +205,8 @@ class FsPersistentStore:
       durable before it returns. Snapshots are always fsynced.
     - `verify_reads`: check every object's hash before using it (default).
       Objects this process wrote or already verified, and that have not
-      changed since, are not hashed again.
+      changed since, are not hashed again; objects of 4 MiB or more that
+      any process of this machine verified since boot neither.
     - `cloudpickle_fallback`: pickle lambdas, closures and `__main__`
       classes by value with cloudpickle; when False they raise
       `SerializationError`.
