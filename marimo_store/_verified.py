@@ -81,15 +81,14 @@ class VerifiedObjects:
 
     def __init__(self, local_dir: str) -> None:
         self._local_dir = local_dir
-        name = ledger_name()
-        self._path = None if name is None else os.path.join(local_dir, name)
+        self._path: str | None = None
         self._known: dict[str, Fingerprint] = {}
-        self._loaded = self._path is None
+        self._loaded = False  # the shared file is read on first need, not on open
         self._lock = threading.Lock()
 
     def is_verified(self, object_id: str, seen: Fingerprint) -> bool:
         """Whether the file with fingerprint `seen` was verified as `object_id`."""
-        if not self._loaded:
+        if not self._loaded and seen[2] >= SHARED_MIN_BYTES:
             self._load()
         return self._known.get(object_id) == seen
 
@@ -99,7 +98,11 @@ class VerifiedObjects:
             if self._known.get(object_id) == seen:
                 return
             self._known[object_id] = seen
-        if self._path is not None and seen[2] >= SHARED_MIN_BYTES:
+        if seen[2] < SHARED_MIN_BYTES:
+            return
+        if not self._loaded:
+            self._load()
+        if self._path is not None:
             with contextlib.suppress(OSError):  # read-only: this process still remembers
                 if not os.path.isdir(self._local_dir):
                     _fs.makedirs(self._local_dir)
@@ -111,8 +114,9 @@ class VerifiedObjects:
             self._known.pop(object_id, None)
 
     def _load(self) -> None:
-        assert self._path is not None
-        found = _read_ledger(self._path)
+        name = ledger_name()
+        self._path = None if name is None else os.path.join(self._local_dir, name)
+        found = {} if self._path is None else _read_ledger(self._path)
         with self._lock:
             for object_id, seen in found.items():
                 self._known.setdefault(object_id, seen)
