@@ -110,6 +110,7 @@ _ACCESS_RECORD_INTERVAL_MS = 60_000
 LRU cleanup without a write on every hit."""
 _TRIGGER_BACKOFF_SECONDS = 30.0
 _MAX_ANCESTORS = 1000
+_MAX_SEGMENTS_BEFORE_CLEANUP = 64
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "object_id_mode": ("deduplication", "execution_key_qualified"),
@@ -221,7 +222,8 @@ class FsPersistentStore:
     - `max_entries_in_log`: ... or when more entries than this wait in the
       log (-1: no limit).
     - `cleanup_on_exit`: clean up at interpreter exit if this instance
-      stored entries (never raises).
+      stored entries, or if more than 64 log segments have piled up (never
+      raises).
     - `tombstone_ttl_days`: how long a snapshot remembers deleted keys, so a
       machine syncing late cannot bring them back.
     - `object_grace_seconds`: object GC spares objects younger than this
@@ -845,7 +847,9 @@ class FsPersistentStore:
         too_many = 0 <= self.max_entries_in_log < index.log_entries
         oldest = index.oldest_log_entry
         too_old = oldest is not None and now_ms() - oldest > self.entry_merge_timeout_seconds * 1000
-        if not (too_many or too_old) or time.monotonic() < self._trigger_not_before:
+        if not (too_many or too_old or self._too_many_segments()):
+            return
+        if time.monotonic() < self._trigger_not_before:
             return
         if self._background is not None and self._background.is_alive():
             return
@@ -873,10 +877,17 @@ class FsPersistentStore:
             except OSError as error:
                 raise StoreIOError(f"cannot close the log of {self.path}: {error}") from error
 
+    def _too_many_segments(self) -> bool:
+        """Whether the log holds more segment files than a cleanup should let
+        pile up. Every process that only reads still leaves one small segment
+        (its access records), so entry counts alone would never trigger."""
+        return len(self._log_reader.segments()) > _MAX_SEGMENTS_BEFORE_CLEANUP
+
     def _exit(self) -> None:
-        """At interpreter exit: clean up what this instance stored, then seal."""
+        """At interpreter exit: clean up what this instance stored (or the
+        segments that readers left), then seal."""
         try:
-            if self.cleanup_on_exit and self._wrote_entries:
+            if self.cleanup_on_exit and (self._wrote_entries or self._too_many_segments()):
                 self.cleanup(include_content=False)
             self.close()
         except Exception as error:  # exit must never fail because of the cache

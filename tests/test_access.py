@@ -95,3 +95,31 @@ def test_a_dry_run_cleanup_writes_nothing(make_store: StoreFactory, store_path: 
     assert log_state(store_path) == before
     store.cleanup()
     assert last_access(make_store, keys[0]) is not None
+
+
+def test_segments_that_readers_leave_are_compacted_at_exit(
+    make_store: StoreFactory, store_path: Path
+) -> None:
+    """Each reading instance leaves one small segment; once more than 64 pile
+    up, the next instance to exit cleans up, though it stored nothing."""
+    keys = put_three(make_store)
+    for _ in range(70):
+        reader = make_store()
+        assert reader.get(keys[0]) is not None
+        reader.close()
+    assert len(log_state(store_path)) > 64
+    assert not (store_path / "snapshots").exists()
+    script = textwrap.dedent(
+        f"""
+        from marimo_store import ExecutionKey, FsPersistentStore
+        store = FsPersistentStore({str(store_path)!r})
+        assert store.get(ExecutionKey({keys[2].block_id!r}, {keys[2].module_hash!r})) is not None
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=SUBPROCESS_TIMEOUT)
+    assert len(list((store_path / "snapshots").iterdir())) == 1
+    assert len(log_state(store_path)) <= 1  # at most the exiting reader's own segment
+    store = make_store()
+    assert {m.key for m in store.entries()} == set(keys)
+    assert last_access(make_store, keys[0]) is not None
+    assert last_access(make_store, keys[2]) is not None
