@@ -217,7 +217,7 @@ class _Encoder:
             cls = type(value)
             self._feed_reference(cls)
             if self._home is not None and cls.__module__ == self._home:
-                self._update(class_digest(cls))
+                self._feed_class(cls)
             if self._enter(value):
                 self._feed_dict(state)
                 self._active.discard(id(value))
@@ -277,23 +277,84 @@ class _Encoder:
         else:  # extension arrays (categorical, string, arrow): their own pickling
             self._feed_pickled(series.array)
 
+    def _feed_function(self, func: types.FunctionType) -> None:
+        """A function as a value: what calling it depends on.
+
+        Its code, defaults and closure cells; for a function of the home
+        module (a helper passed as an argument), also the globals it reads,
+        followed as the cached function's own dependencies are. Functions of
+        other modules count by their code and cells only.
+        """
+        self._feed_text(b"L", func.__qualname__)
+        self._update(code_digest(func))
+        if not self._enter(func):
+            return
+        self.feed((func.__defaults__, func.__kwdefaults__))
+        follows = self._home is not None and func.__globals__.get("__name__") == self._home
+        for _, component, value in _inputs_of(func, ""):
+            if follows or component.startswith(CELL):
+                self._update(_str_bytes(component))
+                self._feed_input(value, func.__globals__)
+        self._active.discard(id(func))
+
+    def _feed_input(self, value: Any, namespace: dict[str, Any]) -> None:
+        """A global or cell value, counted as `_input_kind` says."""
+        kind, what = _input_kind(value, namespace, self._home)
+        if kind is _HELPER:
+            self._feed_function(what)
+        elif kind is _CLASS:
+            self._feed_class(what)
+        elif kind is _REFERENCE:
+            self._update(b"r" + _str_bytes(what))
+        else:
+            self.feed(what)
+
+    def _feed_class(self, cls: type) -> None:
+        """A class by its name, bases, methods (as functions) and plain attributes.
+
+        Built from the live class, never from its source, so it cannot
+        describe a class other than the one running.
+        """
+        self._feed_reference(cls)
+        if not self._enter(cls):
+            return
+        self.feed([f"{base.__module__}.{base.__qualname__}" for base in cls.__mro__])
+        for name, attribute in sorted(vars(cls).items()):
+            functions = [
+                function
+                for function in _functions_of(attribute)
+                if isinstance(function, types.FunctionType)
+            ]
+            if functions:
+                self.feed(name)
+                for function in functions:
+                    self._feed_function(function)
+            elif not name.startswith("__"):
+                self.feed(name)
+                try:
+                    self.feed(value_digest(attribute))
+                except Unhashable:  # e.g. a lock shared by the instances
+                    self.feed(f"{type(attribute).__module__}.{type(attribute).__qualname__}")
+        self._active.discard(id(cls))
+
     def _feed_pickled(self, value: Any) -> None:
         import pickle  # noqa: PLC0415 - already loaded by the store; local for clarity
 
         self._update(b"P")
         try:
-            _hashing_pickler(pickle)(self._hasher).dump(value)
+            _hashing_pickler(pickle)(self).dump(value)
         except Exception as error:  # anything __reduce__ may raise
             raise Unhashable(f"{type(error).__name__}: {error}") from error
 
 
-def _hashing_pickler(pickle: Any) -> Callable[[xxhash.xxh3_128], pickle.Pickler]:
-    """A pickler writing into a hasher; buffers are hashed where they lie."""
+def _hashing_pickler(pickle: Any) -> Callable[[_Encoder], pickle.Pickler]:
+    """A pickler writing into an encoder's hasher; buffers are hashed where they lie."""
 
     class HashingPickler(pickle.Pickler):  # type: ignore[misc]
-        def __init__(self, hasher: xxhash.xxh3_128) -> None:
-            self._hasher = hasher
-            super().__init__(_Sink(hasher), protocol=5, buffer_callback=self._buffer)
+        def __init__(self, encoder: _Encoder) -> None:
+            self._encoder = encoder
+            self._hasher = encoder._hasher
+            super().__init__(_Sink(self._hasher), protocol=5, buffer_callback=self._buffer)
 
         def _buffer(self, buffer: pickle.PickleBuffer) -> bool:
             try:
@@ -305,10 +366,10 @@ def _hashing_pickler(pickle: Any) -> Callable[[xxhash.xxh3_128], pickle.Pickler]
             return False
 
         def reducer_override(self, obj: Any) -> Any:
-            # Functions by their code, not by name: a lambda inside a value
-            # is hashable, and an edited function changes the key.
+            # Functions as the encoder hashes them, not by name: a lambda
+            # inside a value is hashable, and an edited one changes the key.
             if type(obj) is types.FunctionType:
-                return str, (f"function {obj.__qualname__} {code_digest(obj).hex()}",)
+                return str, (f"function {self._encoder._digest_of(obj).hex()}",)
             return NotImplemented
 
     return HashingPickler
@@ -433,8 +494,7 @@ def _encode_reference(encoder: _Encoder, value: Any) -> None:
 
 
 def _encode_function(encoder: _Encoder, value: types.FunctionType) -> None:
-    encoder._feed_text(b"L", value.__qualname__)
-    encoder._update(code_digest(value))
+    encoder._feed_function(value)
 
 
 def _encode_module(encoder: _Encoder, value: types.ModuleType) -> None:
@@ -598,30 +658,9 @@ def _tree_digest(node: ast.AST) -> bytes:
 
 
 def class_digest(cls: type) -> bytes:
-    """xxh3-128 of a class: its name, bases, methods' code and plain attributes.
-
-    Built from the live class, never from its source, so it cannot describe
-    a class other than the one running.
-    """
+    """xxh3-128 of a class: its methods followed as functions of its module."""
     hasher = xxhash.xxh3_128(b"class")
-    encoder = _Encoder(hasher, None, set())
-    encoder.feed([f"{base.__module__}.{base.__qualname__}" for base in cls.__mro__])
-    for name, attribute in sorted(vars(cls).items()):
-        functions = [
-            function
-            for function in _functions_of(attribute)
-            if isinstance(function, types.FunctionType)
-        ]
-        if functions:
-            encoder.feed(name)
-            for function in functions:
-                hasher.update(code_digest(function))
-        elif not name.startswith("__"):
-            encoder.feed(name)
-            try:
-                encoder.feed(value_digest(attribute))
-            except Unhashable:
-                encoder.feed(f"{type(attribute).__module__}.{type(attribute).__qualname__}")
+    _Encoder(hasher, cls.__module__, set())._feed_class(cls)
     return hasher.digest()
 
 
@@ -867,23 +906,16 @@ class CallHasher:
         (with `pin_modules`, by their package's version); anything else by
         its value.
         """
-        inner = _unwrap(value)
-        if isinstance(inner, types.FunctionType):
-            if inner.__globals__ is self.func.__globals__:
-                components[FUNCTION + label] = code_digest(inner).hex()
-                return inner
-            modules.add(_top_level(inner.__module__))
-        elif isinstance(value, type):
-            if value.__module__ == self.home_module:
-                components[CLASS + label] = class_digest(value).hex()
-            else:
-                modules.add(_top_level(value.__module__))
-        elif isinstance(value, types.ModuleType):
-            modules.add(_top_level(value.__name__))
-        elif isinstance(value, types.BuiltinFunctionType):
-            modules.add(_top_level(value.__module__))
+        kind, what = _input_kind(value, self.func.__globals__, self.home_module)
+        if kind is _HELPER:
+            components[FUNCTION + label] = code_digest(what).hex()
+            return what  # type: ignore[no-any-return]
+        if kind is _CLASS:
+            components[CLASS + label] = class_digest(what).hex()
+        elif kind is _REFERENCE:
+            modules.add(what.partition(".")[0])
         else:
-            components[component] = self._digest(value, "global", label)
+            components[component] = self._digest(what, "global", label)
         return None
 
     def _pinned(self, used: Iterable[str]) -> Iterable[str]:
@@ -912,8 +944,40 @@ def _inputs_of(func: types.FunctionType, owner: str) -> Iterator[tuple[str, str,
         yield owner + name, CELL + owner + name, value
 
 
-def _top_level(module: str | None) -> str:
-    return (module or "builtins").partition(".")[0]
+_HELPER = "helper"
+_CLASS = "class"
+_REFERENCE = "reference"
+_VALUE = "value"
+
+
+def _input_kind(value: Any, namespace: dict[str, Any], home_module: str | None) -> tuple[str, Any]:
+    """How a global or closure value counts in a key: `(kind, what)`.
+
+    - a function of the same namespace (possibly under decorators): a
+      helper, by its code and its own inputs (`what` is the function);
+    - a class of the home module: by its code (`what` is the class);
+    - modules, and functions and classes of other modules: by name only
+      (`what` is the dotted name; `pin_modules` keys on the package version);
+    - anything else: by its value.
+    """
+    inner = _unwrap(value)
+    if isinstance(inner, types.FunctionType):
+        if inner.__globals__ is namespace:
+            return _HELPER, inner
+        return _REFERENCE, _dotted_name(inner)
+    if isinstance(value, type):
+        if value.__module__ == home_module:
+            return _CLASS, value
+        return _REFERENCE, _dotted_name(value)
+    if isinstance(value, types.ModuleType):
+        return _REFERENCE, value.__name__
+    if isinstance(value, types.BuiltinFunctionType):
+        return _REFERENCE, _dotted_name(value)
+    return _VALUE, value
+
+
+def _dotted_name(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', None) or 'builtins'}.{obj.__qualname__}"
 
 
 _ABSENT: Any = object()

@@ -230,6 +230,66 @@ def test_methods_key_on_the_instance_and_the_other_methods(
     assert edited.Model(3).predict.explain(2).hit
 
 
+def test_functions_passed_as_arguments_count_with_what_they_read(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    module = load_module("""
+        import cache_probe
+        from marimo_store import persistent_cache
+
+        SCALE = 2
+
+        def scale(x):
+            return x * SCALE
+
+        def make_adder(k):
+            def add(x):
+                return x + k
+            return add
+
+        @persistent_cache(store=cache_probe.store)
+        def apply(fn, x):
+            cache_probe.calls.append(x)
+            return fn(x)
+    """)
+    assert module.apply(module.make_adder(1), 5) == 6
+    assert module.apply(module.make_adder(2), 5) == 7  # another closure: another key
+    assert module.apply(module.make_adder(2), 5) == 7
+    assert module.apply(module.scale, 3) == 6
+    module.SCALE = 3  # read by the function passed in, not by `apply`
+    assert module.apply(module.scale, 3) == 9
+    assert len(probe.calls) == 4
+    assert module.apply.explain(module.scale, 3).hit
+
+
+def test_a_method_misses_when_a_global_read_by_another_method_changes(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    module = load_module("""
+        import cache_probe
+        from marimo_store import persistent_cache
+
+        RATE = 0.5
+
+        class Account:
+            def __init__(self, balance):
+                self.balance = balance
+
+            def rate(self):
+                return RATE
+
+            @persistent_cache(store=cache_probe.store)
+            def interest(self):
+                cache_probe.calls.append(self.balance)
+                return self.balance * self.rate()
+    """)
+    assert module.Account(100).interest() == 50
+    module.RATE = 0.25
+    assert module.Account(100).interest() == 25
+    assert module.Account(100).interest() == 25
+    assert probe.calls == [100, 100]
+
+
 def test_a_raising_function_stores_nothing(
     load_module: ModuleLoader, probe: types.ModuleType
 ) -> None:

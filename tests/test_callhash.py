@@ -139,6 +139,26 @@ def test_functions_in_values_hash_by_their_code() -> None:
     assert value_digest(Plain(f=lambda: 1)) != value_digest(Plain(f=lambda: 2))
 
 
+def factorial(n: int) -> int:
+    return 1 if n <= 1 else n * factorial(n - 1)
+
+
+def test_recursive_functions_as_values_hash_without_recursing_forever() -> None:
+    home = factorial.__module__
+    digest = value_digest(factorial, home_module=home)
+    assert digest == value_digest(factorial, home_module=home)
+    assert value_digest([factorial, {"f": factorial}], home_module=home)
+
+
+def constant(k: int) -> Any:
+    return lambda: k
+
+
+def test_closure_values_count_even_inside_pickled_objects() -> None:
+    assert value_digest(OrderedDict(f=constant(1))) == value_digest(OrderedDict(f=constant(1)))
+    assert value_digest(OrderedDict(f=constant(1))) != value_digest(OrderedDict(f=constant(2)))
+
+
 def test_unpicklable_values_are_unhashable() -> None:
     import threading
 
