@@ -85,6 +85,7 @@ from marimo_store._snapshot import (
     merge,
     read_snapshots,
 )
+from marimo_store._verified import VerifiedObjects, prune_ledgers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ _ACCESS_RECORD_INTERVAL_MS = 60_000
 LRU cleanup without a write on every hit."""
 _TRIGGER_BACKOFF_SECONDS = 30.0
 _MAX_ANCESTORS = 1000
+_MAX_SEGMENTS_BEFORE_CLEANUP = 64
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "object_id_mode": ("deduplication", "execution_key_qualified"),
@@ -138,6 +140,7 @@ class _Writing:
             temp_path=self.temp_path,
             durable=store.durability == "fsync",
             verify_reads=store.verify_reads,
+            verified=store._verified,
         )
         self.header: dict[str, Any] = {
             "t": HEADER_TYPE,
@@ -177,6 +180,11 @@ def _apply(header: Mapping[str, Any], record: Mapping[str, Any], target: _Record
             target.add_tombstone(key, at)
 
 
+def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
+    """A log record about one entry: an access or a tombstone."""
+    return {"t": record_type, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
+
+
 def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
     store = reference()
     if store is not None:
@@ -203,7 +211,8 @@ class FsPersistentStore:
       durable before it returns. Snapshots are always fsynced.
     - `verify_reads`: check every object's hash before using it (default).
       Objects this process wrote or already verified, and that have not
-      changed since, are not hashed again.
+      changed since, are not hashed again; objects of 4 MiB or more that
+      any process of this machine verified since boot neither.
     - `cloudpickle_fallback`: pickle lambdas, closures and `__main__`
       classes by value with cloudpickle; when False they raise
       `SerializationError`.
@@ -218,7 +227,8 @@ class FsPersistentStore:
     - `max_entries_in_log`: ... or when more entries than this wait in the
       log (-1: no limit).
     - `cleanup_on_exit`: clean up at interpreter exit if this instance
-      stored entries (never raises).
+      stored entries, or if more than 64 log segments have piled up (never
+      raises).
     - `tombstone_ttl_days`: how long a snapshot remembers deleted keys, so a
       machine syncing late cannot bring them back.
     - `object_grace_seconds`: object GC spares objects younger than this
@@ -291,12 +301,14 @@ class FsPersistentStore:
         self._log_reader = LogReader(self.layout.log)
         self._snapshot_names: tuple[str, ...] | None = None
         self._last_refresh = -float("inf")
+        self._verified = VerifiedObjects(self.layout.local)
         self._reader_objects = ObjectDirectory(
             self.layout.objects,
             quarantine_dir=self.layout.quarantine,
             temp_path=lambda: "",  # the reading side never writes objects
             durable=False,
             verify_reads=verify_reads,
+            verified=self._verified,
         )
         self._objects_lock = LocalLock(os.path.join(self.layout.locks, "objects.lock"))
         self._modification_lock = LocalLock(os.path.join(self.layout.locks, "modification.lock"))
@@ -305,6 +317,8 @@ class FsPersistentStore:
         self._wrote_entries = False
         self._exit_registered = False
         self._accesses_noted: dict[ExecutionKey, int] = {}
+        self._pending_accesses: dict[ExecutionKey, int] = {}
+        self._pending_since = 0
         self._background: threading.Thread | None = None
         self._trigger_not_before = 0.0
 
@@ -418,21 +432,13 @@ class FsPersistentStore:
             self._append(writing, encode_entry(stored, writing.context))
             self._index.add_entry(stored)
             self._wrote_entries = True
+            self._flush_accesses(writing)  # the writer exists now: accesses ride along
         return stored
 
-    def _append(self, writing: _Writing, record: dict[str, Any]) -> None:
-        name, offset = writing.segments.append(pack(record))
+    def _append(self, writing: _Writing, *records: dict[str, Any]) -> None:
+        name, offset = writing.segments.append(*map(pack, records))
         self._log_reader.adopt(
             name, writing.segments.segment_id, writing.segments.identity, offset, writing.header
-        )
-
-    def _append_key_record(
-        self, writing: _Writing, record_type: str, key: ExecutionKey, at: int
-    ) -> None:
-        """Append a record about one entry: an access or a tombstone."""
-        self._append(
-            writing,
-            {"t": record_type, "k": [key.block_id, key.module_hash, key.created_at], "at": at},
         )
 
     def _serialize(self, name: str, value: Any, requested: ContentFormat) -> SerializedValue:
@@ -487,10 +493,15 @@ class FsPersistentStore:
                             f"cannot create the store at {self.path}: {error}"
                         ) from error
                     self._writing = writing
-                    if not self._exit_registered:
-                        atexit.register(_at_exit, weakref.ref(self))
-                        self._exit_registered = True
+                    self._register_exit()
         return writing
+
+    def _register_exit(self) -> None:
+        """Run `_exit` at interpreter exit once this instance has something to
+        write or seal (never for a store that was only constructed)."""
+        if not self._exit_registered:
+            atexit.register(_at_exit, weakref.ref(self))
+            self._exit_registered = True
 
     def delete_entries(self, keys: Iterable[ExecutionKey]) -> int:
         """Delete entries by appending tombstones; return how many were live.
@@ -517,14 +528,16 @@ class FsPersistentStore:
             )
             if not runs:
                 return 0
-            writing = self._writing_for_this_process()
             now = now_ms()
             try:
-                for run in runs:
-                    self._append_key_record(writing, TOMBSTONE_TYPE, run, now)
-                    self._index.add_tombstone(run, now)
+                self._append(
+                    self._writing_for_this_process(),
+                    *(_key_record(TOMBSTONE_TYPE, run, now) for run in runs),
+                )
             except OSError as error:
                 raise StoreIOError(f"cannot write to the store at {self.path}: {error}") from error
+            for run in runs:
+                self._index.add_tombstone(run, now)
         return len(runs)
 
     # -- reading -------------------------------------------------------------------
@@ -643,7 +656,15 @@ class FsPersistentStore:
         self._snapshot_names = names
 
     def _note_access(self, key: ExecutionKey) -> None:
-        """Record a hit for LRU cleanup (batched; a read-only store skips it)."""
+        """Remember a hit for LRU cleanup, to be written with the next batch.
+
+        A hit writes nothing: the access records wait in memory until the
+        next put, `close()`, `cleanup()`, exit, or until the oldest has
+        waited `_ACCESS_RECORD_INTERVAL_MS`. So a process that only reads
+        never pays for creating a log segment on its first hit, and steady
+        hits pay no write. (A killed process loses its last batch: recency
+        is a cleanup hint, never a correctness matter.)
+        """
         now = now_ms()
         if (
             self._cannot_write
@@ -651,13 +672,31 @@ class FsPersistentStore:
         ):
             return
         self._accesses_noted[key] = now
-        try:
-            writing = self._writing_for_this_process()
-            with self._lock:
-                self._append_key_record(writing, ACCESS_TYPE, key, now)
-                self._index.add_access(key, now)
-        except (OSError, StoreIOError):
-            self._cannot_write = True  # e.g. a read-only copy of a store: hits still work
+        with self._lock:
+            self._index.add_access(key, now)
+            if not self._pending_accesses:
+                self._pending_since = now
+            self._pending_accesses[key] = now
+            due = now - self._pending_since >= _ACCESS_RECORD_INTERVAL_MS
+            self._register_exit()
+        if due:
+            self._flush_accesses()
+
+    def _flush_accesses(self, writing: _Writing | None = None) -> None:
+        """Append the waiting access records in one write (no-op when none wait).
+
+        A store that cannot write (a read-only copy) drops them and stops
+        collecting: hits still work.
+        """
+        with self._lock:
+            if not self._pending_accesses or self._cannot_write:
+                return
+            pending, self._pending_accesses = self._pending_accesses, {}
+            records = [_key_record(ACCESS_TYPE, key, at) for key, at in pending.items()]
+            try:
+                self._append(writing or self._writing_for_this_process(), *records)
+            except (OSError, StoreIOError):
+                self._cannot_write = True
 
     def _load_contents(self, stored: StoredEntry) -> dict[str, dict[str, Any]] | None:
         contents: dict[str, dict[str, Any]] = {}
@@ -672,7 +711,7 @@ class FsPersistentStore:
         return contents
 
     def _load_value(self, stored: StoredEntry, ref: ObjectRef) -> Any:
-        objects = self._objects_for_reading()
+        objects = self._reader_objects
         stream = (
             stored.inline[ref.id]
             if ref.inline
@@ -696,13 +735,6 @@ class FsPersistentStore:
             )
             return _MISSING
 
-    def _objects_for_reading(self) -> ObjectDirectory:
-        # The writer's directory knows which files this process wrote itself.
-        writing = self._writing
-        if writing is not None and writing.pid == os.getpid():
-            return writing.objects
-        return self._reader_objects
-
     # -- cleanup -------------------------------------------------------------------
 
     def cleanup(
@@ -725,6 +757,8 @@ class FsPersistentStore:
         report = CleanupReport(dry_run=dry_run)
         if not os.path.isdir(self.path):
             return report
+        if not dry_run:
+            self._flush_accesses()  # so that this process's hits count for LRU
         with self._modification_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
             if not acquired:
                 report.skipped.append(
@@ -772,6 +806,11 @@ class FsPersistentStore:
         self._write_snapshot(state, reader, snapshots, now, report)
         delete_consumed_segments(self.layout.log, reader.segments(), report)
         delete_stale_temp_files(self.layout.tmp, report)
+        prune_ledgers(
+            self.layout.local,
+            self._reader_objects.path_of,
+            self._writing_for_this_process().temp_path(),
+        )
         if include_content:
             self._collect_garbage(state, reader, report)
 
@@ -857,7 +896,9 @@ class FsPersistentStore:
         too_many = 0 <= self.max_entries_in_log < index.log_entries
         oldest = index.oldest_log_entry
         too_old = oldest is not None and now_ms() - oldest > self.entry_merge_timeout_seconds * 1000
-        if not (too_many or too_old) or time.monotonic() < self._trigger_not_before:
+        if not (too_many or too_old or self._too_many_segments()):
+            return
+        if time.monotonic() < self._trigger_not_before:
             return
         if self._background is not None and self._background.is_alive():
             return
@@ -873,8 +914,9 @@ class FsPersistentStore:
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Seal this instance's log segment. The store stays usable; a later
-        put simply starts a new segment."""
+        """Write waiting access records and seal this instance's log segment.
+        The store stays usable; a later put simply starts a new segment."""
+        self._flush_accesses()
         with self._lock:
             writing = self._writing
             self._writing = None
@@ -884,10 +926,17 @@ class FsPersistentStore:
             except OSError as error:
                 raise StoreIOError(f"cannot close the log of {self.path}: {error}") from error
 
+    def _too_many_segments(self) -> bool:
+        """Whether the log holds more segment files than a cleanup should let
+        pile up. Every process that only reads still leaves one small segment
+        (its access records), so entry counts alone would never trigger."""
+        return len(self._log_reader.segments()) > _MAX_SEGMENTS_BEFORE_CLEANUP
+
     def _exit(self) -> None:
-        """At interpreter exit: clean up what this instance stored, then seal."""
+        """At interpreter exit: clean up what this instance stored (or the
+        segments that readers left), then seal."""
         try:
-            if self.cleanup_on_exit and self._wrote_entries:
+            if self.cleanup_on_exit and (self._wrote_entries or self._too_many_segments()):
                 self.cleanup(include_content=False)
             self.close()
         except Exception as error:  # exit must never fail because of the cache
