@@ -2,7 +2,9 @@
 
 The public API is exactly what this module exports; every other module is
 private. Importing it stays light (no numpy, pandas or marimo): a new
-process pays for every import.
+process pays for every import. The caching layer (`persistent_cache`, `App`,
+`LegacyPersistentStore`, ...) loads on first use, so a process that only
+opens a store (a worker, the marimo plug-in) does not pay for it.
 """
 
 from marimo_store._cleanup import (
@@ -24,6 +26,7 @@ from marimo_store._errors import (
     ExecutionKeyClash,
     InvalidArgumentError,
     NotFoundError,
+    NotSupportedError,
     SerializationError,
     StoreError,
     StoreFormatError,
@@ -32,7 +35,42 @@ from marimo_store._errors import (
 )
 from marimo_store.store import FsPersistentStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from marimo_store.app import App, persistent_cache
+    from marimo_store.cache import CachedFunction, CacheInfo, Explanation
+    from marimo_store.legacy import LegacyPersistentStore
+
+_LAZY = {
+    "App": "marimo_store.app",
+    "persistent_cache": "marimo_store.app",
+    "CachedFunction": "marimo_store.cache",
+    "CacheInfo": "marimo_store.cache",
+    "Explanation": "marimo_store.cache",
+    "LegacyPersistentStore": "marimo_store.legacy",
+}
+"""Exports imported on first access (PEP 562)."""
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'marimo_store' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415 - loaded by the interpreter already
+
+    value: object = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
+    "App",
+    "CacheInfo",
+    "CachedFunction",
     "CleanupReport",
     "CleanupStrategy",
     "ConfigError",
@@ -43,9 +81,12 @@ __all__ = [
     "Environment",
     "ExecutionKey",
     "ExecutionKeyClash",
+    "Explanation",
     "FsPersistentStore",
     "InvalidArgumentError",
+    "LegacyPersistentStore",
     "NotFoundError",
+    "NotSupportedError",
     "ObjectRef",
     "SerializationError",
     "StoreError",
@@ -53,6 +94,7 @@ __all__ = [
     "StoreIOError",
     "StoreWarning",
     "parse_size",
+    "persistent_cache",
 ]
 
 __version__ = "0.1.0.dev0"
