@@ -53,6 +53,7 @@ page cache.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import hashlib
 import json
@@ -66,7 +67,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -802,6 +803,22 @@ def positive(text: str) -> int:
     return value
 
 
+@contextlib.contextmanager
+def scratch_directory(parent: str | None, prefix: str) -> Iterator[str]:
+    """A fresh directory under `parent` (default: .bench-tmp in the repository),
+    removed afterwards with `parent` if this made it."""
+    parent = os.path.abspath(parent) if parent else os.path.join(REPO, ".bench-tmp")
+    made_parent = not os.path.exists(parent)
+    os.makedirs(parent, exist_ok=True)
+    root = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        if made_parent:
+            shutil.rmtree(parent, ignore_errors=True)
+
+
 def non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -824,20 +841,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raw", action="store_true", help="also print every repetition's value")
     args = parser.parse_args(argv)
-    parent = os.path.abspath(args.dir) if args.dir else os.path.join(REPO, ".bench-tmp")
-    made_parent = not os.path.exists(parent)
-    os.makedirs(parent, exist_ok=True)
-    root = tempfile.mkdtemp(prefix="core-", dir=parent)
-    try:
+    with scratch_directory(args.dir, "core-") as root:
         large = (
             large_workload(root, args.size_mib, args.repeat, args.seed) if args.size_mib else None
         )
         small = small_workload(root, args.small, args.repeat, args.seed) if args.small else None
         report(large, small, args, root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-        if made_parent:
-            shutil.rmtree(parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 The public API is exactly what this module exports; every other module is
 private, except `marimo_store.marimo` (the marimo plug-in). Importing it
 stays light (no numpy, pandas or marimo): a new process pays for every
-import. So `MarimoStore`, whose module imports marimo when it is installed,
-is exported lazily: `marimo_store.MarimoStore` imports it on first access.
+import. The caching layer (`persistent_cache`, `App`,
+`LegacyPersistentStore`, ...) and the marimo integration (`MarimoStore`,
+whose module imports marimo when it is installed; `migrate_marimo_cache`)
+load on first use, so a process that only opens a store (a worker, the
+marimo plug-in) does not pay for them.
 """
 
 from marimo_store._cleanup import (
@@ -27,20 +30,56 @@ from marimo_store._errors import (
     InvalidArgumentError,
     InvalidKeyError,
     NotFoundError,
+    NotSupportedError,
     SerializationError,
     StoreError,
     StoreFormatError,
     StoreIOError,
     StoreWarning,
 )
-from marimo_store._migrate import MigrationReport, migrate_marimo_cache
 from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from marimo_store._migrate import MigrationReport, migrate_marimo_cache
+    from marimo_store.app import App, persistent_cache
+    from marimo_store.cache import CachedFunction, CacheInfo, Explanation
+    from marimo_store.legacy import LegacyPersistentStore
     from marimo_store.marimo import MarimoStore
 
+_LAZY = {
+    "App": "marimo_store.app",
+    "persistent_cache": "marimo_store.app",
+    "CachedFunction": "marimo_store.cache",
+    "CacheInfo": "marimo_store.cache",
+    "Explanation": "marimo_store.cache",
+    "LegacyPersistentStore": "marimo_store.legacy",
+    "MarimoStore": "marimo_store.marimo",
+    "MigrationReport": "marimo_store._migrate",
+    "migrate_marimo_cache": "marimo_store._migrate",
+}
+"""Exports imported on first access (PEP 562)."""
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'marimo_store' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415 - loaded by the interpreter already
+
+    value: object = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
+    "App",
+    "CacheInfo",
+    "CachedFunction",
     "CleanupReport",
     "CleanupStrategy",
     "ConfigError",
@@ -51,12 +90,15 @@ __all__ = [
     "Environment",
     "ExecutionKey",
     "ExecutionKeyClash",
+    "Explanation",
     "FsPersistentStore",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "LegacyPersistentStore",
     "MarimoStore",
     "MigrationReport",
     "NotFoundError",
+    "NotSupportedError",
     "ObjectRef",
     "SerializationError",
     "StoreError",
@@ -65,15 +107,7 @@ __all__ = [
     "StoreWarning",
     "migrate_marimo_cache",
     "parse_size",
+    "persistent_cache",
 ]
 
 __version__ = "0.1.0.dev0"
-
-
-def __getattr__(name: str) -> object:
-    """Exports that would make `import marimo_store` heavy, imported on first use."""
-    if name == "MarimoStore":
-        from marimo_store.marimo import MarimoStore  # noqa: PLC0415
-
-        return MarimoStore
-    raise AttributeError(f"module 'marimo_store' has no attribute {name!r}")

@@ -69,6 +69,17 @@ class ExecutionKey(Value):
             )
         self._assign(block_id=block_id, module_hash=module_hash, created_at=created_at)
 
+    @classmethod
+    def _trusted(cls, block_id: str, module_hash: str) -> ExecutionKey:
+        """A key from parts known to be valid (hex digests, a checked name),
+        without re-checking them: cached functions build one on every call."""
+        key = cls.__new__(cls)
+        set_field = object.__setattr__
+        set_field(key, "block_id", block_id)
+        set_field(key, "module_hash", module_hash)
+        set_field(key, "created_at", None)
+        return key
+
     def at(self, created_at: int) -> ExecutionKey:
         """The same computation, pinned to one run."""
         return ExecutionKey(self.block_id, self.module_hash, created_at)

@@ -57,3 +57,7 @@ class ConfigError(StoreError, ValueError):
 
 class StoreIOError(StoreError, OSError):
     """A file operation of a write failed; the OS error is the `__cause__`."""
+
+
+class NotSupportedError(StoreError):
+    """The store cannot do what was asked (e.g. cleanup of marimo's legacy cache)."""

@@ -181,6 +181,11 @@ def _apply(header: Mapping[str, Any], record: Mapping[str, Any], target: _Record
             target.add_tombstone(key, at)
 
 
+def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
+    """A log record about one entry: an access or a tombstone."""
+    return {"t": record_type, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
+
+
 def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
     store = reference()
     if store is not None:
@@ -273,7 +278,7 @@ class FsPersistentStore:
             "object_grace_seconds": object_grace_seconds,
             "lock_timeout": lock_timeout,
         }
-        _validate(self._config)
+        validate_options(self._config)
         self.path: str = self._config["path"]
         self.object_id_mode: ObjectIdMode = object_id_mode
         self.auto_variables_format = auto_variables_format
@@ -525,40 +530,36 @@ class FsPersistentStore:
             self._exit_registered = True
 
     def delete_entries(self, keys: Iterable[ExecutionKey]) -> int:
-        """Delete entries now; return how many runs were deleted.
+        """Delete entries by appending tombstones; return how many were live.
 
-        A key with `created_at` deletes that run, a key without it every run
-        of its computation. Each deletion is a tombstone record in this
-        writer's log (format.md §6.7): other processes see it at their next
-        refresh, a later put of the same computation is a new run, and the
-        objects are freed by the next object GC once nothing references them.
+        A key with `created_at` deletes that run; without, every run of its
+        computation. Deleted entries read as misses here at once and in
+        other processes at their next refresh; the next `cleanup()` drops
+        them and object GC frees objects nothing else references.
         """
-        requested = list(keys)
-        for key in requested:
+        keys = list(keys)
+        for key in keys:
             if not isinstance(key, ExecutionKey):
                 raise InvalidArgumentError(
                     f"delete_entries() takes ExecutionKeys, got {type(key).__name__}"
                 )
         with self._lock:
             self._refresh()
-            runs = {
-                stored.metadata.key: None
-                for key in requested
-                for stored in self._index.runs(key, exact=key.created_at is not None)
-            }
+            runs = list(
+                dict.fromkeys(
+                    stored.metadata.key
+                    for key in keys
+                    for stored in self._index.runs(key, exact=key.created_at is not None)
+                )
+            )
             if not runs:
                 return 0
             now = now_ms()
-            records = [
-                {
-                    "t": TOMBSTONE_TYPE,
-                    "k": [run.block_id, run.module_hash, run.created_at],
-                    "at": now,
-                }
-                for run in runs
-            ]
             try:
-                self._append(self._writing_for_this_process(), *records)
+                self._append(
+                    self._writing_for_this_process(),
+                    *(_key_record(TOMBSTONE_TYPE, run, now) for run in runs),
+                )
             except OSError as error:
                 raise StoreIOError(f"cannot write to the store at {self.path}: {error}") from error
             for run in runs:
@@ -639,6 +640,16 @@ class FsPersistentStore:
                 (stored.metadata for stored in self._index),
                 key=lambda metadata: (metadata.created_at, metadata.key.block_id),
             )
+
+    def refresh(self) -> None:
+        """Catch up with other writers now, whatever `refresh_interval` says.
+
+        For a caller that knows another process has just put what it is
+        about to look up (a single-flight waiter whose lease was released).
+        """
+        with self._lock:
+            self._last_refresh = -float("inf")
+            self._refresh()
 
     def __len__(self) -> int:
         return len(self.entries())
@@ -739,10 +750,7 @@ class FsPersistentStore:
             if not self._pending_accesses or self._cannot_write:
                 return
             pending, self._pending_accesses = self._pending_accesses, {}
-            records = [
-                {"t": ACCESS_TYPE, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
-                for key, at in pending.items()
-            ]
+            records = [_key_record(ACCESS_TYPE, key, at) for key, at in pending.items()]
             try:
                 self._append(writing or self._writing_for_this_process(), *records)
             except (OSError, StoreIOError):
@@ -1028,7 +1036,12 @@ def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
 _MISSING: Any = object()
 
 
-def _validate(config: Mapping[str, Any]) -> None:
+def validate_options(config: Mapping[str, Any]) -> None:
+    """Raise `ConfigError` naming the first option that is out of range.
+
+    `config` holds every constructor argument; configuration files check
+    their values through this too, so both say the same thing.
+    """
     for name, allowed in _CHOICES.items():
         if config[name] not in allowed:
             raise ConfigError(
