@@ -66,11 +66,14 @@ class MarimoStore(_MarimoStoreBase):
     `fs_persistent` entry in marimo's configuration) backed by an
     `FsPersistentStore`.
 
-    Takes the arguments of `FsPersistentStore`. `path` may be left out:
-    the store is then `__marimo__/persist` beside the notebook, resolved on
-    first use like marimo's own default. `cleanup_strategy` may also be a
-    mapping of `DefaultCleanupStrategy` arguments, since marimo's
-    configuration can only pass plain data.
+    Takes the arguments of `FsPersistentStore`; what they leave out comes
+    from the configuration files, as for an `App`'s store (`[fs_persister]`
+    in the nearest `.marimo.toml` or `pyproject.toml`, then the user's file;
+    see docs/cache.md), read on first use, when the notebook's directory is
+    known. Without a path from either, the store is `__marimo__/persist`
+    beside the notebook, where marimo puts its own `__marimo__/cache`.
+    `cleanup_strategy` may also be a mapping of `DefaultCleanupStrategy`
+    arguments, since marimo's configuration can only pass plain data.
 
     Every key of one marimo entry (a pickle or json file; a lazy entry's
     manifest and its blobs) is a variable of one store entry, so they are
@@ -89,28 +92,38 @@ class MarimoStore(_MarimoStoreBase):
                 options["cleanup_strategy"] = DefaultCleanupStrategy(**strategy)
             except TypeError as error:
                 raise ConfigError(f"cleanup_strategy: {error}") from error
+        # Checked now, so bad arguments fail here rather than at the first cache hit.
+        FsPersistentStore(path if path is not None else DEFAULT_STORE_PATH, **options)
         self._options = options
         self._path = path
-        # Built now, so bad options fail here rather than on the first cache hit.
-        self._store = FsPersistentStore(
-            path if path is not None else DEFAULT_STORE_PATH,
-            **options,
-        )
-        self._resolve_default_path = path is None
+        self._store: FsPersistentStore | None = None
         self._lock = threading.Lock()
         self._pending: dict[ExecutionKey, dict[str, bytes]] = {}
 
     @property
     def store(self) -> FsPersistentStore:
-        """The `FsPersistentStore` behind this marimo store."""
-        if self._resolve_default_path:
+        """The `FsPersistentStore` behind this marimo store (opened on first use)."""
+        store = self._store
+        if store is None:
             with self._lock:
-                if self._resolve_default_path:
-                    self._resolve_default_path = False
-                    path = _default_path()
-                    if os.path.abspath(path) != self._store.path:
-                        self._store = FsPersistentStore(path, **self._options)
-        return self._store
+                store = self._store
+                if store is None:
+                    store = self._store = self._open()
+        return store
+
+    def _open(self) -> FsPersistentStore:
+        """The store for the notebook's directory: the arguments given, over
+        the configuration files."""
+        from marimo_store.config import read_settings  # noqa: PLC0415 - reads files
+
+        directory = _notebook_directory()
+        settings = read_settings(directory)
+        options = dict(settings.store_options)
+        if settings.cleanup_strategy is not None:
+            options["cleanup_strategy"] = settings.cleanup_strategy
+        options.update(self._options)
+        path = self._path if self._path is not None else settings.dir_path
+        return FsPersistentStore(path or _default_path(directory), **options)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (self._path, dict(self._options)))
@@ -220,12 +233,23 @@ def _as_bytes(value: object, key: str) -> bytes:
         ) from None
 
 
-def _default_path() -> str:
-    """`__marimo__/persist` where marimo puts the notebook's `__marimo__`."""
+def _notebook_directory() -> str:
+    """The running notebook's directory (marimo knows it), else the working one."""
     try:
         from marimo._runtime.runtime import notebook_dir  # noqa: PLC0415
+
+        directory = notebook_dir()
+    except Exception:  # marimo absent or changed
+        directory = None
+    return str(directory) if directory is not None else os.getcwd()
+
+
+def _default_path(directory: str) -> str:
+    """`__marimo__/persist` where marimo puts the `__marimo__` of a notebook
+    in `directory` (beside it, unless `sys.pycache_prefix` moves it)."""
+    try:
         from marimo._utils.paths import notebook_output_dir  # noqa: PLC0415
 
-        return str(notebook_output_dir(notebook_dir()) / STORE_SUBDIRECTORY)
-    except Exception:  # marimo absent or changed: beside the working directory
-        return DEFAULT_STORE_PATH
+        return str(notebook_output_dir(directory) / STORE_SUBDIRECTORY)
+    except Exception:  # marimo absent or changed
+        return os.path.join(directory, DEFAULT_STORE_PATH)

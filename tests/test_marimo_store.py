@@ -26,6 +26,8 @@ from marimo_store import (
 )
 from marimo_store.marimo import MarimoStore
 
+pytestmark = pytest.mark.usefixtures("home")  # the real user's configuration never counts
+
 HASH = "PSfhcRoqms3vYD_zS9PtDA_TeVkdYgT3_AJUSkxrNy8"
 PICKLE_KEY = f"big_block/C_{HASH}.pickle"
 MANIFEST_KEY = f"lazy_block/C_{HASH}.jsonl"
@@ -254,6 +256,40 @@ def test_without_a_path_the_store_is_marimo_persist_in_the_working_directory(
     assert store.local_dirs() == [tmp_path / "__marimo__" / "persist"]
     store.put(PICKLE_KEY, b"value")
     assert FsPersistentStore(tmp_path / "__marimo__" / "persist").entries()
+
+
+def test_configuration_files_fill_in_what_the_arguments_leave_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / ".marimo.toml").write_text(
+        "[fs_persister.defaults]\n"
+        'dir_path = "shared-store"\n'
+        'durability = "fsync"\n'
+        "[fs_persister.default_cleanup_strategy]\n"
+        "max_entries_per_block = 1\n"
+    )
+    monkeypatch.chdir(project / "notebooks")
+    configured = MarimoStore().store
+    assert configured.path == str(project / "shared-store")
+    assert configured.durability == "fsync"
+    assert configured.cleanup_strategy == DefaultCleanupStrategy(max_entries_per_block=1)
+    # Arguments win, key by key.
+    given = MarimoStore(tmp_path / "given", durability="flush").store
+    assert given.path == str(tmp_path / "given")
+    assert given.durability == "flush"
+    assert given.cleanup_strategy == DefaultCleanupStrategy(max_entries_per_block=1)
+
+
+def test_a_bad_configuration_file_fails_on_first_use_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".marimo.toml").write_text('[fs_persister.defaults]\ndurability = "never"\n')
+    monkeypatch.chdir(tmp_path)
+    store = MarimoStore(tmp_path / "store")
+    with pytest.raises(ConfigError, match=r"\.marimo\.toml.*durability"):
+        store.get(PICKLE_KEY)
 
 
 def test_is_marimo_store_subclass_and_listed_as_fs_persistent() -> None:

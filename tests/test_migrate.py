@@ -20,6 +20,8 @@ from marimo_store import (
 )
 from marimo_store.marimo import MarimoStore
 
+pytestmark = pytest.mark.usefixtures("home")  # the real user's configuration never counts
+
 ARRAY = np.arange(50_000, dtype=np.float64)
 
 
