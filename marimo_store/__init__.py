@@ -1,10 +1,13 @@
 """marimo_store: a content-addressed, persistent execution cache.
 
 The public API is exactly what this module exports; every other module is
-private. Importing it stays light (no numpy, pandas or marimo): a new
-process pays for every import. The caching layer (`persistent_cache`, `App`,
-`LegacyPersistentStore`, ...) loads on first use, so a process that only
-opens a store (a worker, the marimo plug-in) does not pay for it.
+private, except `marimo_store.marimo` (the marimo plug-in). Importing it
+stays light (no numpy, pandas or marimo): a new process pays for every
+import. The caching layer (`persistent_cache`, `App`,
+`LegacyPersistentStore`, ...) and the marimo integration (`MarimoStore`,
+whose module imports marimo when it is installed; `migrate_marimo_cache`)
+load on first use, so a process that only opens a store (a worker, the
+marimo plug-in) does not pay for them.
 """
 
 from marimo_store._cleanup import (
@@ -25,6 +28,7 @@ from marimo_store._errors import (
     ConfigError,
     ExecutionKeyClash,
     InvalidArgumentError,
+    InvalidKeyError,
     NotFoundError,
     NotSupportedError,
     SerializationError,
@@ -37,9 +41,11 @@ from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from marimo_store._migrate import MigrationReport, migrate_marimo_cache
     from marimo_store.app import App, persistent_cache
     from marimo_store.cache import CachedFunction, CacheInfo, Explanation
     from marimo_store.legacy import LegacyPersistentStore
+    from marimo_store.marimo import MarimoStore
 
 _LAZY = {
     "App": "marimo_store.app",
@@ -48,6 +54,9 @@ _LAZY = {
     "CacheInfo": "marimo_store.cache",
     "Explanation": "marimo_store.cache",
     "LegacyPersistentStore": "marimo_store.legacy",
+    "MarimoStore": "marimo_store.marimo",
+    "MigrationReport": "marimo_store._migrate",
+    "migrate_marimo_cache": "marimo_store._migrate",
 }
 """Exports imported on first access (PEP 562)."""
 
@@ -84,7 +93,10 @@ __all__ = [
     "Explanation",
     "FsPersistentStore",
     "InvalidArgumentError",
+    "InvalidKeyError",
     "LegacyPersistentStore",
+    "MarimoStore",
+    "MigrationReport",
     "NotFoundError",
     "NotSupportedError",
     "ObjectRef",
@@ -93,6 +105,7 @@ __all__ = [
     "StoreFormatError",
     "StoreIOError",
     "StoreWarning",
+    "migrate_marimo_cache",
     "parse_size",
     "persistent_cache",
 ]
