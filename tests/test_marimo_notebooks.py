@@ -246,6 +246,36 @@ def test_a_migrated_marimo_cache_hits_through_marimo_store(workspace: Workspace)
     assert workspace.marimo_cache() == []
 
 
+@pytest.mark.parametrize("export", [False, True], ids=["script", "export-html"])
+def test_our_decorator_on_functions_defined_in_cells(workspace: Workspace, export: bool) -> None:
+    notebook = workspace.notebook("decorated.py")
+    store = str(workspace.store)
+    assert sorted(workspace.run(notebook, export=export, STORE=store)) == ["later", "scaled_sum"]
+    assert workspace.run(notebook, export=export, STORE=store) == []
+    blocks = {m.key.block_id for m in FsPersistentStore(store).entries()}
+    assert len(blocks) == 3  # helper, scaled_sum, later: one block each
+    if not export:
+        # A comment changes nothing; a global the function reads does.
+        source = notebook.read_text()
+        notebook.write_text(
+            source.replace("    @cache\n    def helper", "    # note\n    @cache\n    def helper")
+        )
+        assert workspace.run(notebook, STORE=store) == []
+        notebook.write_text(source.replace("scale = 3.0", "scale = 3.0 + 0.0 * 1"))
+        assert workspace.run(notebook, STORE=store) == []  # same value: same key
+        notebook.write_text(
+            source.replace("scale = 3.0", "scale = 4.0").replace(
+                "assert total == 3.0", "assert total == 4.0"
+            )
+        )
+        assert workspace.run(notebook, STORE=store) == ["scaled_sum"]
+        notebook.write_text(source)
+    # Without a store given: the default App stores beside the notebook.
+    assert sorted(workspace.run(notebook, export=export)) == ["later", "scaled_sum"]
+    assert workspace.run(notebook, export=export) == []
+    assert (workspace.root / "__marimo__" / "persist" / "log").is_dir()
+
+
 def test_the_examples_run_headless(workspace: Workspace) -> None:
     pipeline = workspace.notebook("cached_pipeline.py", EXAMPLES)
     browser = workspace.notebook("store_browser.py", EXAMPLES)
@@ -256,3 +286,9 @@ def test_the_examples_run_headless(workspace: Workspace) -> None:
     workspace.run(pipeline)  # hits: nothing new is stored
     assert [m.key for m in FsPersistentStore(persist).entries()] == stored
     workspace.run(browser)
+    decorated = workspace.notebook("decorated_functions.py", EXAMPLES)
+    workspace.run(decorated)
+    before = len(FsPersistentStore(persist).entries())
+    assert before == 3 + 6  # three entries above; noisy_samples and fit_line x 3 seeds
+    workspace.run(decorated)
+    assert len(FsPersistentStore(persist).entries()) == before
