@@ -20,6 +20,7 @@ from marimo_store._cleanup import (
 from marimo_store._entry import (
     Entry,
     EntryMetadata,
+    EntrySignature,
     Environment,
     ExecutionKey,
     ObjectRef,
@@ -36,7 +37,10 @@ from marimo_store._errors import (
     StoreFormatError,
     StoreIOError,
     StoreWarning,
+    UntrustedEntryError,
 )
+from marimo_store._signing import generate_signing_key
+from marimo_store._trust import SignatureStatus
 from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
@@ -87,6 +91,7 @@ __all__ = [
     "DroppedEntry",
     "Entry",
     "EntryMetadata",
+    "EntrySignature",
     "Environment",
     "ExecutionKey",
     "ExecutionKeyClash",
@@ -101,10 +106,13 @@ __all__ = [
     "NotSupportedError",
     "ObjectRef",
     "SerializationError",
+    "SignatureStatus",
     "StoreError",
     "StoreFormatError",
     "StoreIOError",
     "StoreWarning",
+    "UntrustedEntryError",
+    "generate_signing_key",
     "migrate_marimo_cache",
     "parse_size",
     "persistent_cache",
