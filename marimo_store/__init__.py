@@ -3,8 +3,9 @@
 The public API is exactly what this module exports; every other module is
 private. Importing it stays light (no numpy, pandas or marimo): a new
 process pays for every import. The caching layer (`persistent_cache`, `App`,
-`LegacyPersistentStore`, ...) loads on first use, so a process that only
-opens a store (a worker, the marimo plug-in) does not pay for it.
+`LegacyPersistentStore`, ...) and the other stores (`MemoryStore`,
+`TieredStore`) load on first use, so a process that only opens a store (a
+worker, the marimo plug-in) does not pay for them.
 """
 
 from marimo_store._cleanup import (
@@ -32,14 +33,20 @@ from marimo_store._errors import (
     StoreFormatError,
     StoreIOError,
     StoreWarning,
+    VersionMismatchError,
 )
+from marimo_store._named import ObjectInfo
+from marimo_store._versions import VersionDifference
 from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from marimo_store._handles import ObjectHandle
     from marimo_store.app import App, persistent_cache
     from marimo_store.cache import CachedFunction, CacheInfo, Explanation
     from marimo_store.legacy import LegacyPersistentStore
+    from marimo_store.memory import MemoryStore
+    from marimo_store.tiered import TieredStore
 
 _LAZY = {
     "App": "marimo_store.app",
@@ -48,6 +55,9 @@ _LAZY = {
     "CacheInfo": "marimo_store.cache",
     "Explanation": "marimo_store.cache",
     "LegacyPersistentStore": "marimo_store.legacy",
+    "MemoryStore": "marimo_store.memory",
+    "ObjectHandle": "marimo_store._handles",
+    "TieredStore": "marimo_store.tiered",
 }
 """Exports imported on first access (PEP 562)."""
 
@@ -85,14 +95,20 @@ __all__ = [
     "FsPersistentStore",
     "InvalidArgumentError",
     "LegacyPersistentStore",
+    "MemoryStore",
     "NotFoundError",
     "NotSupportedError",
+    "ObjectHandle",
+    "ObjectInfo",
     "ObjectRef",
     "SerializationError",
     "StoreError",
     "StoreFormatError",
     "StoreIOError",
     "StoreWarning",
+    "TieredStore",
+    "VersionDifference",
+    "VersionMismatchError",
     "parse_size",
     "persistent_cache",
 ]

@@ -25,7 +25,7 @@ import math
 import pickle
 import sys
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from marimo_store._errors import SerializationError
 
@@ -33,7 +33,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from marimo_store._entry import StoredFormat
+    from marimo_store._entry import ContentFormat, StoredFormat
     from marimo_store._hashing import Buffer
 
 PICKLE_PROTOCOL = 5
@@ -242,6 +242,25 @@ def serialize_json(name: str, value: Any) -> SerializedValue:
             f"cannot store {_describe(name, value)} as JSON: {error}"
         ) from error
     return SerializedValue("json", encoded)
+
+
+def serialize_contents(
+    contents: Mapping[str, Mapping[str, Any]], format: ContentFormat, *, cloudpickle_fallback: bool
+) -> dict[str, dict[str, SerializedValue]]:
+    """Every variable of an entry's contents, kinds and names in sorted order.
+
+    `format` `"json"` encodes JSON; anything else (`"pickle"`, or an
+    `"auto"` the store did not resolve to JSON) pickles.
+    """
+    return {
+        kind: {
+            name: serialize_json(name, variables[name])
+            if format == "json"
+            else serialize_pickle(name, variables[name], cloudpickle_fallback=cloudpickle_fallback)
+            for name in sorted(variables)
+        }
+        for kind, variables in sorted(contents.items())
+    }
 
 
 def deserialize(stored: StoredFormat, stream: Buffer, buffers: Sequence[Buffer]) -> Any:

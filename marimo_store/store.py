@@ -59,6 +59,7 @@ from marimo_store._log import (
     new_writer_id,
     pack,
 )
+from marimo_store._named import NamedObjects
 from marimo_store._objects import ObjectDirectory
 from marimo_store._records import (
     ACCESS_TYPE,
@@ -71,12 +72,7 @@ from marimo_store._records import (
     key_from_fields,
     same_contents,
 )
-from marimo_store._serialize import (
-    SerializedValue,
-    deserialize,
-    serialize_json,
-    serialize_pickle,
-)
+from marimo_store._serialize import SerializedValue, deserialize, serialize_contents
 from marimo_store._snapshot import (
     SNAPSHOT_SUFFIX,
     SnapshotSet,
@@ -86,12 +82,13 @@ from marimo_store._snapshot import (
     read_snapshots,
 )
 from marimo_store._verified import VerifiedObjects, prune_ledgers
+from marimo_store._versions import check_policy, check_versions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal, Protocol, TypeAlias
 
-    from marimo_store._entry import ContentFormat
+    from marimo_store._versions import VersionPolicy
 
     Durability: TypeAlias = Literal["flush", "fsync"]
     ObjectIdMode: TypeAlias = Literal["deduplication", "execution_key_qualified"]
@@ -119,8 +116,24 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
 }
 
 
+_reopened: weakref.WeakValueDictionary[tuple[Any, ...], FsPersistentStore] = (
+    weakref.WeakValueDictionary()
+)
+
+
 def _reopen(cls: type[FsPersistentStore], config: dict[str, Any]) -> FsPersistentStore:
-    return cls(**config)
+    """Unpickle a store: copies of one configuration are one instance per
+    process (while it is alive), so a worker that receives the store with
+    every task (and every handle) opens it once and writes one log segment,
+    not one per task."""
+    identity = (cls, *sorted(config.items(), key=lambda item: item[0]))
+    try:
+        store = _reopened.get(identity)
+    except TypeError:  # an unhashable cleanup strategy: no sharing
+        return cls(**config)
+    if store is None:
+        store = _reopened[identity] = cls(**config)
+    return store
 
 
 class _Writing:
@@ -191,7 +204,7 @@ def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
         store._exit()
 
 
-class FsPersistentStore:
+class FsPersistentStore(NamedObjects):
     """A persistent execution cache in a directory (see docs/format.md).
 
     Arguments (each also a `.marimo.toml` key of the same name):
@@ -357,13 +370,9 @@ class FsPersistentStore:
             raise InvalidArgumentError(f"put() takes an Entry, got {type(entry).__name__}")
         user_metadata = check_user_metadata(entry.user_metadata)
         requested = entry.format if entry.format != "auto" else self.auto_variables_format
-        serialized = {
-            kind: {
-                name: self._serialize(name, variables[name], requested)
-                for name in sorted(variables)
-            }
-            for kind, variables in sorted(entry.contents.items())
-        }
+        serialized = serialize_contents(
+            entry.contents, requested, cloudpickle_fallback=self.cloudpickle_fallback
+        )
         writing = self._writing_for_this_process()
         needs_files = any(
             value.buffers or len(value.stream) >= self.inline_threshold
@@ -440,11 +449,6 @@ class FsPersistentStore:
         self._log_reader.adopt(
             name, writing.segments.segment_id, writing.segments.identity, offset, writing.header
         )
-
-    def _serialize(self, name: str, value: Any, requested: ContentFormat) -> SerializedValue:
-        if requested == "json":
-            return serialize_json(name, value)
-        return serialize_pickle(name, value, cloudpickle_fallback=self.cloudpickle_fallback)
 
     def _store_value(
         self,
@@ -542,15 +546,25 @@ class FsPersistentStore:
 
     # -- reading -------------------------------------------------------------------
 
-    def get(self, key: ExecutionKey, exact_match_created_at: bool = False) -> Entry | None:
+    def get(
+        self,
+        key: ExecutionKey,
+        exact_match_created_at: bool = False,
+        *,
+        version_policy: VersionPolicy = "warn",
+    ) -> Entry | None:
         """The stored entry for `key`, with its values, or None (a miss).
 
         Without `exact_match_created_at`, `key.created_at` is an upper
         bound: the newest run at or before it (or the newest of all when it
         is None) that loads completely is returned. A hit is always
         complete: any missing or damaged object makes that run a miss.
+        `version_policy` judges the run's recorded Python and package
+        versions before anything is unpickled (see docs/objects.md).
         """
+        check_policy(version_policy)
         for stored in self._candidates(key, exact_match_created_at):
+            check_versions(stored.metadata, version_policy, stacklevel=2)
             contents = self._load_contents(stored)
             if contents is not None:
                 metadata = stored.metadata
@@ -573,6 +587,18 @@ class FsPersistentStore:
                 self._note_access(stored.metadata.key)
                 return loaded
         raise NotFoundError(f"no loadable entry for {key}")
+
+    def history(self, key: ExecutionKey) -> list[EntryMetadata]:
+        """Metadata of the runs of `key`'s computation, newest first: every
+        run at or before `key.created_at` (all when it is None).
+
+        Catches up with other writers first (at most every
+        `refresh_interval`), so a name saved elsewhere is seen; nothing is
+        unpickled and objects are not checked.
+        """
+        with self._lock:
+            self._refresh()
+            return [stored.metadata for stored in self._candidates(key, exact=False)]
 
     def entries(self) -> list[EntryMetadata]:
         """Metadata of every live entry, oldest first; nothing is unpickled."""
