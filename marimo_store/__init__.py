@@ -1,11 +1,14 @@
 """marimo_store: a content-addressed, persistent execution cache.
 
 The public API is exactly what this module exports; every other module is
-private. Importing it stays light (no numpy, pandas or marimo): a new
-process pays for every import. The caching layer (`persistent_cache`, `App`,
-`LegacyPersistentStore`, ...) and the other stores (`MemoryStore`,
-`TieredStore`) load on first use, so a process that only opens a store (a
-worker, the marimo plug-in) does not pay for them.
+private, except `marimo_store.marimo` (the marimo plug-in). Importing it
+stays light (no numpy, pandas or marimo): a new process pays for every
+import. The caching layer (`persistent_cache`, `App`,
+`LegacyPersistentStore`, ...), the other stores (`MemoryStore`,
+`TieredStore`) and the marimo integration (`MarimoStore`, whose module
+imports marimo when it is installed; `migrate_marimo_cache`) load on first
+use, so a process that only opens a store (a worker, the marimo plug-in)
+does not pay for them.
 """
 
 from marimo_store._cleanup import (
@@ -26,6 +29,7 @@ from marimo_store._errors import (
     ConfigError,
     ExecutionKeyClash,
     InvalidArgumentError,
+    InvalidKeyError,
     NotFoundError,
     NotSupportedError,
     SerializationError,
@@ -42,9 +46,11 @@ from marimo_store.store import FsPersistentStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from marimo_store._handles import ObjectHandle
+    from marimo_store._migrate import MigrationReport, migrate_marimo_cache
     from marimo_store.app import App, persistent_cache
     from marimo_store.cache import CachedFunction, CacheInfo, Explanation
     from marimo_store.legacy import LegacyPersistentStore
+    from marimo_store.marimo import MarimoStore
     from marimo_store.memory import MemoryStore
     from marimo_store.tiered import TieredStore
 
@@ -55,9 +61,12 @@ _LAZY = {
     "CacheInfo": "marimo_store.cache",
     "Explanation": "marimo_store.cache",
     "LegacyPersistentStore": "marimo_store.legacy",
+    "MarimoStore": "marimo_store.marimo",
     "MemoryStore": "marimo_store.memory",
+    "MigrationReport": "marimo_store._migrate",
     "ObjectHandle": "marimo_store._handles",
     "TieredStore": "marimo_store.tiered",
+    "migrate_marimo_cache": "marimo_store._migrate",
 }
 """Exports imported on first access (PEP 562)."""
 
@@ -94,8 +103,11 @@ __all__ = [
     "Explanation",
     "FsPersistentStore",
     "InvalidArgumentError",
+    "InvalidKeyError",
     "LegacyPersistentStore",
+    "MarimoStore",
     "MemoryStore",
+    "MigrationReport",
     "NotFoundError",
     "NotSupportedError",
     "ObjectHandle",
@@ -109,6 +121,7 @@ __all__ = [
     "TieredStore",
     "VersionDifference",
     "VersionMismatchError",
+    "migrate_marimo_cache",
     "parse_size",
     "persistent_cache",
 ]

@@ -29,6 +29,10 @@ class InvalidArgumentError(StoreError, ValueError):
     """An argument has the wrong type or value; the message names it."""
 
 
+class InvalidKeyError(InvalidArgumentError):
+    """A marimo cache key is not a safe relative path; the message says why."""
+
+
 class NotFoundError(StoreError, KeyError):
     """What was asked for is not in the store (or could not be loaded)."""
 

@@ -244,21 +244,56 @@ def serialize_json(name: str, value: Any) -> SerializedValue:
     return SerializedValue("json", encoded)
 
 
+def serialize_bytes(name: str, value: Any) -> SerializedValue:
+    """Keep bytes as they are: nothing to encode, and nothing runs on load.
+
+    For values that are serialized already (another cache's files, say).
+    `value` is a bytes-like object, or a tuple of them: *pieces* whose
+    concatenation is the value. Each piece after the first is stored as an
+    object of its own, so a large piece that several values share (the same
+    array inside two pickles) is stored once.
+    """
+    pieces = value if isinstance(value, tuple) else (value,)
+    views: list[memoryview] = []
+    for index, piece in enumerate(pieces):
+        try:
+            view = memoryview(piece)
+        except TypeError:
+            view = None
+        if view is None or not view.c_contiguous:
+            what = _describe(name, piece if isinstance(value, tuple) else value)
+            where = f" (piece {index})" if isinstance(value, tuple) else ""
+            raise SerializationError(
+                f"cannot store {what}{where} as bytes: format='bytes' takes a contiguous "
+                "bytes-like object or a tuple of them"
+            )
+        views.append(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
+    if not views:
+        return SerializedValue("bytes", b"")
+    first = pieces[0]
+    stream = first if type(first) is bytes else views[0].tobytes()
+    return SerializedValue("bytes", stream, views[1:])
+
+
 def serialize_contents(
     contents: Mapping[str, Mapping[str, Any]], format: ContentFormat, *, cloudpickle_fallback: bool
 ) -> dict[str, dict[str, SerializedValue]]:
     """Every variable of an entry's contents, kinds and names in sorted order.
 
-    `format` `"json"` encodes JSON; anything else (`"pickle"`, or an
-    `"auto"` the store did not resolve to JSON) pickles.
+    `format` `"json"` encodes JSON, `"bytes"` keeps bytes as they are;
+    anything else (`"pickle"`, or an `"auto"` the store did not resolve)
+    pickles.
     """
+
+    def serialize(name: str, value: Any) -> SerializedValue:
+        if format == "json":
+            return serialize_json(name, value)
+        if format == "bytes":
+            return serialize_bytes(name, value)
+        return serialize_pickle(name, value, cloudpickle_fallback=cloudpickle_fallback)
+
     return {
-        kind: {
-            name: serialize_json(name, variables[name])
-            if format == "json"
-            else serialize_pickle(name, variables[name], cloudpickle_fallback=cloudpickle_fallback)
-            for name in sorted(variables)
-        }
+        kind: {name: serialize(name, variables[name]) for name in sorted(variables)}
         for kind, variables in sorted(contents.items())
     }
 
@@ -268,7 +303,10 @@ def deserialize(stored: StoredFormat, stream: Buffer, buffers: Sequence[Buffer])
 
     Buffers that are read-only (memory maps) give read-only arrays; that is
     deliberate: writing into them would change the cache behind its back.
+    A `bytes` value comes back as one `bytes` object, its pieces joined.
     """
+    if stored == "bytes":
+        return b"".join((stream, *buffers)) if buffers else bytes(stream)
     if stored == "json":
         import json  # noqa: PLC0415 - see serialize_json
 

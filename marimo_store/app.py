@@ -171,8 +171,11 @@ def _suggest_migration(legacy: str, persist: str) -> None:
 
     logging.getLogger("marimo_store").warning(
         "marimo_store: caching into marimo's legacy folder %s (one pickle file per entry, "
-        "no cleanup); create %s to use FsPersistentStore instead",
+        "no cleanup); run marimo_store.migrate_marimo_cache(%r, %r) to move it into an "
+        "FsPersistentStore, or create %s to start one",
         legacy,
+        legacy,
+        persist,
         persist,
     )
 

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from typing import Any, BinaryIO, NoReturn
 
-    from marimo_store._entry import StoredFormat
+    from marimo_store._entry import ContentFormat, StoredFormat
     from marimo_store._versions import VersionPolicy
 
 _FORMAT = "marimo_store.legacy"
@@ -235,7 +235,9 @@ class LegacyPersistentStore(NamedObjects):
         if not isinstance(entry, Entry):
             raise InvalidArgumentError(f"put() takes an Entry, got {type(entry).__name__}")
         user_metadata = check_user_metadata(entry.user_metadata)
-        serialized = serialize_contents(entry.contents, entry.format, cloudpickle_fallback=True)
+        # JSON or pickle: the legacy layout has no `bytes` values (they are pickled).
+        requested: ContentFormat = "json" if entry.format == "json" else "pickle"
+        serialized = serialize_contents(entry.contents, requested, cloudpickle_fallback=True)
         modules = {
             m for variables in serialized.values() for v in variables.values() for m in v.modules
         }

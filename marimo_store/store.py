@@ -88,6 +88,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal, Protocol, TypeAlias
 
+    from marimo_store._entry import StoredFormat
     from marimo_store._versions import VersionPolicy
 
     Durability: TypeAlias = Literal["flush", "fsync"]
@@ -375,9 +376,10 @@ class FsPersistentStore(NamedObjects):
         )
         writing = self._writing_for_this_process()
         needs_files = any(
-            value.buffers or len(value.stream) >= self.inline_threshold
+            len(part) >= self.inline_threshold
             for variables in serialized.values()
             for value in variables.values()
+            for part in (value.stream, *value.buffers)
         )
         # Object GC must not run between writing (or reusing) an object and
         # appending the record that references it: hold the shared lock.
@@ -458,18 +460,36 @@ class FsPersistentStore(NamedObjects):
         inline: dict[str, bytes],
     ) -> ObjectRef:
         buffers = tuple(
-            ObjectRef(writing.objects.write(buffer, qualifier=qualifier), buffer.nbytes, "buffer")
+            self._store_object(writing, buffer, "buffer", qualifier=qualifier, inline=inline)
             for buffer in serialized.buffers
         )
-        stream = serialized.stream
-        if len(stream) < self.inline_threshold:
-            ref = ObjectRef(
-                content_digest(stream).hex(), len(stream), serialized.format, buffers, True
-            )
-            inline[ref.id] = stream
-            return ref
-        object_id = writing.objects.write(stream, qualifier=qualifier)
-        return ObjectRef(object_id, len(stream), serialized.format, buffers)
+        return self._store_object(
+            writing,
+            serialized.stream,
+            serialized.format,
+            qualifier=qualifier,
+            inline=inline,
+            buffers=buffers,
+        )
+
+    def _store_object(
+        self,
+        writing: _Writing,
+        data: bytes | memoryview,
+        stored_format: StoredFormat,
+        *,
+        qualifier: str,
+        inline: dict[str, bytes],
+        buffers: tuple[ObjectRef, ...] = (),
+    ) -> ObjectRef:
+        """One object: inside the entry record when small, else a file."""
+        size = len(data)
+        if size < self.inline_threshold:
+            object_id = content_digest(data).hex()
+            inline[object_id] = bytes(data)
+            return ObjectRef(object_id, size, stored_format, buffers, True)
+        object_id = writing.objects.write(data, qualifier=qualifier)
+        return ObjectRef(object_id, size, stored_format, buffers)
 
     def _assign_created_at(
         self, key: ExecutionKey, contents: Mapping[str, Mapping[str, ObjectRef]]
@@ -479,7 +499,11 @@ class FsPersistentStore(NamedObjects):
         pinned = key.at(now_ms())
         while True:
             present = self._index.exact(pinned)
-            if present is None or same_contents(present.metadata.contents, contents):
+            # A run deleted in this very millisecond keeps its key dead: move on.
+            deleted = present is None and self._index.is_removed(pinned)
+            if not deleted and (
+                present is None or same_contents(present.metadata.contents, contents)
+            ):
                 return pinned
             assert pinned.created_at is not None
             pinned = pinned.at(pinned.created_at + 1)
@@ -546,6 +570,19 @@ class FsPersistentStore(NamedObjects):
 
     # -- reading -------------------------------------------------------------------
 
+    def lookup(self, key: ExecutionKey) -> EntryMetadata | None:
+        """The metadata of the run `get(key)` would load, without loading it.
+
+        That is the newest run at or before `key.created_at` (any run when
+        it is None) whose objects are all present at their recorded sizes.
+        Hashes are checked only when values are loaded, so a damaged object
+        found here can still make the load a miss. Records no access.
+        """
+        for stored in self._candidates(key, exact=False):
+            if self._objects_present(stored):
+                return stored.metadata
+        return None
+
     def get(
         self,
         key: ExecutionKey,
@@ -578,10 +615,29 @@ class FsPersistentStore(NamedObjects):
         Raises `NotFoundError` when the entry or the variable is not stored
         or cannot be loaded (with a warning saying why).
         """
+        return self._load_one(key, name, kind, only_bytes=False)
+
+    def load_bytes(self, key: ExecutionKey, name: str, *, kind: str = "variables") -> bytes:
+        """`load_variable` for a value stored with `format="bytes"`.
+
+        Never runs code: a variable stored in another format raises
+        `NotFoundError` instead of being unpickled. For callers that hand
+        the bytes to a reader with its own checks (marimo's signed caches),
+        which a pickle planted in a shared store must not get around.
+        """
+        loaded: bytes = self._load_one(key, name, kind, only_bytes=True)
+        return loaded
+
+    def _load_one(self, key: ExecutionKey, name: str, kind: str, *, only_bytes: bool) -> Any:
         for stored in self._candidates(key, exact=False):
             ref = stored.metadata.contents.get(kind, {}).get(name)
             if ref is None:
                 raise NotFoundError(f"entry {stored.metadata.key} has no {kind} {name!r}")
+            if only_bytes and ref.format != "bytes":
+                raise NotFoundError(
+                    f"{kind} {name!r} of entry {stored.metadata.key} is stored as "
+                    f"{ref.format}, not as bytes"
+                )
             loaded = self._load_value(stored, ref)
             if loaded is not _MISSING:
                 self._note_access(stored.metadata.key)
@@ -737,15 +793,12 @@ class FsPersistentStore(NamedObjects):
         return contents
 
     def _load_value(self, stored: StoredEntry, ref: ObjectRef) -> Any:
-        objects = self._reader_objects
-        stream = (
-            stored.inline[ref.id]
-            if ref.inline
-            else objects.read(ref.id, ref.size, memory_map=False)
+        # A bytes value is copied out whole anyway: mapping saves one copy.
+        stream = self._read_object(
+            stored, ref, memory_map=self.memory_map and ref.format == "bytes"
         )
         loaded = [
-            objects.read(buffer.id, buffer.size, memory_map=self.memory_map)
-            for buffer in ref.buffers
+            self._read_object(stored, buffer, memory_map=self.memory_map) for buffer in ref.buffers
         ]
         buffers = [buffer for buffer in loaded if buffer is not None]
         if stream is None or len(buffers) != len(loaded):
@@ -760,6 +813,12 @@ class FsPersistentStore(NamedObjects):
                 stacklevel=4,
             )
             return _MISSING
+
+    def _read_object(self, stored: StoredEntry, ref: ObjectRef, *, memory_map: bool) -> Any:
+        """An object's verified bytes (from the record when inline), or None."""
+        if ref.inline:
+            return stored.inline[ref.id]
+        return self._reader_objects.read(ref.id, ref.size, memory_map=memory_map)
 
     # -- cleanup -------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ HEAVY = {
     "asyncio", "logging", "tomllib", "tomli", "cloudpickle", "importlib.metadata",
 }  # fmt: skip
 CACHING = {"marimo_store.app", "marimo_store.cache", "marimo_store.config", "marimo_store.legacy"}
+MARIMO_PLUGIN = {"marimo_store.marimo", "marimo_store._migrate", "marimo_store._pieces"}
 
 
 def _modules_after(code: str) -> set[str]:
@@ -25,7 +26,7 @@ def _modules_after(code: str) -> set[str]:
 def test_importing_the_package_loads_neither_heavy_modules_nor_the_caching_layer() -> None:
     loaded = _modules_after("import marimo_store")
     assert "marimo_store.store" in loaded
-    assert not loaded & (HEAVY | CACHING)
+    assert not loaded & (HEAVY | CACHING | MARIMO_PLUGIN)
 
 
 def test_the_decorator_loads_nothing_heavy_until_a_function_is_called() -> None:
