@@ -25,7 +25,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import datetime
     from collections.abc import Iterable
-    from typing import Any, Protocol
+    from types import TracebackType
+    from typing import Any, Protocol, TypeVar
 
     from marimo_store._entry import ContentFormat, Environment, StoredFormat
     from marimo_store._handles import ObjectHandle
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
         def load_variable(self, key: ExecutionKey, name: str, *, kind: str = ...) -> Any: ...
         def refresh(self) -> None: ...
         def close(self) -> None: ...
+
+    S = TypeVar("S")
 
 
 NAMED_OBJECT = "named"
@@ -153,9 +156,21 @@ class ObjectInfo(Value):
 
 
 class NamedObjects:
-    """`save`, `load`, `delete`, `names`, `info`, `exists` and `ref` for a store."""
+    """`save`, `load`, `delete`, `names`, `info`, `exists` and `ref` for a
+    store; and `with store:`, which closes it at the end of the block."""
 
     __slots__ = ()
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(
+        self: Store,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def save(
         self: Store,

@@ -75,14 +75,29 @@ def _minor(version: str) -> str:
 _differences_of: dict[tuple[object, ...], tuple[VersionDifference, ...]] = {}
 """Memo by recorded environment: a process meets few distinct ones, and the
 hit path of `get` must not look versions up again."""
+_by_identity: dict[int, tuple[Environment, tuple[VersionDifference, ...]]] = {}
+"""The same, by object: the index hands out the same metadata on every hit
+of an entry, so most checks cost one dict lookup. Bounded; entries hold
+their environment, so an id is never mistaken for another object's."""
+_MAX_BY_IDENTITY = 1024
 
 
 def version_differences(environment: Environment) -> tuple[VersionDifference, ...]:
     """How the running process differs from `environment` (empty: not at all)."""
+    known = _by_identity.get(id(environment))
+    if known is not None and known[0] is environment:
+        return known[1]
     memo_key = (environment.python, *environment.packages.items())
     found = _differences_of.get(memo_key)
-    if found is not None:
-        return found
+    if found is None:
+        found = _differences_of[memo_key] = _differences(environment)
+    if len(_by_identity) >= _MAX_BY_IDENTITY:
+        _by_identity.clear()
+    _by_identity[id(environment)] = (environment, found)
+    return found
+
+
+def _differences(environment: Environment) -> tuple[VersionDifference, ...]:
     differences: list[VersionDifference] = []
     running_python = python_version()
     if _minor(environment.python) != _minor(running_python):
@@ -91,8 +106,7 @@ def version_differences(environment: Environment) -> tuple[VersionDifference, ..
         running = package_version(package)
         if running != recorded:
             differences.append(VersionDifference(package, recorded, running))
-    found = _differences_of[memo_key] = tuple(differences)
-    return found
+    return tuple(differences)
 
 
 def check_versions(

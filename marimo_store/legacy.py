@@ -18,7 +18,7 @@ import mmap
 import os
 import pickle
 import warnings
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
 from marimo_store import _fs
 from marimo_store._entry import (
@@ -411,17 +411,6 @@ class LegacyPersistentStore(NamedObjects):
 
     def close(self) -> None:
         """Nothing to close: no file stays open between calls."""
-
-    def __enter__(self) -> LegacyPersistentStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _load_header(file: BinaryIO) -> EntryMetadata | None:

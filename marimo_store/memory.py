@@ -16,23 +16,36 @@ workers, use an `FsPersistentStore` on a directory they all see.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import OrderedDict
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
 from marimo_store._cleanup import parse_size
-from marimo_store._entry import Entry, EntryMetadata, ExecutionKey, ObjectRef, now_ms
+from marimo_store._entry import (
+    Entry,
+    EntryMetadata,
+    ExecutionKey,
+    ObjectRef,
+    check_keys,
+    now_ms,
+)
 from marimo_store._environment import current_environment
 from marimo_store._errors import (
     ExecutionKeyClash,
     InvalidArgumentError,
     NotFoundError,
-    StoreWarning,
 )
 from marimo_store._hashing import content_digest
+from marimo_store._index import newest_first
 from marimo_store._named import NamedObjects
 from marimo_store._records import check_user_metadata, same_contents
-from marimo_store._serialize import deserialize, serialize_contents
+from marimo_store._serialize import (
+    MISSING,
+    SerializedValue,
+    deserialize,
+    serialize_contents,
+    store_contents,
+    unloadable,
+)
 from marimo_store._versions import check_policy, check_versions
 
 TYPE_CHECKING = False
@@ -41,8 +54,6 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from marimo_store._versions import VersionPolicy
-
-_MISSING: Any = object()
 
 
 class MemoryStore(NamedObjects):
@@ -99,19 +110,16 @@ class MemoryStore(NamedObjects):
         user_metadata = check_user_metadata(entry.user_metadata)
         serialized = serialize_contents(entry.contents, entry.format, cloudpickle_fallback=True)
         held: dict[str, bytes] = {}
-        modules: set[str] = set()
-        contents: dict[str, Mapping[str, ObjectRef]] = {}
-        for kind, variables in serialized.items():
-            refs: dict[str, ObjectRef] = {}
-            for name, value in variables.items():
-                modules |= value.modules
-                buffers = tuple(
-                    ObjectRef(_keep(bytes(buffer), held), buffer.nbytes, "buffer")
-                    for buffer in value.buffers
-                )
-                stream = bytes(value.stream)
-                refs[name] = ObjectRef(_keep(stream, held), len(stream), value.format, buffers)
-            contents[kind] = MappingProxyType(refs)
+
+        def hold(value: SerializedValue) -> ObjectRef:
+            buffers = tuple(
+                ObjectRef(_keep(bytes(buffer), held), buffer.nbytes, "buffer")
+                for buffer in value.buffers
+            )
+            stream = bytes(value.stream)
+            return ObjectRef(_keep(stream, held), len(stream), value.format, buffers)
+
+        contents, modules = store_contents(serialized, hold)
         environment = current_environment(modules)
         with self._lock:
             key, present = self._pin(entry.key, contents)
@@ -170,12 +178,7 @@ class MemoryStore(NamedObjects):
 
     def delete_entries(self, keys: Iterable[ExecutionKey]) -> int:
         """Forget entries: one run, or every run of a key without `created_at`."""
-        keys = list(keys)
-        for key in keys:
-            if not isinstance(key, ExecutionKey):
-                raise InvalidArgumentError(
-                    f"delete_entries() takes ExecutionKeys, got {type(key).__name__}"
-                )
+        keys = check_keys(keys, "delete_entries")
         with self._lock:
             runs = {
                 metadata.key: None
@@ -203,7 +206,7 @@ class MemoryStore(NamedObjects):
                 kind: {name: self._load(metadata, ref) for name, ref in refs.items()}
                 for kind, refs in metadata.contents.items()
             }
-            if not any(v is _MISSING for values in contents.values() for v in values.values()):
+            if not any(v is MISSING for values in contents.values() for v in values.values()):
                 return Entry._trusted(metadata.key, contents, metadata.user_metadata, metadata)
         return None
 
@@ -214,27 +217,21 @@ class MemoryStore(NamedObjects):
             if ref is None:
                 raise NotFoundError(f"entry {metadata.key} has no {kind} {name!r}")
             value = self._load(metadata, ref)
-            if value is not _MISSING:
+            if value is not MISSING:
                 return value
         raise NotFoundError(f"no loadable entry for {key}")
 
     def _load(self, metadata: EntryMetadata, ref: ObjectRef) -> Any:
         with self._lock:
             if metadata.key not in self._recency:
-                return _MISSING  # evicted or deleted since it was looked up
+                return MISSING  # evicted or deleted since it was looked up
             self._recency.move_to_end(metadata.key)
             stream = self._objects[ref.id]
             buffers = [self._objects[buffer.id] for buffer in ref.buffers]
         try:
             return deserialize(ref.format, stream, buffers)
         except Exception as error:  # a value that no longer loads is a miss, not a crash
-            warnings.warn(
-                f"marimo_store: cannot load a value of entry {metadata.key} from memory: "
-                f"{type(error).__name__}: {error}; treated as a miss",
-                StoreWarning,
-                stacklevel=4,
-            )
-            return _MISSING
+            return unloadable(error, metadata.key, where=" (memory)", stacklevel=4)
 
     def history(self, key: ExecutionKey) -> list[EntryMetadata]:
         """Metadata of the held runs of `key`'s computation at or before
@@ -252,15 +249,10 @@ class MemoryStore(NamedObjects):
         if not isinstance(key, ExecutionKey):
             raise InvalidArgumentError(f"expected an ExecutionKey, got {type(key).__name__}")
         runs = self._runs.get((key.block_id, key.module_hash), {})
-        limit = key.created_at
-        if exact:
-            found = runs.get(limit) if limit is not None else None
-            return [] if found is None else [found]
-        return [
-            runs[created_at]
-            for created_at in sorted(runs, reverse=True)
-            if limit is None or created_at <= limit
-        ]
+        if not exact:
+            return newest_first(runs, key.created_at)
+        found = None if key.created_at is None else runs.get(key.created_at)
+        return [] if found is None else [found]
 
     def entries(self) -> list[EntryMetadata]:
         """Metadata of every held entry, oldest first."""
@@ -281,17 +273,6 @@ class MemoryStore(NamedObjects):
 
     def close(self) -> None:
         """Nothing to close; the entries stay."""
-
-    def __enter__(self) -> MemoryStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _keep(data: bytes, held: dict[str, bytes]) -> str:

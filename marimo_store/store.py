@@ -19,7 +19,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
 from marimo_store import _fs
 from marimo_store._cleanup import (
@@ -37,6 +37,7 @@ from marimo_store._entry import (
     Environment,
     ExecutionKey,
     ObjectRef,
+    check_keys,
     now_ms,
 )
 from marimo_store._environment import current_environment, platform_tag, python_version
@@ -72,7 +73,14 @@ from marimo_store._records import (
     key_from_fields,
     same_contents,
 )
-from marimo_store._serialize import SerializedValue, deserialize, serialize_contents
+from marimo_store._serialize import (
+    MISSING,
+    SerializedValue,
+    deserialize,
+    serialize_contents,
+    store_contents,
+    unloadable,
+)
 from marimo_store._snapshot import (
     SNAPSHOT_SUFFIX,
     SnapshotSet,
@@ -416,14 +424,9 @@ class FsPersistentStore(NamedObjects):
             else ""
         )
         inline: dict[str, bytes] = {}
-        modules: set[str] = set()
-        contents: dict[str, Mapping[str, ObjectRef]] = {}
-        for kind, variables in serialized.items():
-            refs: dict[str, ObjectRef] = {}
-            for name, value in variables.items():
-                modules |= value.modules
-                refs[name] = self._store_value(writing, value, qualifier, inline)
-            contents[kind] = MappingProxyType(refs)
+        contents, modules = store_contents(
+            serialized, lambda value: self._store_value(writing, value, qualifier, inline)
+        )
         environment = current_environment(modules)
         with self._lock:
             self._refresh()
@@ -539,12 +542,7 @@ class FsPersistentStore(NamedObjects):
         other processes at their next refresh; the next `cleanup()` drops
         them and object GC frees objects nothing else references.
         """
-        keys = list(keys)
-        for key in keys:
-            if not isinstance(key, ExecutionKey):
-                raise InvalidArgumentError(
-                    f"delete_entries() takes ExecutionKeys, got {type(key).__name__}"
-                )
+        keys = check_keys(keys, "delete_entries")
         with self._lock:
             self._refresh()
             runs = list(
@@ -639,7 +637,7 @@ class FsPersistentStore(NamedObjects):
                     f"{ref.format}, not as bytes"
                 )
             loaded = self._load_value(stored, ref)
-            if loaded is not _MISSING:
+            if loaded is not MISSING:
                 self._note_access(stored.metadata.key)
                 return loaded
         raise NotFoundError(f"no loadable entry for {key}")
@@ -786,7 +784,7 @@ class FsPersistentStore(NamedObjects):
             values: dict[str, Any] = {}
             for name, ref in refs.items():
                 value = self._load_value(stored, ref)
-                if value is _MISSING:
+                if value is MISSING:
                     return None
                 values[name] = value
             contents[kind] = values
@@ -802,17 +800,11 @@ class FsPersistentStore(NamedObjects):
         ]
         buffers = [buffer for buffer in loaded if buffer is not None]
         if stream is None or len(buffers) != len(loaded):
-            return _MISSING
+            return MISSING
         try:
             return deserialize(ref.format, stream, buffers)
         except Exception as error:  # a value that no longer loads is a miss, not a crash
-            warnings.warn(
-                f"marimo_store: cannot load a value of entry {stored.metadata.key}: "
-                f"{type(error).__name__}: {error}; treated as a miss",
-                StoreWarning,
-                stacklevel=4,
-            )
-            return _MISSING
+            return unloadable(error, stored.metadata.key, stacklevel=4)
 
     def _read_object(self, stored: StoredEntry, ref: ObjectRef, *, memory_map: bool) -> Any:
         """An object's verified bytes (from the record when inline), or None."""
@@ -1031,17 +1023,6 @@ class FsPersistentStore(NamedObjects):
                 stacklevel=1,
             )
 
-    def __enter__(self) -> FsPersistentStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
     store = reference()
@@ -1055,9 +1036,6 @@ def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
             StoreWarning,
             stacklevel=1,
         )
-
-
-_MISSING: Any = object()
 
 
 def validate_options(config: Mapping[str, Any]) -> None:

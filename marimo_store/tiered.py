@@ -19,7 +19,6 @@ persistent ones.
 from __future__ import annotations
 
 import warnings
-from types import TracebackType
 
 from marimo_store._entry import Entry, EntryMetadata, ExecutionKey
 from marimo_store._errors import InvalidArgumentError, NotFoundError, StoreError, StoreWarning
@@ -208,14 +207,3 @@ class TieredStore(NamedObjects):
         """Close every tier."""
         for tier in self.tiers:
             tier.close()
-
-    def __enter__(self) -> TieredStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import pickle
 import shutil
+import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -144,16 +146,17 @@ def test_budget_is_validated() -> None:
 # -- TieredStore -------------------------------------------------------------------
 
 
+Tiers = tuple[MemoryStore, FsPersistentStore, TieredStore]
+
+
 @pytest.fixture
-def tiers(tmp_path: Path) -> tuple[MemoryStore, FsPersistentStore, TieredStore]:
+def tiers(tmp_path: Path) -> Tiers:
     memory = MemoryStore("8MB")
     disk = FsPersistentStore(tmp_path / "store")
     return memory, disk, TieredStore([memory, disk])
 
 
-def test_writes_go_to_every_tier(
-    tiers: tuple[MemoryStore, FsPersistentStore, TieredStore], tmp_path: Path
-) -> None:
+def test_writes_go_to_every_tier(tiers: Tiers, tmp_path: Path) -> None:
     memory, disk, store = tiers
     key = ExecutionKey("block", "module")
     metadata = store.put(Entry.of(key, {"a": _array(100, 1)}))
@@ -167,9 +170,7 @@ def test_writes_go_to_every_tier(
     disk.close()
 
 
-def test_a_hit_in_a_slower_tier_fills_the_faster_ones(
-    tiers: tuple[MemoryStore, FsPersistentStore, TieredStore], tmp_path: Path
-) -> None:
+def test_a_hit_in_a_slower_tier_fills_the_faster_ones(tiers: Tiers, tmp_path: Path) -> None:
     memory, disk, store = tiers
     key = ExecutionKey("block", "module")
     stored = disk.put(Entry.of(key, {"a": _array(200, 3)}))  # the slow tier only
@@ -187,9 +188,7 @@ def test_a_hit_in_a_slower_tier_fills_the_faster_ones(
     disk.close()
 
 
-def test_the_newest_run_of_any_tier_wins(
-    tiers: tuple[MemoryStore, FsPersistentStore, TieredStore], tmp_path: Path
-) -> None:
+def test_the_newest_run_of_any_tier_wins(tiers: Tiers, tmp_path: Path) -> None:
     memory, disk, store = tiers
     first = store.save("status", "old")
     assert memory.load("status") == "old"
@@ -225,3 +224,20 @@ def test_tiers_are_validated() -> None:
         TieredStore([])
     with pytest.raises(InvalidArgumentError, match=r"cannot be a tier.*history"):
         TieredStore([MemoryStore(), object()])  # type: ignore[list-item]
+
+
+def test_a_value_that_no_longer_loads_is_a_miss_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = types.ModuleType("vanishing_module")
+    exec("class Point:\n    def __init__(self, x):\n        self.x = x\n", module.__dict__)
+    module.Point.__module__ = "vanishing_module"
+    monkeypatch.setitem(sys.modules, "vanishing_module", module)
+    store = MemoryStore()
+    store.save("point", module.Point(3))
+    assert store.load("point").x == 3
+    del module.Point  # the class moved away: the pickle no longer loads
+    with pytest.warns(StoreWarning, match="cannot load a value of entry .* \\(memory\\)"):
+        assert store.get(store.info("point").latest.key) is None
+    with pytest.raises(NotFoundError), pytest.warns(StoreWarning):
+        store.load("point")
