@@ -4,10 +4,11 @@ The public API is exactly what this module exports; every other module is
 private, except `marimo_store.marimo` (the marimo plug-in). Importing it
 stays light (no numpy, pandas or marimo): a new process pays for every
 import. The caching layer (`persistent_cache`, `App`,
-`LegacyPersistentStore`, ...) and the marimo integration (`MarimoStore`,
-whose module imports marimo when it is installed; `migrate_marimo_cache`)
-load on first use, so a process that only opens a store (a worker, the
-marimo plug-in) does not pay for them.
+`LegacyPersistentStore`, ...), the other stores (`MemoryStore`,
+`TieredStore`) and the marimo integration (`MarimoStore`, whose module
+imports marimo when it is installed; `migrate_marimo_cache`) load on first
+use, so a process that only opens a store (a worker, the marimo plug-in)
+does not pay for them.
 """
 
 from marimo_store._cleanup import (
@@ -38,18 +39,24 @@ from marimo_store._errors import (
     StoreIOError,
     StoreWarning,
     UntrustedEntryError,
+    VersionMismatchError,
 )
+from marimo_store._named import ObjectInfo
 from marimo_store._signing import generate_signing_key
 from marimo_store._trust import SignatureStatus
+from marimo_store._versions import VersionDifference
 from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from marimo_store._handles import ObjectHandle
     from marimo_store._migrate import MigrationReport, migrate_marimo_cache
     from marimo_store.app import App, persistent_cache
     from marimo_store.cache import CachedFunction, CacheInfo, Explanation
     from marimo_store.legacy import LegacyPersistentStore
     from marimo_store.marimo import MarimoStore
+    from marimo_store.memory import MemoryStore
+    from marimo_store.tiered import TieredStore
 
 _LAZY = {
     "App": "marimo_store.app",
@@ -59,7 +66,10 @@ _LAZY = {
     "Explanation": "marimo_store.cache",
     "LegacyPersistentStore": "marimo_store.legacy",
     "MarimoStore": "marimo_store.marimo",
+    "MemoryStore": "marimo_store.memory",
     "MigrationReport": "marimo_store._migrate",
+    "ObjectHandle": "marimo_store._handles",
+    "TieredStore": "marimo_store.tiered",
     "migrate_marimo_cache": "marimo_store._migrate",
 }
 """Exports imported on first access (PEP 562)."""
@@ -101,9 +111,12 @@ __all__ = [
     "InvalidKeyError",
     "LegacyPersistentStore",
     "MarimoStore",
+    "MemoryStore",
     "MigrationReport",
     "NotFoundError",
     "NotSupportedError",
+    "ObjectHandle",
+    "ObjectInfo",
     "ObjectRef",
     "SerializationError",
     "SignatureStatus",
@@ -111,7 +124,10 @@ __all__ = [
     "StoreFormatError",
     "StoreIOError",
     "StoreWarning",
+    "TieredStore",
     "UntrustedEntryError",
+    "VersionDifference",
+    "VersionMismatchError",
     "generate_signing_key",
     "migrate_marimo_cache",
     "parse_size",

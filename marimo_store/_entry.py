@@ -8,7 +8,7 @@ value.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from marimo_store._errors import InvalidArgumentError
@@ -84,6 +84,16 @@ class ExecutionKey(Value):
     def at(self, created_at: int) -> ExecutionKey:
         """The same computation, pinned to one run."""
         return ExecutionKey(self.block_id, self.module_hash, created_at)
+
+
+def check_keys(keys: Iterable[object], method: str) -> list[ExecutionKey]:
+    """`keys` as a list, or `InvalidArgumentError` naming what is not a key."""
+    checked: list[ExecutionKey] = []
+    for key in keys:
+        if not isinstance(key, ExecutionKey):
+            raise InvalidArgumentError(f"{method}() takes ExecutionKeys, got {type(key).__name__}")
+        checked.append(key)
+    return checked
 
 
 class ObjectRef(Value):

@@ -106,6 +106,9 @@ class App:
     def __repr__(self) -> str:
         return f"App({self.store!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:  # a cached function of this App, shipped to a worker
+        return (App, (self.store,))
+
 
 def current_app() -> App | None:
     """The App of the innermost `with App(...)` block, if any."""

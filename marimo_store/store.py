@@ -19,7 +19,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
 from marimo_store import _fs
 from marimo_store._cleanup import (
@@ -37,6 +37,7 @@ from marimo_store._entry import (
     Environment,
     ExecutionKey,
     ObjectRef,
+    check_keys,
     now_ms,
 )
 from marimo_store._environment import current_environment, platform_tag, python_version
@@ -59,6 +60,7 @@ from marimo_store._log import (
     new_writer_id,
     pack,
 )
+from marimo_store._named import NamedObjects
 from marimo_store._objects import ObjectDirectory
 from marimo_store._records import (
     ACCESS_TYPE,
@@ -72,11 +74,12 @@ from marimo_store._records import (
     same_contents,
 )
 from marimo_store._serialize import (
+    MISSING,
     SerializedValue,
     deserialize,
-    serialize_bytes,
-    serialize_json,
-    serialize_pickle,
+    serialize_contents,
+    store_contents,
+    unloadable,
 )
 from marimo_store._signing import load_signing_key, object_digest
 from marimo_store._snapshot import (
@@ -89,13 +92,15 @@ from marimo_store._snapshot import (
 )
 from marimo_store._trust import SignatureStatus, TrustPolicy, check_trust_options, needs_trust
 from marimo_store._verified import VerifiedObjects, prune_ledgers
+from marimo_store._versions import check_policy, check_versions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal, Protocol, TypeAlias
 
-    from marimo_store._entry import ContentFormat, StoredFormat
+    from marimo_store._entry import StoredFormat
     from marimo_store._trust import VerifyMode
+    from marimo_store._versions import VersionPolicy
 
     Durability: TypeAlias = Literal["flush", "fsync"]
     ObjectIdMode: TypeAlias = Literal["deduplication", "execution_key_qualified"]
@@ -123,8 +128,24 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
 }
 
 
+_reopened: weakref.WeakValueDictionary[tuple[Any, ...], FsPersistentStore] = (
+    weakref.WeakValueDictionary()
+)
+
+
 def _reopen(cls: type[FsPersistentStore], config: dict[str, Any]) -> FsPersistentStore:
-    return cls(**config)
+    """Unpickle a store: copies of one configuration are one instance per
+    process (while it is alive), so a worker that receives the store with
+    every task (and every handle) opens it once and writes one log segment,
+    not one per task."""
+    identity = (cls, *sorted(config.items(), key=lambda item: item[0]))
+    try:
+        store = _reopened.get(identity)
+    except TypeError:  # an unhashable cleanup strategy: no sharing
+        return cls(**config)
+    if store is None:
+        store = _reopened[identity] = cls(**config)
+    return store
 
 
 class _Writing:
@@ -195,7 +216,7 @@ def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
         store._exit()
 
 
-class FsPersistentStore:
+class FsPersistentStore(NamedObjects):
     """A persistent execution cache in a directory (see docs/format.md).
 
     Arguments (each also a `.marimo.toml` key of the same name):
@@ -391,13 +412,9 @@ class FsPersistentStore:
             raise InvalidArgumentError(f"put() takes an Entry, got {type(entry).__name__}")
         user_metadata = check_user_metadata(entry.user_metadata)
         requested = entry.format if entry.format != "auto" else self.auto_variables_format
-        serialized = {
-            kind: {
-                name: self._serialize(name, variables[name], requested)
-                for name in sorted(variables)
-            }
-            for kind, variables in sorted(entry.contents.items())
-        }
+        serialized = serialize_contents(
+            entry.contents, requested, cloudpickle_fallback=self.cloudpickle_fallback
+        )
         writing = self._writing_for_this_process()
         needs_files = any(
             len(part) >= self.inline_threshold
@@ -440,14 +457,9 @@ class FsPersistentStore:
             else ""
         )
         inline: dict[str, bytes] = {}
-        modules: set[str] = set()
-        contents: dict[str, Mapping[str, ObjectRef]] = {}
-        for kind, variables in serialized.items():
-            refs: dict[str, ObjectRef] = {}
-            for name, value in variables.items():
-                modules |= value.modules
-                refs[name] = self._store_value(writing, value, qualifier, inline)
-            contents[kind] = MappingProxyType(refs)
+        contents, modules = store_contents(
+            serialized, lambda value: self._store_value(writing, value, qualifier, inline)
+        )
         environment = current_environment(modules)
         with self._lock:
             self._refresh()
@@ -476,13 +488,6 @@ class FsPersistentStore:
         self._log_reader.adopt(
             name, writing.segments.segment_id, writing.segments.identity, offset, writing.header
         )
-
-    def _serialize(self, name: str, value: Any, requested: ContentFormat) -> SerializedValue:
-        if requested == "json":
-            return serialize_json(name, value)
-        if requested == "bytes":
-            return serialize_bytes(name, value)
-        return serialize_pickle(name, value, cloudpickle_fallback=self.cloudpickle_fallback)
 
     def _store_value(
         self,
@@ -573,12 +578,7 @@ class FsPersistentStore:
         other processes at their next refresh; the next `cleanup()` drops
         them and object GC frees objects nothing else references.
         """
-        keys = list(keys)
-        for key in keys:
-            if not isinstance(key, ExecutionKey):
-                raise InvalidArgumentError(
-                    f"delete_entries() takes ExecutionKeys, got {type(key).__name__}"
-                )
+        keys = check_keys(keys, "delete_entries")
         with self._lock:
             self._refresh()
             runs = list(
@@ -621,17 +621,27 @@ class FsPersistentStore:
                 return stored.metadata
         return None
 
-    def get(self, key: ExecutionKey, exact_match_created_at: bool = False) -> Entry | None:
+    def get(
+        self,
+        key: ExecutionKey,
+        exact_match_created_at: bool = False,
+        *,
+        version_policy: VersionPolicy = "warn",
+    ) -> Entry | None:
         """The stored entry for `key`, with its values, or None (a miss).
 
         Without `exact_match_created_at`, `key.created_at` is an upper
         bound: the newest run at or before it (or the newest of all when it
         is None) that loads completely is returned. A hit is always
         complete: any missing or damaged object makes that run a miss.
+        `version_policy` judges the run's recorded Python and package
+        versions before anything is unpickled (see docs/objects.md).
         """
+        check_policy(version_policy)
         for stored in self._candidates(key, exact_match_created_at):
             if not self._admits(stored, stored.metadata.objects().values()):
                 continue
+            check_versions(stored.metadata, version_policy, stacklevel=2)
             contents = self._load_contents(stored)
             if contents is not None:
                 metadata = stored.metadata
@@ -720,10 +730,22 @@ class FsPersistentStore:
             if not self._admits(stored, (ref,), requires_trust=requires_trust):
                 continue
             loaded = self._load_value(stored, ref)
-            if loaded is not _MISSING:
+            if loaded is not MISSING:
                 self._note_access(stored.metadata.key)
                 return loaded
         raise NotFoundError(f"no loadable entry for {key}")
+
+    def history(self, key: ExecutionKey) -> list[EntryMetadata]:
+        """Metadata of the runs of `key`'s computation, newest first: every
+        run at or before `key.created_at` (all when it is None).
+
+        Catches up with other writers first (at most every
+        `refresh_interval`), so a name saved elsewhere is seen; nothing is
+        unpickled and objects are not checked.
+        """
+        with self._lock:
+            self._refresh()
+            return [stored.metadata for stored in self._candidates(key, exact=False)]
 
     def entries(self) -> list[EntryMetadata]:
         """Metadata of every live entry, oldest first; nothing is unpickled."""
@@ -855,7 +877,7 @@ class FsPersistentStore:
             values: dict[str, Any] = {}
             for name, ref in refs.items():
                 value = self._load_value(stored, ref)
-                if value is _MISSING:
+                if value is MISSING:
                     return None
                 values[name] = value
             contents[kind] = values
@@ -871,17 +893,11 @@ class FsPersistentStore:
         ]
         buffers = [buffer for buffer in loaded if buffer is not None]
         if stream is None or len(buffers) != len(loaded):
-            return _MISSING
+            return MISSING
         try:
             return deserialize(ref.format, stream, buffers)
         except Exception as error:  # a value that no longer loads is a miss, not a crash
-            warnings.warn(
-                f"marimo_store: cannot load a value of entry {stored.metadata.key}: "
-                f"{type(error).__name__}: {error}; treated as a miss",
-                StoreWarning,
-                stacklevel=4,
-            )
-            return _MISSING
+            return unloadable(error, stored.metadata.key, stacklevel=4)
 
     def _read_object(self, stored: StoredEntry, ref: ObjectRef, *, memory_map: bool) -> Any:
         """An object's verified bytes (from the record when inline), or None.
@@ -1102,17 +1118,6 @@ class FsPersistentStore:
                 stacklevel=1,
             )
 
-    def __enter__(self) -> FsPersistentStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
     store = reference()
@@ -1126,9 +1131,6 @@ def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
             StoreWarning,
             stacklevel=1,
         )
-
-
-_MISSING: Any = object()
 
 
 def validate_options(config: Mapping[str, Any]) -> None:

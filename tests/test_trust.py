@@ -158,6 +158,21 @@ def test_an_entry_planted_by_another_key_is_never_unpickled_under_on_and_raises_
     assert marker.exists()
 
 
+def test_a_named_object_saved_by_another_key_does_not_load(
+    make_store: StoreFactory, keys: Keys, marker: Path
+) -> None:
+    with make_store(signing_key=keys.mallory) as planter:
+        planter.save("model", Tripwire(str(marker)))
+    reader = make_store(signing_key=keys.alice, verify_signatures="on")
+    with pytest.warns(StoreWarning, match=keys.mallory_fp), pytest.raises(NotFoundError):
+        reader.load("model")
+    with pytest.raises(UntrustedEntryError):
+        make_store(signing_key=keys.alice, verify_signatures="strict").load("model")
+    assert not marker.exists()
+    reader.save("model", {"mine": True})  # a newer version, signed by alice
+    assert reader.load("model") == {"mine": True}
+
+
 def test_off_mode_loads_planted_pickles(
     make_store: StoreFactory, store_path: Path, keys: Keys, marker: Path
 ) -> None:
@@ -412,6 +427,7 @@ def test_inspection_never_unpickles(
     plant(store_path, None, marker, "u:pickle")
     with make_store(signing_key=keys.alice) as writer:
         writer.put(Entry.of(ExecutionKey("mine", "x"), {"v": {"a": 1}}))
+        writer.save("model", {"weights": [1.0, 2.0]})
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("inspection unpickled something")
@@ -421,11 +437,14 @@ def test_inspection_never_unpickles(
     monkeypatch.setattr(pickle, "Unpickler", refuse)
     store = make_store(signing_key=keys.alice, verify_signatures=mode)
     listed = store.entries()
-    assert {m.key.block_id for m in listed} == {"m", "u", "mine"}
+    assert {m.key.block_id for m in listed} == {"m", "u", "mine", "model"}
     for metadata in listed:
         store.signature_status(metadata.key)
         store.lookup(metadata.key)
-    assert store.cleanup(dry_run=True).entries_kept == 3
+        assert store.history(metadata.key) == [metadata]
+    assert store.names() == ["model"]
+    assert store.exists("model") and store.info("model").format == "pickle"
+    assert len(store) == 4 and store.cleanup(dry_run=True).entries_kept == 4
     assert not marker.exists()
 
 
