@@ -23,6 +23,7 @@ medians over --repeat rounds, (min .. max) in brackets; lower is better:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import statistics
@@ -39,7 +40,9 @@ from core import (
     positive,
     progress,
     ratio_text,
+    scratch_arguments,
     scratch_directory,
+    seconds_per_call,
     seconds_text,
 )
 
@@ -60,25 +63,11 @@ def store_options(mode: str, key: str) -> dict[str, Any]:
 
 def tiny_hits(root: str, key: str, repeat: int, batch_seconds: float) -> dict[str, list[float]]:
     """Seconds per hit of `add(1, 2)`, one value per round, for each mode."""
-    cached: dict[str, Callable[..., Any]] = {}
-    calls: dict[str, int] = {}
+    calls: dict[str, Callable[[], object]] = {}
     for mode in MODES:
         store = open_store(os.path.join(root, mode.replace(", ", "-")), **store_options(mode, key))
-        function = cached[mode] = persistent_cache(store=store)(add)
-        assert function(1, 2) == 3  # the miss
-        start = time.perf_counter()
-        for _ in range(100):
-            function(1, 2)
-        calls[mode] = max(100, int(batch_seconds / ((time.perf_counter() - start) / 100)))
-    per_call: dict[str, list[float]] = {mode: [] for mode in MODES}
-    for rep in range(repeat):
-        for mode in MODES if rep % 2 == 0 else MODES[::-1]:
-            function, count = cached[mode], calls[mode]
-            start = time.perf_counter()
-            for _ in range(count):
-                function(1, 2)
-            per_call[mode].append((time.perf_counter() - start) / count)
-    return per_call
+        calls[mode] = functools.partial(persistent_cache(store=store)(add), 1, 2)
+    return seconds_per_call(calls, repeat, batch_seconds)
 
 
 DIGESTS: dict[str, Callable[[memoryview], bytes]] = {
@@ -176,13 +165,10 @@ def report(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--repeat", type=positive, default=5)
     parser.add_argument("--batch-seconds", type=float, default=0.5)
     parser.add_argument("--digest-mib", type=positive, default=256)
     parser.add_argument("--large-mib", type=positive, default=256)
-    parser.add_argument(
-        "--dir", help="parent of the scratch directory (default: .bench-tmp in the repository)"
-    )
+    scratch_arguments(parser)
     args = parser.parse_args(argv)
     with scratch_directory(args.dir, "signing-") as root:
         key = os.path.join(root, "key.pem")
