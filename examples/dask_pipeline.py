@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from dask.distributed import Client, LocalCluster
 
-from marimo_store import DefaultCleanupStrategy, FsPersistentStore, ObjectHandle, persistent_cache
+from marimo_store import FsPersistentStore, ObjectHandle, persistent_cache
 
 STORE_DIR = Path(__file__).resolve().parent / "__marimo__" / "persist"
 DEGREES = range(1, 9)
@@ -62,10 +62,9 @@ def fit_ridge(data: ObjectHandle, degree: int, alpha: float) -> dict[str, Any]:
 
 def run(store_dir: Path, workers: int) -> int:
     """Run the sweep once; return how many points were computed (not loaded)."""
-    # Every point of the grid is an entry of one block (fit_ridge's code):
-    # keep them all, not the default newest 3 per block.
-    keep_sweep = DefaultCleanupStrategy(max_entries_per_block=None)
-    store = FsPersistentStore(store_dir, cleanup_strategy=keep_sweep)
+    # Every point of the grid is one call of fit_ridge: cleanup (which runs
+    # when the workers exit) keeps its 1000 most recently used calls.
+    store = FsPersistentStore(store_dir)
     fit = persistent_cache(store=store)(fit_ridge)
     data = store.ref(make_data())
     grid = list(itertools.product(DEGREES, ALPHAS))

@@ -31,6 +31,11 @@ VARIABLES = "variables"
 
 CONTENT_KINDS = (VARIABLES, "output", "stderr")
 
+CALL_METADATA_KEY = "persistent_cache"
+"""The user metadata key under which `persistent_cache` records a call's
+function and key components; it also marks the entry as a function call
+for cleanup (see `DefaultCleanupStrategy.max_calls_per_function`)."""
+
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 

@@ -46,7 +46,7 @@ from marimo_store._callhash import (
     is_async,
     is_generator,
 )
-from marimo_store._entry import Entry, EntryMetadata, ExecutionKey
+from marimo_store._entry import CALL_METADATA_KEY, Entry, EntryMetadata, ExecutionKey
 from marimo_store._errors import (
     InvalidArgumentError,
     SerializationError,
@@ -93,8 +93,6 @@ else:
 RESULT = "return"
 """The variable under which an entry holds the function's return value."""
 
-METADATA_KEY = "persistent_cache"
-"""The entry's user metadata key holding the function name and key components."""
 
 DEFAULT_LEASE_SECONDS = 600.0
 _FIRST_PAUSE = 0.005
@@ -193,7 +191,7 @@ def _describe(name: str, before: str | None, after: str | None) -> str:
 
 def _recorded(metadata: EntryMetadata) -> tuple[str | None, Mapping[str, str]]:
     """The function name and key components an entry was stored with."""
-    recorded = metadata.user_metadata.get(METADATA_KEY)
+    recorded = metadata.user_metadata.get(CALL_METADATA_KEY)
     if not isinstance(recorded, dict):
         return None, {}
     function, components = recorded.get("function"), recorded.get("components")
@@ -409,7 +407,7 @@ class CachedFunction(_Generic[P, R]):
 
     def _save(self, store: Store, call: CallKey, result: Any) -> bool:
         """Store a result; on failure warn (or raise, with `on_error="raise"`)."""
-        metadata = {METADATA_KEY: {"function": self._function, "components": call.components}}
+        metadata = {CALL_METADATA_KEY: {"function": self._function, "components": call.components}}
         entry = Entry.of(call.key, {RESULT: result}, user_metadata=metadata, format=self._format)
         try:
             store.put(entry)

@@ -12,14 +12,10 @@ from typing import Any
 
 from marimo_store import (
     CachedFunction,
-    DefaultCleanupStrategy,
     FsPersistentStore,
     ObjectHandle,
     persistent_cache,
 )
-
-KEEP_ALL = DefaultCleanupStrategy(max_entries_per_block=None, max_entries_per_module=None)
-"""A sweep's points are entries of one block: the default keeps only 3."""
 
 
 def record_execution(log_path: str, point: Any) -> None:

@@ -200,8 +200,8 @@ def _error(tmp_path: Path, text: str, name: str = ".marimo.toml") -> str:
         ("[fs_persister.defaults]\ndir_path = 3\n", "dir_path must be a non-empty path, got 3"),
         ("[fs_persister.default_cleanup_strategy]\nmax_entries = 3\n",
          "[fs_persister.default_cleanup_strategy]: unknown key 'max_entries'; allowed keys: "
-         "max_entries_per_block, max_entries_per_module, max_entry_age_days, "
-         "max_total_content_size"),
+         "max_calls_per_function, max_entries_per_block, max_entries_per_module, "
+         "max_entry_age_days, max_total_content_size"),
         ("[fs_persister.default_cleanup_strategy]\nmax_entries_per_block = 0\n",
          "max_entries_per_block must be an int >= 1 or None (no limit), got 0 "
          "(in a file, -1 means no limit)"),

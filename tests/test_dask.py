@@ -18,7 +18,7 @@ from typing import Any
 import _object_workers
 import numpy as np
 import pytest
-from _object_workers import KEEP_ALL, executions, sweep_function
+from _object_workers import executions, sweep_function
 from conftest import StoreFactory
 from dask.distributed import Client, LocalCluster
 
@@ -56,7 +56,7 @@ def test_a_second_sweep_executes_nothing(
 ) -> None:
     # refresh_interval=0: a worker that just looked the store up must see
     # what the other worker stored a moment ago, not up to 0.2 s later.
-    store = make_store(cleanup_strategy=KEEP_ALL, refresh_interval=0)
+    store = make_store(refresh_interval=0)
     log = str(tmp_path / "executions.log")
     simulate = sweep_function(store, log)
     first, second = _workers(client)

@@ -18,7 +18,7 @@ from typing import Any
 
 import _object_workers
 import pytest
-from _object_workers import KEEP_ALL, executions, sweep_function
+from _object_workers import executions, sweep_function
 from conftest import StoreFactory
 
 from marimo_store import App, CachedFunction
@@ -35,7 +35,7 @@ def _pids(log: str) -> set[int]:
 def test_a_sweep_on_workers_is_all_hits_everywhere_after(
     make_store: StoreFactory, tmp_path: Path
 ) -> None:
-    store = make_store(cleanup_strategy=KEEP_ALL)
+    store = make_store()
     log = str(tmp_path / "executions.log")
     simulate = sweep_function(store, log)
     expected = [{"point": p, "value": sum(i * p for i in range(10_000))} for p in POINTS]
@@ -72,11 +72,9 @@ def test_a_cached_function_of_an_importable_module_pickles_by_reference(
         textwrap.dedent(
             f"""
             import _object_workers
-            from marimo_store import DefaultCleanupStrategy, FsPersistentStore, persistent_cache
+            from marimo_store import FsPersistentStore, persistent_cache
 
-            # Keep every point (the default keeps the newest 3 per block).
-            KEEP_SWEEP = DefaultCleanupStrategy(max_entries_per_block=None)
-            STORE = FsPersistentStore({str(tmp_path / "store")!r}, cleanup_strategy=KEEP_SWEEP)
+            STORE = FsPersistentStore({str(tmp_path / "store")!r})
 
             @persistent_cache(store=STORE)
             def cube(point):
