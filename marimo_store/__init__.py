@@ -21,6 +21,7 @@ from marimo_store._cleanup import (
 from marimo_store._entry import (
     Entry,
     EntryMetadata,
+    EntrySignature,
     Environment,
     ExecutionKey,
     ObjectRef,
@@ -37,9 +38,12 @@ from marimo_store._errors import (
     StoreFormatError,
     StoreIOError,
     StoreWarning,
+    UntrustedEntryError,
     VersionMismatchError,
 )
 from marimo_store._named import ObjectInfo
+from marimo_store._signing import generate_signing_key
+from marimo_store._trust import SignatureStatus
 from marimo_store._versions import VersionDifference
 from marimo_store.store import FsPersistentStore
 
@@ -97,6 +101,7 @@ __all__ = [
     "DroppedEntry",
     "Entry",
     "EntryMetadata",
+    "EntrySignature",
     "Environment",
     "ExecutionKey",
     "ExecutionKeyClash",
@@ -114,13 +119,16 @@ __all__ = [
     "ObjectInfo",
     "ObjectRef",
     "SerializationError",
+    "SignatureStatus",
     "StoreError",
     "StoreFormatError",
     "StoreIOError",
     "StoreWarning",
     "TieredStore",
+    "UntrustedEntryError",
     "VersionDifference",
     "VersionMismatchError",
+    "generate_signing_key",
     "migrate_marimo_cache",
     "parse_size",
     "persistent_cache",

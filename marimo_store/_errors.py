@@ -88,3 +88,13 @@ class VersionMismatchError(StoreError):
 
 class NotSupportedError(StoreError):
     """The store cannot do what was asked (e.g. cleanup of marimo's legacy cache)."""
+
+
+class UntrustedEntryError(StoreError):
+    """`verify_signatures="strict"` found an entry it must not unpickle.
+
+    The entry is unsigned, signed by a key that is neither the store's own
+    nor in `trusted_signers`, or its signature does not match its contents.
+    The message names the entry, the signer and the remedy; docs/security.md
+    has the threat model.
+    """

@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from types import MappingProxyType
 
 from marimo_store import _fs
@@ -81,6 +81,7 @@ from marimo_store._serialize import (
     store_contents,
     unloadable,
 )
+from marimo_store._signing import load_signing_key, object_digest
 from marimo_store._snapshot import (
     SNAPSHOT_SUFFIX,
     SnapshotSet,
@@ -89,6 +90,7 @@ from marimo_store._snapshot import (
     merge,
     read_snapshots,
 )
+from marimo_store._trust import SignatureStatus, TrustPolicy, check_trust_options, needs_trust
 from marimo_store._verified import VerifiedObjects, prune_ledgers
 from marimo_store._versions import check_policy, check_versions
 
@@ -97,6 +99,7 @@ if TYPE_CHECKING:
     from typing import Any, Literal, Protocol, TypeAlias
 
     from marimo_store._entry import StoredFormat
+    from marimo_store._trust import VerifyMode
     from marimo_store._versions import VersionPolicy
 
     Durability: TypeAlias = Literal["flush", "fsync"]
@@ -257,6 +260,17 @@ class FsPersistentStore(NamedObjects):
       (they may belong to entries not visible here yet).
     - `lock_timeout`: seconds to wait for a local lock; on timeout a put
       goes on without it and a cleanup is skipped and reported.
+    - `signing_key`: a PEM Ed25519 private key file; every entry put is
+      signed with it. None: `$MARIMO_STORE_SIGNING_KEY` (the PEM text) or
+      `$MARIMO_STORE_SIGNING_KEY_FILE` (a path) when set, else no signing.
+    - `verify_signatures`: `"off"` (default) loads what it finds; `"on"`
+      unpickles only values of entries signed by this store's key or a
+      `trusted_signers` key, after checking every object's SHA-256 (others
+      are a miss, with one warning per signer); `"strict"` raises
+      `UntrustedEntryError` instead. JSON and bytes values load either way.
+    - `trusted_signers`: fingerprints of the keys whose entries are trusted
+      (from arguments or the user's configuration file, never a project's).
+      docs/security.md has the threat model and a team's set-up.
     """
 
     def __init__(
@@ -278,6 +292,9 @@ class FsPersistentStore(NamedObjects):
         tombstone_ttl_days: float = 30,
         object_grace_seconds: float = 3600,
         lock_timeout: float = 10,
+        signing_key: str | os.PathLike[str] | None = None,
+        verify_signatures: VerifyMode = "off",
+        trusted_signers: Collection[str] = (),
     ) -> None:
         if not isinstance(path, str | os.PathLike):
             raise ConfigError(f"path must be a str or os.PathLike, got {path!r}")
@@ -298,8 +315,13 @@ class FsPersistentStore(NamedObjects):
             "tombstone_ttl_days": tombstone_ttl_days,
             "object_grace_seconds": object_grace_seconds,
             "lock_timeout": lock_timeout,
+            "signing_key": signing_key,
+            "verify_signatures": verify_signatures,
+            "trusted_signers": trusted_signers,
         }
         validate_options(self._config)
+        # Hashable and independent of order: the configuration is the store's identity.
+        self._config["trusted_signers"] = tuple(sorted(set(trusted_signers)))
         self.path: str = self._config["path"]
         self.object_id_mode: ObjectIdMode = object_id_mode
         self.auto_variables_format = auto_variables_format
@@ -316,6 +338,12 @@ class FsPersistentStore(NamedObjects):
         self.tombstone_ttl_days = float(tombstone_ttl_days)
         self.object_grace_seconds = float(object_grace_seconds)
         self.lock_timeout = float(lock_timeout)
+        self.signing_key = signing_key
+        self.verify_signatures: VerifyMode = verify_signatures
+        self.trusted_signers: tuple[str, ...] = self._config["trusted_signers"]
+        self._trust = TrustPolicy(
+            self.path, verify_signatures, load_signing_key(signing_key), self.trusted_signers
+        )
         self.layout = Layout(self.path)
         self.layout.check_format()
         self._lock = threading.RLock()
@@ -364,6 +392,11 @@ class FsPersistentStore(NamedObjects):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
+
+    @property
+    def signer(self) -> str | None:
+        """The fingerprint of this store's signing key (None: it does not sign)."""
+        return None if self._trust.key is None else self._trust.key.fingerprint
 
     # -- writing -------------------------------------------------------------------
 
@@ -443,6 +476,7 @@ class FsPersistentStore(NamedObjects):
                     f"{key} is already stored with different contents; use a new "
                     "created_at (or leave it None) for a new run of the same computation"
                 )
+            stored = self._trust.sign(stored)
             self._append(writing, encode_entry(stored, writing.context))
             self._index.add_entry(stored)
             self._wrote_entries = True
@@ -491,8 +525,10 @@ class FsPersistentStore(NamedObjects):
             object_id = content_digest(data).hex()
             inline[object_id] = bytes(data)
             return ObjectRef(object_id, size, stored_format, buffers, True)
-        object_id = writing.objects.write(data, qualifier=qualifier)
-        return ObjectRef(object_id, size, stored_format, buffers)
+        # A signature covers a file's bytes through their SHA-256 (see _trust.py).
+        digest = object_digest(data) if self._trust.key is not None else None
+        object_id = writing.objects.write(data, qualifier=qualifier, digest=digest)
+        return ObjectRef(object_id, size, stored_format, buffers, digest=digest)
 
     def _assign_created_at(
         self, key: ExecutionKey, contents: Mapping[str, Mapping[str, ObjectRef]]
@@ -574,10 +610,14 @@ class FsPersistentStore(NamedObjects):
         That is the newest run at or before `key.created_at` (any run when
         it is None) whose objects are all present at their recorded sizes.
         Hashes are checked only when values are loaded, so a damaged object
-        found here can still make the load a miss. Records no access.
+        found here can still make the load a miss. Records no access. With
+        `verify_signatures` on, runs `get` would refuse to unpickle are
+        passed over (without a warning or an error: nothing is loaded here).
         """
         for stored in self._candidates(key, exact=False):
-            if self._objects_present(stored):
+            if self._objects_present(stored) and self._admits(
+                stored, stored.metadata.objects().values(), quiet=True
+            ):
                 return stored.metadata
         return None
 
@@ -599,6 +639,8 @@ class FsPersistentStore(NamedObjects):
         """
         check_policy(version_policy)
         for stored in self._candidates(key, exact_match_created_at):
+            if not self._admits(stored, stored.metadata.objects().values()):
+                continue
             check_versions(stored.metadata, version_policy, stacklevel=2)
             contents = self._load_contents(stored)
             if contents is not None:
@@ -615,18 +657,67 @@ class FsPersistentStore(NamedObjects):
         """
         return self._load_one(key, name, kind, only_bytes=False)
 
-    def load_bytes(self, key: ExecutionKey, name: str, *, kind: str = "variables") -> bytes:
+    def load_bytes(
+        self,
+        key: ExecutionKey,
+        name: str,
+        *,
+        kind: str = "variables",
+        requires_trust: bool = False,
+    ) -> bytes:
         """`load_variable` for a value stored with `format="bytes"`.
 
         Never runs code: a variable stored in another format raises
         `NotFoundError` instead of being unpickled. For callers that hand
         the bytes to a reader with its own checks (marimo's signed caches),
         which a pickle planted in a shared store must not get around.
+        `requires_trust`: the caller will unpickle the bytes itself, so with
+        `verify_signatures` on they are treated like a pickled value (only
+        from a trusted entry, every object's SHA-256 checked).
         """
-        loaded: bytes = self._load_one(key, name, kind, only_bytes=True)
+        loaded: bytes = self._load_one(
+            key, name, kind, only_bytes=True, requires_trust=requires_trust
+        )
         return loaded
 
-    def _load_one(self, key: ExecutionKey, name: str, kind: str, *, only_bytes: bool) -> Any:
+    def signature_status(self, key: ExecutionKey) -> SignatureStatus | None:
+        """What this store makes of the signature of the run `key` names
+        (`created_at` required), or None when no such run is stored.
+
+        Checks the signature against the entry and the trusted keys; reads
+        no object and unpickles nothing, whatever `verify_signatures` says.
+        Checking a signed entry needs `cryptography` (else `ConfigError`).
+        """
+        found = self._candidates(key, exact=True)
+        return self._trust.status(found[0]) if found else None
+
+    def _admits(
+        self,
+        stored: StoredEntry,
+        refs: Iterable[ObjectRef],
+        *,
+        requires_trust: bool = False,
+        quiet: bool = False,
+    ) -> bool:
+        """Whether `verify_signatures` lets these values of `stored` load
+        (warns or raises as the mode says, unless `quiet`)."""
+        trust = self._trust
+        if not trust.checks:
+            return True
+        executable = requires_trust or needs_trust(refs)
+        if quiet:
+            return trust.would_admit(stored, executable=executable)
+        return trust.admits(stored, executable=executable)
+
+    def _load_one(
+        self,
+        key: ExecutionKey,
+        name: str,
+        kind: str,
+        *,
+        only_bytes: bool,
+        requires_trust: bool = False,
+    ) -> Any:
         for stored in self._candidates(key, exact=False):
             ref = stored.metadata.contents.get(kind, {}).get(name)
             if ref is None:
@@ -636,6 +727,8 @@ class FsPersistentStore(NamedObjects):
                     f"{kind} {name!r} of entry {stored.metadata.key} is stored as "
                     f"{ref.format}, not as bytes"
                 )
+            if not self._admits(stored, (ref,), requires_trust=requires_trust):
+                continue
             loaded = self._load_value(stored, ref)
             if loaded is not MISSING:
                 self._note_access(stored.metadata.key)
@@ -807,10 +900,12 @@ class FsPersistentStore(NamedObjects):
             return unloadable(error, stored.metadata.key, stacklevel=4)
 
     def _read_object(self, stored: StoredEntry, ref: ObjectRef, *, memory_map: bool) -> Any:
-        """An object's verified bytes (from the record when inline), or None."""
+        """An object's verified bytes (from the record when inline), or None.
+        With `verify_signatures` on, a recorded SHA-256 is checked too."""
         if ref.inline:
             return stored.inline[ref.id]
-        return self._reader_objects.read(ref.id, ref.size, memory_map=memory_map)
+        digest = ref.digest if self._trust.checks else None
+        return self._reader_objects.read(ref.id, ref.size, memory_map=memory_map, digest=digest)
 
     # -- cleanup -------------------------------------------------------------------
 
@@ -1070,6 +1165,7 @@ def validate_options(config: Mapping[str, Any]) -> None:
     for name in ("verify_reads", "cloudpickle_fallback", "memory_map", "cleanup_on_exit"):
         if not isinstance(config[name], bool):
             raise ConfigError(f"{name} must be True or False, got {config[name]!r}")
+    check_trust_options(config)
     strategy = config["cleanup_strategy"]
     if strategy is not None and not callable(strategy):
         raise ConfigError(f"cleanup_strategy must be callable, got {strategy!r}")
