@@ -24,7 +24,8 @@ _GITATTRIBUTES = (
 _CANONICAL = f'{{"format": "{FORMAT_NAME}", "version": {FORMAT_VERSION}}}'.encode()
 
 
-def _parse_format(raw: bytes) -> tuple[str, int] | None:
+def parse_format(raw: bytes) -> tuple[str, int] | None:
+    """`(format name, version)` from the bytes of `format.json`; None if damaged."""
     if raw == _CANONICAL:  # what we write: no need to import json (~5 ms) to read it
         return FORMAT_NAME, FORMAT_VERSION
     import json  # noqa: PLC0415
@@ -81,6 +82,14 @@ class Layout:
     def format_file(self) -> str:
         return os.path.join(self.root, "format.json")
 
+    def read_format_file(self) -> bytes | None:
+        """The bytes of `format.json` (its first 4 KiB), None when it is missing."""
+        try:
+            with open(self.format_file, "rb") as file:
+                return file.read(4096)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def check_format(self) -> bool:
         """Whether `format.json` is present and ours.
 
@@ -88,12 +97,10 @@ class Layout:
         damaged file only warns (it is rewritten on the next write), since
         a damaged file must never stop a store from opening.
         """
-        try:
-            with open(self.format_file, "rb") as file:
-                raw = file.read(4096)
-        except (FileNotFoundError, NotADirectoryError):
+        raw = self.read_format_file()
+        if raw is None:
             return False
-        parsed = _parse_format(raw)
+        parsed = parse_format(raw)
         if parsed is None:
             warnings.warn(
                 f"marimo_store: {self.format_file} is damaged; it will be rewritten",

@@ -27,6 +27,7 @@ from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _PARTIAL_WRITE_INFIX = ".tmp"
@@ -75,6 +76,8 @@ class MigrationReport(Value):
 def migrate_marimo_cache(
     src: str | os.PathLike[str] = MARIMO_CACHE_PATH,
     dst: str | os.PathLike[str] | FsPersistentStore = DEFAULT_STORE_PATH,
+    *,
+    progress: Callable[[int, int], object] | None = None,
     **options: Any,
 ) -> MigrationReport:
     """Import marimo's cache directory `src` into the store `dst`.
@@ -94,15 +97,22 @@ def migrate_marimo_cache(
     trigger a cleanup soon): with the default, the newest 3 entries of
     each block stay. Pass a `cleanup_strategy` that keeps more, such as
     `DefaultCleanupStrategy(max_entries_per_block=None)`, to keep them all.
+
+    `progress(files_done, files_total)` is called as the files are imported (the
+    command `marimo-store migrate` draws a progress bar with it).
     """
     if not os.path.isdir(src):
         raise FileNotFoundError(f"marimo cache directory {os.fspath(src)!r} does not exist")
     owned = not isinstance(dst, FsPersistentStore)
     store = dst if isinstance(dst, FsPersistentStore) else FsPersistentStore(dst, **options)
     groups, skipped = _group_files(os.fspath(src))
-    entries = files = bytes_before = 0
+    entries = files = bytes_before = done = 0
+    total = sum(len(members) for members in groups.values())
     imported: dict[str, int] = {}
     for key, members in sorted(groups.items(), key=lambda item: repr(item[0])):
+        if progress is not None:
+            progress(done, total)
+        done += len(members)
         if not any(parsed.role != BLOB for parsed, _ in members):
             skipped += [(path, "blob of a lazy entry without its manifest") for _, path in members]
             continue
@@ -117,6 +127,8 @@ def migrate_marimo_cache(
         files += len(members)
         bytes_before += sum(len(data) for data in contents.values())
         imported.update((ref.id, ref.size) for ref in metadata.objects().values())
+    if progress is not None:
+        progress(done, total)
     if owned:
         store.close()
     return MigrationReport(entries, files, bytes_before, sum(imported.values()), tuple(skipped))

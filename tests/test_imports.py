@@ -8,7 +8,7 @@ import sys
 
 HEAVY = {
     "numpy", "pandas", "marimo", "json", "dataclasses", "inspect", "typing", "ast", "dis",
-    "asyncio", "logging", "tomllib", "tomli", "cloudpickle", "importlib.metadata",
+    "asyncio", "logging", "tomllib", "tomli", "cloudpickle", "importlib.metadata", "rich",
 }  # fmt: skip
 CACHING = {"marimo_store.app", "marimo_store.cache", "marimo_store.config", "marimo_store.legacy"}
 MARIMO_PLUGIN = {"marimo_store.marimo", "marimo_store._migrate", "marimo_store._pieces"}
@@ -27,6 +27,7 @@ def test_importing_the_package_loads_neither_heavy_modules_nor_the_caching_layer
     loaded = _modules_after("import marimo_store")
     assert "marimo_store.store" in loaded
     assert not loaded & (HEAVY | CACHING | MARIMO_PLUGIN)
+    assert not any(module.startswith("marimo_store.cli") for module in loaded)
 
 
 def test_the_decorator_loads_nothing_heavy_until_a_function_is_called() -> None:

@@ -1,0 +1,153 @@
+"""`cleanup`: what the store keeps, and (with `--dry-run`) what it would drop.
+
+The options of `DefaultCleanupStrategy` become command-line options of the
+same names (`--max-entries-per-block 5`), read from its signature so that
+the two cannot drift; each overrides the store's configured strategy for
+this run only. `none` (or -1, as in configuration files) lifts a limit.
+"""
+
+from __future__ import annotations
+
+from marimo_store._cleanup import DefaultCleanupStrategy
+from marimo_store._errors import ConfigError, StoreError
+from marimo_store.cli._output import size_text, time_text
+from marimo_store.cli._target import SHORT_ID, entry_id, key_document, label_of, open_store
+from marimo_store.config import NO_LIMIT, strategy_defaults
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import Any
+
+    from marimo_store._cleanup import CleanupReport
+    from marimo_store.cli._output import Output
+
+    Register = Callable[..., argparse.ArgumentParser]
+
+
+def register(add: Register) -> None:
+    cleanup = add(
+        "cleanup",
+        help="compact the log into a snapshot and drop what the cleanup strategy says",
+    )
+    cleanup.add_argument("--dry-run", action="store_true", help="change nothing; list the drops")
+    cleanup.add_argument(
+        "--include-content",
+        action="store_true",
+        help="also delete objects no entry references (object GC)",
+    )
+    limits = cleanup.add_argument_group("strategy overrides (this run only; 'none' lifts a limit)")
+    for name, default in strategy_defaults().items():
+        limits.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=_limit,
+            default=_UNSET,
+            metavar="N" if isinstance(default, int) else "VALUE",
+            help=f"default: {default}",
+        )
+    cleanup.set_defaults(run=run_cleanup)
+
+
+class _Unset:
+    """Marks a strategy option the command line did not give."""
+
+
+_UNSET = _Unset()
+
+
+def _limit(text: str) -> int | float | str | None:
+    """A strategy value from the command line: a number, a size, or none."""
+    if text.strip().lower() in ("none", str(NO_LIMIT)):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text  # a size such as "10GB": the strategy checks it
+
+
+def _strategy(args: argparse.Namespace, configured: object) -> DefaultCleanupStrategy | None:
+    overrides = {
+        name: getattr(args, name)
+        for name in strategy_defaults()
+        if not isinstance(getattr(args, name), _Unset)
+    }
+    if not overrides:
+        return None
+    if not isinstance(configured, DefaultCleanupStrategy):
+        raise ConfigError(
+            "the store's cleanup strategy is not a DefaultCleanupStrategy; "
+            f"options {', '.join('--' + n.replace('_', '-') for n in overrides)} cannot apply"
+        )
+    return configured.replace(**overrides)
+
+
+def run_cleanup(args: argparse.Namespace, out: Output) -> int:
+    store = open_store(args.store)
+    strategy = _strategy(args, store.cleanup_strategy)
+    labels = {m.key: m for m in store.entries()}  # names of what is dropped
+    with out.activity("cleaning up" if not args.dry_run else "deciding what to drop"):
+        report = store.cleanup(strategy, include_content=args.include_content, dry_run=args.dry_run)
+    if report.snapshot is None and not report.dry_run and report.skipped:
+        raise StoreError(f"cleanup skipped: {'; '.join(report.skipped)}")
+    document = cleanup_document(report)
+    if out.json_mode:
+        out.document(document)
+        return 0
+    for reason in report.skipped:
+        out.warning(reason)
+    out.table(
+        ("id", "name", "created", "size", "reason"),
+        [
+            (
+                entry_id(dropped.key)[:SHORT_ID],
+                label_of(labels[dropped.key]) if dropped.key in labels else dropped.key.block_id,
+                time_text(dropped.key.created_at),
+                size_text(dropped.content_size),
+                dropped.reason,
+            )
+            for dropped in report.dropped
+        ],
+        title=("would drop" if report.dry_run else "dropped") + f" {len(report.dropped)} entries",
+        right=("size",),
+        wrap=("name", "reason"),
+    )
+    freed = sum(d.content_size for d in report.dropped)
+    out.line(
+        f"{'would drop' if report.dry_run else 'dropped'} {len(report.dropped)} entries "
+        f"({size_text(freed)} of content), kept {report.entries_kept}"
+    )
+    if not report.dry_run:
+        out.line(
+            f"snapshot {report.snapshot}; deleted {report.snapshots_deleted} snapshots, "
+            f"{report.segments_deleted} log segments, {report.temp_files_deleted} temp files, "
+            f"{report.objects_deleted} objects ({size_text(report.bytes_freed)})"
+        )
+    return 0
+
+
+def cleanup_document(report: CleanupReport) -> dict[str, Any]:
+    """The `cleanup` document (docs/cli.md)."""
+    return {
+        "dry_run": report.dry_run,
+        "dropped": [
+            {
+                "id": entry_id(dropped.key),
+                **key_document(dropped.key),
+                "size": dropped.content_size,
+                "reason": dropped.reason,
+            }
+            for dropped in report.dropped
+        ],
+        "entries_kept": report.entries_kept,
+        "snapshot": report.snapshot,
+        "snapshots_deleted": report.snapshots_deleted,
+        "segments_deleted": report.segments_deleted,
+        "temp_files_deleted": report.temp_files_deleted,
+        "objects_deleted": report.objects_deleted,
+        "bytes_freed": report.bytes_freed,
+        "skipped": list(report.skipped),
+    }
