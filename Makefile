@@ -26,10 +26,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]' --config-settings editable_mode=compat
-	$(BIN)/python benchmarks/core.py
-	$(BIN)/python benchmarks/open.py
-	$(BIN)/python benchmarks/cache.py
-	$(BIN)/python benchmarks/signing.py
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from marimo_store._cleanup import CleanupReport
+    from marimo_store._entry import EntryMetadata, ExecutionKey
     from marimo_store.cli._output import Output
 
     Register = Callable[..., argparse.ArgumentParser]
@@ -99,6 +100,25 @@ def run_cleanup(args: argparse.Namespace, out: Output) -> int:
         return 0
     for reason in report.skipped:
         out.warning(reason)
+    if report.dropped:
+        _dropped_table(report, labels, out)
+    freed = sum(d.content_size for d in report.dropped)
+    out.line(
+        f"{'would drop' if report.dry_run else 'dropped'} {len(report.dropped)} entries "
+        f"({size_text(freed)} of content), kept {report.entries_kept}"
+    )
+    if not report.dry_run:
+        out.line(
+            f"snapshot {report.snapshot}; deleted {report.snapshots_deleted} snapshots, "
+            f"{report.segments_deleted} log segments, {report.temp_files_deleted} temp files, "
+            f"{report.objects_deleted} objects ({size_text(report.bytes_freed)})"
+        )
+    return 0
+
+
+def _dropped_table(
+    report: CleanupReport, labels: dict[ExecutionKey, EntryMetadata], out: Output
+) -> None:
     out.table(
         ("id", "name", "created", "size", "reason"),
         [
@@ -115,18 +135,6 @@ def run_cleanup(args: argparse.Namespace, out: Output) -> int:
         right=("size",),
         wrap=("name", "reason"),
     )
-    freed = sum(d.content_size for d in report.dropped)
-    out.line(
-        f"{'would drop' if report.dry_run else 'dropped'} {len(report.dropped)} entries "
-        f"({size_text(freed)} of content), kept {report.entries_kept}"
-    )
-    if not report.dry_run:
-        out.line(
-            f"snapshot {report.snapshot}; deleted {report.snapshots_deleted} snapshots, "
-            f"{report.segments_deleted} log segments, {report.temp_files_deleted} temp files, "
-            f"{report.objects_deleted} objects ({size_text(report.bytes_freed)})"
-        )
-    return 0
 
 
 def cleanup_document(report: CleanupReport) -> dict[str, Any]:
