@@ -19,15 +19,11 @@ import sys
 
 from marimo_store._errors import StoreError
 from marimo_store.cli import _inspect, _keygen, _maintain, _migrate, _watch
-from marimo_store.cli._output import PROGRAM, Output
+from marimo_store.cli._output import EXIT_ERROR, EXIT_OK, PROGRAM, Output
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-EXIT_OK = 0
-EXIT_FINDINGS = 1
-EXIT_ERROR = 2
 
 _COMMAND_GROUPS = (_inspect, _maintain, _watch, _migrate, _keygen)
 

@@ -18,6 +18,7 @@ from marimo_store._snapshot import SNAPSHOT_SUFFIX, read_snapshots
 from marimo_store.cli._output import size_text, time_text
 from marimo_store.cli._target import (
     SHORT_ID,
+    entry_header,
     entry_id,
     entry_summary,
     key_document,
@@ -307,12 +308,7 @@ def entry_details(store: FsPersistentStore, metadata: EntryMetadata) -> dict[str
     environment = metadata.environment
     runs = store.history(metadata.key.replace(created_at=None))
     return {
-        "id": entry_id(metadata.key),
-        "kind": kind_of(metadata),
-        "label": label_of(metadata),
-        **key_document(metadata.key),
-        "last_access": metadata.last_access,
-        "size": metadata.content_size,
+        **entry_header(metadata),
         "contents": {
             kind: {name: ref_document(ref) for name, ref in sorted(refs.items())}
             for kind, refs in metadata.contents.items()

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 PROGRAM = "marimo-store"
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+"""`verify` found a problem, `doctor` a warning."""
+EXIT_ERROR = 2
+"""A usage error (argparse exits with 2 too) or a store error."""
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 _WIDE = 10_000
 """Table width when stdout is not a terminal: never wrap a row."""

@@ -162,8 +162,8 @@ def key_document(key: ExecutionKey) -> dict[str, Any]:
     return {"block_id": key.block_id, "module_hash": key.module_hash, "created_at": key.created_at}
 
 
-def entry_summary(metadata: EntryMetadata) -> dict[str, Any]:
-    """One entry as `ls` and `watch` list it."""
+def entry_header(metadata: EntryMetadata) -> dict[str, Any]:
+    """What every description of an entry starts with: its names, key, use and size."""
     return {
         "id": entry_id(metadata.key),
         "kind": kind_of(metadata),
@@ -171,6 +171,13 @@ def entry_summary(metadata: EntryMetadata) -> dict[str, Any]:
         **key_document(metadata.key),
         "last_access": metadata.last_access,
         "size": metadata.content_size,
+    }
+
+
+def entry_summary(metadata: EntryMetadata) -> dict[str, Any]:
+    """One entry as `ls` and `watch` list it."""
+    return {
+        **entry_header(metadata),
         "variables": {name: ref.format for name, ref in sorted(metadata.variables.items())},
     }
 
