@@ -23,7 +23,11 @@ from marimo_store.cli._output import EXIT_ERROR, EXIT_OK, PROGRAM, Output
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+    from typing import TypeAlias
+
+    Register: TypeAlias = Callable[..., argparse.ArgumentParser]
+    """`add(name, *, help, store=True)`: how a command group adds its commands."""
 
 _COMMAND_GROUPS = (_inspect, _maintain, _watch, _migrate, _keygen)
 

@@ -36,10 +36,10 @@ if TYPE_CHECKING:
     from typing import Any
 
     from marimo_store._entry import EntryMetadata
+    from marimo_store.cli import Register
     from marimo_store.cli._output import Output
     from marimo_store.store import FsPersistentStore
 
-    Register = Callable[..., argparse.ArgumentParser]
 
 SORTS: dict[str, Callable[[EntryMetadata], Any]] = {
     "created": lambda m: m.created_at,

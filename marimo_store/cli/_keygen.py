@@ -9,11 +9,10 @@ from marimo_store._signing import generate_signing_key
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
 
+    from marimo_store.cli import Register
     from marimo_store.cli._output import Output
 
-    Register = Callable[..., argparse.ArgumentParser]
 
 DEFAULT_KEY_PATH = "~/.config/marimo_store/signing_key.pem"
 """Where docs/security.md suggests each member keeps their key."""

@@ -17,14 +17,12 @@ from marimo_store.config import NO_LIMIT, strategy_defaults
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
     from typing import Any
 
     from marimo_store._cleanup import CleanupReport
     from marimo_store._entry import EntryMetadata, ExecutionKey
+    from marimo_store.cli import Register
     from marimo_store.cli._output import Output
-
-    Register = Callable[..., argparse.ArgumentParser]
 
 
 def register(add: Register) -> None:

@@ -16,11 +16,9 @@ from marimo_store.cli._target import marimo_cache_here, open_import_target
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
 
+    from marimo_store.cli import Register
     from marimo_store.cli._output import Output
-
-    Register = Callable[..., argparse.ArgumentParser]
 
 
 def register(add: Register) -> None:

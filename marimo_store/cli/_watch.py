@@ -18,12 +18,10 @@ from marimo_store.cli._target import SHORT_ID, entry_summary, open_store
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
 
     from marimo_store._entry import EntryMetadata
+    from marimo_store.cli import Register
     from marimo_store.cli._output import Output
-
-    Register = Callable[..., argparse.ArgumentParser]
 
 
 def register(add: Register) -> None:
