@@ -522,10 +522,12 @@ def test_watch_stops_at_its_timeout_and_can_list_what_is_there(
     assert all(i[:12] in out for i in sample.ids.values())
 
 
-def test_a_terminal_gets_colour(home: Path, sample: Sample) -> None:
+def run_in_terminal(home: Path, *args: str) -> tuple[int, str]:
+    """Run the console script with stdout and stderr on a pseudo-terminal."""
     primary, secondary = pty.openpty()
     with subprocess.Popen(
-        [str(SCRIPT), "--store", str(sample.path), "ls"],
+        [str(SCRIPT), *args],
+        cwd=home,
         env=environment(home, TERM="xterm-256color"),
         stdout=secondary,
         stderr=secondary,
@@ -542,10 +544,25 @@ def test_a_terminal_gets_colour(home: Path, sample: Sample) -> None:
             chunks.append(chunk)
         process.wait(timeout=30)
     os.close(primary)
-    output = b"".join(chunks).decode()
-    assert process.returncode == 0
+    return process.returncode, b"".join(chunks).decode()
+
+
+def test_a_terminal_gets_colour_and_progress(home: Path, sample: Sample, tmp_path: Path) -> None:
+    code, output = run_in_terminal(home, "--store", str(sample.path), "ls")
+    assert code == 0
     assert "\x1b[" in output
     assert sample.ids["model"][:12] in output
+
+    cache = tmp_path / "cache"
+    (cache / "b").mkdir(parents=True)
+    (cache / "b" / "C_x.pickle").write_bytes(b"\x80\x05K\x01.")
+    where = ("migrate", str(cache), "--store")
+    code, output = run_in_terminal(home, *where, str(tmp_path / "on-a-terminal"))
+    assert code == 0
+    assert "importing" in output  # the progress bar
+    piped = run_cli(home, *where, str(tmp_path / "in-a-pipe"))
+    assert piped.code == 0
+    assert "importing" not in piped.stdout + piped.stderr
 
 
 FREE_MAPS = {"variables", "contents", "packages", "user_metadata", "skipped"}
