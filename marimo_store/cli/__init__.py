@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="The store is the one App() would use in the working directory, "
         "unless --store gives its path. See docs/cli.md.",
     )
-    _common_options(parser, store=True, default=None)
+    _common_options(parser, store=True, top_level=True)
     from marimo_store import __version__  # noqa: PLC0415
 
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
@@ -48,8 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, *, help: str, store: bool = True) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help, description=help)
-        # SUPPRESS: given after the command they win, else the top-level value stays.
-        _common_options(command, store=store, default=argparse.SUPPRESS)
+        _common_options(command, store=store, top_level=False)
         return command
 
     for group in _COMMAND_GROUPS:
@@ -57,18 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _common_options(parser: argparse.ArgumentParser, *, store: bool, default: object) -> None:
+def _common_options(parser: argparse.ArgumentParser, *, store: bool, top_level: bool) -> None:
+    """`--store` and `--json`, before or after the command: on a command their
+    default is SUPPRESS, so that the value given before it stays unless
+    they are given again."""
     if store:
         parser.add_argument(
             "--store",
             metavar="PATH",
-            default=default,
+            default=None if top_level else argparse.SUPPRESS,
             help="the store directory (default: resolved like App() from here)",
         )
     parser.add_argument(
         "--json",
         action="store_true",
-        default=default if default is argparse.SUPPRESS else False,
+        default=False if top_level else argparse.SUPPRESS,
         help="print one JSON document (schemas: docs/cli.md)",
     )
 
