@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from marimo_store import _fs
 from marimo_store._entry import EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
-from marimo_store._log import writer_is_gone, writer_of
+from marimo_store._log import writer_is_gone, writer_is_local, writer_of, writer_of_file
 from marimo_store._value import Value
 
 TYPE_CHECKING = False
@@ -298,10 +298,15 @@ def collect_garbage(
 def delete_consumed_segments(
     log_dir: str, segments: Mapping[str, SegmentState], report: CleanupReport
 ) -> None:
-    """Delete segments that are sealed and whose every byte a snapshot holds.
+    """Delete segments that are sealed and whose every readable byte a snapshot holds.
 
     Sealed means no more appends can come: the writer closed it, moved on
-    to a later segment, or (on this host) its process is gone.
+    to a later segment, or (on this host) its process is gone. A sealed
+    segment of this host is final as it stands, so a torn tail (a write cut
+    short by a crash or a full disk) does not keep it alive; one of another
+    host may still be arriving through a sync tool, so it goes only once
+    every byte was read. A file named after a dead writer of this host that
+    never got its header (the writer died creating it) goes too.
     """
     newest: dict[str, int] = {}
     for state in segments.values():
@@ -309,10 +314,16 @@ def delete_consumed_segments(
             writer, number = writer_of(state.segment_id)
             newest[writer] = max(number, newest.get(writer, -1))
     for name, state in segments.items():
-        if not state.segment_id or state.offset < state.size:
+        if not state.segment_id:
+            owner = writer_of_file(name)
+            if owner is not None and writer_is_gone(owner):
+                _fs.unlink(os.path.join(log_dir, name))
+                report.segments_deleted += 1
             continue
         writer, number = writer_of(state.segment_id)
         if not (state.closed or number < newest[writer] or writer_is_gone(writer)):
+            continue
+        if state.offset < state.size and not writer_is_local(writer):
             continue
         path = os.path.join(log_dir, name)
         try:

@@ -72,6 +72,10 @@ def pack(document: dict[str, Any]) -> bytes:
     return msgpack.packb(document, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+CLOSE_FRAME = frame(pack({"t": CLOSE_TYPE}))
+"""The close record, framed: always these bytes, and always a segment's last record."""
+
+
 class ParsedFrames:
     """The good records at the start of a byte range, and where they end.
 
@@ -186,7 +190,7 @@ class SegmentWriter:
                 return
             try:
                 if self._still_ours():
-                    _fs.write_all(self._file, frame(pack({"t": CLOSE_TYPE})))
+                    _fs.write_all(self._file, CLOSE_FRAME)
                     if self._durable:
                         _fs.fsync(self._file)
             finally:
@@ -236,6 +240,17 @@ class SegmentWriter:
         self._offset = len(header)
 
 
+def _closed_before(data: memoryview, header_end: int, start: int) -> bool:
+    """Whether the bytes a snapshot consumed end with the close record.
+
+    Such a record is never read again (reading starts after it), yet it is
+    what says the segment is sealed and may be deleted once consumed.
+    """
+    return header_end < start <= len(data) and data[start - len(CLOSE_FRAME) : start] == (
+        CLOSE_FRAME
+    )
+
+
 class SegmentState:
     """What a reader knows of one segment file.
 
@@ -279,6 +294,18 @@ def writer_of(segment_id: str) -> tuple[str, int]:
     """The writer id and segment number of a segment id."""
     writer, _, number = segment_id.rpartition(".")
     return writer, int(number)
+
+
+def writer_is_local(writer_id: str) -> bool:
+    """Whether a writer ran on this host: its files reach this directory
+    directly, never half-delivered by a sync tool."""
+    return _host_and_pid(writer_id)[0] == host_name()
+
+
+def writer_of_file(name: str) -> str | None:
+    """The writer id in a segment's own file name `<writer>.<n>.log`, if it has one."""
+    stem, dot, number = name.removesuffix(SEGMENT_SUFFIX).rpartition(".")
+    return stem if dot and number.isdigit() and name.endswith(SEGMENT_SUFFIX) else None
 
 
 def writer_is_gone(writer_id: str) -> bool:
@@ -383,6 +410,7 @@ class LogReader:
             state.header, state.segment_id = header, segment_id
             header_end = FRAME.size + len(first or b"")
             start = max(header_end, self._start_offsets.get(segment_id, 0))
+            state.closed = _closed_before(data, header_end, start)
         parsed = parse_frames(data, start) if start <= len(data) else None
         if parsed is None:  # the snapshot consumed more than this copy holds
             state.offset = base + len(data)

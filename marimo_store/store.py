@@ -678,19 +678,23 @@ class FsPersistentStore:
         report = CleanupReport(dry_run=dry_run)
         if not os.path.isdir(self.path):
             return report
-        with self._modification_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
-            if not acquired:
-                report.skipped.append(
-                    "another process is cleaning up "
-                    f"(modification lock busy for {self.lock_timeout:g} s)"
-                )
-                return report
-            try:
+        try:
+            with self._modification_lock.hold(
+                exclusive=True, timeout=self.lock_timeout
+            ) as acquired:
+                if not acquired:
+                    report.skipped.append(
+                        "another process is cleaning up "
+                        f"(modification lock busy for {self.lock_timeout:g} s)"
+                    )
+                    return report
                 self._clean_up_locked(
                     strategy or self.cleanup_strategy, bool(include_content), report
                 )
-            except OSError as error:
-                raise StoreIOError(f"cleanup of {self.path} failed: {error}") from error
+        except StoreIOError:
+            raise
+        except OSError as error:  # the lock file included (a read-only copy, a full disk)
+            raise StoreIOError(f"cleanup of {self.path} failed: {error}") from error
         if not dry_run:
             with self._lock:
                 self._snapshot_names = None  # adopt the new snapshot at the next lookup
