@@ -32,6 +32,23 @@ from marimo_store._errors import (
 )
 from marimo_store.store import FsPersistentStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from marimo_store._findings import Finding, VerifyProblem, VerifyReport
+
+_LAZY = frozenset(("Finding", "VerifyProblem", "VerifyReport"))
+"""What `verify()` and `doctor()` return: loaded on first use, not by every
+process that only puts and gets."""
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from marimo_store import _findings  # noqa: PLC0415
+
+        return getattr(_findings, name)
+    raise AttributeError(f"module 'marimo_store' has no attribute {name!r}")
+
+
 __all__ = [
     "CleanupReport",
     "CleanupStrategy",
@@ -43,6 +60,7 @@ __all__ = [
     "Environment",
     "ExecutionKey",
     "ExecutionKeyClash",
+    "Finding",
     "FsPersistentStore",
     "InvalidArgumentError",
     "NotFoundError",
@@ -52,6 +70,8 @@ __all__ = [
     "StoreFormatError",
     "StoreIOError",
     "StoreWarning",
+    "VerifyProblem",
+    "VerifyReport",
     "parse_size",
 ]
 

@@ -240,6 +240,40 @@ class SegmentWriter:
         self._offset = len(header)
 
 
+class SegmentOpening:
+    """What the first record of a segment file says.
+
+    `header` and `segment_id` when it is a valid header (`end`: where the
+    records after it start); otherwise `problem` says why the file is not a
+    segment, or is empty while the file may still be a segment being created
+    or synced (its first record incomplete and short enough).
+    """
+
+    __slots__ = ("end", "header", "problem", "segment_id")
+
+    def __init__(
+        self, header: dict[str, Any] | None, segment_id: str, end: int, problem: str
+    ) -> None:
+        self.header = header
+        self.segment_id = segment_id
+        self.end = end
+        self.problem = problem
+
+
+def read_header(data: memoryview) -> SegmentOpening:
+    """Check the header record at the start of a segment's bytes."""
+    first = read_frame(data, 0)
+    header = unpack(first) if first is not None else None
+    segment_id = segment_id_of(header) if header else None
+    if header is not None and header.get("t") == HEADER_TYPE and segment_id is not None:
+        return SegmentOpening(header, segment_id, FRAME.size + len(first or b""), "")
+    if first is not None or len(data) >= FRAME.size + MAX_HEADER_BYTES:
+        return SegmentOpening(None, "", 0, "it does not start with a header")
+    if len(data) >= FRAME.size and FRAME.unpack_from(data)[0] <= len(data):
+        return SegmentOpening(None, "", 0, "its header fails its checksum")
+    return SegmentOpening(None, "", 0, "")
+
+
 def _closed_before(data: memoryview, header_end: int, start: int) -> bool:
     """Whether the bytes a snapshot consumed end with the close record.
 
@@ -398,17 +432,13 @@ class LogReader:
         start = 0
         header = state.header
         if header is None:
-            first = read_frame(data, 0)
-            header = unpack(first) if first is not None else None
-            segment_id = segment_id_of(header) if header else None
-            if header is None or header.get("t") != HEADER_TYPE or segment_id is None:
-                if first is not None or len(data) >= FRAME.size + MAX_HEADER_BYTES:
-                    self._report(path, state, stat.st_size, "it does not start with a header")
-                elif len(data) >= FRAME.size and FRAME.unpack_from(data)[0] <= len(data):
-                    self._report(path, state, stat.st_size, "its header fails its checksum")
+            opening = read_header(data)
+            if opening.header is None:
+                if opening.problem:
+                    self._report(path, state, stat.st_size, opening.problem)
                 return
+            header, segment_id, header_end = opening.header, opening.segment_id, opening.end
             state.header, state.segment_id = header, segment_id
-            header_end = FRAME.size + len(first or b"")
             start = max(header_end, self._start_offsets.get(segment_id, 0))
             state.closed = _closed_before(data, header_end, start)
         parsed = parse_frames(data, start) if start <= len(data) else None

@@ -136,22 +136,52 @@ class SnapshotFile:
     @classmethod
     def open(cls, path: str) -> SnapshotFile | None:
         """The snapshot at `path`, or None (with a warning) if it does not verify."""
+        snapshot, problem = cls.inspect(path)
+        if problem is not None:
+            _damaged(path, problem)
+        return snapshot
+
+    @classmethod
+    def inspect(cls, path: str) -> tuple[SnapshotFile | None, str | None]:
+        """The snapshot at `path`, or what is wrong with it; `(None, None)` if
+        it vanished (a concurrent cleanup) or cannot be read right now."""
         try:
             with open(path, "rb") as file:
                 size = os.fstat(file.fileno()).st_size
                 if size < _FOOTER.size + FRAME.size:
-                    _damaged(path, "too short")
-                    return None
+                    return None, "too short"
                 data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError):
-            return None  # vanished (a concurrent cleanup) or unreadable: not a head now
+            return None, None
         problem = _check(memoryview(data), size)
         if isinstance(problem, str):
             data.close()
-            _damaged(path, problem)
-            return None
+            return None, problem
         header, layout = problem
-        return cls(path, data, header, layout)
+        return cls(path, data, header, layout), None
+
+    def deep_damage(self) -> str | None:
+        """What is wrong with any byte of the file, or None.
+
+        Opening checks only the header, key table and footer (that is what
+        keeps it fast); this also checks every entry record, the tombstones
+        and the header's hash of everything between header and table.
+        """
+        damaged = sum(
+            self._entry_at(_ROW.unpack_from(self._table, row * _ROW.size)[1]) is None
+            for row in range(self.count)
+        )
+        if damaged:
+            return f"{damaged} entry record(s) fail their checksum"
+        if read_frame(self._view[: self._table_at], self._tombstones_at) is None:
+            return "its tombstone record fails its checksum"
+        header_end = FRAME.size + FRAME.unpack_from(self._view, 0)[0]
+        body = self._view[header_end : self._table_at]
+        if _body_hash(body) != self.header.get("body"):
+            return "its body does not match the hash in its header"
+        if self.header.get("count") != self.count:
+            return "its entry count does not match its key table"
+        return None
 
     def lookup(self, block_id: str, module_hash: str) -> list[StoredEntry]:
         """Every run of one computation held by this snapshot."""
@@ -227,6 +257,13 @@ class SnapshotFile:
         self._view.release()
         self._table.release()
         self._data.close()
+
+
+def _body_hash(data: memoryview) -> str:
+    """The body hash as `encode_snapshot` writes it into the header."""
+    hasher = content_hasher()
+    hasher.update(data)
+    return hasher.hexdigest()
 
 
 def _decode_snapshot_entry(record: dict[str, Any] | None) -> StoredEntry | None:

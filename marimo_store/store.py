@@ -91,6 +91,9 @@ if TYPE_CHECKING:
     from typing import Any, Literal, Protocol, TypeAlias
 
     from marimo_store._entry import ContentFormat
+    from marimo_store._findings import Finding, VerifyReport
+    from marimo_store._verify import Progress
+    from marimo_store._watch import ChangeWatch
 
     Durability: TypeAlias = Literal["flush", "fsync"]
     ObjectIdMode: TypeAlias = Literal["deduplication", "execution_key_qualified"]
@@ -108,6 +111,9 @@ _ACCESS_RECORD_INTERVAL_MS = 60_000
 """At most one access record per entry per minute per writer: recency for
 LRU cleanup without a write on every hit."""
 _TRIGGER_BACKOFF_SECONDS = 30.0
+_WATCH_SAFETY_SECONDS = 5.0
+"""With change notification, a miss still re-reads after this long: some
+file systems (FUSE mounts, container volume mounts) fail to report changes."""
 _MAX_ANCESTORS = 1000
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
@@ -291,6 +297,8 @@ class FsPersistentStore:
         self._log_reader = LogReader(self.layout.log)
         self._snapshot_names: tuple[str, ...] | None = None
         self._last_refresh = -float("inf")
+        self._watch: ChangeWatch | None = None
+        self._watch_unavailable = False
         self._reader_objects = ObjectDirectory(
             self.layout.objects,
             quarantine_dir=self.layout.quarantine,
@@ -542,25 +550,59 @@ class FsPersistentStore:
                 self._refresh()
             found = self._index.runs(key, exact=exact)
             if not found:
-                self._refresh()
+                self._refresh(miss=True)
                 found = self._index.runs(key, exact=exact)
             return found
 
-    def _refresh(self) -> None:
-        """Catch up with other writers, at most every `refresh_interval`.
+    def _refresh(self, *, miss: bool = False) -> None:
+        """Catch up with other writers, when they may have written something.
+
+        With change notification (started by the first refresh after a
+        miss), only when `log/` or `snapshots/` changed since the last
+        refresh, or `_WATCH_SAFETY_SECONDS` passed (for events a file system
+        fails to report); otherwise (polling) at most every
+        `refresh_interval`, and on every miss when that is 0.
 
         A changed set of snapshot files means a cleanup ran: the index is
         rebuilt on the new heads. Otherwise only new log bytes are read.
         """
         now = time.monotonic()
-        if self._snapshot_names is not None and now - self._last_refresh < self.refresh_interval:
-            return
+        watch = self._change_watch(start=miss)
+        if self._snapshot_names is not None:
+            if watch is not None:
+                if not watch.take_change() and now - self._last_refresh < _WATCH_SAFETY_SECONDS:
+                    return
+            elif now - self._last_refresh < self.refresh_interval:
+                return
         self._last_refresh = now
         names = self._list_snapshots()
         if names != self._snapshot_names:
             self._reload(names)
         for header, record in self._log_reader.read_new():
             _apply(header, record, self._index)
+
+    def _change_watch(self, *, start: bool) -> ChangeWatch | None:
+        """The running change notification, started on demand; None: poll.
+
+        Not with `refresh_interval=0` (every miss refreshes anyway, and an
+        event may arrive a moment after the write it reports).
+        """
+        watch = self._watch
+        if watch is not None and watch.pid != os.getpid():
+            self._watch = watch = None  # inherited through fork(): its threads are not here
+        if watch is not None or not start or self._watch_unavailable:
+            return watch
+        if self.refresh_interval == 0 or not os.path.isdir(self.path):
+            return None  # a directory created later is watched from the next miss on
+        from marimo_store._watch import ChangeWatch  # noqa: PLC0415 - imports watchdog
+
+        watch = ChangeWatch.start(self.path)
+        if watch is None:
+            self._watch_unavailable = True
+            return None
+        weakref.finalize(self, watch.close).atexit = False
+        self._watch = watch
+        return watch
 
     def _list_snapshots(self) -> tuple[str, ...]:
         try:
@@ -705,13 +747,7 @@ class FsPersistentStore:
         self, strategy: CleanupStrategy, include_content: bool, report: CleanupReport
     ) -> None:
         now = now_ms()
-        snapshots = read_snapshots(self.layout.snapshots)
-        state = merge(snapshots.heads)
-        reader = LogReader(
-            self.layout.log, {segment: offset for segment, (offset, _) in state.consumed.items()}
-        )
-        for header, record in reader.read_new():
-            _apply(header, record, state)
+        state, reader, snapshots = self._merged_state()
         live = state.live()
         decisions = dict(strategy([stored.metadata for stored in live], now))
         for stored in live:
@@ -731,6 +767,18 @@ class FsPersistentStore:
         delete_stale_temp_files(self.layout.tmp, report)
         if include_content:
             self._collect_garbage(state, reader, report)
+
+    def _merged_state(self) -> tuple[StoreState, LogReader, SnapshotSet]:
+        """Every head merged, plus every log record after them: the whole
+        current state, the log reader that read it, and the snapshot files."""
+        snapshots = read_snapshots(self.layout.snapshots)
+        state = merge(snapshots.heads)
+        reader = LogReader(
+            self.layout.log, {segment: offset for segment, (offset, _) in state.consumed.items()}
+        )
+        for header, record in reader.read_new():
+            _apply(header, record, state)
+        return state, reader, snapshots
 
     def _write_snapshot(
         self,
@@ -826,6 +874,43 @@ class FsPersistentStore:
             daemon=True,
         )
         self._background.start()
+
+    # -- checking and repairing ----------------------------------------------------
+
+    def verify(self, *, repair: bool = False, progress: Progress | None = None) -> VerifyReport:
+        """Check every file of the store; with `repair`, fix what is wrong.
+
+        Rehashes every object (conflicted copies and misplaced files too),
+        checks every snapshot and segment byte for byte and every entry's
+        objects, and looks at `format.json`, `.gitignore`, `.gitattributes`
+        and `tmp/`. With `repair=True`: verified copies go to their true
+        names, damaged files to `quarantine/`, entries whose objects are
+        missing or damaged are dropped, stale temp files are deleted, and a
+        fresh snapshot is written; a second `verify()` then reports nothing.
+        `progress(bytes_hashed, total_bytes)` is called while hashing.
+        Never needed for correctness: every read verifies what it loads.
+        """
+        from marimo_store._verify import verify_store  # noqa: PLC0415 - rarely used
+
+        try:
+            return verify_store(self, repair=repair, progress=progress)
+        except StoreIOError:
+            raise
+        except OSError as error:
+            raise StoreIOError(f"verify of {self.path} failed: {error}") from error
+
+    def doctor(self) -> list[Finding]:
+        """What about where and how this store is kept deserves attention.
+
+        Warns when the store is on a network file system or inside a
+        Dropbox, OneDrive, iCloud Drive, Syncthing, Google Drive or Nextcloud
+        folder (with the settings to choose), holds conflicted copies or
+        stale temp files, or a record is far ahead of this machine's clock;
+        notes when change notification falls back to polling. Reads only.
+        """
+        from marimo_store._doctor import diagnose  # noqa: PLC0415 - rarely used
+
+        return diagnose(self)
 
     # -- lifecycle -----------------------------------------------------------------
 
