@@ -33,15 +33,29 @@ class EntryIndex:
             self._removed.update(merged.tombstones)
             self._accessed.update(merged.last_access)
 
-    def add_entry(self, stored: StoredEntry) -> None:
-        """An entry record read from the log (or just written)."""
+    @property
+    def base_truncated(self) -> bool:
+        """The snapshot under this index was cut short in place: rebuild."""
+        return self._base is not None and self._base.truncated
+
+    def _load_base_tombstones(self) -> None:
         if self._base_tombstones_pending:
-            # Only now: opening stays O(1), and a segment that a sync tool
-            # brings back after a cleanup must not resurrect what it dropped.
+            # Only when needed: opening stays O(1), and a segment that a sync
+            # tool brings back after a cleanup must not resurrect what it dropped.
             self._base_tombstones_pending = False
             assert self._base is not None
             for key, deleted_at in self._base.tombstones().items():
                 self.add_tombstone(key, deleted_at)
+
+    def removed(self, key: ExecutionKey) -> bool:
+        """Whether a cleanup dropped exactly this run (an entry put under it
+        again would stay invisible while the tombstone lasts)."""
+        self._load_base_tombstones()
+        return key in self._removed
+
+    def add_entry(self, stored: StoredEntry) -> None:
+        """An entry record read from the log (or just written)."""
+        self._load_base_tombstones()
         if stored.metadata.key in self._removed:
             return
         self._insert(stored)

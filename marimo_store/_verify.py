@@ -67,6 +67,8 @@ Progress = Callable[[int, int], object]
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}(?:[0-9a-f]{16})?")
 _STALE_TEMP_SECONDS = 86_400
+_SETTLE_SECONDS = 0.05
+"""How long a torn segment tail must stay unchanged to count as final."""
 _REQUIRED_IGNORES = ("locks/", "tmp/", "quarantine/")
 _REQUIRED_ATTRIBUTES = ("* binary",)
 
@@ -112,6 +114,15 @@ class _SegmentFile:
     @property
     def torn(self) -> bool:
         return not self.damaged and self.end < self.size
+
+
+def _stays_the_same(path: str, size: int) -> bool:
+    """Whether a file still has `size` bytes a moment later (no append under way)."""
+    time.sleep(_SETTLE_SECONDS)
+    try:
+        return os.stat(path).st_size == size
+    except FileNotFoundError:
+        return False
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
@@ -357,8 +368,11 @@ class _Verifier:
                 detail = f"a record fails its checksum at byte {end}"
                 self._remember(path, self.find("damaged segment", path, detail))
             elif segment.torn and writer_is_local(writer):
+                # A write cut short (a crash, a full disk, a truncation) never
+                # completes: its writer starts a new segment instead. Only an
+                # append under way right now looks the same, for microseconds.
                 sealed = segment.closed or number < newest[writer] or writer_is_gone(writer)
-                if sealed:  # a write cut short by a crash or a full disk, never to complete
+                if sealed or _stays_the_same(path, segment.size):
                     detail = f"its last {segment.size - end} bytes are a torn record"
                     self._remember(path, self.find("torn segment", path, detail))
             name = os.path.basename(path)

@@ -11,7 +11,8 @@ This module is imported (and watchdog with it, about 40 ms) only when a
 store first refreshes after a miss; `import marimo_store`, opening a store
 and hits never pay for it. One observer (daemon threads: it never keeps a
 process alive) serves every store of a process; a forked child starts its
-own on demand, since threads do not survive `fork()`.
+own on demand, since threads do not survive `fork()`. When a store goes
+away, its watches are stopped by a helper thread, so no caller waits.
 
 Where watching is impossible (no native observer, an inotify limit reached,
 a network file system whose remote changes raise no local events), the
@@ -21,6 +22,7 @@ store falls back to polling; `ChangeWatch.start` returns None then.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 
 from watchdog.events import (
@@ -62,16 +64,16 @@ _EVENTS: list[type[FileSystemEvent]] = [
 _lock = threading.Lock()
 _observer: BaseObserver | None = None
 _subscribers: dict[ObservedWatch, int] = {}
-_retired: list[tuple[FileSystemEventHandler, ObservedWatch]] = []
+_retired: queue.SimpleQueue[tuple[FileSystemEventHandler, ObservedWatch]] = queue.SimpleQueue()
 
 
 def _forget_parent_observer() -> None:
     """In a forked child: the parent's observer threads do not exist here."""
-    global _lock, _observer  # noqa: PLW0603 - the process-wide observer
+    global _lock, _observer, _retired  # noqa: PLW0603 - the process-wide observer
     _lock = threading.Lock()
     _observer = None
     _subscribers.clear()
-    _retired.clear()
+    _retired = queue.SimpleQueue()
 
 
 os.register_at_fork(after_in_child=_forget_parent_observer)
@@ -86,46 +88,49 @@ def native_watching() -> bool:
 def _subscribe(handler: FileSystemEventHandler, path: str) -> ObservedWatch:
     global _observer  # noqa: PLW0603 - the process-wide observer
     with _lock:
-        _drain_retired()
         if _observer is None:
             observer = Observer()
             observer.daemon = True
             observer.start()
             _observer = observer
+            threading.Thread(
+                target=_unsubscribe_retired,
+                args=(_retired,),
+                name="marimo_store-unwatch",
+                daemon=True,
+            ).start()
         watch = _observer.schedule(handler, path, recursive=False, event_filter=_EVENTS)
         _subscribers[watch] = _subscribers.get(watch, 0) + 1
         return watch
 
 
 def _unsubscribe(handler: FileSystemEventHandler, watch: ObservedWatch) -> None:
-    """Stop delivering `watch`'s events to `handler`; never blocks.
+    """Stop delivering `watch`'s events to `handler`, later; never blocks.
 
-    It may run in a garbage collector's finalizer, on whatever thread the
-    collection happened, including one that another thread holding `_lock`
-    is waiting for (a thread being started by `schedule`): so it only
-    queues the work, and does it now if `_lock` is free, else the next
-    subscription does it.
+    It runs in a garbage collector's finalizer when a store goes away, that
+    is on any thread at any moment (perhaps one another thread holding
+    `_lock` waits for): so it takes no lock and only queues the work
+    (`SimpleQueue.put` is safe there). Stopping a watch joins a watchdog
+    thread, which takes up to a few hundred milliseconds: nobody waits.
     """
-    _retired.append((handler, watch))
-    if _lock.acquire(blocking=False):
-        try:
-            _drain_retired()
-        finally:
-            _lock.release()
+    _retired.put((handler, watch))
 
 
-def _drain_retired() -> None:
-    """Unsubscribe what `_unsubscribe` queued (under `_lock`)."""
-    while _retired:
-        handler, watch = _retired.pop()
-        if _observer is None or watch not in _subscribers:
-            continue
-        _subscribers[watch] -= 1
-        if _subscribers[watch] > 0:
-            _observer.remove_handler_for_watch(handler, watch)
-        else:
-            del _subscribers[watch]
-            _observer.unschedule(watch)
+def _unsubscribe_retired(
+    retired: queue.SimpleQueue[tuple[FileSystemEventHandler, ObservedWatch]],
+) -> None:
+    """The thread that does what `_unsubscribe` queued (one per process)."""
+    while True:
+        handler, watch = retired.get()
+        with _lock:
+            if _observer is None or watch not in _subscribers:
+                continue
+            _subscribers[watch] -= 1
+            if _subscribers[watch] > 0:
+                _observer.remove_handler_for_watch(handler, watch)
+            else:
+                del _subscribers[watch]
+                _observer.unschedule(watch)
 
 
 class ChangeWatch(FileSystemEventHandler):

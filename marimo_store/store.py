@@ -299,6 +299,7 @@ class FsPersistentStore:
         self._last_refresh = -float("inf")
         self._watch: ChangeWatch | None = None
         self._watch_unavailable = False
+        self._watch_starting = 0
         self._reader_objects = ObjectDirectory(
             self.layout.objects,
             quarantine_dir=self.layout.quarantine,
@@ -468,7 +469,9 @@ class FsPersistentStore:
         pinned = key.at(now_ms())
         while True:
             present = self._index.exact(pinned)
-            if present is None or same_contents(present.metadata.contents, contents):
+            if present is None and not self._index.removed(pinned):
+                return pinned
+            if present is not None and same_contents(present.metadata.contents, contents):
                 return pinned
             assert pinned.created_at is not None
             pinned = pinned.at(pinned.created_at + 1)
@@ -568,6 +571,8 @@ class FsPersistentStore:
         """
         now = time.monotonic()
         watch = self._change_watch(start=miss)
+        if self._index.base_truncated:
+            self._snapshot_names = None  # rebuild without it
         if self._snapshot_names is not None:
             if watch is not None:
                 if not watch.take_change() and now - self._last_refresh < _WATCH_SAFETY_SECONDS:
@@ -582,27 +587,32 @@ class FsPersistentStore:
             _apply(header, record, self._index)
 
     def _change_watch(self, *, start: bool) -> ChangeWatch | None:
-        """The running change notification, started on demand; None: poll.
+        """The running change notification, or None: poll meanwhile.
 
-        Not with `refresh_interval=0` (every miss refreshes anyway, and an
-        event may arrive a moment after the write it reports).
+        `start` (a miss) starts it in a background thread, so that no call
+        waits for watchdog (40 ms to import, and starting or stopping
+        watches can wait for its threads); until it runs, misses poll. Not
+        with `refresh_interval=0`: every miss refreshes anyway, and an event
+        may arrive a moment after the write it reports.
         """
         watch = self._watch
-        if watch is not None and watch.pid != os.getpid():
+        pid = os.getpid()
+        if watch is not None and watch.pid != pid:
             self._watch = watch = None  # inherited through fork(): its threads are not here
         if watch is not None or not start or self._watch_unavailable:
             return watch
-        if self.refresh_interval == 0 or not os.path.isdir(self.path):
-            return None  # a directory created later is watched from the next miss on
-        from marimo_store._watch import ChangeWatch  # noqa: PLC0415 - imports watchdog
-
-        watch = ChangeWatch.start(self.path)
-        if watch is None:
-            self._watch_unavailable = True
+        if self._watch_starting == pid or self.refresh_interval == 0:
             return None
-        weakref.finalize(self, watch.close).atexit = False
-        self._watch = watch
-        return watch
+        if not os.path.isdir(self.path):
+            return None  # a directory created later is watched from a later miss on
+        self._watch_starting = pid
+        threading.Thread(
+            target=_start_watching,
+            args=(weakref.ref(self),),
+            name="marimo_store-watch",
+            daemon=True,
+        ).start()
+        return None
 
     def _list_snapshots(self) -> tuple[str, ...]:
         try:
@@ -949,6 +959,25 @@ class FsPersistentStore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _start_watching(reference: weakref.ref[FsPersistentStore]) -> None:
+    """Start a store's change notification (in a thread of its own)."""
+    from marimo_store._watch import ChangeWatch  # noqa: PLC0415 - imports watchdog
+
+    store = reference()
+    path = store.path if store is not None else ""
+    del store  # not kept alive while watchdog starts
+    watch = ChangeWatch.start(path) if path else None
+    store = reference()
+    if store is None or watch is None:
+        if watch is not None:
+            watch.close()
+        if store is not None:
+            store._watch_unavailable = True
+        return
+    weakref.finalize(store, watch.close).atexit = False
+    store._watch = watch
 
 
 def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:

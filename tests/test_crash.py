@@ -23,7 +23,14 @@ debris after that cleanup: no file in tmp/, one snapshot, only the new
 writer's segment in log/ and, after object GC with no grace, exactly the
 objects live entries reference. quarantine/ may keep what damage moved
 there (that is its job); a crash with nothing lost must cause no damage
-(no StoreWarning) at all.
+(no StoreWarning) at all, and `verify()` must find nothing; after lost
+writes, one `verify(repair=True)` leaves nothing for the next `verify()`.
+
+"Debris" is defined precisely: the temp files, segments (torn or without a
+header) and orphan objects a crashed writer leaves. Its temp files and
+segments go at the next cleanup because its process is gone (a live
+writer's temp files stay until they are a day old); orphan objects go at the
+next object GC once older than `object_grace_seconds` (0 here).
 """
 
 from __future__ import annotations

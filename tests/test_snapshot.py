@@ -812,3 +812,20 @@ def test_cleanup_of_a_missing_store_does_nothing(
     # Also with a strategy and object GC asked for.
     store.cleanup(DefaultCleanupStrategy(max_entries_per_block=1), include_content=True)
     assert not path.exists()
+
+
+def test_put_in_the_millisecond_of_a_dropped_run_is_not_lost(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import marimo_store.store as store_module
+
+    monkeypatch.setattr(store_module, "now_ms", lambda: 1_700_000_000_000)
+    store = make_store(refresh_interval=0)
+    key = ExecutionKey("same-ms", "m")
+    first = store.put(Entry.of(key, {"v": 1}))
+    store.cleanup(drop_only(first.key))
+    assert store.get(key) is None
+    again = store.put(Entry.of(key, {"v": 1}))  # the clock has not moved
+    assert again.created_at == first.created_at + 1  # not under the tombstone
+    entry = store.get(key)
+    assert entry is not None and entry.variables["v"] == 1

@@ -55,6 +55,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30) -> float:
     return time.monotonic() - started
 
 
+def watching(store: FsPersistentStore) -> None:
+    """A miss starts the watch in the background; wait until it runs."""
+    assert store.get(ExecutionKey("w", "missing")) is None
+    wait_for(lambda: store._watch is not None)
+
+
 def count_refreshes(store: FsPersistentStore) -> list[int]:
     """A counter of the store's re-reads of snapshots/ (each refresh lists it once)."""
     counter = [0]
@@ -77,7 +83,7 @@ def observer_threads() -> list[threading.Thread]:
 def test_another_process_entry_arrives_by_event(store_path: Path) -> None:
     reader = FsPersistentStore(store_path, refresh_interval=3600, cleanup_on_exit=False)
     put_in_another_process(store_path, ExecutionKey("w", "first"), {"v": 1})
-    assert reader.get(ExecutionKey("w", "nothing")) is None  # a miss: the watch starts
+    watching(reader)
     assert reader.get(ExecutionKey("w", "first")) is not None
     put_in_another_process(store_path, ExecutionKey("w", "second"), {"v": 2})
     # With refresh_interval=3600 and no safety re-read, only an event can bring it.
@@ -91,7 +97,7 @@ def test_misses_refresh_only_when_something_changed(store_path: Path) -> None:
     writer = FsPersistentStore(store_path, cleanup_on_exit=False)
     writer.put(Entry.of(ExecutionKey("w", "a"), {"v": "a"}))
     reader = FsPersistentStore(store_path, refresh_interval=0.001, cleanup_on_exit=False)
-    assert reader.get(ExecutionKey("w", "missing")) is None  # starts the watch
+    watching(reader)
     refreshes = count_refreshes(reader)
     time.sleep(0.1)  # let any event of the setup arrive
     reader.get(ExecutionKey("w", "missing"))
@@ -114,7 +120,7 @@ def test_misses_refresh_only_when_something_changed(store_path: Path) -> None:
 def test_directories_created_later_are_watched(store_path: Path) -> None:
     store_path.mkdir()
     reader = FsPersistentStore(store_path, refresh_interval=3600, cleanup_on_exit=False)
-    assert reader.get(ExecutionKey("w", "missing")) is None  # watching an empty directory
+    watching(reader)  # an empty directory
     writer = FsPersistentStore(store_path, cleanup_on_exit=False)
     writer.put(Entry.of(ExecutionKey("w", "logged"), {"v": 1}))  # creates log/
     wait_for(lambda: reader.get(ExecutionKey("w", "logged")) is not None)
@@ -134,6 +140,7 @@ def test_polling_where_watching_fails(store_path: Path, monkeypatch: pytest.Monk
     reader = FsPersistentStore(store_path, refresh_interval=0.05, cleanup_on_exit=False)
     put_in_another_process(store_path, ExecutionKey("w", "a"), {"v": 1})
     assert reader.get(ExecutionKey("w", "missing")) is None  # the watch fails to start
+    wait_for(lambda: reader._watch_unavailable)
     refreshes = count_refreshes(reader)
     put_in_another_process(store_path, ExecutionKey("w", "b"), {"v": 2})
     wait_for(lambda: reader.get(ExecutionKey("w", "b")) is not None)
@@ -153,7 +160,7 @@ def test_refresh_interval_zero_polls_on_every_miss(store_path: Path) -> None:
 def test_import_open_and_hits_do_not_load_watchdog(store_path: Path) -> None:
     code = textwrap.dedent(
         f"""
-        import sys, threading
+        import sys, threading, time
         import marimo_store
         assert "watchdog" not in sys.modules
         store = marimo_store.FsPersistentStore({str(store_path)!r}, cleanup_on_exit=False)
@@ -162,7 +169,11 @@ def test_import_open_and_hits_do_not_load_watchdog(store_path: Path) -> None:
         assert store.get(key) is not None
         assert "watchdog" not in sys.modules, "a hit loaded watchdog"
         assert threading.active_count() == 1
-        store.get(marimo_store.ExecutionKey("w", "miss"))
+        store.get(marimo_store.ExecutionKey("w", "miss"))  # starts watching, in the background
+        deadline = time.monotonic() + 30
+        while store._watch is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         assert "watchdog" in sys.modules
         threads = [t for t in threading.enumerate() if t is not threading.main_thread()]
         assert threads and all(t.daemon for t in threads), threads
@@ -180,7 +191,7 @@ def test_import_open_and_hits_do_not_load_watchdog(store_path: Path) -> None:
 def _child_waits_for_the_parents_entry(store: FsPersistentStore, conn: Connection) -> None:
     try:
         inherited = store._watch
-        assert store.get(ExecutionKey("w", "missing")) is None  # a miss: a watch of its own
+        watching(store)  # a watch of its own
         own = store._watch
         conn.send(("ready", inherited is not None, own is not None and own is not inherited))
         assert conn.recv() == "go"
@@ -198,8 +209,7 @@ def _child_waits_for_the_parents_entry(store: FsPersistentStore, conn: Connectio
 def test_forked_child_does_not_use_the_parents_dead_observer(store_path: Path) -> None:
     store = FsPersistentStore(store_path, refresh_interval=3600, cleanup_on_exit=False)
     store.put(Entry.of(ExecutionKey("w", "before-fork"), {"v": 0}))
-    assert store.get(ExecutionKey("w", "missing")) is None  # the parent's watch runs
-    assert store._watch is not None
+    watching(store)
     parent_end, child_end = FORK.Pipe()
     child = FORK.Process(target=_child_waits_for_the_parents_entry, args=(store, child_end))
     child.start()
@@ -225,12 +235,12 @@ def test_closing_a_store_stops_its_watches(store_path: Path) -> None:
     (store_path / "log").mkdir()
     stores = [FsPersistentStore(store_path, cleanup_on_exit=False) for _ in range(3)]
     for store in stores:
-        store.get(ExecutionKey("w", "missing"))
+        watching(store)
     watched = set(watch_module._subscribers)
     assert any(str(store_path) in str(w.path) for w in watched)
     del stores, store
     import gc
 
     gc.collect()
-    assert not any(str(store_path) in str(w.path) for w in watch_module._subscribers)
+    wait_for(lambda: not any(str(store_path) in str(w.path) for w in watch_module._subscribers))
     assert os.path.isdir(store_path)

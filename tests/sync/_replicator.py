@@ -29,6 +29,7 @@ Syncthing do to a folder, at their worst:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -241,7 +242,7 @@ class Replicator:
                 self.stats["resurrected"] += 1  # modify-vs-delete: the file stays and
                 self.synced[destination].pop(event.path, None)  # comes back everywhere
             else:
-                (self.roots[destination] / event.path).unlink()
+                (self.roots[destination] / event.path).unlink(missing_ok=True)
                 self.synced[destination].pop(event.path, None)
                 self.stats["deletes"] += 1
             return
@@ -279,7 +280,8 @@ class Replicator:
             attempt += 1
         original = self.roots[destination] / event.path
         if self.rng.random() < 0.5:  # the incoming version wins the name
-            os.replace(original, self.roots[destination] / copy)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(original, self.roots[destination] / copy)
             self._write(destination, event.path, event.content, event.mtime_ns)
             self.synced[destination][event.path] = self._current(destination, event.path) or ""
         else:
