@@ -342,20 +342,24 @@ class Schedule:
         store.close()
 
     def _check_converged(self) -> None:
+        """The same live entries everywhere; each loads right or is a miss
+        (an object a sync tool left with the right size and the wrong bytes
+        passes a cleanup, which checks sizes only); after `verify(repair=True)`
+        a second `verify()` finds nothing and every live entry loads."""
         live = []
         for root in self.roots:
             store = FsPersistentStore(root, **store_options(self.grace, exit_cleanup=False))
-            entries = {m.key: m.contents for m in store.entries()}
-            for key in entries:
-                assert key.created_at is not None
-                entry = store.get(key, exact_match_created_at=True)
-                assert entry is not None, f"{root.name}: live entry {key} does not load"
-                problem = self.ledger.check(
-                    key.block_id, key.module_hash, key.created_at, dict(entry.variables)
-                )
-                assert problem is None, f"{root.name}: {problem}"
+            live.append({m.key: m.contents for m in store.entries()})
+            self._check_loads(store, root, every=False)
+            report = store.verify(repair=True)
+            self.stats["repaired problems"] = self.stats.get("repaired problems", 0) + len(
+                report.problems
+            )
+            assert report.skipped == [], report.skipped
+            second = store.verify().problems
+            assert second == [], f"{root.name}: after a repair, verify() found {second}"
+            self._check_loads(store, root, every=True)
             store.close()
-            live.append(entries)
         for root, entries in zip(self.roots[1:], live[1:], strict=True):
             if entries != live[0]:
                 only_here = sorted(set(entries) - set(live[0]), key=str)[:5]
@@ -366,3 +370,18 @@ class Schedule:
                     f"{root.name} {only_here}, only in {self.roots[0].name} {only_there}, "
                     f"different contents {differ[:5]}"
                 )
+
+    def _check_loads(self, store: FsPersistentStore, root: Path, *, every: bool) -> None:
+        """Each live entry loads with a right value (or, unless `every`, misses)."""
+        for metadata in store.entries():
+            key = metadata.key
+            assert key.created_at is not None
+            entry = store.get(key, exact_match_created_at=True)
+            if entry is None:
+                assert not every, f"{root.name}: live entry {key} does not load after repair"
+                self.stats["final misses"] = self.stats.get("final misses", 0) + 1
+                continue
+            problem = self.ledger.check(
+                key.block_id, key.module_hash, key.created_at, dict(entry.variables)
+            )
+            assert problem is None, f"{root.name}: {problem}"
