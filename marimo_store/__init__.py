@@ -1,8 +1,13 @@
 """marimo_store: a content-addressed, persistent execution cache.
 
 The public API is exactly what this module exports; every other module is
-private. Importing it stays light (no numpy, pandas or marimo): a new
-process pays for every import.
+private, except `marimo_store.marimo` (the marimo plug-in). Importing it
+stays light (no numpy, pandas or marimo): a new process pays for every
+import. The caching layer (`persistent_cache`, `App`,
+`LegacyPersistentStore`, ...) and the marimo integration (`MarimoStore`,
+whose module imports marimo when it is installed; `migrate_marimo_cache`)
+load on first use, so a process that only opens a store (a worker, the
+marimo plug-in) does not pay for them.
 """
 
 from marimo_store._cleanup import (
@@ -23,7 +28,9 @@ from marimo_store._errors import (
     ConfigError,
     ExecutionKeyClash,
     InvalidArgumentError,
+    InvalidKeyError,
     NotFoundError,
+    NotSupportedError,
     SerializationError,
     StoreError,
     StoreFormatError,
@@ -35,21 +42,48 @@ from marimo_store.store import FsPersistentStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from marimo_store._findings import Finding, VerifyProblem, VerifyReport
+    from marimo_store._migrate import MigrationReport, migrate_marimo_cache
+    from marimo_store.app import App, persistent_cache
+    from marimo_store.cache import CachedFunction, CacheInfo, Explanation
+    from marimo_store.legacy import LegacyPersistentStore
+    from marimo_store.marimo import MarimoStore
 
-_LAZY = frozenset(("Finding", "VerifyProblem", "VerifyReport"))
-"""What `verify()` and `doctor()` return: loaded on first use, not by every
-process that only puts and gets."""
+_LAZY = {
+    "App": "marimo_store.app",
+    "persistent_cache": "marimo_store.app",
+    "CachedFunction": "marimo_store.cache",
+    "CacheInfo": "marimo_store.cache",
+    "Explanation": "marimo_store.cache",
+    "Finding": "marimo_store._findings",
+    "LegacyPersistentStore": "marimo_store.legacy",
+    "MarimoStore": "marimo_store.marimo",
+    "MigrationReport": "marimo_store._migrate",
+    "migrate_marimo_cache": "marimo_store._migrate",
+    "VerifyProblem": "marimo_store._findings",
+    "VerifyReport": "marimo_store._findings",
+}
+"""Exports imported on first access (PEP 562)."""
 
 
 def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        from marimo_store import _findings  # noqa: PLC0415
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'marimo_store' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415 - loaded by the interpreter already
 
-        return getattr(_findings, name)
-    raise AttributeError(f"module 'marimo_store' has no attribute {name!r}")
+    value: object = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
+    "App",
+    "CacheInfo",
+    "CachedFunction",
     "CleanupReport",
     "CleanupStrategy",
     "ConfigError",
@@ -60,10 +94,16 @@ __all__ = [
     "Environment",
     "ExecutionKey",
     "ExecutionKeyClash",
+    "Explanation",
     "Finding",
     "FsPersistentStore",
     "InvalidArgumentError",
+    "InvalidKeyError",
+    "LegacyPersistentStore",
+    "MarimoStore",
+    "MigrationReport",
     "NotFoundError",
+    "NotSupportedError",
     "ObjectRef",
     "SerializationError",
     "StoreError",
@@ -72,7 +112,9 @@ __all__ = [
     "StoreWarning",
     "VerifyProblem",
     "VerifyReport",
+    "migrate_marimo_cache",
     "parse_size",
+    "persistent_cache",
 ]
 
 __version__ = "0.1.0.dev0"

@@ -32,7 +32,7 @@ CLOCK_SKEW_TOLERANCE_MS = 5 * 60_000
 """Timestamps this far ahead of the local clock mean two clocks disagree."""
 
 _STALE_TEMP_SECONDS = 86_400
-_EXCLUDE = "locks/, tmp/ and quarantine/"
+_EXCLUDE = "locks/, tmp/, local/ and quarantine/"
 
 _SYNC_ADVICE = {
     "Dropbox": (

@@ -18,11 +18,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal, TypeAlias
 
-    ContentFormat: TypeAlias = Literal["pickle", "json", "auto"]
+    ContentFormat: TypeAlias = Literal["pickle", "json", "bytes", "auto"]
     """What a caller may ask for; `auto` resolves to the store's default."""
 
-    StoredFormat: TypeAlias = Literal["pickle", "cloudpickle", "json", "buffer"]
-    """What an object really holds. `buffer` is one out-of-band pickle buffer."""
+    StoredFormat: TypeAlias = Literal["pickle", "cloudpickle", "json", "bytes", "buffer"]
+    """What an object really holds. `buffer` is one out-of-band pickle buffer
+    or one further piece of a `bytes` value."""
 
 VARIABLES = "variables"
 """The content kind of a block's or function's results (the only one used so far)."""
@@ -67,6 +68,17 @@ class ExecutionKey(Value):
                 f"milliseconds since the epoch, got {created_at!r}"
             )
         self._assign(block_id=block_id, module_hash=module_hash, created_at=created_at)
+
+    @classmethod
+    def _trusted(cls, block_id: str, module_hash: str) -> ExecutionKey:
+        """A key from parts known to be valid (hex digests, a checked name),
+        without re-checking them: cached functions build one on every call."""
+        key = cls.__new__(cls)
+        set_field = object.__setattr__
+        set_field(key, "block_id", block_id)
+        set_field(key, "module_hash", module_hash)
+        set_field(key, "created_at", None)
+        return key
 
     def at(self, created_at: int) -> ExecutionKey:
         """The same computation, pinned to one run."""
@@ -180,7 +192,8 @@ class Entry(Value):
 
     `contents` maps a content kind (`"variables"`) to variable names and
     values. `format` chooses the serialization of every value: `"auto"`
-    follows the store's `auto_variables_format`. `metadata` is filled in by
+    follows the store's `auto_variables_format`; `"bytes"` stores values
+    that are already bytes as they are (see `serialize_bytes`). `metadata` is filled in by
     `get`; it is ignored by `put`.
     """
 
@@ -215,9 +228,9 @@ class Entry(Value):
                 raise InvalidArgumentError(
                     f"Entry.contents[{kind!r}] must map non-empty str names to values"
                 )
-        if format not in ("pickle", "json", "auto"):
+        if format not in ("pickle", "json", "bytes", "auto"):
             raise InvalidArgumentError(
-                f"Entry.format must be 'pickle', 'json' or 'auto', got {format!r}"
+                f"Entry.format must be 'pickle', 'json', 'bytes' or 'auto', got {format!r}"
             )
         self._assign(
             key=key,

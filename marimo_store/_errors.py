@@ -24,6 +24,10 @@ class InvalidArgumentError(StoreError, ValueError):
     """An argument has the wrong type or value; the message names it."""
 
 
+class InvalidKeyError(InvalidArgumentError):
+    """A marimo cache key is not a safe relative path; the message says why."""
+
+
 class NotFoundError(StoreError, KeyError):
     """What was asked for is not in the store (or could not be loaded)."""
 
@@ -53,3 +57,7 @@ class ConfigError(StoreError, ValueError):
 
 class StoreIOError(StoreError, OSError):
     """A file operation of a write failed; the OS error is the `__cause__`."""
+
+
+class NotSupportedError(StoreError):
+    """The store cannot do what was asked (e.g. cleanup of marimo's legacy cache)."""

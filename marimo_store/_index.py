@@ -38,25 +38,9 @@ class EntryIndex:
         """The snapshot under this index was cut short in place: rebuild."""
         return self._base is not None and self._base.truncated
 
-    def _load_base_tombstones(self) -> None:
-        if self._base_tombstones_pending:
-            # Only when needed: opening stays O(1), and a segment that a sync
-            # tool brings back after a cleanup must not resurrect what it dropped.
-            self._base_tombstones_pending = False
-            assert self._base is not None
-            for key, deleted_at in self._base.tombstones().items():
-                self.add_tombstone(key, deleted_at)
-
-    def removed(self, key: ExecutionKey) -> bool:
-        """Whether a cleanup dropped exactly this run (an entry put under it
-        again would stay invisible while the tombstone lasts)."""
-        self._load_base_tombstones()
-        return key in self._removed
-
     def add_entry(self, stored: StoredEntry) -> None:
         """An entry record read from the log (or just written)."""
-        self._load_base_tombstones()
-        if stored.metadata.key in self._removed:
+        if self.is_removed(stored.metadata.key):
             return
         self._insert(stored)
         self.log_entries += 1
@@ -69,6 +53,17 @@ class EntryIndex:
         runs = self._added.setdefault((key.block_id, key.module_hash), {})
         present = runs.get(stored.metadata.created_at)
         runs[stored.metadata.created_at] = stored if present is None else winner(present, stored)
+
+    def is_removed(self, key: ExecutionKey) -> bool:
+        """Whether a tombstone covers exactly this run."""
+        if self._base_tombstones_pending:
+            # Only now: opening stays O(1), and a segment that a sync tool
+            # brings back after a cleanup must not resurrect what it dropped.
+            self._base_tombstones_pending = False
+            assert self._base is not None
+            for removed, deleted_at in self._base.tombstones().items():
+                self.add_tombstone(removed, deleted_at)
+        return key in self._removed
 
     def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None:
         """A tombstone: the entry is gone whatever else says it exists."""

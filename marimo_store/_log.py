@@ -38,6 +38,8 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 """A segment whose first record is not a header within this many bytes is not a segment."""
 
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+
 SEGMENT_SUFFIX = ".log"
 HEADER_TYPE = "header"
 CLOSE_TYPE = "close"
@@ -45,11 +47,19 @@ CLOSE_TYPE = "close"
 
 @functools.cache
 def host_name() -> str:
-    """This machine's name as it appears in writer ids: `[a-z0-9-]`, at most 32."""
-    import re  # noqa: PLC0415 - only writers need these; importing costs ms
-    import socket  # noqa: PLC0415
+    """This machine's name as it appears in writer ids: `[a-z0-9-]`, at most 32.
 
-    return re.sub(r"[^a-z0-9]+", "-", socket.gethostname().lower()).strip("-")[:32] or "host"
+    From `os.uname()` where it exists: `socket` (what `gethostname` needs)
+    costs milliseconds to import, and a first hit should not pay for it.
+    """
+    try:
+        raw = os.uname().nodename
+    except AttributeError:  # pragma: no cover - Windows
+        import socket  # noqa: PLC0415
+
+        raw = socket.gethostname()
+    words = "".join(c if c in _NAME_CHARACTERS else " " for c in raw.lower()).split()
+    return "-".join(words)[:32].strip("-") or "host"
 
 
 def new_writer_id() -> str:
@@ -166,9 +176,9 @@ class SegmentWriter:
         """`(device, inode)` of the segment currently written to."""
         return self._identity
 
-    def append(self, payload: bytes) -> tuple[str, int]:
-        """Append one record; return the segment's name and the offset after it."""
-        record = frame(payload)
+    def append(self, *payloads: bytes) -> tuple[str, int]:
+        """Append records in one write; return the segment's name and the offset after them."""
+        record = b"".join(map(frame, payloads))
         with self._lock:
             if not self._still_ours():
                 self._rotate()

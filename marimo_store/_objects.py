@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import mmap
 import os
-import threading
 import warnings
 
 from marimo_store import _fs
 from marimo_store._entry import now_ms
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import CONTENT_HASH_BYTES, content_digest
+from marimo_store._verified import VerifiedObjects, fingerprint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,21 +29,16 @@ EMPTY_OBJECT_ID = content_digest(b"").hex()
 """The empty object is implicit: never written, always present."""
 
 _CONTENT_HEX = CONTENT_HASH_BYTES * 2
-
-
-def _fingerprint(stat: os.stat_result) -> tuple[int, int, int, int, int]:
-    """What changes whenever a file's bytes may have changed (ctime included:
-    no tool can set it back)."""
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+_PREALLOCATE_MIN_BYTES = 1024 * 1024
 
 
 class ObjectDirectory:
     """Writes, reads and verifies the objects of one store.
 
-    Verified files are remembered by fingerprint for the life of the
-    process, so a file that has not changed since it was written or last
-    hashed here is not hashed again: that is what lets `get` memory-map a
-    1 GiB array in well under a millisecond without giving up verification.
+    Verified files are remembered by fingerprint (see `_verified.py`), so a
+    file that has not changed since it was written or last hashed on this
+    machine is not hashed again: that is what lets `get` memory-map a 1 GiB
+    array in well under a millisecond without giving up verification.
     """
 
     def __init__(
@@ -54,14 +49,14 @@ class ObjectDirectory:
         temp_path: Callable[[], str],
         durable: bool,
         verify_reads: bool,
+        verified: VerifiedObjects,
     ) -> None:
         self.root = root
         self._quarantine_dir = quarantine_dir
         self._temp_path = temp_path
         self._durable = durable
         self._verify_reads = verify_reads
-        self._verified: dict[str, tuple[int, int, int, int, int]] = {}
-        self._lock = threading.Lock()
+        self._verified = verified
 
     def path_of(self, object_id: str) -> str:
         """The file name of an object: two hex characters of fan-out, then the rest."""
@@ -89,10 +84,10 @@ class ObjectDirectory:
             except FileNotFoundError:  # deleted between the stat and the touch
                 present = False
         if not present:
-            self._create(path, data)
+            self._create(object_id, path, data)
         return object_id
 
-    def _create(self, path: str, data: Buffer) -> None:
+    def _create(self, object_id: str, path: str, data: Buffer) -> None:
         temp = self._temp_path()
         try:
             file = _fs.create_new(temp)
@@ -101,6 +96,9 @@ class ObjectDirectory:
             file = _fs.create_new(temp)
         try:
             with file:
+                size = memoryview(data).nbytes
+                if size >= _PREALLOCATE_MIN_BYTES:
+                    _fs.preallocate(file, size)
                 _fs.write_all(file, data)
                 if self._durable:
                     _fs.fsync(file)
@@ -115,8 +113,7 @@ class ObjectDirectory:
         if self._durable:
             _fs.fsync_dir(os.path.dirname(path))
         # We hashed exactly these bytes; remember the file as verified.
-        with self._lock:
-            self._verified[path] = _fingerprint(os.stat(path))
+        self._verified.add(object_id, fingerprint(os.stat(path)))
 
     def read(self, object_id: str, size: int, *, memory_map: bool) -> memoryview | None:
         """The bytes of an object, or None when it is missing or damaged.
@@ -135,7 +132,7 @@ class ObjectDirectory:
         try:
             stat = os.fstat(fd)
             if stat.st_size != size:
-                self._quarantine(path, stat, f"size {stat.st_size}, expected {size}")
+                self._quarantine(object_id, path, stat, f"size {stat.st_size}, expected {size}")
                 return None
             data = self._load(fd, size, memory_map=memory_map)
         except (OSError, ValueError):
@@ -144,13 +141,12 @@ class ObjectDirectory:
             os.close(fd)
         if data is None:
             return None
-        fingerprint = _fingerprint(stat)
-        if self._verify_reads and self._verified.get(path) != fingerprint:
+        seen = fingerprint(stat)
+        if self._verify_reads and not self._verified.is_verified(object_id, seen):
             if content_digest(data).hex() != object_id[:_CONTENT_HEX]:
-                self._quarantine(path, stat, "contents do not match the object's hash")
+                self._quarantine(object_id, path, stat, "contents do not match the object's hash")
                 return None
-            with self._lock:
-                self._verified[path] = fingerprint
+            self._verified.add(object_id, seen)
         return memoryview(data)
 
     @staticmethod
@@ -169,15 +165,14 @@ class ObjectDirectory:
                 done += count
         return data
 
-    def _quarantine(self, path: str, stat: os.stat_result, reason: str) -> None:
+    def _quarantine(self, object_id: str, path: str, stat: os.stat_result, reason: str) -> None:
         warnings.warn(
             f"marimo_store: damaged object {path} ({reason}); treated as a miss "
             f"and moved to {self._quarantine_dir}",
             StoreWarning,
             stacklevel=4,
         )
-        with self._lock:
-            self._verified.pop(path, None)
+        self._verified.forget(object_id)
         try:
             current = os.stat(path)
             if (current.st_dev, current.st_ino) != (stat.st_dev, stat.st_ino):

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 ENTRY_TYPE = "entry"
 ACCESS_TYPE = "access"
 TOMBSTONE_TYPE = "tombstone"
-_STORED_FORMATS: frozenset[str] = frozenset(("pickle", "cloudpickle", "json", "buffer"))
+_STORED_FORMATS: frozenset[str] = frozenset(("pickle", "cloudpickle", "json", "bytes", "buffer"))
 
 
 class StoredEntry(Value):

@@ -244,12 +244,46 @@ def serialize_json(name: str, value: Any) -> SerializedValue:
     return SerializedValue("json", encoded)
 
 
+def serialize_bytes(name: str, value: Any) -> SerializedValue:
+    """Keep bytes as they are: nothing to encode, and nothing runs on load.
+
+    For values that are serialized already (another cache's files, say).
+    `value` is a bytes-like object, or a tuple of them: *pieces* whose
+    concatenation is the value. Each piece after the first is stored as an
+    object of its own, so a large piece that several values share (the same
+    array inside two pickles) is stored once.
+    """
+    pieces = value if isinstance(value, tuple) else (value,)
+    views: list[memoryview] = []
+    for index, piece in enumerate(pieces):
+        try:
+            view = memoryview(piece)
+        except TypeError:
+            view = None
+        if view is None or not view.c_contiguous:
+            what = _describe(name, piece if isinstance(value, tuple) else value)
+            where = f" (piece {index})" if isinstance(value, tuple) else ""
+            raise SerializationError(
+                f"cannot store {what}{where} as bytes: format='bytes' takes a contiguous "
+                "bytes-like object or a tuple of them"
+            )
+        views.append(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
+    if not views:
+        return SerializedValue("bytes", b"")
+    first = pieces[0]
+    stream = first if type(first) is bytes else views[0].tobytes()
+    return SerializedValue("bytes", stream, views[1:])
+
+
 def deserialize(stored: StoredFormat, stream: Buffer, buffers: Sequence[Buffer]) -> Any:
     """Rebuild a value from its stream and out-of-band buffers.
 
     Buffers that are read-only (memory maps) give read-only arrays; that is
     deliberate: writing into them would change the cache behind its back.
+    A `bytes` value comes back as one `bytes` object, its pieces joined.
     """
+    if stored == "bytes":
+        return b"".join((stream, *buffers)) if buffers else bytes(stream)
     if stored == "json":
         import json  # noqa: PLC0415 - see serialize_json
 

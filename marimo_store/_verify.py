@@ -45,6 +45,7 @@ from marimo_store._conflicts import (
 from marimo_store._entry import EntryMetadata, ExecutionKey, now_ms
 from marimo_store._findings import VerifyProblem, VerifyReport
 from marimo_store._hashing import content_digest
+from marimo_store._layout import GITATTRIBUTES, GITIGNORE
 from marimo_store._log import (
     CLOSE_TYPE,
     SEGMENT_SUFFIX,
@@ -69,8 +70,15 @@ _HEX_ID = re.compile(r"[0-9a-f]{32}(?:[0-9a-f]{16})?")
 _STALE_TEMP_SECONDS = 86_400
 _SETTLE_SECONDS = 0.05
 """How long a torn segment tail must stay unchanged to count as final."""
-_REQUIRED_IGNORES = ("locks/", "tmp/", "quarantine/")
-_REQUIRED_ATTRIBUTES = ("* binary",)
+
+
+def _required_lines(generated: str) -> tuple[str, ...]:
+    """The lines a generated file must keep (its comments aside)."""
+    return tuple(line for line in generated.splitlines() if line and not line.startswith("#"))
+
+
+_REQUIRED_IGNORES = _required_lines(GITIGNORE)
+_REQUIRED_ATTRIBUTES = _required_lines(GITATTRIBUTES)
 
 
 class _Finding:

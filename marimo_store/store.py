@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType, TracebackType
 
 from marimo_store import _fs
@@ -74,6 +74,7 @@ from marimo_store._records import (
 from marimo_store._serialize import (
     SerializedValue,
     deserialize,
+    serialize_bytes,
     serialize_json,
     serialize_pickle,
 )
@@ -85,12 +86,13 @@ from marimo_store._snapshot import (
     merge,
     read_snapshots,
 )
+from marimo_store._verified import VerifiedObjects, prune_ledgers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal, Protocol, TypeAlias
 
-    from marimo_store._entry import ContentFormat
+    from marimo_store._entry import ContentFormat, StoredFormat
     from marimo_store._findings import Finding, VerifyReport
     from marimo_store._verify import Progress
     from marimo_store._watch import ChangeWatch
@@ -115,6 +117,7 @@ _WATCH_SAFETY_SECONDS = 5.0
 """With change notification, a miss still re-reads after this long: some
 file systems (FUSE mounts, container volume mounts) fail to report changes."""
 _MAX_ANCESTORS = 1000
+_MAX_SEGMENTS_BEFORE_CLEANUP = 64
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "object_id_mode": ("deduplication", "execution_key_qualified"),
@@ -144,6 +147,7 @@ class _Writing:
             temp_path=self.temp_path,
             durable=store.durability == "fsync",
             verify_reads=store.verify_reads,
+            verified=store._verified,
         )
         self.header: dict[str, Any] = {
             "t": HEADER_TYPE,
@@ -183,6 +187,11 @@ def _apply(header: Mapping[str, Any], record: Mapping[str, Any], target: _Record
             target.add_tombstone(key, at)
 
 
+def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
+    """A log record about one entry: an access or a tombstone."""
+    return {"t": record_type, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
+
+
 def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
     store = reference()
     if store is not None:
@@ -209,7 +218,8 @@ class FsPersistentStore:
       durable before it returns. Snapshots are always fsynced.
     - `verify_reads`: check every object's hash before using it (default).
       Objects this process wrote or already verified, and that have not
-      changed since, are not hashed again.
+      changed since, are not hashed again; objects of 4 MiB or more that
+      any process of this machine verified since boot neither.
     - `cloudpickle_fallback`: pickle lambdas, closures and `__main__`
       classes by value with cloudpickle; when False they raise
       `SerializationError`.
@@ -224,7 +234,8 @@ class FsPersistentStore:
     - `max_entries_in_log`: ... or when more entries than this wait in the
       log (-1: no limit).
     - `cleanup_on_exit`: clean up at interpreter exit if this instance
-      stored entries (never raises).
+      stored entries, or if more than 64 log segments have piled up (never
+      raises).
     - `tombstone_ttl_days`: how long a snapshot remembers deleted keys, so a
       machine syncing late cannot bring them back.
     - `object_grace_seconds`: object GC spares objects younger than this
@@ -273,7 +284,7 @@ class FsPersistentStore:
             "object_grace_seconds": object_grace_seconds,
             "lock_timeout": lock_timeout,
         }
-        _validate(self._config)
+        validate_options(self._config)
         self.path: str = self._config["path"]
         self.object_id_mode: ObjectIdMode = object_id_mode
         self.auto_variables_format = auto_variables_format
@@ -297,6 +308,7 @@ class FsPersistentStore:
         self._log_reader = LogReader(self.layout.log)
         self._snapshot_names: tuple[str, ...] | None = None
         self._last_refresh = -float("inf")
+        self._verified = VerifiedObjects(self.layout.local)
         self._watch: ChangeWatch | None = None
         self._watch_unavailable = False
         self._watch_starting = 0
@@ -306,6 +318,7 @@ class FsPersistentStore:
             temp_path=lambda: "",  # the reading side never writes objects
             durable=False,
             verify_reads=verify_reads,
+            verified=self._verified,
         )
         self._objects_lock = LocalLock(os.path.join(self.layout.locks, "objects.lock"))
         self._modification_lock = LocalLock(os.path.join(self.layout.locks, "modification.lock"))
@@ -314,6 +327,8 @@ class FsPersistentStore:
         self._wrote_entries = False
         self._exit_registered = False
         self._accesses_noted: dict[ExecutionKey, int] = {}
+        self._pending_accesses: dict[ExecutionKey, int] = {}
+        self._pending_since = 0
         self._background: threading.Thread | None = None
         self._trigger_not_before = 0.0
 
@@ -361,9 +376,10 @@ class FsPersistentStore:
         }
         writing = self._writing_for_this_process()
         needs_files = any(
-            value.buffers or len(value.stream) >= self.inline_threshold
+            len(part) >= self.inline_threshold
             for variables in serialized.values()
             for value in variables.values()
+            for part in (value.stream, *value.buffers)
         )
         # Object GC must not run between writing (or reusing) an object and
         # appending the record that references it: hold the shared lock.
@@ -427,10 +443,11 @@ class FsPersistentStore:
             self._append(writing, encode_entry(stored, writing.context))
             self._index.add_entry(stored)
             self._wrote_entries = True
+            self._flush_accesses(writing)  # the writer exists now: accesses ride along
         return stored
 
-    def _append(self, writing: _Writing, record: dict[str, Any]) -> None:
-        name, offset = writing.segments.append(pack(record))
+    def _append(self, writing: _Writing, *records: dict[str, Any]) -> None:
+        name, offset = writing.segments.append(*map(pack, records))
         self._log_reader.adopt(
             name, writing.segments.segment_id, writing.segments.identity, offset, writing.header
         )
@@ -438,6 +455,8 @@ class FsPersistentStore:
     def _serialize(self, name: str, value: Any, requested: ContentFormat) -> SerializedValue:
         if requested == "json":
             return serialize_json(name, value)
+        if requested == "bytes":
+            return serialize_bytes(name, value)
         return serialize_pickle(name, value, cloudpickle_fallback=self.cloudpickle_fallback)
 
     def _store_value(
@@ -448,18 +467,36 @@ class FsPersistentStore:
         inline: dict[str, bytes],
     ) -> ObjectRef:
         buffers = tuple(
-            ObjectRef(writing.objects.write(buffer, qualifier=qualifier), buffer.nbytes, "buffer")
+            self._store_object(writing, buffer, "buffer", qualifier=qualifier, inline=inline)
             for buffer in serialized.buffers
         )
-        stream = serialized.stream
-        if len(stream) < self.inline_threshold:
-            ref = ObjectRef(
-                content_digest(stream).hex(), len(stream), serialized.format, buffers, True
-            )
-            inline[ref.id] = stream
-            return ref
-        object_id = writing.objects.write(stream, qualifier=qualifier)
-        return ObjectRef(object_id, len(stream), serialized.format, buffers)
+        return self._store_object(
+            writing,
+            serialized.stream,
+            serialized.format,
+            qualifier=qualifier,
+            inline=inline,
+            buffers=buffers,
+        )
+
+    def _store_object(
+        self,
+        writing: _Writing,
+        data: bytes | memoryview,
+        stored_format: StoredFormat,
+        *,
+        qualifier: str,
+        inline: dict[str, bytes],
+        buffers: tuple[ObjectRef, ...] = (),
+    ) -> ObjectRef:
+        """One object: inside the entry record when small, else a file."""
+        size = len(data)
+        if size < self.inline_threshold:
+            object_id = content_digest(data).hex()
+            inline[object_id] = bytes(data)
+            return ObjectRef(object_id, size, stored_format, buffers, True)
+        object_id = writing.objects.write(data, qualifier=qualifier)
+        return ObjectRef(object_id, size, stored_format, buffers)
 
     def _assign_created_at(
         self, key: ExecutionKey, contents: Mapping[str, Mapping[str, ObjectRef]]
@@ -469,9 +506,11 @@ class FsPersistentStore:
         pinned = key.at(now_ms())
         while True:
             present = self._index.exact(pinned)
-            if present is None and not self._index.removed(pinned):
-                return pinned
-            if present is not None and same_contents(present.metadata.contents, contents):
+            # A run deleted in this very millisecond keeps its key dead: move on.
+            deleted = present is None and self._index.is_removed(pinned)
+            if not deleted and (
+                present is None or same_contents(present.metadata.contents, contents)
+            ):
                 return pinned
             assert pinned.created_at is not None
             pinned = pinned.at(pinned.created_at + 1)
@@ -489,12 +528,67 @@ class FsPersistentStore:
                             f"cannot create the store at {self.path}: {error}"
                         ) from error
                     self._writing = writing
-                    if not self._exit_registered:
-                        atexit.register(_at_exit, weakref.ref(self))
-                        self._exit_registered = True
+                    self._register_exit()
         return writing
 
+    def _register_exit(self) -> None:
+        """Run `_exit` at interpreter exit once this instance has something to
+        write or seal (never for a store that was only constructed)."""
+        if not self._exit_registered:
+            atexit.register(_at_exit, weakref.ref(self))
+            self._exit_registered = True
+
+    def delete_entries(self, keys: Iterable[ExecutionKey]) -> int:
+        """Delete entries by appending tombstones; return how many were live.
+
+        A key with `created_at` deletes that run; without, every run of its
+        computation. Deleted entries read as misses here at once and in
+        other processes at their next refresh; the next `cleanup()` drops
+        them and object GC frees objects nothing else references.
+        """
+        keys = list(keys)
+        for key in keys:
+            if not isinstance(key, ExecutionKey):
+                raise InvalidArgumentError(
+                    f"delete_entries() takes ExecutionKeys, got {type(key).__name__}"
+                )
+        with self._lock:
+            self._refresh()
+            runs = list(
+                dict.fromkeys(
+                    stored.metadata.key
+                    for key in keys
+                    for stored in self._index.runs(key, exact=key.created_at is not None)
+                )
+            )
+            if not runs:
+                return 0
+            now = now_ms()
+            try:
+                self._append(
+                    self._writing_for_this_process(),
+                    *(_key_record(TOMBSTONE_TYPE, run, now) for run in runs),
+                )
+            except OSError as error:
+                raise StoreIOError(f"cannot write to the store at {self.path}: {error}") from error
+            for run in runs:
+                self._index.add_tombstone(run, now)
+        return len(runs)
+
     # -- reading -------------------------------------------------------------------
+
+    def lookup(self, key: ExecutionKey) -> EntryMetadata | None:
+        """The metadata of the run `get(key)` would load, without loading it.
+
+        That is the newest run at or before `key.created_at` (any run when
+        it is None) whose objects are all present at their recorded sizes.
+        Hashes are checked only when values are loaded, so a damaged object
+        found here can still make the load a miss. Records no access.
+        """
+        for stored in self._candidates(key, exact=False):
+            if self._objects_present(stored):
+                return stored.metadata
+        return None
 
     def get(self, key: ExecutionKey, exact_match_created_at: bool = False) -> Entry | None:
         """The stored entry for `key`, with its values, or None (a miss).
@@ -518,10 +612,29 @@ class FsPersistentStore:
         Raises `NotFoundError` when the entry or the variable is not stored
         or cannot be loaded (with a warning saying why).
         """
+        return self._load_one(key, name, kind, only_bytes=False)
+
+    def load_bytes(self, key: ExecutionKey, name: str, *, kind: str = "variables") -> bytes:
+        """`load_variable` for a value stored with `format="bytes"`.
+
+        Never runs code: a variable stored in another format raises
+        `NotFoundError` instead of being unpickled. For callers that hand
+        the bytes to a reader with its own checks (marimo's signed caches),
+        which a pickle planted in a shared store must not get around.
+        """
+        loaded: bytes = self._load_one(key, name, kind, only_bytes=True)
+        return loaded
+
+    def _load_one(self, key: ExecutionKey, name: str, kind: str, *, only_bytes: bool) -> Any:
         for stored in self._candidates(key, exact=False):
             ref = stored.metadata.contents.get(kind, {}).get(name)
             if ref is None:
                 raise NotFoundError(f"entry {stored.metadata.key} has no {kind} {name!r}")
+            if only_bytes and ref.format != "bytes":
+                raise NotFoundError(
+                    f"{kind} {name!r} of entry {stored.metadata.key} is stored as "
+                    f"{ref.format}, not as bytes"
+                )
             loaded = self._load_value(stored, ref)
             if loaded is not _MISSING:
                 self._note_access(stored.metadata.key)
@@ -536,6 +649,16 @@ class FsPersistentStore:
                 (stored.metadata for stored in self._index),
                 key=lambda metadata: (metadata.created_at, metadata.key.block_id),
             )
+
+    def refresh(self) -> None:
+        """Catch up with other writers now, whatever `refresh_interval` says.
+
+        For a caller that knows another process has just put what it is
+        about to look up (a single-flight waiter whose lease was released).
+        """
+        with self._lock:
+            self._last_refresh = -float("inf")
+            self._refresh()
 
     def __len__(self) -> int:
         return len(self.entries())
@@ -641,7 +764,15 @@ class FsPersistentStore:
         self._snapshot_names = names
 
     def _note_access(self, key: ExecutionKey) -> None:
-        """Record a hit for LRU cleanup (batched; a read-only store skips it)."""
+        """Remember a hit for LRU cleanup, to be written with the next batch.
+
+        A hit writes nothing: the access records wait in memory until the
+        next put, `close()`, `cleanup()`, exit, or until the oldest has
+        waited `_ACCESS_RECORD_INTERVAL_MS`. So a process that only reads
+        never pays for creating a log segment on its first hit, and steady
+        hits pay no write. (A killed process loses its last batch: recency
+        is a cleanup hint, never a correctness matter.)
+        """
         now = now_ms()
         if (
             self._cannot_write
@@ -649,20 +780,31 @@ class FsPersistentStore:
         ):
             return
         self._accesses_noted[key] = now
-        try:
-            writing = self._writing_for_this_process()
-            with self._lock:
-                self._append(
-                    writing,
-                    {
-                        "t": ACCESS_TYPE,
-                        "k": [key.block_id, key.module_hash, key.created_at],
-                        "at": now,
-                    },
-                )
-                self._index.add_access(key, now)
-        except (OSError, StoreIOError):
-            self._cannot_write = True  # e.g. a read-only copy of a store: hits still work
+        with self._lock:
+            self._index.add_access(key, now)
+            if not self._pending_accesses:
+                self._pending_since = now
+            self._pending_accesses[key] = now
+            due = now - self._pending_since >= _ACCESS_RECORD_INTERVAL_MS
+            self._register_exit()
+        if due:
+            self._flush_accesses()
+
+    def _flush_accesses(self, writing: _Writing | None = None) -> None:
+        """Append the waiting access records in one write (no-op when none wait).
+
+        A store that cannot write (a read-only copy) drops them and stops
+        collecting: hits still work.
+        """
+        with self._lock:
+            if not self._pending_accesses or self._cannot_write:
+                return
+            pending, self._pending_accesses = self._pending_accesses, {}
+            records = [_key_record(ACCESS_TYPE, key, at) for key, at in pending.items()]
+            try:
+                self._append(writing or self._writing_for_this_process(), *records)
+            except (OSError, StoreIOError):
+                self._cannot_write = True
 
     def _load_contents(self, stored: StoredEntry) -> dict[str, dict[str, Any]] | None:
         contents: dict[str, dict[str, Any]] = {}
@@ -677,15 +819,12 @@ class FsPersistentStore:
         return contents
 
     def _load_value(self, stored: StoredEntry, ref: ObjectRef) -> Any:
-        objects = self._objects_for_reading()
-        stream = (
-            stored.inline[ref.id]
-            if ref.inline
-            else objects.read(ref.id, ref.size, memory_map=False)
+        # A bytes value is copied out whole anyway: mapping saves one copy.
+        stream = self._read_object(
+            stored, ref, memory_map=self.memory_map and ref.format == "bytes"
         )
         loaded = [
-            objects.read(buffer.id, buffer.size, memory_map=self.memory_map)
-            for buffer in ref.buffers
+            self._read_object(stored, buffer, memory_map=self.memory_map) for buffer in ref.buffers
         ]
         buffers = [buffer for buffer in loaded if buffer is not None]
         if stream is None or len(buffers) != len(loaded):
@@ -701,12 +840,11 @@ class FsPersistentStore:
             )
             return _MISSING
 
-    def _objects_for_reading(self) -> ObjectDirectory:
-        # The writer's directory knows which files this process wrote itself.
-        writing = self._writing
-        if writing is not None and writing.pid == os.getpid():
-            return writing.objects
-        return self._reader_objects
+    def _read_object(self, stored: StoredEntry, ref: ObjectRef, *, memory_map: bool) -> Any:
+        """An object's verified bytes (from the record when inline), or None."""
+        if ref.inline:
+            return stored.inline[ref.id]
+        return self._reader_objects.read(ref.id, ref.size, memory_map=memory_map)
 
     # -- cleanup -------------------------------------------------------------------
 
@@ -730,6 +868,8 @@ class FsPersistentStore:
         report = CleanupReport(dry_run=dry_run)
         if not os.path.isdir(self.path):
             return report
+        if not dry_run:
+            self._flush_accesses()  # so that this process's hits count for LRU
         try:
             with self._modification_lock.hold(
                 exclusive=True, timeout=self.lock_timeout
@@ -775,6 +915,11 @@ class FsPersistentStore:
         self._write_snapshot(state, reader, snapshots, now, report)
         delete_consumed_segments(self.layout.log, reader.segments(), report)
         delete_stale_temp_files(self.layout.tmp, report)
+        prune_ledgers(
+            self.layout.local,
+            self._reader_objects.path_of,
+            self._writing_for_this_process().temp_path(),
+        )
         if include_content:
             self._collect_garbage(state, reader, report)
 
@@ -872,7 +1017,9 @@ class FsPersistentStore:
         too_many = 0 <= self.max_entries_in_log < index.log_entries
         oldest = index.oldest_log_entry
         too_old = oldest is not None and now_ms() - oldest > self.entry_merge_timeout_seconds * 1000
-        if not (too_many or too_old) or time.monotonic() < self._trigger_not_before:
+        if not (too_many or too_old or self._too_many_segments()):
+            return
+        if time.monotonic() < self._trigger_not_before:
             return
         if self._background is not None and self._background.is_alive():
             return
@@ -925,8 +1072,9 @@ class FsPersistentStore:
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Seal this instance's log segment. The store stays usable; a later
-        put simply starts a new segment."""
+        """Write waiting access records and seal this instance's log segment.
+        The store stays usable; a later put simply starts a new segment."""
+        self._flush_accesses()
         with self._lock:
             writing = self._writing
             self._writing = None
@@ -936,10 +1084,17 @@ class FsPersistentStore:
             except OSError as error:
                 raise StoreIOError(f"cannot close the log of {self.path}: {error}") from error
 
+    def _too_many_segments(self) -> bool:
+        """Whether the log holds more segment files than a cleanup should let
+        pile up. Every process that only reads still leaves one small segment
+        (its access records), so entry counts alone would never trigger."""
+        return len(self._log_reader.segments()) > _MAX_SEGMENTS_BEFORE_CLEANUP
+
     def _exit(self) -> None:
-        """At interpreter exit: clean up what this instance stored, then seal."""
+        """At interpreter exit: clean up what this instance stored (or the
+        segments that readers left), then seal."""
         try:
-            if self.cleanup_on_exit and self._wrote_entries:
+            if self.cleanup_on_exit and (self._wrote_entries or self._too_many_segments()):
                 self.cleanup(include_content=False)
             self.close()
         except Exception as error:  # exit must never fail because of the cache
@@ -997,7 +1152,12 @@ def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
 _MISSING: Any = object()
 
 
-def _validate(config: Mapping[str, Any]) -> None:
+def validate_options(config: Mapping[str, Any]) -> None:
+    """Raise `ConfigError` naming the first option that is out of range.
+
+    `config` holds every constructor argument; configuration files check
+    their values through this too, so both say the same thing.
+    """
     for name, allowed in _CHOICES.items():
         if config[name] not in allowed:
             raise ConfigError(

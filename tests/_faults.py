@@ -37,7 +37,9 @@ OPERATIONS = (
     "makedirs",
     "create_new",
     "open_lock_file",
+    "append_to",
     "write_all",
+    "preallocate",
     "fsync",
     "fsync_dir",
     "replace",
@@ -151,6 +153,29 @@ class FileOps:
         self._before("open_lock_file", path)
         fd: int = self._real["open_lock_file"](path)
         return fd
+
+    def append_to(self, path: str, data: bytes) -> None:
+        """One operation (the real function's inner write is not counted again)."""
+        self._before("append_to", path)
+        record = self._files.get(path)
+        if record is None:  # a shared file: what it held before is durable
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                size = 0
+                self._changes.append(_DirectoryChange("create", os.path.dirname(path), path))
+            record = self._files[path] = _File(path, size)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        record.written += len(data)
+
+    def preallocate(self, file: BinaryIO, size: int) -> None:
+        record = self._record_of(file)
+        self._before("preallocate", record.path)
+        self._real["preallocate"](file, size)
 
     def write_all(self, file: BinaryIO, data: Any) -> None:
         record = self._record_of(file)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import os
+import sys
+import textwrap
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +17,7 @@ import pytest
 from marimo_store import FsPersistentStore
 
 StoreFactory = Callable[..., FsPersistentStore]
+ModuleLoader = Callable[..., types.ModuleType]
 
 
 @pytest.fixture
@@ -39,6 +45,52 @@ def make_store(store_path: Path) -> Iterator[StoreFactory]:
 def store(make_store: StoreFactory) -> FsPersistentStore:
     """A store with default options."""
     return make_store()
+
+
+@pytest.fixture
+def load_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleLoader:
+    """Import `source` as module `name` from a file of its own.
+
+    Each call writes a new directory (`v0/`, `v1/`, ...), so importing an
+    edited version of a module never meets a stale `.pyc` or line cache.
+    """
+    versions = itertools.count()
+
+    def load(source: str, name: str = "cached_module") -> types.ModuleType:
+        directory = tmp_path / f"v{next(versions)}"
+        directory.mkdir()
+        path = directory / f"{name}.py"
+        path.write_text(textwrap.dedent(source))
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture
+def probe(monkeypatch: pytest.MonkeyPatch, store: FsPersistentStore) -> types.ModuleType:
+    """Module `cache_probe`: test modules record their calls in `calls` and
+    find the store in `store`. Modules count in a key by name only, so
+    appending to `calls` does not change any key."""
+    module = types.ModuleType("cache_probe")
+    module.calls = []  # type: ignore[attr-defined]
+    module.store = store  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cache_probe", module)
+    return module
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty home and XDG config directory: the real user's files never count."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg"))
+    return home
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

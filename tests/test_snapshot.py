@@ -781,7 +781,8 @@ def test_cleanup_on_exit(make_store: StoreFactory, store_path: Path, cleanup_on_
         assert keys_of(store) == set(keys)
         assert_loads(store, keys)
     # Either way the exit hook sealed the segment: the next cleanup deletes it.
-    # (The hits above appended access records to a segment of this process.)
+    # (It writes the access records the hits above queued to a segment of
+    # its own, still open, so kept.)
     report = make_store().cleanup()
     assert report.segments_deleted == 1
     assert not segment.exists()

@@ -336,7 +336,7 @@ def test_generated_files_are_repaired(tmp_path: Path) -> None:
     }
     repair_and_recheck(root)
     assert (root / "format.json").read_bytes() == b'{"format": "marimo_store", "version": 1}'
-    assert (root / ".gitignore").read_text() == "# mine\n*.pyc\nlocks/\ntmp/\nquarantine/\n"
+    assert (root / ".gitignore").read_text() == "# mine\n*.pyc\nlocks/\ntmp/\nquarantine/\nlocal/\n"
     assert "* binary" in (root / ".gitattributes").read_text()
     assert all(loads(root).values())
 

@@ -19,7 +19,7 @@ Syncthing do to a folder, at their worst:
   everywhere (Syncthing's modify-vs-delete resurrection);
 - `resurrect()` brings back a file deleted long ago (a machine that was
   offline, a restored backup);
-- `locks/` never travels; `tmp/` and `quarantine/` travel unless the
+- `locks/` never travels; `tmp/`, `quarantine/` and `local/` travel unless the
   schedule's tool honours the store's `.gitignore`.
 
 `quiesce()` delivers everything (including what deliveries cause), and
@@ -38,7 +38,7 @@ from pathlib import Path
 
 TOOLS = ("Dropbox", "Syncthing", "OneDrive", "iCloud")
 LOCAL_ONLY = ("locks",)
-IGNORABLE = ("tmp", "quarantine")
+IGNORABLE = ("tmp", "quarantine", "local")
 
 
 def conflict_name(tool: str, name: str, host: str, attempt: int = 0) -> str:

@@ -1,0 +1,181 @@
+"""Which object files this machine has already hashed, since it last booted.
+
+Verifying a 1 GiB object costs a full xxh3 pass (about 35 ms here); doing
+it once per *process* would make every new kernel pay it again for files
+that have not changed. So a verification is remembered by the file's stat
+fingerprint (device, inode, size, mtime and ctime in nanoseconds), first in
+memory, and for large objects also in a small append-only file that the
+processes of one machine share: `local/verified-<host>-<boot id>.log`.
+
+Why that is safe:
+- Any change to a file's bytes changes its mtime or its ctime, and no tool
+  can set a ctime back; a file written again gets a new inode too.
+- The boot id is in the name: a power cut can lose file data that was never
+  fsynced while its inode times survive, so records from before a reboot
+  vouch for nothing and are never read.
+- The host name is in the name: a sync tool that copies the folder to
+  another machine brings files whose fingerprints cannot match there (other
+  inodes, other ctimes), and no two machines write the same file.
+Where no boot id is known (platforms other than Linux) nothing is shared:
+each process verifies once, in memory.
+
+A damaged or torn record only ends the reading of the file early: it costs
+hashing again, never trust in a wrong file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+
+import msgpack
+
+from marimo_store import _fs
+from marimo_store._log import frame, host_name, parse_frames
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeAlias
+
+    Fingerprint: TypeAlias = tuple[int, int, int, int, int]
+
+SHARED_MIN_BYTES = 4 * 1024 * 1024
+"""Smaller objects hash in under ~150 µs: not worth a record in the shared file."""
+
+LEDGER_PREFIX = "verified-"
+LEDGER_SUFFIX = ".log"
+
+
+def fingerprint(stat: os.stat_result) -> Fingerprint:
+    """What changes whenever a file's bytes may have changed."""
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+@functools.cache
+def boot_id() -> str | None:
+    """This boot of this machine, as lowercase hex; None where unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            text = file.read().strip().replace("-", "").lower()
+    except OSError:
+        return None
+    return text if text and all(c in "0123456789abcdef" for c in text) else None
+
+
+def ledger_name() -> str | None:
+    """The shared file of this host and boot, or None where nothing is shared."""
+    booted = boot_id()
+    return None if booted is None else f"{LEDGER_PREFIX}{host_name()}-{booted}{LEDGER_SUFFIX}"
+
+
+class VerifiedObjects:
+    """Object ids with the fingerprint of the file that was verified.
+
+    One per store instance, shared by its reading and writing sides, so a
+    file this process wrote (and hashed while writing) is never hashed
+    again here, nor, when large, in any later process of this boot.
+    """
+
+    def __init__(self, local_dir: str) -> None:
+        self._local_dir = local_dir
+        self._path: str | None = None
+        self._known: dict[str, Fingerprint] = {}
+        self._loaded = False  # the shared file is read on first need, not on open
+        self._lock = threading.Lock()
+
+    def is_verified(self, object_id: str, seen: Fingerprint) -> bool:
+        """Whether the file with fingerprint `seen` was verified as `object_id`."""
+        if not self._loaded and seen[2] >= SHARED_MIN_BYTES:
+            self._load()
+        return self._known.get(object_id) == seen
+
+    def add(self, object_id: str, seen: Fingerprint) -> None:
+        """Remember a verification; large objects are shared with later processes."""
+        with self._lock:
+            if self._known.get(object_id) == seen:
+                return
+            self._known[object_id] = seen
+        if seen[2] < SHARED_MIN_BYTES:
+            return
+        if not self._loaded:
+            self._load()
+        if self._path is not None:
+            with contextlib.suppress(OSError):  # read-only: this process still remembers
+                if not os.path.isdir(self._local_dir):
+                    _fs.makedirs(self._local_dir)
+                _fs.append_to(self._path, _record(object_id, seen))
+
+    def forget(self, object_id: str) -> None:
+        """The object failed verification (or was replaced): trust it no more here."""
+        with self._lock:
+            self._known.pop(object_id, None)
+
+    def _load(self) -> None:
+        name = ledger_name()
+        self._path = None if name is None else os.path.join(self._local_dir, name)
+        found = {} if self._path is None else _read_ledger(self._path)
+        with self._lock:
+            for object_id, seen in found.items():
+                self._known.setdefault(object_id, seen)
+            self._loaded = True
+
+
+def _record(object_id: str, seen: Fingerprint) -> bytes:
+    return frame(msgpack.packb([object_id, *seen]))
+
+
+def _read_ledger(path: str) -> dict[str, Fingerprint]:
+    try:
+        with open(path, "rb") as file:
+            data = memoryview(file.read())
+    except OSError:
+        return {}
+    found: dict[str, Fingerprint] = {}
+    for payload in parse_frames(data).payloads:
+        try:
+            row = msgpack.unpackb(payload)
+        except (ValueError, msgpack.UnpackException):
+            continue
+        if (
+            isinstance(row, list)
+            and len(row) == 6
+            and isinstance(row[0], str)
+            and all(type(n) is int for n in row[1:])
+        ):
+            found[row[0]] = (row[1], row[2], row[3], row[4], row[5])
+    return found
+
+
+def prune_ledgers(local_dir: str, path_of: Callable[[str], str], temp_path: str) -> None:
+    """Delete this host's ledgers of earlier boots; rewrite the current one
+    without the records of files that changed or are gone, once they are half.
+
+    Run by cleanup. A process appending to the old file meanwhile only loses
+    its record (the next read hashes again), never trusts a wrong file.
+    """
+    current = ledger_name()
+    mine = f"{LEDGER_PREFIX}{host_name()}-"
+    try:
+        names = [e.name for e in os.scandir(local_dir) if e.name.startswith(mine)]
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        if name != current:
+            _fs.unlink(os.path.join(local_dir, name))
+    if current is None or current not in names:
+        return
+    path = os.path.join(local_dir, current)
+    records = _read_ledger(path)
+    valid = {}
+    for object_id, seen in records.items():
+        try:
+            if fingerprint(os.stat(path_of(object_id))) == seen:
+                valid[object_id] = seen
+        except OSError:
+            continue
+    if 2 * len(valid) <= len(records) and records:
+        data = b"".join(_record(object_id, seen) for object_id, seen in valid.items())
+        _fs.write_new_file(path, data, temp_path=temp_path, durable=False)

@@ -1,0 +1,188 @@
+"""`App`: a store and the decorator bound to it; which App a call uses.
+
+The module-level `persistent_cache` stores into the *current* App: the
+innermost `with App(...)` block of the running context (contextvars: an
+asyncio task inherits it; a new thread starts outside it), else a default
+App for the directory of the decorated function's file, created on first
+use and then reused. A default App (and `App()` without a store) resolves
+its store from the configuration files (see `config`), else the
+`__marimo__` folder beside the notebook or script or in a parent:
+
+- marimo's `__marimo__/cache` and no `__marimo__/persist`: a
+  `LegacyPersistentStore` on marimo's folder (logged once, with how to
+  switch);
+- otherwise an `FsPersistentStore` at `__marimo__/persist` (created beside
+  the file when there is no `__marimo__` anywhere), made on its first put.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+import threading
+
+from marimo_store._errors import InvalidArgumentError
+from marimo_store.cache import CacheDecorator
+from marimo_store.config import anchor_directory, read_settings
+from marimo_store.legacy import LegacyPersistentStore
+from marimo_store.store import FsPersistentStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import TracebackType
+    from typing import Any
+
+    from marimo_store.cache import Store
+
+MARIMO_DIR = "__marimo__"
+PERSIST_DIR = "persist"
+LEGACY_DIR = "cache"
+
+_current: contextvars.ContextVar[tuple[App, ...]] = contextvars.ContextVar(
+    "marimo_store_current_apps", default=()
+)
+_default_apps: dict[str, App] = {}
+_default_apps_lock = threading.Lock()
+_migration_suggested: set[str] = set()
+
+
+class App:
+    """A store and its settings, and the `persistent_cache` bound to them.
+
+    `App(store)` uses the given store; `App()` resolves one as the module
+    docstring says, with `config` (keys of `.marimo.toml`'s
+    `[fs_persister.defaults]` and `[fs_persister.default_cleanup_strategy]`
+    tables, in one mapping) over the configuration files. As a context
+    manager it is the current App inside the block and closes its store on
+    leaving it. The store's own exit hook runs its cleanup at interpreter
+    exit (`cleanup_on_exit`).
+    """
+
+    def __init__(
+        self, store: Store | None = None, *, config: Mapping[str, Any] | None = None
+    ) -> None:
+        if store is None:
+            store = resolve_store(anchor_directory(sys._getframe(1).f_globals), config)
+        elif config is not None:
+            raise InvalidArgumentError(
+                "App(store=..., config=...): config only applies to a store the App "
+                "resolves itself; configure the store you pass instead"
+            )
+        elif not isinstance(store, FsPersistentStore | LegacyPersistentStore):
+            raise InvalidArgumentError(
+                f"store must be an FsPersistentStore or LegacyPersistentStore, got {store!r}"
+            )
+        self.store: Store = store
+        self._tokens: list[contextvars.Token[tuple[App, ...]]] = []
+
+    @property
+    def persistent_cache(self) -> CacheDecorator:
+        """`persistent_cache`, storing into this App's store."""
+        return CacheDecorator(self._store_of)
+
+    def _store_of(self, anchor: str) -> Store:
+        return self.store
+
+    def close(self) -> None:
+        """Close the store (seal its log segment); it stays usable."""
+        self.store.close()
+
+    def __enter__(self) -> App:
+        self._tokens.append(_current.set((*_current.get(), self)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _current.reset(self._tokens.pop())
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"App({self.store!r})"
+
+
+def current_app() -> App | None:
+    """The App of the innermost `with App(...)` block, if any."""
+    apps = _current.get()
+    return apps[-1] if apps else None
+
+
+def default_app(directory: str) -> App:
+    """The default App of code in `directory` (one per directory and process)."""
+    app = _default_apps.get(directory)
+    if app is None:
+        with _default_apps_lock:
+            app = _default_apps.get(directory)
+            if app is None:
+                app = _default_apps[directory] = App(resolve_store(directory))
+    return app
+
+
+def _current_store(anchor: str) -> Store:
+    apps = _current.get()
+    if apps:
+        return apps[-1].store
+    app = _default_apps.get(anchor)
+    return (app or default_app(anchor)).store
+
+
+def resolve_store(directory: str, config: Mapping[str, Any] | None = None) -> Store:
+    """The store for a notebook or script in `directory` (see the module docstring)."""
+    settings = read_settings(directory, config)
+    if settings.dir_path is not None:
+        return settings.open_store(settings.dir_path)
+    marimo_dir = find_marimo_dir(directory)
+    if marimo_dir is None:
+        return settings.open_store(os.path.join(directory, MARIMO_DIR, PERSIST_DIR))
+    legacy = os.path.join(marimo_dir, LEGACY_DIR)
+    persist = os.path.join(marimo_dir, PERSIST_DIR)
+    if os.path.isdir(legacy) and not os.path.exists(persist):
+        _suggest_migration(legacy, persist)
+        return LegacyPersistentStore(legacy)
+    return settings.open_store(persist)
+
+
+def find_marimo_dir(directory: str) -> str | None:
+    """The nearest `__marimo__` folder in `directory` or a parent."""
+    current = os.path.abspath(directory)
+    while True:
+        candidate = os.path.join(current, MARIMO_DIR)
+        if os.path.isdir(candidate):
+            return candidate
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def _suggest_migration(legacy: str, persist: str) -> None:
+    if legacy in _migration_suggested:
+        return
+    _migration_suggested.add(legacy)
+    import logging  # noqa: PLC0415 - ~5 ms; only this message needs it
+
+    logging.getLogger("marimo_store").warning(
+        "marimo_store: caching into marimo's legacy folder %s (one pickle file per entry, "
+        "no cleanup); run marimo_store.migrate_marimo_cache(%r, %r) to move it into an "
+        "FsPersistentStore, or create %s to start one",
+        legacy,
+        legacy,
+        persist,
+        persist,
+    )
+
+
+persistent_cache = CacheDecorator(_current_store)
+"""Cache a function's results in the current App's store (see `CacheDecorator`).
+
+    @persistent_cache
+    def simulate(walkers, steps): ...
+
+    @persistent_cache(ignore=("progress",), single_flight=True)
+    def train(data, epochs, progress=None): ...
+"""

@@ -1,0 +1,20 @@
+"""Damage done to real files, the way disks, sync tools and people do it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    """Invert every bit of one byte, in place (same inode, same size)."""
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        original = file.read(1)
+        assert len(original) == 1
+        file.seek(offset)
+        file.write(bytes([original[0] ^ 0xFF]))
+
+
+def object_files(store_path: Path) -> list[Path]:
+    """Every object file of a store."""
+    return sorted(p for p in (store_path / "objects").glob("??/*") if p.is_file())

@@ -1,0 +1,155 @@
+"""`App`: the current App, default Apps, store resolution, exit cleanup."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from conftest import ModuleLoader, StoreFactory
+
+import marimo_store.app
+from marimo_store import (
+    App,
+    FsPersistentStore,
+    InvalidArgumentError,
+    LegacyPersistentStore,
+)
+from marimo_store.app import current_app, default_app, resolve_store
+
+BARE = """
+import cache_probe
+from marimo_store import persistent_cache
+
+@persistent_cache
+def f(x):
+    cache_probe.calls.append(x)
+    return x * 2
+"""
+
+
+@pytest.fixture(autouse=True)
+def fresh_defaults(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Each test starts without default Apps and without user configuration."""
+    monkeypatch.setattr(marimo_store.app, "_default_apps", {})
+    monkeypatch.setattr(marimo_store.app, "_migration_suggested", set())
+
+
+def test_the_module_decorator_uses_the_innermost_app_of_each_call(
+    load_module: ModuleLoader, probe: types.ModuleType, make_store: StoreFactory, tmp_path: Path
+) -> None:
+    module = load_module(BARE)
+    outer_store, inner_store = make_store(tmp_path / "outer"), make_store(tmp_path / "inner")
+    with App(outer_store) as outer:
+        assert current_app() is outer
+        module.f(1)
+        with App(inner_store) as inner:
+            assert current_app() is inner
+            module.f(1)
+        module.f(1)
+    assert current_app() is None
+    assert probe.calls == [1, 1]  # outer, inner, then outer's entry again
+    assert len(outer_store.entries()) == len(inner_store.entries()) == 1
+    # Outside any App: the default App beside the module's file.
+    module.f(1)
+    default = Path(module.__file__).parent / "__marimo__" / "persist"
+    assert FsPersistentStore(default).entries()
+    assert default_app(str(default.parent.parent)).store.path == str(default)
+
+
+def test_an_apps_decorator_is_bound_to_it(
+    make_store: StoreFactory, tmp_path: Path, probe: types.ModuleType
+) -> None:
+    app = App(make_store(tmp_path / "bound"))
+
+    @app.persistent_cache(name="bound")
+    def g(x: int) -> int:
+        probe.calls.append(x)
+        return x
+
+    with App(make_store(tmp_path / "other")):
+        g(1)
+    g(1)
+    assert probe.calls == [1]
+    assert [m.key.block_id for m in app.store.entries()] == ["bound"]
+
+
+def test_resolution_without_configuration(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    nothing = tmp_path / "a" / "b"
+    nothing.mkdir(parents=True)
+    resolved = resolve_store(str(nothing))
+    assert isinstance(resolved, FsPersistentStore)
+    assert resolved.path == str(nothing / "__marimo__" / "persist")
+    assert not (nothing / "__marimo__").exists()  # created on the first put only
+
+    (tmp_path / "a" / "__marimo__").mkdir()  # in a parent: that one
+    assert resolve_store(str(nothing)).path == str(tmp_path / "a" / "__marimo__" / "persist")
+
+    (tmp_path / "a" / "__marimo__" / "cache").mkdir()  # marimo's cache only: legacy
+    with caplog.at_level(logging.INFO, logger="marimo_store"):
+        legacy = resolve_store(str(nothing))
+        assert isinstance(legacy, LegacyPersistentStore)
+        assert legacy.path == str(tmp_path / "a" / "__marimo__" / "cache")
+        resolve_store(str(nothing))
+    [record] = caplog.records  # one line, however often it resolves
+    assert "legacy" in record.getMessage() and "__marimo__/persist" in record.getMessage()
+
+    (tmp_path / "a" / "__marimo__" / "persist").mkdir()  # both: the new store
+    assert isinstance(resolve_store(str(nothing)), FsPersistentStore)
+
+
+def test_resolution_follows_configuration(tmp_path: Path) -> None:
+    (tmp_path / "__marimo__" / "cache").mkdir(parents=True)
+    (tmp_path / ".marimo.toml").write_text(
+        '[fs_persister.defaults]\ndir_path = "elsewhere"\ndurability = "fsync"\n'
+    )
+    resolved = resolve_store(str(tmp_path))
+    assert isinstance(resolved, FsPersistentStore)
+    assert (resolved.path, resolved.durability) == (str(tmp_path / "elsewhere"), "fsync")
+    explicit = resolve_store(str(tmp_path), {"dir_path": "x", "lock_timeout": 3})
+    assert isinstance(explicit, FsPersistentStore)
+    assert (explicit.path, explicit.lock_timeout) == (str(tmp_path / "x"), 3)
+
+
+def test_app_without_a_store_resolves_beside_the_calling_file(load_module: ModuleLoader) -> None:
+    module = load_module("""
+        from marimo_store import App
+
+        app = App(config={"durability": "fsync"})
+    """)
+    store = module.app.store
+    assert isinstance(store, FsPersistentStore)
+    assert store.path == os.path.join(os.path.dirname(module.__file__), "__marimo__", "persist")
+    assert store.durability == "fsync"
+
+
+def test_bad_app_arguments(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="config only applies"):
+        App(FsPersistentStore(tmp_path), config={"durability": "fsync"})
+    with pytest.raises(InvalidArgumentError, match="store must be"):
+        App(str(tmp_path))  # type: ignore[arg-type]
+
+
+EXIT_SCRIPT = """
+import sys
+from marimo_store import App, FsPersistentStore
+
+app = App(FsPersistentStore(sys.argv[1]))
+
+@app.persistent_cache
+def f(x):
+    return x + 1
+
+assert f(1) == 2
+"""
+
+
+def test_the_apps_store_cleans_up_at_interpreter_exit(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(path)], check=True, timeout=120)
+    assert list((path / "snapshots").glob("*.snap"))  # the exit cleanup compacted the log
+    assert len(FsPersistentStore(path).entries()) == 1

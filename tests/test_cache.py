@@ -1,0 +1,423 @@
+"""`persistent_cache`: hits, misses and why, call semantics, wrapper methods.
+
+The cached functions live in module files written by the test (`load_module`)
+and imported again after an edit, the way a notebook or script changes.
+Each records its calls in `cache_probe.calls`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import types
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import ModuleLoader, StoreFactory
+
+from marimo_store import (
+    CacheInfo,
+    FsPersistentStore,
+    InvalidArgumentError,
+    SerializationError,
+    StoreWarning,
+    persistent_cache,
+)
+from marimo_store._environment import package_version
+
+BASE = """
+import cache_probe
+from marimo_store import persistent_cache
+
+SCALE = 2
+
+def helper(x):
+    return x * SCALE
+
+@persistent_cache(store=cache_probe.store)
+def f(a, b=1):
+    cache_probe.calls.append((a, b))
+    return helper(a) + b
+"""
+
+
+def test_hit_after_the_first_call(load_module: ModuleLoader, probe: types.ModuleType) -> None:
+    module = load_module(BASE)
+    assert module.f(3) == 7
+    assert module.f(3) == 7
+    assert probe.calls == [(3, 1)]
+    info = module.f.cache_info()
+    assert (info.hits, info.misses, info.entries) == (1, 1, 1)
+    assert 0 < info.bytes < 100  # one small pickled int, kept inline
+
+
+def test_bound_arguments_share_one_entry(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    module = load_module(BASE)
+    assert module.f(1, b=2) == module.f(a=1, b=2) == module.f(1, 2) == 4
+    assert module.f(1) == module.f(1, b=1) == 3  # the default is the argument
+    assert probe.calls == [(1, 2), (1, 1)]
+    assert len(probe.store.entries()) == 2
+
+
+def _miss_explained(module: types.ModuleType, probe: types.ModuleType, *reasons: str) -> None:
+    """`f(3)` misses, and explain() said beforehand exactly which components changed."""
+    explanation = module.f.explain(3)
+    assert not explanation.hit
+    assert explanation.reasons == reasons, str(explanation)
+    before = len(probe.calls)
+    module.f(3)
+    assert len(probe.calls) == before + 1
+    assert module.f.explain(3).hit
+
+
+def test_miss_after_editing_the_functions_code(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    load_module(BASE).f(3)
+    edited = load_module(BASE.replace("return helper(a) + b", "return helper(a) - b"))
+    _miss_explained(edited, probe, "the function's code")
+    assert edited.f.explain(3).nearest is not None
+
+
+def test_miss_after_editing_a_called_helper(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    load_module(BASE).f(3)
+    edited = load_module(BASE.replace("return x * SCALE", "return x * SCALE + 1"))
+    _miss_explained(edited, probe, "the code of function 'helper'")
+
+
+def test_miss_after_changing_a_global_it_reads(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    module = load_module(BASE)
+    module.f(3)
+    module.SCALE = 5
+    _miss_explained(module, probe, "global 'SCALE'")
+    module.SCALE = 2
+    module.f(3)
+    assert len(probe.calls) == 2  # back to a stored computation: a hit
+
+
+def test_miss_on_another_argument_names_it(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    module = load_module(BASE)
+    module.f(3, b=1)
+    explanation = module.f.explain(3, b=4)
+    assert explanation.changed == ("arg:b",)
+    assert "changed: argument 'b'" in str(explanation)
+
+
+def test_miss_after_a_module_version_changes(
+    load_module: ModuleLoader, probe: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = types.ModuleType("fakepkg")
+    fake.__version__ = "1.0"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fakepkg", fake)
+    module = load_module(
+        BASE.replace("import cache_probe", "import cache_probe\nimport fakepkg")
+        .replace("store=cache_probe.store)", "store=cache_probe.store, pin_modules=True)")
+        .replace("return helper(a) + b", "return helper(a) + b + len(fakepkg.__name__)")
+    )
+    module.f(3)
+    fake.__version__ = "2.0"  # type: ignore[attr-defined]
+    package_version.cache_clear()
+    try:
+        _miss_explained(module, probe, "module 'fakepkg' version (1.0 -> 2.0)")
+    finally:
+        package_version.cache_clear()
+
+
+def test_hit_after_only_reformatting_or_adding_comments(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    load_module(BASE).f(3)
+    reformatted = load_module(
+        BASE.replace("def f(a, b=1):", "# the cached function\ndef f(a,  b = 1):  # comment")
+        .replace("return helper(a) + b", "return (helper(a)\n            + b)  # sum")
+        .replace("SCALE = 2", "SCALE = (2)  # the scale")
+    )
+    assert reformatted.f.explain(3).hit
+    assert reformatted.f(3) == 7
+    assert len(probe.calls) == 1
+
+
+def test_explain_without_any_stored_entry(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    explanation = load_module(BASE).f.explain(3)
+    assert not explanation.hit and explanation.nearest is None and explanation.changed == ()
+    assert "nothing of this function is stored yet" in str(explanation)
+    assert set(explanation.components) == {
+        "code", "function:helper", "global:SCALE", "arg:a", "arg:b"
+    }  # fmt: skip
+    assert probe.calls == []  # explain runs nothing
+
+
+def test_ignore_leaves_arguments_out_of_the_key(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    module = load_module("""
+        import threading
+        import cache_probe
+        from marimo_store import persistent_cache
+
+        @persistent_cache(store=cache_probe.store, ignore=("progress", "lock"))
+        def f(x, progress=None, lock=None):
+            cache_probe.calls.append(x)
+            return x + 1
+    """)
+    assert module.f(1, progress="10%", lock=module.threading.Lock()) == 2
+    assert module.f(1, progress="90%") == 2
+    assert probe.calls == [1]
+    assert set(module.f.explain(1).components) == {"code", "arg:x"}
+
+
+def test_async_functions(load_module: ModuleLoader, probe: types.ModuleType) -> None:
+    module = load_module("""
+        import asyncio
+        import cache_probe
+        from marimo_store import persistent_cache
+
+        @persistent_cache(store=cache_probe.store)
+        async def fetch(x):
+            cache_probe.calls.append(x)
+            await asyncio.sleep(0)
+            return {"x": x}
+    """)
+
+    async def main() -> list[Any]:
+        return [await module.fetch(1), await module.fetch(1), await module.fetch(2)]
+
+    assert asyncio.run(main()) == [{"x": 1}, {"x": 1}, {"x": 2}]
+    assert probe.calls == [1, 2]
+    assert module.fetch.cache_info().hits == 1
+
+
+def test_methods_key_on_the_instance_and_the_other_methods(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    source = """
+        import cache_probe
+        from marimo_store import persistent_cache
+
+        class Model:
+            def __init__(self, k):
+                self.k = k
+
+            def weight(self):
+                return {weight}
+
+            @persistent_cache(store=cache_probe.store)
+            def predict(self, x):
+                cache_probe.calls.append((self.k, x))
+                return self.k * x * self.weight()
+    """
+    module = load_module(source.format(weight=1))
+    model = module.Model(3)
+    assert model.predict(2) == model.predict(2) == 6
+    assert module.Model(4).predict(2) == 8
+    assert probe.calls == [(3, 2), (4, 2)]
+    assert model.predict.explain(2).hit
+    assert model.predict.cache_info().entries == 2
+    edited = load_module(source.format(weight=10))
+    assert edited.Model(3).predict(2) == 60  # another method changed: a miss
+    assert edited.Model(3).predict.explain(2).hit
+
+
+def test_functions_passed_as_arguments_count_with_what_they_read(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    module = load_module("""
+        import cache_probe
+        from marimo_store import persistent_cache
+
+        SCALE = 2
+
+        def scale(x):
+            return x * SCALE
+
+        def make_adder(k):
+            def add(x):
+                return x + k
+            return add
+
+        @persistent_cache(store=cache_probe.store)
+        def apply(fn, x):
+            cache_probe.calls.append(x)
+            return fn(x)
+    """)
+    assert module.apply(module.make_adder(1), 5) == 6
+    assert module.apply(module.make_adder(2), 5) == 7  # another closure: another key
+    assert module.apply(module.make_adder(2), 5) == 7
+    assert module.apply(module.scale, 3) == 6
+    module.SCALE = 3  # read by the function passed in, not by `apply`
+    assert module.apply(module.scale, 3) == 9
+    assert len(probe.calls) == 4
+    assert module.apply.explain(module.scale, 3).hit
+
+
+def test_a_method_misses_when_a_global_read_by_another_method_changes(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    module = load_module("""
+        import cache_probe
+        from marimo_store import persistent_cache
+
+        RATE = 0.5
+
+        class Account:
+            def __init__(self, balance):
+                self.balance = balance
+
+            def rate(self):
+                return RATE
+
+            @persistent_cache(store=cache_probe.store)
+            def interest(self):
+                cache_probe.calls.append(self.balance)
+                return self.balance * self.rate()
+    """)
+    assert module.Account(100).interest() == 50
+    module.RATE = 0.25
+    assert module.Account(100).interest() == 25
+    assert module.Account(100).interest() == 25
+    assert probe.calls == [100, 100]
+
+
+def test_a_raising_function_stores_nothing(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    module = load_module("""
+        import cache_probe
+        from marimo_store import persistent_cache
+
+        @persistent_cache(store=cache_probe.store)
+        def f(x):
+            cache_probe.calls.append(x)
+            if len(cache_probe.calls) == 1:
+                raise RuntimeError("first call fails")
+            return x
+    """)
+    with pytest.raises(RuntimeError, match="first call fails"):
+        module.f(1)
+    assert probe.store.entries() == []
+    assert module.f(1) == 1
+    assert module.f(1) == 1
+    assert probe.calls == [1, 1]
+
+
+def test_an_unstorable_result_is_returned_with_one_warning(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    module = load_module("""
+        import threading
+        import cache_probe
+        from marimo_store import persistent_cache
+
+        @persistent_cache(store=cache_probe.store)
+        def make_lock(x):
+            cache_probe.calls.append(x)
+            return threading.Lock()
+
+        @persistent_cache(store=cache_probe.store, on_error="raise")
+        def make_lock_strictly(x):
+            return threading.Lock()
+    """)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lock = module.make_lock(1)
+    assert isinstance(lock, type(module.threading.Lock()))
+    messages = [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
+    assert len(messages) == 1
+    assert "make_lock was not stored" in messages[0] and "lock" in messages[0]
+    assert probe.store.entries() == []
+    with pytest.raises(SerializationError, match="cannot pickle"):
+        module.make_lock_strictly(1)
+
+
+def test_json_format_and_large_results(make_store: StoreFactory) -> None:
+    store = make_store()
+
+    @persistent_cache(store=store, format="json")
+    def table(n: int) -> dict[str, list[int]]:
+        return {"n": list(range(n))}
+
+    @persistent_cache(store=store)
+    def big(n: int) -> np.ndarray[Any, Any]:
+        return np.arange(n, dtype=np.float64)
+
+    assert table(3) == table(3) == {"n": [0, 1, 2]}
+    assert {ref.format for m in store.entries() for ref in m.variables.values()} == {"json"}
+    first = big(1_000_000)
+    again = big(1_000_000)
+    assert np.array_equal(first, again)
+    assert not again.flags.writeable  # memory-mapped from the store
+    assert big.cache_info().bytes >= first.nbytes
+
+
+def test_cache_clear_tombstones_this_blocks_entries(
+    load_module: ModuleLoader, probe: types.ModuleType, make_store: StoreFactory
+) -> None:
+    module = load_module(BASE)
+    module.f(1)
+    module.f(2)
+    other = load_module(BASE.replace("return helper(a) + b", "return helper(a) * b"))
+    other.f(1)
+    assert module.f.cache_clear() == 2
+    assert module.f.cache_info() == CacheInfo(hits=0, misses=0, entries=0, bytes=0)
+    assert other.f.cache_info().entries == 1  # another block
+    module.f(1)
+    assert len(probe.calls) == 4
+    # Another process (here: instance) sees the deletions too.
+    reader = make_store(refresh_interval=0)
+    assert len(reader.entries()) == 2
+
+
+def test_named_blocks_and_versions(make_store: StoreFactory) -> None:
+    store = make_store()
+    calls: list[int] = []
+
+    def compute(x: int) -> int:
+        calls.append(x)
+        return x
+
+    first = persistent_cache(store=store, name="model", version=1, ignore="calls")(compute)
+    second = persistent_cache(store=store, name="model", version=2, ignore="calls")(compute)
+    first(1)
+    second(1)
+    first(1)
+    assert calls == [1, 1]
+    assert {m.key.block_id for m in store.entries()} == {"model"}
+    assert first.explain(1).hit and not second.explain(2).hit
+    assert second.explain(1).hit
+    assert first.explain(1).components["version"] != second.explain(1).components["version"]
+
+
+def test_bad_options_and_targets_are_refused(store: FsPersistentStore) -> None:
+    def f(x: int) -> int:
+        return x
+
+    def numbers(n: int) -> Any:
+        yield from range(n)
+
+    for options, message in (
+        ({"format": "yaml"}, "format must be"),
+        ({"on_error": "ignore"}, "on_error must be"),
+        ({"single_flight": -1}, "single_flight must be"),
+        ({"name": ""}, "name must be"),
+        ({"ignore": [1]}, "ignore must name"),
+        ({"store": "some/path"}, "store must be"),
+        ({"version": types.SimpleNamespace(lock=__import__("threading").Lock())}, "version="),
+    ):
+        with pytest.raises(InvalidArgumentError, match=message):
+            persistent_cache(**{"store": store, **options})(f)  # type: ignore[call-overload]
+    with pytest.raises(InvalidArgumentError, match="generator"):
+        persistent_cache(store=store)(numbers)
+    with pytest.raises(InvalidArgumentError, match="decorates functions"):
+        persistent_cache(store=store)(len)  # type: ignore[arg-type]
