@@ -11,7 +11,7 @@ import functools
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 from marimo_store import _fs
 from marimo_store._entry import EntryMetadata, ExecutionKey
@@ -335,19 +335,29 @@ def delete_consumed_segments(
         report.segments_deleted += 1
 
 
-def delete_stale_temp_files(tmp_dir: str, report: CleanupReport) -> None:
-    """Remove temp files of writers that died (this host) or older than a day."""
+def stale_temp_files(tmp_dir: str) -> Iterator[tuple[str, str]]:
+    """`(path, why)` of every temp file no writer will finish: its writer
+    died (on this host), or it is more than a day old."""
     try:
         items = list(os.scandir(tmp_dir))
     except (FileNotFoundError, NotADirectoryError):
         return
     horizon = time.time() - _STALE_TEMP_SECONDS
     for item in items:
-        writer = item.name.rsplit("-", 1)[0]
         try:
-            stale = writer_is_gone(writer) or item.stat().st_mtime < horizon
+            old = item.stat().st_mtime < horizon
         except FileNotFoundError:
             continue
-        if stale and item.is_file():
-            _fs.unlink(item.path)
-            report.temp_files_deleted += 1
+        if not item.is_file():
+            continue
+        if old:
+            yield item.path, "older than a day"
+        elif writer_is_gone(item.name.rsplit("-", 1)[0]):
+            yield item.path, "its writer is gone"
+
+
+def delete_stale_temp_files(tmp_dir: str, report: CleanupReport) -> None:
+    """Remove the temp files that `stale_temp_files` names."""
+    for path, _ in stale_temp_files(tmp_dir):
+        _fs.unlink(path)
+        report.temp_files_deleted += 1

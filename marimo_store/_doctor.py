@@ -8,9 +8,9 @@ only reads (names and a few headers; no hashing: that is `verify()`).
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 
+from marimo_store._cleanup import stale_temp_files
 from marimo_store._conflicts import (
     GENERATED_NAMES,
     OBJECT_NAME,
@@ -20,7 +20,6 @@ from marimo_store._conflicts import (
 )
 from marimo_store._entry import now_ms
 from marimo_store._findings import Finding
-from marimo_store._log import writer_is_gone
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 CLOCK_SKEW_TOLERANCE_MS = 5 * 60_000
 """Timestamps this far ahead of the local clock mean two clocks disagree."""
 
-_STALE_TEMP_SECONDS = 86_400
 _EXCLUDE = "locks/, tmp/, local/ and quarantine/"
 
 _SYNC_ADVICE = {
@@ -161,20 +159,6 @@ def _conflicted_copies(store: FsPersistentStore) -> list[tuple[str, str]]:
     return found
 
 
-def _stale_temp_files(store: FsPersistentStore) -> list[str]:
-    horizon = time.time() - _STALE_TEMP_SECONDS
-    stale = []
-    for name in _names(store.layout.tmp):
-        path = os.path.join(store.layout.tmp, name)
-        try:
-            old = os.stat(path).st_mtime < horizon
-        except OSError:
-            continue
-        if old or writer_is_gone(name.rsplit("-", 1)[0]):
-            stale.append(path)
-    return stale
-
-
 def _newest_timestamp(store: FsPersistentStore) -> int | None:
     state, _, snapshots = store._merged_state()
     stamps = [stored.metadata.created_at for stored in state.entries.values()]
@@ -250,7 +234,7 @@ def diagnose(store: FsPersistentStore) -> list[Finding]:
                 tuple(sorted(path for _, path in copies)),
             )
         )
-    stale = _stale_temp_files(store)
+    stale = [path for path, _ in stale_temp_files(store.layout.tmp)]
     if stale:
         findings.append(
             Finding(

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 
 from marimo_store import _fs
+from marimo_store._cleanup import stale_temp_files
 from marimo_store._conflicts import (
     GENERATED_NAMES,
     OBJECT_NAME,
@@ -67,7 +68,6 @@ Progress = Callable[[int, int], object]
 """Called as `progress(bytes_hashed, total_bytes)` while objects are hashed."""
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}(?:[0-9a-f]{16})?")
-_STALE_TEMP_SECONDS = 86_400
 _SETTLE_SECONDS = 0.05
 """How long a torn segment tail must stay unchanged to count as final."""
 
@@ -493,20 +493,8 @@ class _Verifier:
         return incomplete
 
     def scan_temp(self) -> None:
-        try:
-            items = list(os.scandir(self.layout.tmp))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        horizon = time.time() - _STALE_TEMP_SECONDS
-        for item in items:
-            writer = item.name.rsplit("-", 1)[0]
-            try:
-                old = item.stat().st_mtime < horizon
-            except FileNotFoundError:
-                continue
-            if item.is_file() and (old or writer_is_gone(writer)):
-                reason = "older than a day" if old else "its writer is gone"
-                self._remember(item.path, self.find("stale temp file", item.path, reason))
+        for path, why in stale_temp_files(self.layout.tmp):
+            self._remember(path, self.find("stale temp file", path, why))
 
     def repair_generated(self, incomplete: list[tuple[str, tuple[str, ...], _Finding]]) -> None:
         for path, missing, finding in incomplete:
