@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]' --config-settings editable_mode=compat
 	$(BIN)/python benchmarks/core.py
 	$(BIN)/python benchmarks/open.py
+	$(BIN)/python benchmarks/refresh.py
 	$(BIN)/python benchmarks/cache.py
 
 clean:

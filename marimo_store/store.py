@@ -947,11 +947,15 @@ class FsPersistentStore:
         # Offsets only for segments that still exist: a deleted segment that a
         # sync tool brings back is harmless to re-read (entries are idempotent
         # and tombstones keep dropped keys dropped), and the header stays as
-        # small as the set of live segments.
+        # small as the set of live segments. Never less than the heads had
+        # consumed: a copy shorter than that (a sync tool still delivering
+        # it) ends anywhere, perhaps inside a record, and reading on from
+        # there would lose every record after it.
         consumed: dict[str, tuple[int, int]] = {}
         for segment in reader.segments().values():
             if segment.segment_id:
-                known = max(consumed.get(segment.segment_id, (0, 0))[0], segment.offset)
+                earlier = state.consumed.get(segment.segment_id, (0, 0))[0]
+                known = max(consumed.get(segment.segment_id, (0, 0))[0], segment.offset, earlier)
                 consumed[segment.segment_id] = (known, now)
         state.consumed = consumed
         state.tombstones = {k: at for k, at in state.tombstones.items() if at >= horizon}

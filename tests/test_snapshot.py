@@ -830,3 +830,25 @@ def test_put_in_the_millisecond_of_a_dropped_run_is_not_lost(
     assert again.created_at == first.created_at + 1  # not under the tombstone
     entry = store.get(key)
     assert entry is not None and entry.variables["v"] == 1
+
+
+def test_a_short_copy_of_a_segment_never_moves_its_consumed_offset_back(
+    make_store: StoreFactory, store_path: Path
+) -> None:
+    writer = make_store(refresh_interval=0)
+    for name in ("e1", "e2"):
+        writer.put(Entry.of(ExecutionKey(name, "m"), {"v": name}))
+    cleaner = make_store(refresh_interval=0)
+    assert cleaner.cleanup(drop_nothing).skipped == []  # consumed: both records
+    writer.put(Entry.of(ExecutionKey("e3", "m"), {"v": "e3"}))
+    (segment,) = (store_path / "log").glob("*.log")
+    whole = segment.read_bytes()
+    # A sync tool delivers an old, partial version: it ends inside a record.
+    segment.write_bytes(whole[:130])
+    assert cleaner.cleanup(drop_nothing).skipped == []
+    segment.write_bytes(whole)  # ... and completes it
+    fresh = make_store(refresh_interval=0)
+    for name in ("e1", "e2", "e3"):
+        entry = fresh.get(ExecutionKey(name, "m"))
+        assert entry is not None, f"{name} was lost"
+        assert entry.variables["v"] == name
