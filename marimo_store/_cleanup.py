@@ -305,8 +305,10 @@ def delete_consumed_segments(
     segment of this host is final as it stands, so a torn tail (a write cut
     short by a crash or a full disk) does not keep it alive; one of another
     host may still be arriving through a sync tool, so it goes only once
-    every byte was read. A file named after a dead writer of this host that
-    never got its header (the writer died creating it) goes too.
+    every byte was read and it is at least as long as what a snapshot
+    already holds of it (a shorter copy is still arriving, or is an old copy
+    the newer one will replace). A file named after a dead writer of this
+    host that never got its header (the writer died creating it) goes too.
     """
     newest: dict[str, int] = {}
     for state in segments.values():
@@ -323,8 +325,8 @@ def delete_consumed_segments(
         writer, number = writer_of(state.segment_id)
         if not (state.closed or number < newest[writer] or writer_is_gone(writer)):
             continue
-        if state.offset < state.size and not writer_is_local(writer):
-            continue
+        if (state.offset < state.size or state.behind) and not writer_is_local(writer):
+            continue  # another host's segment still arriving: the rest may follow
         path = os.path.join(log_dir, name)
         try:
             if os.stat(path).st_size != state.size:

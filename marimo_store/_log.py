@@ -302,10 +302,21 @@ class SegmentState:
     `segment_id`: `<writer>.<n>` from the header, the segment's identity
     whatever its file name; `size`: the file size at the last read;
     `damaged_size`: the size when damage was last reported (the file is
-    re-read only when it changes).
+    re-read only when it changes); `behind`: the file is shorter than what
+    a snapshot already consumed of its segment (an old or half-delivered
+    copy: it may still grow).
     """
 
-    __slots__ = ("closed", "damaged_size", "header", "identity", "offset", "segment_id", "size")
+    __slots__ = (
+        "behind",
+        "closed",
+        "damaged_size",
+        "header",
+        "identity",
+        "offset",
+        "segment_id",
+        "size",
+    )
 
     def __init__(
         self,
@@ -322,6 +333,7 @@ class SegmentState:
         self.size = size
         self.closed = False
         self.damaged_size = -1
+        self.behind = False
 
 
 def segment_id_of(header: dict[str, Any]) -> str | None:
@@ -454,7 +466,9 @@ class LogReader:
         parsed = parse_frames(data, start) if start <= len(data) else None
         if parsed is None:  # the snapshot consumed more than this copy holds
             state.offset = base + len(data)
+            state.behind = True
             return
+        state.behind = False
         if parsed.damaged:
             self._report(path, state, stat.st_size, "a record fails its checksum")
         state.offset = base + parsed.end

@@ -852,3 +852,29 @@ def test_a_short_copy_of_a_segment_never_moves_its_consumed_offset_back(
         entry = fresh.get(ExecutionKey(name, "m"))
         assert entry is not None, f"{name} was lost"
         assert entry.variables["v"] == name
+
+
+def test_a_short_copy_of_another_hosts_sealed_segment_is_kept(
+    make_store: StoreFactory, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import marimo_store.store as store_module
+
+    # A writer of another machine (its segments arrive through a sync tool).
+    monkeypatch.setattr(store_module, "new_writer_id", lambda: "elsewhere-4242-0123456789ab")
+    writer = make_store(refresh_interval=0)
+    for name in ("e1", "e2", "e3"):
+        writer.put(Entry.of(ExecutionKey(name, "m"), {"v": name}))
+    writer.close()
+    later = make_store(refresh_interval=0)  # the same writer id moves on to segment 1:
+    later.put(Entry.of(ExecutionKey("e4", "m"), {"v": "e4"}))  # segment 0 is sealed
+    monkeypatch.undo()
+    segment = store_path / "log" / "elsewhere-4242-0123456789ab.0.log"
+    whole = segment.read_bytes()
+    cleaner = make_store(refresh_interval=0)
+    assert cleaner.cleanup(drop_nothing).segments_deleted == 1  # all consumed: deleted
+    segment.write_bytes(whole[:150])  # an old copy comes back, half delivered
+    assert cleaner.cleanup(drop_nothing).segments_deleted == 0  # it may still grow
+    segment.write_bytes(whole)  # the sync tool completes it
+    assert cleaner.cleanup(drop_nothing).segments_deleted == 1
+    fresh = make_store(refresh_interval=0)
+    assert {m.key.block_id for m in fresh.entries()} == {"e1", "e2", "e3", "e4"}
