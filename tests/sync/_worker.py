@@ -12,7 +12,7 @@ import traceback
 import warnings
 from multiprocessing.connection import Connection
 
-from _simulation import do_get, do_put, store_options, strategy_named
+from _simulation import do_get, do_put, settle, store_options, strategy_named
 
 from marimo_store import FsPersistentStore, StoreWarning
 
@@ -31,6 +31,8 @@ def serve(root: str, grace: float, conn: Connection) -> None:
                 result = do_put(store, *args)
             elif command == "get":
                 result = do_get(store, *args)
+            elif command == "settle":
+                result = settle(store)
             else:
                 strategy, gc = args
                 store.cleanup(strategy_named(strategy), include_content=gc)
