@@ -21,6 +21,7 @@ store falls back to polling; `ChangeWatch.start` returns None then.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -77,6 +78,19 @@ def _forget_parent_observer() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_parent_observer)
+
+
+class _StopRaceFilter(logging.Filter):
+    """watchdog logs an error when an event arrives while a watch is being
+    stopped (the emitter reads once more after `stop`). We stop watches only
+    for stores that are gone, whose events nobody wants: not worth a line on
+    the user's stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_StopRaceFilter())
 
 
 def native_watching() -> bool:
