@@ -47,6 +47,10 @@ def value_of(block: str, module: str) -> dict[str, Any]:
         value["big"] = f"{block}/{module};" * 300  # an object file of its own
     if n % 3 == 0:
         value["arr"] = sw.pool_array(n % 4)  # an out-of-band buffer, shared by value
+    if block == LARGE[0]:  # 5 MiB: preallocated, and remembered as verified
+        import numpy as np  # (`local/`)
+
+        value["huge"] = np.arange(5 * 2**20 // 8, dtype=np.int64) * (n + 3)
     return value
 
 
@@ -54,6 +58,8 @@ def template_name(i: int) -> tuple[str, str]:
     return f"b{i % 3}", f"m{i:02d}"
 
 
+LARGE = ("large", "m05")
+"""The entry of the large-object put scenario."""
 NEW = ("new", "m06")
 """The entry the put scenarios store: a new object and a deduplicated buffer."""
 NEXT = ("next", "m04")
@@ -82,21 +88,23 @@ class Scenario:
         call: Callable[[FsPersistentStore], object],
         durability: str = "flush",
         drops: bool = False,
+        new: tuple[str, str] = NEW,
     ) -> None:
         self.name = name
         self.populated = populated
         self.call = call
         self.durability = durability
+        self.new = new
         self.before = {template_name(i) for i in range(TEMPLATE_ENTRIES)} if populated else set()
         self.after = (
             {name for name in self.before if name[1] not in DropSome.MODULES}
             if drops
-            else self.before | {NEW}
+            else self.before | {new}
         )
 
     @property
     def is_put(self) -> bool:
-        return NEW in self.after
+        return self.new in self.after
 
     def allowed(self, present: set[tuple[str, str]]) -> bool:
         if self.is_put:  # a put never loses an entry; its own may or may not be there
@@ -108,11 +116,16 @@ def put_new(store: FsPersistentStore) -> object:
     return store.put(Entry.of(ExecutionKey(*NEW), value_of(*NEW)))
 
 
+def put_large(store: FsPersistentStore) -> object:
+    return store.put(Entry.of(ExecutionKey(*LARGE), value_of(*LARGE)))
+
+
 SCENARIOS = [
     Scenario("first-put", populated=False, call=put_new),
     Scenario("first-put-fsync", populated=False, call=put_new, durability="fsync"),
     Scenario("put", populated=True, call=put_new),
     Scenario("put-fsync", populated=True, call=put_new, durability="fsync"),
+    Scenario("put-large", populated=True, call=put_large, new=LARGE),
     Scenario("cleanup", populated=True, call=lambda s: s.cleanup(DropSome()), drops=True),
     Scenario(
         "gc",

@@ -1,8 +1,9 @@
 """Crash-point enumeration: a crash before every file operation of put, cleanup and GC.
 
 SQLite's crash loop, applied to marimo_store: each scenario is one call
-(`put` on an empty directory, `put` on a populated store, `cleanup()`,
-`cleanup(include_content=True)` = object GC), run once to count its file
+(`put` on an empty directory, `put` on a populated store, a `put` of a
+5 MiB array (preallocated, and recorded as verified in `local/`),
+`cleanup()`, `cleanup(include_content=True)` = object GC), run once to count its file
 operations N, then again for every k in 1..N with a crash before operation
 k (tests/_faults.py). The crashed store instance is abandoned (never used
 again, checked with a weak reference) and its writer id names a process
@@ -10,7 +11,8 @@ that no longer exists, as after a real crash. Every k is also run
 
 - `torn`: the crash cuts the k-th operation's write in half (write ops only);
 - `lost`: then a power cut (k up to N+1: also after the call returned):
-  unsynced data truncated, unsynced creations/renames/deletions undone;
+  unsynced data truncated, unsynced creations/renames/deletions undone, and
+  the machine boots again (records of the earlier boot vouch for nothing);
 - `lost-zeros`: the same, with unsynced bytes read back as zeros;
 - `lost-objects`: the power cut spares the log but nothing else (a record
   that reached the disk, the objects it names did not).
@@ -40,13 +42,13 @@ import os
 import warnings
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from _checks import object_files, referenced_objects, snapshot_names
 from _crashpoints import (
     KEEP_ALL,
-    NEW,
     NEXT,
     PLANTED,
     SCENARIOS,
@@ -62,6 +64,7 @@ from _crashpoints import (
 )
 from _faults import FileOps, SimulatedCrash
 
+import marimo_store._verified as verified_module
 from marimo_store import Entry, ExecutionKey, FsPersistentStore, StoreWarning
 
 VARIANTS = ("crash", "torn", "lost", "lost-zeros", "lost-objects")
@@ -89,7 +92,7 @@ def crash(
 
 
 def check_recovery(scenario: Scenario, root: Path, *, damage_allowed: bool) -> None:
-    universe = scenario.before | scenario.after | {NEW, NEXT}
+    universe = scenario.before | scenario.after | {scenario.new, NEXT}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         store = open_for(scenario, root)  # opening never raises
@@ -131,6 +134,21 @@ def check_recovery(scenario: Scenario, root: Path, *, damage_allowed: bool) -> N
         assert not damage, damage
 
 
+@contextmanager
+def rebooted(power_cut: bool) -> Iterator[None]:
+    """After a power cut the machine boots again: a new boot id, so records
+    of objects verified in the earlier boot (`local/`) vouch for nothing."""
+    if not power_cut:
+        yield
+        return
+    original = verified_module.boot_id
+    verified_module.boot_id = lambda: "0123456789abcdef0123456789abcdef"  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        verified_module.boot_id = original
+
+
 def power_cut(ops: FileOps, variant: str) -> None:
     if variant == "lost":
         ops.power_cut()
@@ -168,7 +186,8 @@ def test_crash_at_every_operation(
         assert reference() is None, "the crashed store instance is still referenced"
         power_cut(ops, variant)
         try:
-            check_recovery(scenario, root, damage_allowed=variant.startswith("lost"))
+            with rebooted(variant.startswith("lost")):
+                check_recovery(scenario, root, damage_allowed=variant.startswith("lost"))
         except AssertionError as error:
             raise AssertionError(
                 f"{scenario.name}, {variant}, crash before operation {k}/{operations} "

@@ -7,7 +7,9 @@ with each error, once (the disk recovers) or persistently (every operation
 from k on fails). Each time:
 
 - the call raises a `StoreError` whose `__cause__` is the injected OSError
-  (never a bare OSError, never a wrong result);
+  (never a bare OSError, never a wrong result); the one exception is the
+  best-effort record that a large object was verified (`local/`): a put
+  whose only failure is there succeeds (the store is then checked as well);
 - a once-only error leaves no temp file behind (the failed write cleaned up
   after itself);
 - once the errors stop, the same instance puts, reads and cleans up again;
@@ -18,13 +20,13 @@ from k on fails). Each time:
 from __future__ import annotations
 
 import errno
+import os
 import warnings
 from pathlib import Path
 
 import pytest
 from _crashpoints import (
     KEEP_ALL,
-    NEW,
     NEXT,
     SCENARIOS,
     Scenario,
@@ -54,7 +56,7 @@ def temp_files(root: Path) -> set[str]:
 
 
 def check_consistent(scenario: Scenario, root: Path) -> None:
-    universe = scenario.before | scenario.after | {NEW, NEXT}
+    universe = scenario.before | scenario.after | {scenario.new, NEXT}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StoreWarning)  # the planted snapshot
         fresh = open_for(scenario, root)
@@ -73,7 +75,7 @@ def test_io_error_at_every_operation(
 ) -> None:
     work = tmp_path / "run"
     operations = len(record_operations(templates, scenario, work))
-    runs = 0
+    runs = tolerated = 0
     for k in range(1, operations + 1):
         for code in ERRORS:
             root = fresh_copy(templates, scenario, work)
@@ -86,13 +88,20 @@ def test_io_error_at_every_operation(
             )
             store = open_for(scenario, root)
             outcome = call_instrumented(scenario, store, ops)
-            where = f"{scenario.name}, {errno.errorcode[code]} at operation {k}: {ops.log[-1]}"
-            assert isinstance(outcome, StoreError), f"{where}: the call returned {outcome!r}"
-            cause = outcome.__cause__
-            assert isinstance(cause, OSError) and not isinstance(cause, StoreError), where
-            assert cause.errno == code, f"{where}: cause {cause!r}"
+            where = f"{scenario.name}, {errno.errorcode[code]} at operation {k}: {ops.log[k - 1]}"
+            if outcome is None:
+                # Only a best-effort write may fail without failing the call:
+                # the record that a large object was verified (`local/`).
+                assert f"{os.sep}local" in ops.log[k - 1][1], f"{where}: the call returned"
+                assert not persistent or k == len(ops.log), where
+                tolerated += 1
+            else:
+                assert isinstance(outcome, StoreError), f"{where}: the call returned {outcome!r}"
+                cause = outcome.__cause__
+                assert isinstance(cause, OSError) and not isinstance(cause, StoreError), where
+                assert cause.errno == code, f"{where}: cause {cause!r}"
+                del outcome, cause
             assert ops.faults_raised >= 1
-            del outcome, cause
             if not persistent:
                 assert temp_files(root) <= planted, where  # cleanup may delete it
             # The disk works again: the same instance carries on.
@@ -107,4 +116,4 @@ def test_io_error_at_every_operation(
             except AssertionError as error:
                 raise AssertionError(f"{where}: {error}") from error
             runs += 1
-    print(f"{scenario.name}: k = 1..{operations}, {runs} runs")
+    print(f"{scenario.name}: k = 1..{operations}, {runs} runs, {tolerated} tolerated")
