@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/open.py
 	$(BIN)/python benchmarks/refresh.py
 	$(BIN)/python benchmarks/cache.py
+	$(BIN)/python benchmarks/signing.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

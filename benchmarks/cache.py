@@ -27,6 +27,7 @@ whatever the first one pays (page faults, CPU frequency) is shared.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -43,7 +44,9 @@ from core import (
     positive,
     progress,
     ratio_text,
+    scratch_arguments,
     scratch_directory,
+    seconds_per_call,
     seconds_text,
 )
 from diskcache import Cache
@@ -89,22 +92,9 @@ def in_turn(names: Sequence[str], rep: int) -> Sequence[str]:
 def tiny_hits(root: str, repeat: int, batch_seconds: float) -> dict[str, list[float]]:
     """Seconds per hit of `add(1, 2)`, one value per round, for each library."""
     cached = {name: wrap(add) for name, (_, wrap) in wrappers(os.path.join(root, "tiny")).items()}
-    per_call: dict[str, list[float]] = {name: [] for name in LIBRARIES}
-    calls: dict[str, int] = {}
-    for name, function in cached.items():  # the miss, then calibrate a batch
-        assert function(1, 2) == 3
-        start = time.perf_counter()
-        for _ in range(100):
-            function(1, 2)
-        calls[name] = max(100, int(batch_seconds / ((time.perf_counter() - start) / 100)))
-    for rep in range(repeat):
-        for name in in_turn(LIBRARIES, rep):
-            function, count = cached[name], calls[name]
-            start = time.perf_counter()
-            for _ in range(count):
-                function(1, 2)
-            per_call[name].append((time.perf_counter() - start) / count)
-    return per_call
+    return seconds_per_call(
+        {name: functools.partial(cached[name], 1, 2) for name in LIBRARIES}, repeat, batch_seconds
+    )
 
 
 def large_hits(root: str, size_mib: int, repeat: int) -> tuple[list[float], dict[str, Any]]:
@@ -243,11 +233,8 @@ def sizes(text: str) -> list[int]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes-mib", type=sizes, default=[1024, 256])
-    parser.add_argument("--repeat", type=positive, default=5)
     parser.add_argument("--batch-seconds", type=float, default=0.5)
-    parser.add_argument(
-        "--dir", help="parent of the scratch directory (default: .bench-tmp in the repository)"
-    )
+    scratch_arguments(parser)
     args = parser.parse_args(argv)
     with scratch_directory(args.dir, "cache-") as root:
         progress("tiny hits")

@@ -826,6 +826,39 @@ def non_negative(text: str) -> int:
     return value
 
 
+def seconds_per_call(
+    functions: dict[str, Callable[[], object]], repeat: int, batch_seconds: float
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, one value per round: each is called
+    once first (a cache's miss), then a round times a batch of calls lasting
+    about `batch_seconds`; the functions take turns, in alternating order."""
+    calls: dict[str, int] = {}
+    for name, function in functions.items():
+        function()
+        start = time.perf_counter()
+        for _ in range(100):
+            function()
+        calls[name] = max(100, int(batch_seconds / ((time.perf_counter() - start) / 100)))
+    names = list(functions)
+    per_call: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(repeat):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            function, count = functions[name], calls[name]
+            start = time.perf_counter()
+            for _ in range(count):
+                function()
+            per_call[name].append((time.perf_counter() - start) / count)
+    return per_call
+
+
+def scratch_arguments(parser: argparse.ArgumentParser, repeat: int = 5) -> None:
+    """`--repeat` and `--dir` (see `scratch_directory`), as every benchmark takes them."""
+    parser.add_argument("--repeat", type=positive, default=repeat)
+    parser.add_argument(
+        "--dir", help="parent of the scratch directory (default: .bench-tmp in the repository)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -834,10 +867,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--small", type=non_negative, default=100_000, help="small entries (0: skip)"
     )
-    parser.add_argument("--repeat", type=positive, default=5)
-    parser.add_argument(
-        "--dir", help="parent of the scratch directory (default: .bench-tmp in the repository)"
-    )
+    scratch_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raw", action="store_true", help="also print every repetition's value")
     args = parser.parse_args(argv)

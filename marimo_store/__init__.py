@@ -4,10 +4,11 @@ The public API is exactly what this module exports; every other module is
 private, except `marimo_store.marimo` (the marimo plug-in). Importing it
 stays light (no numpy, pandas or marimo): a new process pays for every
 import. The caching layer (`persistent_cache`, `App`,
-`LegacyPersistentStore`, ...) and the marimo integration (`MarimoStore`,
-whose module imports marimo when it is installed; `migrate_marimo_cache`)
-load on first use, so a process that only opens a store (a worker, the
-marimo plug-in) does not pay for them.
+`LegacyPersistentStore`, ...), the other stores (`MemoryStore`,
+`TieredStore`) and the marimo integration (`MarimoStore`, whose module
+imports marimo when it is installed; `migrate_marimo_cache`) load on first
+use, so a process that only opens a store (a worker, the marimo plug-in)
+does not pay for them.
 """
 
 from marimo_store._cleanup import (
@@ -20,6 +21,7 @@ from marimo_store._cleanup import (
 from marimo_store._entry import (
     Entry,
     EntryMetadata,
+    EntrySignature,
     Environment,
     ExecutionKey,
     ObjectRef,
@@ -36,17 +38,26 @@ from marimo_store._errors import (
     StoreFormatError,
     StoreIOError,
     StoreWarning,
+    UntrustedEntryError,
+    VersionMismatchError,
 )
+from marimo_store._named import ObjectInfo
+from marimo_store._signing import generate_signing_key
+from marimo_store._trust import SignatureStatus
+from marimo_store._versions import VersionDifference
 from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from marimo_store._findings import Finding, VerifyProblem, VerifyReport
+    from marimo_store._handles import ObjectHandle
     from marimo_store._migrate import MigrationReport, migrate_marimo_cache
     from marimo_store.app import App, persistent_cache
     from marimo_store.cache import CachedFunction, CacheInfo, Explanation
     from marimo_store.legacy import LegacyPersistentStore
     from marimo_store.marimo import MarimoStore
+    from marimo_store.memory import MemoryStore
+    from marimo_store.tiered import TieredStore
 
 _LAZY = {
     "App": "marimo_store.app",
@@ -57,7 +68,10 @@ _LAZY = {
     "Finding": "marimo_store._findings",
     "LegacyPersistentStore": "marimo_store.legacy",
     "MarimoStore": "marimo_store.marimo",
+    "MemoryStore": "marimo_store.memory",
     "MigrationReport": "marimo_store._migrate",
+    "ObjectHandle": "marimo_store._handles",
+    "TieredStore": "marimo_store.tiered",
     "migrate_marimo_cache": "marimo_store._migrate",
     "VerifyProblem": "marimo_store._findings",
     "VerifyReport": "marimo_store._findings",
@@ -91,6 +105,7 @@ __all__ = [
     "DroppedEntry",
     "Entry",
     "EntryMetadata",
+    "EntrySignature",
     "Environment",
     "ExecutionKey",
     "ExecutionKeyClash",
@@ -101,17 +116,26 @@ __all__ = [
     "InvalidKeyError",
     "LegacyPersistentStore",
     "MarimoStore",
+    "MemoryStore",
     "MigrationReport",
     "NotFoundError",
     "NotSupportedError",
+    "ObjectHandle",
+    "ObjectInfo",
     "ObjectRef",
     "SerializationError",
+    "SignatureStatus",
     "StoreError",
     "StoreFormatError",
     "StoreIOError",
     "StoreWarning",
+    "TieredStore",
+    "UntrustedEntryError",
     "VerifyProblem",
     "VerifyReport",
+    "VersionDifference",
+    "VersionMismatchError",
+    "generate_signing_key",
     "migrate_marimo_cache",
     "parse_size",
     "persistent_cache",

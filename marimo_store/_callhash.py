@@ -953,8 +953,9 @@ _VALUE = "value"
 def _input_kind(value: Any, namespace: dict[str, Any], home_module: str | None) -> tuple[str, Any]:
     """How a global or closure value counts in a key: `(kind, what)`.
 
-    - a function of the same namespace (possibly under decorators): a
-      helper, by its code and its own inputs (`what` is the function);
+    - a function of the same namespace or home module (possibly under
+      decorators): a helper, by its code and its own inputs (`what` is the
+      function);
     - a class of the home module: by its code (`what` is the class);
     - modules, and functions and classes of other modules: by name only
       (`what` is the dotted name; `pin_modules` keys on the package version);
@@ -962,7 +963,12 @@ def _input_kind(value: Any, namespace: dict[str, Any], home_module: str | None) 
     """
     inner = _unwrap(value)
     if isinstance(inner, types.FunctionType):
-        if inner.__globals__ is namespace:
+        # By module name too, not only by shared globals: a function shipped
+        # by value (cloudpickle, to a worker) gets globals of its own, while
+        # the helpers it calls may be imported there; both sides must agree.
+        if inner.__globals__ is namespace or (
+            home_module is not None and inner.__module__ == home_module
+        ):
             return _HELPER, inner
         return _REFERENCE, _dotted_name(inner)
     if isinstance(value, type):

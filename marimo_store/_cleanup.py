@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 from marimo_store import _fs
-from marimo_store._entry import EntryMetadata, ExecutionKey
+from marimo_store._entry import CALL_METADATA_KEY, EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
 from marimo_store._log import writer_is_gone, writer_is_local, writer_of, writer_of_file
 from marimo_store._value import Value
@@ -85,6 +85,14 @@ def _check_days(value: float | None, name: str) -> float | None:
     return float(value)
 
 
+_OLDER = "older than the newest {{limit}} entries of its {noun}"
+
+
+def is_function_call(entry: EntryMetadata) -> bool:
+    """Whether `persistent_cache` stored this entry (one call of a function)."""
+    return CALL_METADATA_KEY in entry.user_metadata
+
+
 def last_used(entry: EntryMetadata) -> int:
     """When an entry was last written or read (ms): the recency LRU goes by."""
     return max(entry.created_at, entry.last_access or 0)
@@ -96,6 +104,10 @@ class DefaultCleanupStrategy(Value):
     - the newest `max_entries_per_module` runs of each computation
       `(block_id, module_hash)`, and the newest `max_entries_per_block`
       entries of each block (older runs of edited code go first);
+    - calls of a `persistent_cache` function are not runs of one block in
+      time but results for different arguments, all valid together: for
+      them the block rule gives way to `max_calls_per_function`, the most
+      recently used calls of each function (one block) that are kept;
     - entries not used (written or read) for `max_entry_age_days`;
     - above `max_total_content_size` (bytes or a string like `"10GB"`;
       objects shared by several entries count once), the least recently
@@ -109,11 +121,13 @@ class DefaultCleanupStrategy(Value):
         "max_entries_per_module",
         "max_entry_age_days",
         "max_total_content_size",
+        "max_calls_per_function",
     )
     max_entries_per_block: int | None
     max_entries_per_module: int | None
     max_entry_age_days: float | None
     max_total_content_size: int | str | None
+    max_calls_per_function: int | None
 
     def __init__(
         self,
@@ -121,16 +135,19 @@ class DefaultCleanupStrategy(Value):
         max_entries_per_module: int | None = 2,
         max_entry_age_days: float | None = None,
         max_total_content_size: int | str | None = None,
+        max_calls_per_function: int | None = 1000,
     ) -> None:
         _check_count(max_entries_per_block, "max_entries_per_block")
         _check_count(max_entries_per_module, "max_entries_per_module")
         _check_days(max_entry_age_days, "max_entry_age_days")
         parse_size(max_total_content_size, name="max_total_content_size")
+        _check_count(max_calls_per_function, "max_calls_per_function")
         self._assign(
             max_entries_per_block=max_entries_per_block,
             max_entries_per_module=max_entries_per_module,
             max_entry_age_days=max_entry_age_days,
             max_total_content_size=max_total_content_size,
+            max_calls_per_function=max_calls_per_function,
         )
 
     def __call__(
@@ -151,21 +168,35 @@ class DefaultCleanupStrategy(Value):
         return drop
 
     def _keep_newest(self, entries: Iterable[EntryMetadata], drop: dict[ExecutionKey, str]) -> None:
+        def newest(e: EntryMetadata) -> tuple[int, str]:
+            return (e.created_at, e.key.module_hash)
+
+        def recent(e: EntryMetadata) -> tuple[int, int, str]:
+            return (last_used(e), e.created_at, e.key.module_hash)
+
         rules = (
-            (self.max_entries_per_module, lambda k: (k.block_id, k.module_hash), "computation"),
-            (self.max_entries_per_block, lambda k: (k.block_id, ""), "block"),
+            (self.max_entries_per_module, False, None, newest, _OLDER.format(noun="computation")),
+            (self.max_entries_per_block, True, False, newest, _OLDER.format(noun="block")),
+            (
+                self.max_calls_per_function,
+                True,
+                True,
+                recent,
+                "not among the {limit} most recently used calls of its function",
+            ),
         )
-        for limit, group_of, noun in rules:
+        for limit, by_block, calls, order, reason in rules:
             if limit is None:
                 continue
             groups: dict[tuple[str, str], list[EntryMetadata]] = defaultdict(list)
             for entry in entries:
-                if entry.key not in drop:
-                    groups[group_of(entry.key)].append(entry)
+                if entry.key not in drop and (calls is None or is_function_call(entry) == calls):
+                    key = entry.key
+                    groups[(key.block_id, "" if by_block else key.module_hash)].append(entry)
             for members in groups.values():
-                members.sort(key=lambda e: (e.created_at, e.key.module_hash), reverse=True)
+                members.sort(key=order, reverse=True)
                 for entry in members[limit:]:
-                    drop[entry.key] = f"older than the newest {limit} entries of its {noun}"
+                    drop[entry.key] = reason.format(limit=limit)
 
 
 def _evict_to_fit(entries: list[EntryMetadata], limit: int) -> list[ExecutionKey]:

@@ -8,10 +8,11 @@ value.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from marimo_store._errors import InvalidArgumentError
+from marimo_store._signing import fingerprint
 from marimo_store._value import Value
 
 TYPE_CHECKING = False
@@ -29,6 +30,11 @@ VARIABLES = "variables"
 """The content kind of a block's or function's results (the only one used so far)."""
 
 CONTENT_KINDS = (VARIABLES, "output", "stderr")
+
+CALL_METADATA_KEY = "persistent_cache"
+"""The user metadata key under which `persistent_cache` records a call's
+function and key components; it also marks the entry as a function call
+for cleanup (see `DefaultCleanupStrategy.max_calls_per_function`)."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -85,6 +91,16 @@ class ExecutionKey(Value):
         return ExecutionKey(self.block_id, self.module_hash, created_at)
 
 
+def check_keys(keys: Iterable[object], method: str) -> list[ExecutionKey]:
+    """`keys` as a list, or `InvalidArgumentError` naming what is not a key."""
+    checked: list[ExecutionKey] = []
+    for key in keys:
+        if not isinstance(key, ExecutionKey):
+            raise InvalidArgumentError(f"{method}() takes ExecutionKeys, got {type(key).__name__}")
+        checked.append(key)
+    return checked
+
+
 class ObjectRef(Value):
     """Where one serialized value lives and how to read it back.
 
@@ -93,25 +109,30 @@ class ObjectRef(Value):
     before the hash on every read. A pickled value whose large buffers went
     out of band lists them in `buffers`, each an object of its own so that
     they are deduplicated and memory-mapped independently. `inline` objects
-    live inside the entry record rather than in `objects/`.
+    live inside the entry record rather than in `objects/`. `digest` is the
+    SHA-256 of the bytes, recorded by a writer that signs its entries (for
+    objects that are files): xxh3 detects damage but not a forgery, so a
+    signature covers an object's bytes through this digest.
     """
 
-    __slots__ = ("id", "size", "format", "buffers", "inline")
+    __slots__ = ("id", "size", "format", "buffers", "inline", "digest")
     id: str
     size: int
     format: StoredFormat
     buffers: tuple[ObjectRef, ...]
     inline: bool
+    digest: bytes | None
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - a Value is rebuilt from positional fields (pickle)
         self,
         id: str,
         size: int,
         format: StoredFormat,
         buffers: tuple[ObjectRef, ...] = (),
         inline: bool = False,
+        digest: bytes | None = None,
     ) -> None:
-        self._assign(id=id, size=size, format=format, buffers=buffers, inline=inline)
+        self._assign(id=id, size=size, format=format, buffers=buffers, inline=inline, digest=digest)
 
     @property
     def total_size(self) -> int:
@@ -135,23 +156,50 @@ class Environment(Value):
         self._assign(python=python, platform=platform, packages=packages)
 
 
-class EntryMetadata(Value):
-    """Everything about an entry except its values; never needs unpickling."""
+class EntrySignature(Value):
+    """The signature an entry record carries: the signer's raw Ed25519
+    public key and the 64-byte signature over the entry (docs/security.md).
 
-    __slots__ = ("key", "contents", "environment", "user_metadata", "last_access")
+    As read from the store it is only a *claim*: `FsPersistentStore.
+    signature_status` checks it against the entry and the trusted keys.
+    """
+
+    __slots__ = ("public_key", "value")
+    public_key: bytes
+    value: bytes
+
+    def __init__(self, public_key: bytes, value: bytes) -> None:
+        self._assign(public_key=public_key, value=value)
+
+    @property
+    def signer(self) -> str:
+        """The fingerprint of the public key, as `trusted_signers` lists it."""
+        return fingerprint(self.public_key)
+
+
+class EntryMetadata(Value):
+    """Everything about an entry except its values; never needs unpickling.
+
+    `signature` is the entry's signature when its writer had a signing key
+    (None otherwise).
+    """
+
+    __slots__ = ("key", "contents", "environment", "user_metadata", "last_access", "signature")
     key: ExecutionKey
     contents: Mapping[str, Mapping[str, ObjectRef]]
     environment: Environment
     user_metadata: Mapping[str, Any]
     last_access: int | None
+    signature: EntrySignature | None
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - a Value is rebuilt from positional fields (pickle)
         self,
         key: ExecutionKey,
         contents: Mapping[str, Mapping[str, ObjectRef]],
         environment: Environment,
         user_metadata: Mapping[str, Any] = _EMPTY,
         last_access: int | None = None,
+        signature: EntrySignature | None = None,
     ) -> None:
         self._assign(
             key=key,
@@ -159,6 +207,7 @@ class EntryMetadata(Value):
             environment=environment,
             user_metadata=user_metadata,
             last_access=last_access,
+            signature=signature,
         )
 
     @property

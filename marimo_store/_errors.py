@@ -7,6 +7,11 @@ so code written against plain Python conventions keeps working.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from marimo_store._entry import ExecutionKey
+    from marimo_store._versions import VersionDifference
+
 
 class StoreError(Exception):
     """Base class of every error marimo_store raises deliberately."""
@@ -59,5 +64,37 @@ class StoreIOError(StoreError, OSError):
     """A file operation of a write failed; the OS error is the `__cause__`."""
 
 
+class VersionMismatchError(StoreError):
+    """A stored value was made with other package versions than the running
+    ones, and the version policy refused to load it.
+
+    `differences` lists each mismatch (`VersionDifference`: package, recorded
+    and running version); `key` is the entry's execution key.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        key: ExecutionKey | None = None,
+        differences: tuple[VersionDifference, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.differences = differences
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep key and differences across processes
+        return (type(self), (self.args[0], self.key, self.differences))
+
+
 class NotSupportedError(StoreError):
     """The store cannot do what was asked (e.g. cleanup of marimo's legacy cache)."""
+
+
+class UntrustedEntryError(StoreError):
+    """`verify_signatures="strict"` found an entry it must not unpickle.
+
+    The entry is unsigned, signed by a key that is neither the store's own
+    nor in `trusted_signers`, or its signature does not match its contents.
+    The message names the entry, the signer and the remedy; docs/security.md
+    has the threat model.
+    """

@@ -31,14 +31,15 @@ def makedirs(path: str) -> None:
     os.makedirs(path, exist_ok=True)
 
 
-def create_new(path: str, *, append: bool = False) -> BinaryIO:
+def create_new(path: str, *, append: bool = False, mode: int = 0o644) -> BinaryIO:
     """Open a file that must not exist yet, unbuffered.
 
     Exclusive creation is what guarantees "one writer per file": a name
-    collision fails loudly instead of two writers interleaving.
+    collision fails loudly instead of two writers interleaving. `mode` is
+    the permission of the new file (a private key gets 0o600).
     """
     flags = _NEW_FILE_FLAGS | (os.O_APPEND if append else 0)
-    fd = os.open(path, flags, 0o644)
+    fd = os.open(path, flags, mode)
     return os.fdopen(fd, "ab" if append else "wb", buffering=0)
 
 

@@ -7,11 +7,26 @@ a store therefore costs the same with ten entries or a hundred thousand.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from marimo_store._entry import ExecutionKey
 from marimo_store._records import StoredEntry, winner
 from marimo_store._snapshot import SnapshotFile, StoreState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
+
+def newest_first(runs: Mapping[int, T], limit: int | None) -> list[T]:
+    """The runs (by `created_at`) at or before `limit` (all when None), newest first."""
+    return [
+        runs[created_at]
+        for created_at in sorted(runs, reverse=True)
+        if limit is None or created_at <= limit
+    ]
 
 
 class EntryIndex:
@@ -103,13 +118,7 @@ class EntryIndex:
         if exact:
             found = self.exact(key)
             return [] if found is None else [found]
-        runs = self._runs(key.block_id, key.module_hash)
-        limit = key.created_at
-        return [
-            runs[created_at]
-            for created_at in sorted(runs, reverse=True)
-            if limit is None or created_at <= limit
-        ]
+        return newest_first(self._runs(key.block_id, key.module_hash), key.created_at)
 
     def __iter__(self) -> Iterator[StoredEntry]:
         """Every live entry, with its latest access time (decodes the snapshot)."""

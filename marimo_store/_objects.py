@@ -17,6 +17,7 @@ from marimo_store import _fs
 from marimo_store._entry import now_ms
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import CONTENT_HASH_BYTES, content_digest
+from marimo_store._signing import object_digest
 from marimo_store._verified import VerifiedObjects, fingerprint
 
 TYPE_CHECKING = False
@@ -62,12 +63,14 @@ class ObjectDirectory:
         """The file name of an object: two hex characters of fan-out, then the rest."""
         return os.path.join(self.root, object_id[:2], object_id[2:])
 
-    def write(self, data: Buffer, *, qualifier: str = "") -> str:
+    def write(self, data: Buffer, *, qualifier: str = "", digest: bytes | None = None) -> str:
         """Store `data` unless an object with its bytes exists; return its id.
 
         The hash is computed before any write, so a duplicate costs one hash,
         one `stat` and one `utime` (which tells object GC the object is in use
         again). A present file of the wrong size is damaged: it is replaced.
+        `digest`, the SHA-256 of `data` when the writer signs, is remembered
+        for a file this call creates (a present one is checked when read).
         """
         object_id = content_digest(data).hex() + qualifier
         size = memoryview(data).nbytes
@@ -84,10 +87,10 @@ class ObjectDirectory:
             except FileNotFoundError:  # deleted between the stat and the touch
                 present = False
         if not present:
-            self._create(object_id, path, data)
+            self._create(object_id, path, data, digest)
         return object_id
 
-    def _create(self, object_id: str, path: str, data: Buffer) -> None:
+    def _create(self, object_id: str, path: str, data: Buffer, digest: bytes | None) -> None:
         temp = self._temp_path()
         try:
             file = _fs.create_new(temp)
@@ -113,14 +116,22 @@ class ObjectDirectory:
         if self._durable:
             _fs.fsync_dir(os.path.dirname(path))
         # We hashed exactly these bytes; remember the file as verified.
-        self._verified.add(object_id, fingerprint(os.stat(path)))
+        seen = fingerprint(os.stat(path))
+        self._verified.add(object_id, seen)
+        if digest is not None:
+            self._verified.add_digest(object_id, seen, digest)
 
-    def read(self, object_id: str, size: int, *, memory_map: bool) -> memoryview | None:
+    def read(
+        self, object_id: str, size: int, *, memory_map: bool, digest: bytes | None = None
+    ) -> memoryview | None:
         """The bytes of an object, or None when it is missing or damaged.
 
         `memory_map` gives a read-only view backed by the page cache (numpy
         arrays built on it are read-only); otherwise a private, writable copy.
         Damage (wrong size or hash) moves the file to quarantine and warns.
+        With `digest` (a signed entry's SHA-256 of the object), the bytes must
+        also match it: checked once per unchanged file per process, whatever
+        `verify_reads` says.
         """
         if size == 0:
             return memoryview(b"")
@@ -147,6 +158,11 @@ class ObjectDirectory:
                 self._quarantine(object_id, path, stat, "contents do not match the object's hash")
                 return None
             self._verified.add(object_id, seen)
+        if digest is not None and not self._verified.has_digest(object_id, seen, digest):
+            if object_digest(data) != digest:
+                self._quarantine(object_id, path, stat, "contents do not match the signed digest")
+                return None
+            self._verified.add_digest(object_id, seen, digest)
         return memoryview(data)
 
     @staticmethod

@@ -15,12 +15,14 @@ import msgpack
 from marimo_store._entry import (
     CONTENT_KINDS,
     EntryMetadata,
+    EntrySignature,
     Environment,
     ExecutionKey,
     ObjectRef,
 )
 from marimo_store._errors import InvalidArgumentError
 from marimo_store._hashing import content_digest
+from marimo_store._signing import DIGEST_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 from marimo_store._value import Value
 
 TYPE_CHECKING = False
@@ -72,6 +74,8 @@ def _encode_ref(ref: ObjectRef, inline: Mapping[str, bytes]) -> dict[str, Any]:
         encoded["d"] = inline[ref.id]
     else:
         encoded["i"] = bytes.fromhex(ref.id)
+        if ref.digest is not None:
+            encoded["h"] = ref.digest
     if ref.buffers:
         encoded["b"] = [_encode_ref(buffer, inline) for buffer in ref.buffers]
     return encoded
@@ -99,6 +103,9 @@ def encode_entry(stored: StoredEntry, context: Environment | None) -> dict[str, 
         record["pk"] = dict(sorted(environment.packages.items()))
     if metadata.user_metadata:
         record["um"] = dict(metadata.user_metadata)
+    if metadata.signature is not None:
+        record["sn"] = metadata.signature.public_key
+        record["sig"] = metadata.signature.value
     return record
 
 
@@ -117,6 +124,7 @@ def _decode_ref(value: Any, inline: dict[str, bytes], *, is_buffer: bool) -> Obj
     _require(stored_format in _STORED_FORMATS and (stored_format == "buffer") == is_buffer)
     _require(isinstance(size, int) and not isinstance(size, bool) and size >= 0)
     data = value.get("d")
+    digest = None
     if data is not None:
         _require(isinstance(data, bytes) and len(data) == size)
         object_id = content_digest(data).hex()
@@ -125,6 +133,8 @@ def _decode_ref(value: Any, inline: dict[str, bytes], *, is_buffer: bool) -> Obj
         raw_id = value.get("i")
         _require(isinstance(raw_id, bytes) and len(raw_id) in (16, 24))
         object_id = raw_id.hex()
+        digest = value.get("h")
+        _require(digest is None or (isinstance(digest, bytes) and len(digest) == DIGEST_BYTES))
     buffers = value.get("b", [])
     _require(isinstance(buffers, list) and (not buffers or not is_buffer))
     return ObjectRef(
@@ -133,7 +143,17 @@ def _decode_ref(value: Any, inline: dict[str, bytes], *, is_buffer: bool) -> Obj
         stored_format,
         tuple(_decode_ref(buffer, inline, is_buffer=True) for buffer in buffers),
         inline=data is not None,
+        digest=digest,
     )
+
+
+def _decode_signature(public_key: Any, value: Any) -> EntrySignature | None:
+    """`sn` and `sig` come together or not at all (docs/format.md §6.4.6)."""
+    if public_key is None and value is None:
+        return None
+    _require(isinstance(public_key, bytes) and len(public_key) == PUBLIC_KEY_BYTES)
+    _require(isinstance(value, bytes) and len(value) == SIGNATURE_BYTES)
+    return EntrySignature(public_key, value)
 
 
 def key_from_fields(value: Any) -> ExecutionKey | None:
@@ -181,6 +201,7 @@ def decode_entry(record: Mapping[str, Any], context: Environment | None) -> Stor
     inline: dict[str, bytes] = {}
     try:
         contents = _decode_contents(record.get("c"), inline)
+        signature = _decode_signature(record.get("sn"), record.get("sig"))
     except _Malformed:
         return None
     metadata = EntryMetadata(
@@ -188,6 +209,7 @@ def decode_entry(record: Mapping[str, Any], context: Environment | None) -> Stor
         MappingProxyType(contents),
         Environment(python, platform, MappingProxyType(packages)),
         MappingProxyType(user_metadata),
+        signature=signature,
     )
     return StoredEntry(metadata, MappingProxyType(inline))
 

@@ -25,15 +25,17 @@ import math
 import pickle
 import sys
 import types
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 
-from marimo_store._errors import SerializationError
+from marimo_store._errors import SerializationError, StoreWarning
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from marimo_store._entry import StoredFormat
+    from marimo_store._entry import ContentFormat, ExecutionKey, ObjectRef, StoredFormat
     from marimo_store._hashing import Buffer
 
 PICKLE_PROTOCOL = 5
@@ -273,6 +275,65 @@ def serialize_bytes(name: str, value: Any) -> SerializedValue:
     first = pieces[0]
     stream = first if type(first) is bytes else views[0].tobytes()
     return SerializedValue("bytes", stream, views[1:])
+
+
+def serialize_contents(
+    contents: Mapping[str, Mapping[str, Any]], format: ContentFormat, *, cloudpickle_fallback: bool
+) -> dict[str, dict[str, SerializedValue]]:
+    """Every variable of an entry's contents, kinds and names in sorted order.
+
+    `format` `"json"` encodes JSON, `"bytes"` keeps bytes as they are;
+    anything else (`"pickle"`, or an `"auto"` the store did not resolve)
+    pickles.
+    """
+
+    def serialize(name: str, value: Any) -> SerializedValue:
+        if format == "json":
+            return serialize_json(name, value)
+        if format == "bytes":
+            return serialize_bytes(name, value)
+        return serialize_pickle(name, value, cloudpickle_fallback=cloudpickle_fallback)
+
+    return {
+        kind: {name: serialize(name, variables[name]) for name in sorted(variables)}
+        for kind, variables in sorted(contents.items())
+    }
+
+
+def store_contents(
+    serialized: Mapping[str, Mapping[str, SerializedValue]],
+    store: Callable[[SerializedValue], ObjectRef],
+) -> tuple[dict[str, Mapping[str, ObjectRef]], set[str]]:
+    """Store every serialized variable with `store`; return the contents as
+    references, and the top-level modules the values refer to (whose
+    versions go into the entry's environment)."""
+    modules: set[str] = set()
+    contents: dict[str, Mapping[str, ObjectRef]] = {}
+    for kind, variables in serialized.items():
+        refs: dict[str, ObjectRef] = {}
+        for name, value in variables.items():
+            modules |= value.modules
+            refs[name] = store(value)
+        contents[kind] = MappingProxyType(refs)
+    return contents, modules
+
+
+MISSING: Any = object()
+"""Stands for a value that could not be loaded (a miss)."""
+
+
+def unloadable(error: Exception, key: ExecutionKey, *, where: str = "", stacklevel: int) -> Any:
+    """What `deserialize` raising `error` means to a store: a value that no
+    longer loads (a class that moved, a package that changed) is a miss,
+    not a crash. Warns naming the entry's `key` (`where` adds to it);
+    returns `MISSING`. `stacklevel` as for `warnings.warn`, from the caller."""
+    warnings.warn(
+        f"marimo_store: cannot load a value of entry {key}{where}: "
+        f"{type(error).__name__}: {error}; treated as a miss",
+        StoreWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return MISSING
 
 
 def deserialize(stored: StoredFormat, stream: Buffer, buffers: Sequence[Buffer]) -> Any:

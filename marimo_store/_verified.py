@@ -21,6 +21,11 @@ each process verifies once, in memory.
 
 A damaged or torn record only ends the reading of the file early: it costs
 hashing again, never trust in a wrong file.
+
+The SHA-256 checks of signed entries (docs/security.md) are remembered in
+memory only, never in the shared file: whoever can write the store folder
+can write `local/` too, so a record there vouches for nothing against the
+people signatures are meant to stop.
 """
 
 from __future__ import annotations
@@ -58,10 +63,13 @@ def fingerprint(stat: os.stat_result) -> Fingerprint:
 def boot_id() -> str | None:
     """This boot of this machine, as lowercase hex; None where unknown."""
     try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
-            text = file.read().strip().replace("-", "").lower()
+        # Bytes, decoded by hand: a text-mode open with an encoding imports
+        # that codec (half a millisecond, on a get's path).
+        with open("/proc/sys/kernel/random/boot_id", "rb") as file:
+            raw = file.read(64)
     except OSError:
         return None
+    text = raw.decode("latin-1").strip().replace("-", "").lower()
     return text if text and all(c in "0123456789abcdef" for c in text) else None
 
 
@@ -83,6 +91,7 @@ class VerifiedObjects:
         self._local_dir = local_dir
         self._path: str | None = None
         self._known: dict[str, Fingerprint] = {}
+        self._digests: dict[str, tuple[Fingerprint, bytes]] = {}
         self._loaded = False  # the shared file is read on first need, not on open
         self._lock = threading.Lock()
 
@@ -112,6 +121,17 @@ class VerifiedObjects:
         """The object failed verification (or was replaced): trust it no more here."""
         with self._lock:
             self._known.pop(object_id, None)
+            self._digests.pop(object_id, None)
+
+    def has_digest(self, object_id: str, seen: Fingerprint, digest: bytes) -> bool:
+        """Whether this process found the file with fingerprint `seen` to have
+        the SHA-256 `digest`."""
+        return self._digests.get(object_id) == (seen, digest)
+
+    def add_digest(self, object_id: str, seen: Fingerprint, digest: bytes) -> None:
+        """Remember, in this process only, a file's checked SHA-256."""
+        with self._lock:
+            self._digests[object_id] = (seen, digest)
 
     def _load(self) -> None:
         name = ledger_name()

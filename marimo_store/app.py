@@ -10,7 +10,8 @@ its store from the configuration files (see `config`), else the
 
 - marimo's `__marimo__/cache` and no `__marimo__/persist`: a
   `LegacyPersistentStore` on marimo's folder (logged once, with how to
-  switch);
+  switch), unless the settings verify signatures, which that layout cannot
+  carry;
 - otherwise an `FsPersistentStore` at `__marimo__/persist` (created beside
   the file when there is no `__marimo__` anywhere), made on its first put.
 """
@@ -105,6 +106,9 @@ class App:
     def __repr__(self) -> str:
         return f"App({self.store!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:  # a cached function of this App, shipped to a worker
+        return (App, (self.store,))
+
 
 def current_app() -> App | None:
     """The App of the innermost `with App(...)` block, if any."""
@@ -141,7 +145,8 @@ def resolve_store(directory: str, config: Mapping[str, Any] | None = None) -> St
         return settings.open_store(os.path.join(directory, MARIMO_DIR, PERSIST_DIR))
     legacy = os.path.join(marimo_dir, LEGACY_DIR)
     persist = os.path.join(marimo_dir, PERSIST_DIR)
-    if os.path.isdir(legacy) and not os.path.exists(persist):
+    verifies = settings.store_options.get("verify_signatures", "off") != "off"
+    if os.path.isdir(legacy) and not os.path.exists(persist) and not verifies:
         _suggest_migration(legacy, persist)
         return LegacyPersistentStore(legacy)
     return settings.open_store(persist)

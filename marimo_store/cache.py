@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import time
 import types
 import warnings
@@ -45,7 +46,7 @@ from marimo_store._callhash import (
     is_async,
     is_generator,
 )
-from marimo_store._entry import Entry, EntryMetadata, ExecutionKey
+from marimo_store._entry import CALL_METADATA_KEY, Entry, EntryMetadata, ExecutionKey
 from marimo_store._errors import (
     InvalidArgumentError,
     SerializationError,
@@ -92,8 +93,6 @@ else:
 RESULT = "return"
 """The variable under which an entry holds the function's return value."""
 
-METADATA_KEY = "persistent_cache"
-"""The entry's user metadata key holding the function name and key components."""
 
 DEFAULT_LEASE_SECONDS = 600.0
 _FIRST_PAUSE = 0.005
@@ -192,7 +191,7 @@ def _describe(name: str, before: str | None, after: str | None) -> str:
 
 def _recorded(metadata: EntryMetadata) -> tuple[str | None, Mapping[str, str]]:
     """The function name and key components an entry was stored with."""
-    recorded = metadata.user_metadata.get(METADATA_KEY)
+    recorded = metadata.user_metadata.get(CALL_METADATA_KEY)
     if not isinstance(recorded, dict):
         return None, {}
     function, components = recorded.get("function"), recorded.get("components")
@@ -290,6 +289,15 @@ class CachedFunction(_Generic[P, R]):
                 "that cannot be stored; return a list instead"
             )
         functools.update_wrapper(self, func)
+        self._options: dict[str, Any] = {
+            "name": name,
+            "format": format,
+            "ignore": ignore,
+            "version": version,
+            "pin_modules": pin_modules,
+            "on_error": on_error,
+            "single_flight": single_flight,
+        }
         try:
             self._hasher = CallHasher(
                 func, name=name, ignore=ignore, version=version, pin_modules=pin_modules
@@ -308,6 +316,27 @@ class CachedFunction(_Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<persistent_cache of {self._function}>"
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        """Pickled like a function, so it can be mapped over worker processes.
+
+        Defined at the top level of an importable module, by reference: the
+        worker imports it, with its store. Otherwise (a script's
+        `__main__`, a notebook cell, a nested function) by value: the
+        function through cloudpickle, with its store and options. Either
+        way a worker computes the same keys as this process, so results
+        stored by one are hits for all.
+        """
+        module_name, qualname = self.__wrapped__.__module__, self.__wrapped__.__qualname__
+        found: Any = sys.modules.get(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        if module_name != "__main__" and found is self:
+            return qualname
+        import cloudpickle  # noqa: PLC0415 - only by-value pickling needs it
+
+        by_value = cloudpickle.dumps(self.__wrapped__)
+        return (_unpickle_cached, (by_value, self._resolve, self._options, self._anchor))
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         """Methods: the instance is the first argument (and part of the key)."""
@@ -378,7 +407,7 @@ class CachedFunction(_Generic[P, R]):
 
     def _save(self, store: Store, call: CallKey, result: Any) -> bool:
         """Store a result; on failure warn (or raise, with `on_error="raise"`)."""
-        metadata = {METADATA_KEY: {"function": self._function, "components": call.components}}
+        metadata = {CALL_METADATA_KEY: {"function": self._function, "components": call.components}}
         entry = Entry.of(call.key, {RESULT: result}, user_metadata=metadata, format=self._format)
         try:
             store.put(entry)
@@ -457,6 +486,18 @@ class CachedFunction(_Generic[P, R]):
             changed=tuple(changed),
             reasons=reasons,
         )
+
+
+def _unpickle_cached(
+    by_value: bytes, resolve: StoreResolver, options: dict[str, Any], anchor: str
+) -> CachedFunction[Any, Any]:
+    import cloudpickle  # noqa: PLC0415 - only by-value pickling needs it
+
+    cached: CachedFunction[Any, Any] = CachedFunction(
+        cloudpickle.loads(by_value), resolve, **options
+    )
+    cached._anchor = anchor  # where the original found its configuration
+    return cached
 
 
 class _BoundCachedFunction:
@@ -593,12 +634,28 @@ class CacheDecorator:
         return decorate if func is None else decorate(func)
 
 
+class _Fixed:
+    """The resolver of `persistent_cache(store=...)`: always that store.
+    A class rather than a lambda so that cached functions pickle."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __call__(self, anchor: str) -> Store:
+        return self.store
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Fixed, (self.store,))
+
+
 def _fixed(store: Store) -> StoreResolver:
     if not isinstance(store, FsPersistentStore | LegacyPersistentStore):
         raise InvalidArgumentError(
             f"store must be an FsPersistentStore or LegacyPersistentStore, got {store!r}"
         )
-    return lambda _: store
+    return _Fixed(store)
 
 
 _MISSING: Any = object()

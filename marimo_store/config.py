@@ -18,6 +18,14 @@ where `-1` means "no limit" (TOML has no null). The allowed keys are read
 from the constructors' signatures, so they cannot drift from them. Anything
 unknown or out of range is a `ConfigError` naming the file, the key and what
 is allowed.
+
+Trust settings follow stricter rules (docs/security.md), because a
+project's files travel with its code: whoever can commit to the project
+could otherwise make every reader trust their key. `signing_key` and
+`trusted_signers` are refused (`ConfigError`) in a project's `.marimo.toml`
+or `pyproject.toml`; `verify_signatures` from files is the strictest value
+any of them sets, so a project can ask for verification but never turn off
+what the user's file turns on. Explicit arguments are code and win as usual.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import sys
 
 from marimo_store._cleanup import DefaultCleanupStrategy
 from marimo_store._errors import ConfigError
+from marimo_store._trust import USER_LEVEL_OPTIONS, strictest
 from marimo_store._value import Value
 from marimo_store.store import FsPersistentStore, validate_options
 
@@ -42,6 +51,8 @@ SECTION = "fs_persister"
 DEFAULTS = "defaults"
 STRATEGY = "default_cleanup_strategy"
 DIR_PATH = "dir_path"
+SIGNING_KEY = "signing_key"
+MODE = "verify_signatures"
 NO_LIMIT = -1
 """What a strategy key set to this value in a file means: no limit (None)."""
 
@@ -128,15 +139,23 @@ def read_settings(start_dir: str, explicit: Mapping[str, Any] | None = None) -> 
     layers: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     if explicit is not None:
         layers.append((EXPLICIT, *_check_explicit(explicit, start_dir)))
+    user = user_config_file()
     for path, label in config_files(start_dir):
         section = _read_section(path, label)
         if section is not None:
+            if user is None or not os.path.samefile(path, user):
+                _refuse_user_level_options(section[0], f"{path}: [{label}.{DEFAULTS}]")
             layers.append((path, *section))
     store_options: dict[str, Any] = {}
     strategy: dict[str, Any] = {}
     for _, layer_options, layer_strategy in reversed(layers):
         store_options.update(layer_options)
         strategy.update(layer_strategy)
+    from_files = [
+        options[MODE] for source, options, _ in layers if source != EXPLICIT and MODE in options
+    ]
+    if from_files and (explicit is None or MODE not in layers[0][1]):
+        store_options[MODE] = strictest(from_files)  # a project file cannot weaken the user's
     dir_path = store_options.pop(DIR_PATH, None)
     return Settings(
         dir_path,
@@ -144,6 +163,17 @@ def read_settings(start_dir: str, explicit: Mapping[str, Any] | None = None) -> 
         DefaultCleanupStrategy(**strategy) if strategy else None,
         tuple(source for source, _, _ in layers if source != EXPLICIT),
     )
+
+
+def _refuse_user_level_options(options: Mapping[str, Any], where: str) -> None:
+    for key in USER_LEVEL_OPTIONS:
+        if key in options:
+            raise ConfigError(
+                f"{where}: {key} may only be set in your user configuration (~/{PROJECT_FILE} "
+                "or $XDG_CONFIG_HOME/marimo/marimo.toml) or in code: a project's configuration "
+                "travels with the code, so whoever can commit to the project could make every "
+                "reader trust their own key and run their pickles (docs/security.md)"
+            )
 
 
 def config_files(start_dir: str) -> list[tuple[str, str]]:
@@ -261,7 +291,8 @@ def _check_store_options(
             validate_options({**defaults, "cleanup_strategy": None, key: value})
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
-        checked[key] = value
+        relative_key = key == SIGNING_KEY and isinstance(value, str)
+        checked[key] = os.path.join(base_dir, os.path.expanduser(value)) if relative_key else value
     return checked
 
 

@@ -18,7 +18,7 @@ import mmap
 import os
 import pickle
 import warnings
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
 from marimo_store import _fs
 from marimo_store._entry import (
@@ -40,20 +40,18 @@ from marimo_store._errors import (
     StoreWarning,
 )
 from marimo_store._hashing import content_digest
+from marimo_store._named import NamedObjects
 from marimo_store._records import check_user_metadata
-from marimo_store._serialize import (
-    SerializedValue,
-    deserialize,
-    serialize_json,
-    serialize_pickle,
-)
+from marimo_store._serialize import SerializedValue, deserialize, serialize_contents
+from marimo_store._versions import check_policy, check_versions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from typing import Any, BinaryIO, NoReturn
 
-    from marimo_store._entry import StoredFormat
+    from marimo_store._entry import ContentFormat, StoredFormat
+    from marimo_store._versions import VersionPolicy
 
 _FORMAT = "marimo_store.legacy"
 _VERSION = 1
@@ -193,12 +191,13 @@ def _encode_header(
     return pickle.dumps(header, protocol=5)
 
 
-class LegacyPersistentStore:
+class LegacyPersistentStore(NamedObjects):
     """A cache in marimo's `__marimo__/cache` layout: `<path>/<block>/<hash>.pickle`.
 
-    The same `put`, `get`, `load_variable`, `entries` and `delete_entries`
-    as `FsPersistentStore`. Each computation `(block_id, module_hash)` has
-    one file, so only its newest run is kept. There is no cleanup:
+    The same `put`, `get`, `load_variable`, `entries`, `history`,
+    `delete_entries` and named objects as `FsPersistentStore`. Each
+    computation `(block_id, module_hash)` has one file, so only its newest
+    run is kept (a named object has one version). There is no cleanup:
     `cleanup()` raises `NotSupportedError`.
     """
 
@@ -236,15 +235,9 @@ class LegacyPersistentStore:
         if not isinstance(entry, Entry):
             raise InvalidArgumentError(f"put() takes an Entry, got {type(entry).__name__}")
         user_metadata = check_user_metadata(entry.user_metadata)
-        serialized = {
-            kind: {
-                name: serialize_json(name, variables[name])
-                if entry.format == "json"
-                else serialize_pickle(name, variables[name], cloudpickle_fallback=True)
-                for name in sorted(variables)
-            }
-            for kind, variables in sorted(entry.contents.items())
-        }
+        # JSON or pickle: the legacy layout has no `bytes` values (they are pickled).
+        requested: ContentFormat = "json" if entry.format == "json" else "pickle"
+        serialized = serialize_contents(entry.contents, requested, cloudpickle_fallback=True)
         modules = {
             m for variables in serialized.values() for v in variables.values() for m in v.modules
         }
@@ -300,11 +293,20 @@ class LegacyPersistentStore:
 
     # -- reading -------------------------------------------------------------------
 
-    def get(self, key: ExecutionKey, exact_match_created_at: bool = False) -> Entry | None:
-        """The entry for `key`, or None; `key.created_at` as in `FsPersistentStore.get`."""
+    def get(
+        self,
+        key: ExecutionKey,
+        exact_match_created_at: bool = False,
+        *,
+        version_policy: VersionPolicy = "warn",
+    ) -> Entry | None:
+        """The entry for `key`, or None; `key.created_at` and `version_policy`
+        as in `FsPersistentStore.get`."""
+        check_policy(version_policy)
         found = self._find(key, exact_match_created_at)
         if found is None:
             return None
+        check_versions(found.metadata, version_policy, stacklevel=2)
         contents: dict[str, dict[str, Any]] = {}
         with _Mapped(found) as mapped:
             for kind, refs in found.metadata.contents.items():
@@ -347,6 +349,12 @@ class LegacyPersistentStore:
                     if read is not None:
                         found.append(read.metadata)
         return sorted(found, key=lambda metadata: (metadata.created_at, metadata.key.block_id))
+
+    def history(self, key: ExecutionKey) -> list[EntryMetadata]:
+        """The stored run of `key`'s computation if it is at or before
+        `key.created_at` (one at most: a put replaces the file)."""
+        found = self._find(key, exact=False)
+        return [] if found is None else [found.metadata]
 
     def __len__(self) -> int:
         return len(self.entries())
@@ -403,17 +411,6 @@ class LegacyPersistentStore:
 
     def close(self) -> None:
         """Nothing to close: no file stays open between calls."""
-
-    def __enter__(self) -> LegacyPersistentStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _load_header(file: BinaryIO) -> EntryMetadata | None:

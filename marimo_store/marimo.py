@@ -82,7 +82,9 @@ class MarimoStore(_MarimoStoreBase):
     the manifest last), so an interrupted write stores nothing. Values are
     kept as the exact bytes marimo gave (`format="bytes"`), cut so that equal
     data, such as one array in two blocks, is stored once; the store never
-    unpickles anything on marimo's behalf.
+    unpickles anything on marimo's behalf. With `verify_signatures` on, keys
+    whose bytes marimo unpickles (all but `.json` and `.jsonl` ones) are
+    served only from entries signed by a trusted key (docs/security.md).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, **options: Any) -> None:
@@ -153,7 +155,7 @@ class MarimoStore(_MarimoStoreBase):
                 return None
             entry_key = metadata.key
         try:
-            return store.load_bytes(entry_key, parsed.key)
+            return store.load_bytes(entry_key, parsed.key, requires_trust=_unpickled(parsed.key))
         except NotFoundError:
             return None
 
@@ -220,6 +222,16 @@ class MarimoStore(_MarimoStoreBase):
 
 def _reopen(path: str | os.PathLike[str] | None, options: dict[str, Any]) -> MarimoStore:
     return MarimoStore(path, **options)
+
+
+def _unpickled(key: str) -> bool:
+    """Whether marimo may unpickle the bytes of `key`: everything but JSON.
+
+    marimo's pickle loader (the default method) calls `pickle.loads` on
+    what `get` returns without checks of its own, so with `verify_signatures`
+    on such bytes come only from trusted entries (docs/security.md).
+    """
+    return not key.endswith((".json", ".jsonl"))
 
 
 def _as_bytes(value: object, key: str) -> bytes:

@@ -18,8 +18,8 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
-from types import MappingProxyType, TracebackType
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from types import MappingProxyType
 
 from marimo_store import _fs
 from marimo_store._cleanup import (
@@ -37,6 +37,7 @@ from marimo_store._entry import (
     Environment,
     ExecutionKey,
     ObjectRef,
+    check_keys,
     now_ms,
 )
 from marimo_store._environment import current_environment, platform_tag, python_version
@@ -59,6 +60,7 @@ from marimo_store._log import (
     new_writer_id,
     pack,
 )
+from marimo_store._named import NamedObjects
 from marimo_store._objects import ObjectDirectory
 from marimo_store._records import (
     ACCESS_TYPE,
@@ -72,12 +74,14 @@ from marimo_store._records import (
     same_contents,
 )
 from marimo_store._serialize import (
+    MISSING,
     SerializedValue,
     deserialize,
-    serialize_bytes,
-    serialize_json,
-    serialize_pickle,
+    serialize_contents,
+    store_contents,
+    unloadable,
 )
+from marimo_store._signing import load_signing_key, object_digest
 from marimo_store._snapshot import (
     SNAPSHOT_SUFFIX,
     SnapshotSet,
@@ -86,15 +90,19 @@ from marimo_store._snapshot import (
     merge,
     read_snapshots,
 )
+from marimo_store._trust import SignatureStatus, TrustPolicy, check_trust_options, needs_trust
 from marimo_store._verified import VerifiedObjects, prune_ledgers
+from marimo_store._versions import check_policy, check_versions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal, Protocol, TypeAlias
 
-    from marimo_store._entry import ContentFormat, StoredFormat
+    from marimo_store._entry import StoredFormat
     from marimo_store._findings import Finding, VerifyReport
+    from marimo_store._trust import VerifyMode
     from marimo_store._verify import Progress
+    from marimo_store._versions import VersionPolicy
     from marimo_store._watch import ChangeWatch
 
     Durability: TypeAlias = Literal["flush", "fsync"]
@@ -126,8 +134,24 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
 }
 
 
+_reopened: weakref.WeakValueDictionary[tuple[Any, ...], FsPersistentStore] = (
+    weakref.WeakValueDictionary()
+)
+
+
 def _reopen(cls: type[FsPersistentStore], config: dict[str, Any]) -> FsPersistentStore:
-    return cls(**config)
+    """Unpickle a store: copies of one configuration are one instance per
+    process (while it is alive), so a worker that receives the store with
+    every task (and every handle) opens it once and writes one log segment,
+    not one per task."""
+    identity = (cls, *sorted(config.items(), key=lambda item: item[0]))
+    try:
+        store = _reopened.get(identity)
+    except TypeError:  # an unhashable cleanup strategy: no sharing
+        return cls(**config)
+    if store is None:
+        store = _reopened[identity] = cls(**config)
+    return store
 
 
 class _Writing:
@@ -198,7 +222,7 @@ def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
         store._exit()
 
 
-class FsPersistentStore:
+class FsPersistentStore(NamedObjects):
     """A persistent execution cache in a directory (see docs/format.md).
 
     Arguments (each also a `.marimo.toml` key of the same name):
@@ -242,6 +266,17 @@ class FsPersistentStore:
       (they may belong to entries not visible here yet).
     - `lock_timeout`: seconds to wait for a local lock; on timeout a put
       goes on without it and a cleanup is skipped and reported.
+    - `signing_key`: a PEM Ed25519 private key file; every entry put is
+      signed with it. None: `$MARIMO_STORE_SIGNING_KEY` (the PEM text) or
+      `$MARIMO_STORE_SIGNING_KEY_FILE` (a path) when set, else no signing.
+    - `verify_signatures`: `"off"` (default) loads what it finds; `"on"`
+      unpickles only values of entries signed by this store's key or a
+      `trusted_signers` key, after checking every object's SHA-256 (others
+      are a miss, with one warning per signer); `"strict"` raises
+      `UntrustedEntryError` instead. JSON and bytes values load either way.
+    - `trusted_signers`: fingerprints of the keys whose entries are trusted
+      (from arguments or the user's configuration file, never a project's).
+      docs/security.md has the threat model and a team's set-up.
     """
 
     def __init__(
@@ -263,6 +298,9 @@ class FsPersistentStore:
         tombstone_ttl_days: float = 30,
         object_grace_seconds: float = 3600,
         lock_timeout: float = 10,
+        signing_key: str | os.PathLike[str] | None = None,
+        verify_signatures: VerifyMode = "off",
+        trusted_signers: Collection[str] = (),
     ) -> None:
         if not isinstance(path, str | os.PathLike):
             raise ConfigError(f"path must be a str or os.PathLike, got {path!r}")
@@ -283,8 +321,13 @@ class FsPersistentStore:
             "tombstone_ttl_days": tombstone_ttl_days,
             "object_grace_seconds": object_grace_seconds,
             "lock_timeout": lock_timeout,
+            "signing_key": signing_key,
+            "verify_signatures": verify_signatures,
+            "trusted_signers": trusted_signers,
         }
         validate_options(self._config)
+        # Hashable and independent of order: the configuration is the store's identity.
+        self._config["trusted_signers"] = tuple(sorted(set(trusted_signers)))
         self.path: str = self._config["path"]
         self.object_id_mode: ObjectIdMode = object_id_mode
         self.auto_variables_format = auto_variables_format
@@ -301,6 +344,12 @@ class FsPersistentStore:
         self.tombstone_ttl_days = float(tombstone_ttl_days)
         self.object_grace_seconds = float(object_grace_seconds)
         self.lock_timeout = float(lock_timeout)
+        self.signing_key = signing_key
+        self.verify_signatures: VerifyMode = verify_signatures
+        self.trusted_signers: tuple[str, ...] = self._config["trusted_signers"]
+        self._trust = TrustPolicy(
+            self.path, verify_signatures, load_signing_key(signing_key), self.trusted_signers
+        )
         self.layout = Layout(self.path)
         self.layout.check_format()
         self._lock = threading.RLock()
@@ -353,6 +402,11 @@ class FsPersistentStore:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
 
+    @property
+    def signer(self) -> str | None:
+        """The fingerprint of this store's signing key (None: it does not sign)."""
+        return None if self._trust.key is None else self._trust.key.fingerprint
+
     # -- writing -------------------------------------------------------------------
 
     def put(self, entry: Entry) -> EntryMetadata:
@@ -367,13 +421,9 @@ class FsPersistentStore:
             raise InvalidArgumentError(f"put() takes an Entry, got {type(entry).__name__}")
         user_metadata = check_user_metadata(entry.user_metadata)
         requested = entry.format if entry.format != "auto" else self.auto_variables_format
-        serialized = {
-            kind: {
-                name: self._serialize(name, variables[name], requested)
-                for name in sorted(variables)
-            }
-            for kind, variables in sorted(entry.contents.items())
-        }
+        serialized = serialize_contents(
+            entry.contents, requested, cloudpickle_fallback=self.cloudpickle_fallback
+        )
         writing = self._writing_for_this_process()
         needs_files = any(
             len(part) >= self.inline_threshold
@@ -416,14 +466,9 @@ class FsPersistentStore:
             else ""
         )
         inline: dict[str, bytes] = {}
-        modules: set[str] = set()
-        contents: dict[str, Mapping[str, ObjectRef]] = {}
-        for kind, variables in serialized.items():
-            refs: dict[str, ObjectRef] = {}
-            for name, value in variables.items():
-                modules |= value.modules
-                refs[name] = self._store_value(writing, value, qualifier, inline)
-            contents[kind] = MappingProxyType(refs)
+        contents, modules = store_contents(
+            serialized, lambda value: self._store_value(writing, value, qualifier, inline)
+        )
         environment = current_environment(modules)
         with self._lock:
             self._refresh()
@@ -440,6 +485,7 @@ class FsPersistentStore:
                     f"{key} is already stored with different contents; use a new "
                     "created_at (or leave it None) for a new run of the same computation"
                 )
+            stored = self._trust.sign(stored)
             self._append(writing, encode_entry(stored, writing.context))
             self._index.add_entry(stored)
             self._wrote_entries = True
@@ -451,13 +497,6 @@ class FsPersistentStore:
         self._log_reader.adopt(
             name, writing.segments.segment_id, writing.segments.identity, offset, writing.header
         )
-
-    def _serialize(self, name: str, value: Any, requested: ContentFormat) -> SerializedValue:
-        if requested == "json":
-            return serialize_json(name, value)
-        if requested == "bytes":
-            return serialize_bytes(name, value)
-        return serialize_pickle(name, value, cloudpickle_fallback=self.cloudpickle_fallback)
 
     def _store_value(
         self,
@@ -495,8 +534,10 @@ class FsPersistentStore:
             object_id = content_digest(data).hex()
             inline[object_id] = bytes(data)
             return ObjectRef(object_id, size, stored_format, buffers, True)
-        object_id = writing.objects.write(data, qualifier=qualifier)
-        return ObjectRef(object_id, size, stored_format, buffers)
+        # A signature covers a file's bytes through their SHA-256 (see _trust.py).
+        digest = object_digest(data) if self._trust.key is not None else None
+        object_id = writing.objects.write(data, qualifier=qualifier, digest=digest)
+        return ObjectRef(object_id, size, stored_format, buffers, digest=digest)
 
     def _assign_created_at(
         self, key: ExecutionKey, contents: Mapping[str, Mapping[str, ObjectRef]]
@@ -546,12 +587,7 @@ class FsPersistentStore:
         other processes at their next refresh; the next `cleanup()` drops
         them and object GC frees objects nothing else references.
         """
-        keys = list(keys)
-        for key in keys:
-            if not isinstance(key, ExecutionKey):
-                raise InvalidArgumentError(
-                    f"delete_entries() takes ExecutionKeys, got {type(key).__name__}"
-                )
+        keys = check_keys(keys, "delete_entries")
         with self._lock:
             self._refresh()
             runs = list(
@@ -583,22 +619,38 @@ class FsPersistentStore:
         That is the newest run at or before `key.created_at` (any run when
         it is None) whose objects are all present at their recorded sizes.
         Hashes are checked only when values are loaded, so a damaged object
-        found here can still make the load a miss. Records no access.
+        found here can still make the load a miss. Records no access. With
+        `verify_signatures` on, runs `get` would refuse to unpickle are
+        passed over (without a warning or an error: nothing is loaded here).
         """
         for stored in self._candidates(key, exact=False):
-            if self._objects_present(stored):
+            if self._objects_present(stored) and self._admits(
+                stored, stored.metadata.objects().values(), quiet=True
+            ):
                 return stored.metadata
         return None
 
-    def get(self, key: ExecutionKey, exact_match_created_at: bool = False) -> Entry | None:
+    def get(
+        self,
+        key: ExecutionKey,
+        exact_match_created_at: bool = False,
+        *,
+        version_policy: VersionPolicy = "warn",
+    ) -> Entry | None:
         """The stored entry for `key`, with its values, or None (a miss).
 
         Without `exact_match_created_at`, `key.created_at` is an upper
         bound: the newest run at or before it (or the newest of all when it
         is None) that loads completely is returned. A hit is always
         complete: any missing or damaged object makes that run a miss.
+        `version_policy` judges the run's recorded Python and package
+        versions before anything is unpickled (see docs/objects.md).
         """
+        check_policy(version_policy)
         for stored in self._candidates(key, exact_match_created_at):
+            if not self._admits(stored, stored.metadata.objects().values()):
+                continue
+            check_versions(stored.metadata, version_policy, stacklevel=2)
             contents = self._load_contents(stored)
             if contents is not None:
                 metadata = stored.metadata
@@ -614,18 +666,67 @@ class FsPersistentStore:
         """
         return self._load_one(key, name, kind, only_bytes=False)
 
-    def load_bytes(self, key: ExecutionKey, name: str, *, kind: str = "variables") -> bytes:
+    def load_bytes(
+        self,
+        key: ExecutionKey,
+        name: str,
+        *,
+        kind: str = "variables",
+        requires_trust: bool = False,
+    ) -> bytes:
         """`load_variable` for a value stored with `format="bytes"`.
 
         Never runs code: a variable stored in another format raises
         `NotFoundError` instead of being unpickled. For callers that hand
         the bytes to a reader with its own checks (marimo's signed caches),
         which a pickle planted in a shared store must not get around.
+        `requires_trust`: the caller will unpickle the bytes itself, so with
+        `verify_signatures` on they are treated like a pickled value (only
+        from a trusted entry, every object's SHA-256 checked).
         """
-        loaded: bytes = self._load_one(key, name, kind, only_bytes=True)
+        loaded: bytes = self._load_one(
+            key, name, kind, only_bytes=True, requires_trust=requires_trust
+        )
         return loaded
 
-    def _load_one(self, key: ExecutionKey, name: str, kind: str, *, only_bytes: bool) -> Any:
+    def signature_status(self, key: ExecutionKey) -> SignatureStatus | None:
+        """What this store makes of the signature of the run `key` names
+        (`created_at` required), or None when no such run is stored.
+
+        Checks the signature against the entry and the trusted keys; reads
+        no object and unpickles nothing, whatever `verify_signatures` says.
+        Checking a signed entry needs `cryptography` (else `ConfigError`).
+        """
+        found = self._candidates(key, exact=True)
+        return self._trust.status(found[0]) if found else None
+
+    def _admits(
+        self,
+        stored: StoredEntry,
+        refs: Iterable[ObjectRef],
+        *,
+        requires_trust: bool = False,
+        quiet: bool = False,
+    ) -> bool:
+        """Whether `verify_signatures` lets these values of `stored` load
+        (warns or raises as the mode says, unless `quiet`)."""
+        trust = self._trust
+        if not trust.checks:
+            return True
+        executable = requires_trust or needs_trust(refs)
+        if quiet:
+            return trust.would_admit(stored, executable=executable)
+        return trust.admits(stored, executable=executable)
+
+    def _load_one(
+        self,
+        key: ExecutionKey,
+        name: str,
+        kind: str,
+        *,
+        only_bytes: bool,
+        requires_trust: bool = False,
+    ) -> Any:
         for stored in self._candidates(key, exact=False):
             ref = stored.metadata.contents.get(kind, {}).get(name)
             if ref is None:
@@ -635,11 +736,25 @@ class FsPersistentStore:
                     f"{kind} {name!r} of entry {stored.metadata.key} is stored as "
                     f"{ref.format}, not as bytes"
                 )
+            if not self._admits(stored, (ref,), requires_trust=requires_trust):
+                continue
             loaded = self._load_value(stored, ref)
-            if loaded is not _MISSING:
+            if loaded is not MISSING:
                 self._note_access(stored.metadata.key)
                 return loaded
         raise NotFoundError(f"no loadable entry for {key}")
+
+    def history(self, key: ExecutionKey) -> list[EntryMetadata]:
+        """Metadata of the runs of `key`'s computation, newest first: every
+        run at or before `key.created_at` (all when it is None).
+
+        Catches up with other writers first (at most every
+        `refresh_interval`), so a name saved elsewhere is seen; nothing is
+        unpickled and objects are not checked.
+        """
+        with self._lock:
+            self._refresh()
+            return [stored.metadata for stored in self._candidates(key, exact=False)]
 
     def entries(self) -> list[EntryMetadata]:
         """Metadata of every live entry, oldest first; nothing is unpickled."""
@@ -812,7 +927,7 @@ class FsPersistentStore:
             values: dict[str, Any] = {}
             for name, ref in refs.items():
                 value = self._load_value(stored, ref)
-                if value is _MISSING:
+                if value is MISSING:
                     return None
                 values[name] = value
             contents[kind] = values
@@ -828,23 +943,19 @@ class FsPersistentStore:
         ]
         buffers = [buffer for buffer in loaded if buffer is not None]
         if stream is None or len(buffers) != len(loaded):
-            return _MISSING
+            return MISSING
         try:
             return deserialize(ref.format, stream, buffers)
         except Exception as error:  # a value that no longer loads is a miss, not a crash
-            warnings.warn(
-                f"marimo_store: cannot load a value of entry {stored.metadata.key}: "
-                f"{type(error).__name__}: {error}; treated as a miss",
-                StoreWarning,
-                stacklevel=4,
-            )
-            return _MISSING
+            return unloadable(error, stored.metadata.key, stacklevel=4)
 
     def _read_object(self, stored: StoredEntry, ref: ObjectRef, *, memory_map: bool) -> Any:
-        """An object's verified bytes (from the record when inline), or None."""
+        """An object's verified bytes (from the record when inline), or None.
+        With `verify_signatures` on, a recorded SHA-256 is checked too."""
         if ref.inline:
             return stored.inline[ref.id]
-        return self._reader_objects.read(ref.id, ref.size, memory_map=memory_map)
+        digest = ref.digest if self._trust.checks else None
+        return self._reader_objects.read(ref.id, ref.size, memory_map=memory_map, digest=digest)
 
     # -- cleanup -------------------------------------------------------------------
 
@@ -1108,17 +1219,6 @@ class FsPersistentStore:
                 stacklevel=1,
             )
 
-    def __enter__(self) -> FsPersistentStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _start_watching(reference: weakref.ref[FsPersistentStore]) -> None:
     """Start a store's change notification (in a thread of its own)."""
@@ -1153,9 +1253,6 @@ def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
         )
 
 
-_MISSING: Any = object()
-
-
 def validate_options(config: Mapping[str, Any]) -> None:
     """Raise `ConfigError` naming the first option that is out of range.
 
@@ -1188,6 +1285,7 @@ def validate_options(config: Mapping[str, Any]) -> None:
     for name in ("verify_reads", "cloudpickle_fallback", "memory_map", "cleanup_on_exit"):
         if not isinstance(config[name], bool):
             raise ConfigError(f"{name} must be True or False, got {config[name]!r}")
+    check_trust_options(config)
     strategy = config["cleanup_strategy"]
     if strategy is not None and not callable(strategy):
         raise ConfigError(f"cleanup_strategy must be callable, got {strategy!r}")

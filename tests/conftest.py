@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from marimo_store import FsPersistentStore
+from marimo_store import FsPersistentStore, LegacyPersistentStore, MemoryStore, TieredStore
 
 StoreFactory = Callable[..., FsPersistentStore]
 ModuleLoader = Callable[..., types.ModuleType]
@@ -91,6 +91,29 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg"))
     return home
+
+
+STORE_KINDS = ("fs", "legacy", "memory", "tiered")
+"""Every kind of store that has named objects, handles and a version policy."""
+
+
+def open_store(kind: str, root: Path) -> Any:
+    """A store of `kind` in `root` (the tiered one: memory in front of a directory)."""
+    if kind == "fs":
+        return FsPersistentStore(root / "fs")
+    if kind == "legacy":
+        return LegacyPersistentStore(root / "legacy")
+    if kind == "memory":
+        return MemoryStore("64MB")
+    return TieredStore([MemoryStore("64MB"), FsPersistentStore(root / "tiered")])
+
+
+@pytest.fixture(params=STORE_KINDS)
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Each kind of store in turn (see `open_store`), closed afterwards."""
+    store = open_store(request.param, tmp_path)
+    yield store
+    store.close()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

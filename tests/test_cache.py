@@ -379,6 +379,22 @@ def test_cache_clear_tombstones_this_blocks_entries(
     assert len(reader.entries()) == 2
 
 
+def test_cleanup_keeps_every_argument_of_a_sweep(
+    load_module: ModuleLoader, probe: types.ModuleType, make_store: StoreFactory
+) -> None:
+    """The default strategy keeps 3 entries per *block*; the calls of one
+    function (one block) are kept by `max_calls_per_function` instead."""
+    module = load_module(BASE)
+    for a in range(20):
+        module.f(a)
+    report = probe.store.cleanup()
+    assert report.dropped == []
+    fresh = load_module(BASE)
+    probe.calls.clear()
+    assert [fresh.f(a) for a in range(20)] == [2 * a + 1 for a in range(20)]
+    assert probe.calls == []
+
+
 def test_named_blocks_and_versions(make_store: StoreFactory) -> None:
     store = make_store()
     calls: list[int] = []

@@ -137,7 +137,11 @@ def test_the_example_documents_every_key_with_its_default(tmp_path: Path) -> Non
     assert set(example) == {"defaults", "default_cleanup_strategy"}
     defaults = dict(example["defaults"])
     assert defaults.pop("dir_path") == "__marimo__/persist"
-    assert defaults == store_defaults()
+    # Options only a user's file may set are shown commented out: a project
+    # that copies the example must not get a ConfigError.
+    user_level = {key: store_defaults()[key] for key in ("signing_key", "trusted_signers")}
+    assert defaults == {k: v for k, v in store_defaults().items() if k not in user_level}
+    assert all(f"\n# {key} = " in EXAMPLE.read_text() for key in user_level)
     # ... and those are every option a store carries but its path and strategy.
     options = set(FsPersistentStore(tmp_path).config) - {"path", "cleanup_strategy"}
     assert options == store_defaults().keys()
@@ -149,9 +153,12 @@ def test_the_example_documents_every_key_with_its_default(tmp_path: Path) -> Non
 
 
 def test_the_example_itself_is_a_valid_configuration(tmp_path: Path, home: Path) -> None:
-    shutil.copy(EXAMPLE, tmp_path / ".marimo.toml")
+    shutil.copy(EXAMPLE, tmp_path / ".marimo.toml")  # as a project's file
     settings = read_settings(str(tmp_path))
-    assert settings.store_options == store_defaults()
+    user_level = ("signing_key", "trusted_signers")
+    assert settings.store_options == {
+        k: v for k, v in store_defaults().items() if k not in user_level
+    }
     assert settings.cleanup_strategy == DefaultCleanupStrategy()
     assert settings.dir_path == str(tmp_path / "__marimo__" / "persist")
 
@@ -193,8 +200,8 @@ def _error(tmp_path: Path, text: str, name: str = ".marimo.toml") -> str:
         ("[fs_persister.defaults]\ndir_path = 3\n", "dir_path must be a non-empty path, got 3"),
         ("[fs_persister.default_cleanup_strategy]\nmax_entries = 3\n",
          "[fs_persister.default_cleanup_strategy]: unknown key 'max_entries'; allowed keys: "
-         "max_entries_per_block, max_entries_per_module, max_entry_age_days, "
-         "max_total_content_size"),
+         "max_calls_per_function, max_entries_per_block, max_entries_per_module, "
+         "max_entry_age_days, max_total_content_size"),
         ("[fs_persister.default_cleanup_strategy]\nmax_entries_per_block = 0\n",
          "max_entries_per_block must be an int >= 1 or None (no limit), got 0 "
          "(in a file, -1 means no limit)"),

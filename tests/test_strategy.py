@@ -52,15 +52,18 @@ def meta(
     last_access: int | None = None,
     size: int = 1000,
     objects: tuple[str, ...] | None = None,
+    call: bool = False,
 ) -> EntryMetadata:
     """Metadata of one stored entry, with one object per name in `objects`
-    (by default one object of its own), each of `size` bytes."""
+    (by default one object of its own), each of `size` bytes. `call`: as
+    `persistent_cache` records a function call."""
     names = objects if objects is not None else (f"{block}/{module}/{created_at}",)
     refs = {f"v{i}": ObjectRef(object_id(name), size, "pickle") for i, name in enumerate(names)}
     return EntryMetadata(
         ExecutionKey(block, module, created_at),
         {"variables": refs},
         ENV,
+        {"persistent_cache": {"function": f"m.{block}", "components": {}}} if call else {},
         last_access=last_access,
     )
 
@@ -103,7 +106,32 @@ def test_defaults() -> None:
     assert strategy.max_entries_per_module == 2
     assert strategy.max_entry_age_days is None
     assert strategy.max_total_content_size is None
+    assert strategy.max_calls_per_function == 1000
     assert run(strategy, []) == {}
+
+
+def test_calls_of_a_function_are_kept_by_recency_of_use_not_per_block() -> None:
+    """Different arguments of one function are all valid at once: the block
+    rule does not apply to them, the per-function LRU limit does."""
+    t = NOW - DAY
+    calls = [meta("f", f"args{i}", t + i, call=True) for i in range(10)]
+    cells = [meta("cell", f"m{i}", t + i) for i in range(10)]
+    default = DefaultCleanupStrategy()
+    assert set(run(default, [*calls, *cells])) == {cell.key for cell in cells[:7]}
+
+    # The oldest call was read a minute ago: least recently used go first.
+    read_lately = [calls[0].replace(last_access=NOW - MINUTE), *calls[1:]]
+    limited = DefaultCleanupStrategy(max_calls_per_function=4)
+    dropped = run(limited, read_lately)
+    assert set(dropped) == {call.key for call in calls[1:7]}
+    assert all("most recently used calls of its function" in r for r in dropped.values())
+    # ... per function (block), and never for entries that are not calls.
+    other = [meta("g", f"args{i}", t + i, call=True) for i in range(4)]
+    assert set(run(limited, [*read_lately, *other, *cells[:3]])) == set(dropped)
+    # Re-runs of one call still count against max_entries_per_module.
+    reruns = [meta("f", "same-args", t + i, call=True) for i in range(3)]
+    assert set(run(default, reruns)) == {reruns[0].key}
+    assert set(run(DefaultCleanupStrategy(max_calls_per_function=None), calls)) == set()
 
 
 def test_keeps_the_newest_n_entries_of_each_block() -> None:
