@@ -49,6 +49,7 @@ from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from marimo_store._findings import Finding, VerifyProblem, VerifyReport
     from marimo_store._handles import ObjectHandle
     from marimo_store._migrate import MigrationReport, migrate_marimo_cache
     from marimo_store.app import App, persistent_cache
@@ -64,6 +65,7 @@ _LAZY = {
     "CachedFunction": "marimo_store.cache",
     "CacheInfo": "marimo_store.cache",
     "Explanation": "marimo_store.cache",
+    "Finding": "marimo_store._findings",
     "LegacyPersistentStore": "marimo_store.legacy",
     "MarimoStore": "marimo_store.marimo",
     "MemoryStore": "marimo_store.memory",
@@ -71,6 +73,8 @@ _LAZY = {
     "ObjectHandle": "marimo_store._handles",
     "TieredStore": "marimo_store.tiered",
     "migrate_marimo_cache": "marimo_store._migrate",
+    "VerifyProblem": "marimo_store._findings",
+    "VerifyReport": "marimo_store._findings",
 }
 """Exports imported on first access (PEP 562)."""
 
@@ -106,6 +110,7 @@ __all__ = [
     "ExecutionKey",
     "ExecutionKeyClash",
     "Explanation",
+    "Finding",
     "FsPersistentStore",
     "InvalidArgumentError",
     "InvalidKeyError",
@@ -126,6 +131,8 @@ __all__ = [
     "StoreWarning",
     "TieredStore",
     "UntrustedEntryError",
+    "VerifyProblem",
+    "VerifyReport",
     "VersionDifference",
     "VersionMismatchError",
     "generate_signing_key",

@@ -11,12 +11,12 @@ import functools
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 from marimo_store import _fs
 from marimo_store._entry import CALL_METADATA_KEY, EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
-from marimo_store._log import writer_is_gone, writer_of
+from marimo_store._log import writer_is_gone, writer_is_local, writer_of, writer_of_file
 from marimo_store._value import Value
 
 TYPE_CHECKING = False
@@ -329,10 +329,17 @@ def collect_garbage(
 def delete_consumed_segments(
     log_dir: str, segments: Mapping[str, SegmentState], report: CleanupReport
 ) -> None:
-    """Delete segments that are sealed and whose every byte a snapshot holds.
+    """Delete segments that are sealed and whose every readable byte a snapshot holds.
 
     Sealed means no more appends can come: the writer closed it, moved on
-    to a later segment, or (on this host) its process is gone.
+    to a later segment, or (on this host) its process is gone. A sealed
+    segment of this host is final as it stands, so a torn tail (a write cut
+    short by a crash or a full disk) does not keep it alive; one of another
+    host may still be arriving through a sync tool, so it goes only once
+    every byte was read and it is at least as long as what a snapshot
+    already holds of it (a shorter copy is still arriving, or is an old copy
+    the newer one will replace). A file named after a dead writer of this
+    host that never got its header (the writer died creating it) goes too.
     """
     newest: dict[str, int] = {}
     for state in segments.values():
@@ -340,11 +347,17 @@ def delete_consumed_segments(
             writer, number = writer_of(state.segment_id)
             newest[writer] = max(number, newest.get(writer, -1))
     for name, state in segments.items():
-        if not state.segment_id or state.offset < state.size:
+        if not state.segment_id:
+            owner = writer_of_file(name)
+            if owner is not None and writer_is_gone(owner):
+                _fs.unlink(os.path.join(log_dir, name))
+                report.segments_deleted += 1
             continue
         writer, number = writer_of(state.segment_id)
         if not (state.closed or number < newest[writer] or writer_is_gone(writer)):
             continue
+        if (state.offset < state.size or state.behind) and not writer_is_local(writer):
+            continue  # another host's segment still arriving: the rest may follow
         path = os.path.join(log_dir, name)
         try:
             if os.stat(path).st_size != state.size:
@@ -355,19 +368,29 @@ def delete_consumed_segments(
         report.segments_deleted += 1
 
 
-def delete_stale_temp_files(tmp_dir: str, report: CleanupReport) -> None:
-    """Remove temp files of writers that died (this host) or older than a day."""
+def stale_temp_files(tmp_dir: str) -> Iterator[tuple[str, str]]:
+    """`(path, why)` of every temp file no writer will finish: its writer
+    died (on this host), or it is more than a day old."""
     try:
         items = list(os.scandir(tmp_dir))
     except (FileNotFoundError, NotADirectoryError):
         return
     horizon = time.time() - _STALE_TEMP_SECONDS
     for item in items:
-        writer = item.name.rsplit("-", 1)[0]
         try:
-            stale = writer_is_gone(writer) or item.stat().st_mtime < horizon
+            old = item.stat().st_mtime < horizon
         except FileNotFoundError:
             continue
-        if stale and item.is_file():
-            _fs.unlink(item.path)
-            report.temp_files_deleted += 1
+        if not item.is_file():
+            continue
+        if old:
+            yield item.path, "older than a day"
+        elif writer_is_gone(item.name.rsplit("-", 1)[0]):
+            yield item.path, "its writer is gone"
+
+
+def delete_stale_temp_files(tmp_dir: str, report: CleanupReport) -> None:
+    """Remove the temp files that `stale_temp_files` names."""
+    for path, _ in stale_temp_files(tmp_dir):
+        _fs.unlink(path)
+        report.temp_files_deleted += 1

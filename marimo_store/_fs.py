@@ -1,9 +1,10 @@
 """The one seam through which the store changes files.
 
 Every write-side file operation (create, write, fsync, replace, unlink,
-mkdir, utime) goes through a function here and nowhere else, so that crash
-and fault-injection tests can replace these functions to stop the "process"
-after the k-th operation, inject `EIO`/`ENOSPC`, or drop unsynced data.
+mkdir, utime, creating a lock file) goes through a function here and nowhere
+else, so that crash and fault-injection tests (tests/_faults.py) can replace
+these functions to stop the "process" after the k-th operation, inject
+`EIO`/`ENOSPC`/`EACCES`, or drop data that was never fsynced.
 Callers look the functions up on the module at call time
 (`_fs.replace(...)`), which is what makes them replaceable; the cost is one
 attribute lookup. Reads (open for reading, stat, mmap, listing) are not
@@ -40,6 +41,11 @@ def create_new(path: str, *, append: bool = False, mode: int = 0o644) -> BinaryI
     flags = _NEW_FILE_FLAGS | (os.O_APPEND if append else 0)
     fd = os.open(path, flags, mode)
     return os.fdopen(fd, "ab" if append else "wb", buffering=0)
+
+
+def open_lock_file(path: str) -> int:
+    """Open (creating it if needed) a lock file; the caller closes the descriptor."""
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
 
 def append_to(path: str, data: bytes) -> None:

@@ -48,6 +48,11 @@ class EntryIndex:
             self._removed.update(merged.tombstones)
             self._accessed.update(merged.last_access)
 
+    @property
+    def base_truncated(self) -> bool:
+        """The snapshot under this index was cut short in place: rebuild."""
+        return self._base is not None and self._base.truncated
+
     def add_entry(self, stored: StoredEntry) -> None:
         """An entry record read from the log (or just written)."""
         if self.is_removed(stored.metadata.key):

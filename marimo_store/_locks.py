@@ -51,7 +51,7 @@ class LocalLock:
                 yield acquired
             return
         _fs.makedirs(os.path.dirname(self.path))
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _fs.open_lock_file(self.path)
         try:
             yield _acquire(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, timeout)
         finally:

@@ -82,6 +82,10 @@ def pack(document: dict[str, Any]) -> bytes:
     return msgpack.packb(document, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+CLOSE_FRAME = frame(pack({"t": CLOSE_TYPE}))
+"""The close record, framed: always these bytes, and always a segment's last record."""
+
+
 class ParsedFrames:
     """The good records at the start of a byte range, and where they end.
 
@@ -196,7 +200,7 @@ class SegmentWriter:
                 return
             try:
                 if self._still_ours():
-                    _fs.write_all(self._file, frame(pack({"t": CLOSE_TYPE})))
+                    _fs.write_all(self._file, CLOSE_FRAME)
                     if self._durable:
                         _fs.fsync(self._file)
             finally:
@@ -246,6 +250,51 @@ class SegmentWriter:
         self._offset = len(header)
 
 
+class SegmentOpening:
+    """What the first record of a segment file says.
+
+    `header` and `segment_id` when it is a valid header (`end`: where the
+    records after it start); otherwise `problem` says why the file is not a
+    segment, or is empty while the file may still be a segment being created
+    or synced (its first record incomplete and short enough).
+    """
+
+    __slots__ = ("end", "header", "problem", "segment_id")
+
+    def __init__(
+        self, header: dict[str, Any] | None, segment_id: str, end: int, problem: str
+    ) -> None:
+        self.header = header
+        self.segment_id = segment_id
+        self.end = end
+        self.problem = problem
+
+
+def read_header(data: memoryview) -> SegmentOpening:
+    """Check the header record at the start of a segment's bytes."""
+    first = read_frame(data, 0)
+    header = unpack(first) if first is not None else None
+    segment_id = segment_id_of(header) if header else None
+    if header is not None and header.get("t") == HEADER_TYPE and segment_id is not None:
+        return SegmentOpening(header, segment_id, FRAME.size + len(first or b""), "")
+    if first is not None or len(data) >= FRAME.size + MAX_HEADER_BYTES:
+        return SegmentOpening(None, "", 0, "it does not start with a header")
+    if len(data) >= FRAME.size and FRAME.unpack_from(data)[0] <= len(data):
+        return SegmentOpening(None, "", 0, "its header fails its checksum")
+    return SegmentOpening(None, "", 0, "")
+
+
+def _closed_before(data: memoryview, header_end: int, start: int) -> bool:
+    """Whether the bytes a snapshot consumed end with the close record.
+
+    Such a record is never read again (reading starts after it), yet it is
+    what says the segment is sealed and may be deleted once consumed.
+    """
+    return header_end < start <= len(data) and data[start - len(CLOSE_FRAME) : start] == (
+        CLOSE_FRAME
+    )
+
+
 class SegmentState:
     """What a reader knows of one segment file.
 
@@ -253,10 +302,21 @@ class SegmentState:
     `segment_id`: `<writer>.<n>` from the header, the segment's identity
     whatever its file name; `size`: the file size at the last read;
     `damaged_size`: the size when damage was last reported (the file is
-    re-read only when it changes).
+    re-read only when it changes); `behind`: the file is shorter than what
+    a snapshot already consumed of its segment (an old or half-delivered
+    copy: it may still grow).
     """
 
-    __slots__ = ("closed", "damaged_size", "header", "identity", "offset", "segment_id", "size")
+    __slots__ = (
+        "behind",
+        "closed",
+        "damaged_size",
+        "header",
+        "identity",
+        "offset",
+        "segment_id",
+        "size",
+    )
 
     def __init__(
         self,
@@ -273,6 +333,7 @@ class SegmentState:
         self.size = size
         self.closed = False
         self.damaged_size = -1
+        self.behind = False
 
 
 def segment_id_of(header: dict[str, Any]) -> str | None:
@@ -289,6 +350,18 @@ def writer_of(segment_id: str) -> tuple[str, int]:
     """The writer id and segment number of a segment id."""
     writer, _, number = segment_id.rpartition(".")
     return writer, int(number)
+
+
+def writer_is_local(writer_id: str) -> bool:
+    """Whether a writer ran on this host: its files reach this directory
+    directly, never half-delivered by a sync tool."""
+    return _host_and_pid(writer_id)[0] == host_name()
+
+
+def writer_of_file(name: str) -> str | None:
+    """The writer id in a segment's own file name `<writer>.<n>.log`, if it has one."""
+    stem, dot, number = name.removesuffix(SEGMENT_SUFFIX).rpartition(".")
+    return stem if dot and number.isdigit() and name.endswith(SEGMENT_SUFFIX) else None
 
 
 def writer_is_gone(writer_id: str) -> bool:
@@ -381,22 +454,21 @@ class LogReader:
         start = 0
         header = state.header
         if header is None:
-            first = read_frame(data, 0)
-            header = unpack(first) if first is not None else None
-            segment_id = segment_id_of(header) if header else None
-            if header is None or header.get("t") != HEADER_TYPE or segment_id is None:
-                if first is not None or len(data) >= FRAME.size + MAX_HEADER_BYTES:
-                    self._report(path, state, stat.st_size, "it does not start with a header")
-                elif len(data) >= FRAME.size and FRAME.unpack_from(data)[0] <= len(data):
-                    self._report(path, state, stat.st_size, "its header fails its checksum")
+            opening = read_header(data)
+            if opening.header is None:
+                if opening.problem:
+                    self._report(path, state, stat.st_size, opening.problem)
                 return
+            header, segment_id, header_end = opening.header, opening.segment_id, opening.end
             state.header, state.segment_id = header, segment_id
-            header_end = FRAME.size + len(first or b"")
             start = max(header_end, self._start_offsets.get(segment_id, 0))
+            state.closed = _closed_before(data, header_end, start)
         parsed = parse_frames(data, start) if start <= len(data) else None
         if parsed is None:  # the snapshot consumed more than this copy holds
             state.offset = base + len(data)
+            state.behind = True
             return
+        state.behind = False
         if parsed.damaged:
             self._report(path, state, stat.st_size, "a record fails its checksum")
         state.offset = base + parsed.end

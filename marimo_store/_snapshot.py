@@ -113,9 +113,17 @@ class SnapshotFile:
     """A verified, memory-mapped snapshot; entries are decoded on demand."""
 
     def __init__(
-        self, path: str, data: mmap.mmap, header: dict[str, Any], layout: tuple[int, int]
+        self,
+        path: str,
+        data: mmap.mmap,
+        header: dict[str, Any],
+        layout: tuple[int, int],
+        identity: tuple[int, int] = (0, 0),
     ) -> None:
         self.path = path
+        self._identity = identity
+        self.truncated = False
+        """Set when the file was cut short in place while mapped: never read it again."""
         self._data = data
         self._view = memoryview(data)
         self.header = header
@@ -136,22 +144,77 @@ class SnapshotFile:
     @classmethod
     def open(cls, path: str) -> SnapshotFile | None:
         """The snapshot at `path`, or None (with a warning) if it does not verify."""
+        snapshot, problem = cls.inspect(path)
+        if problem is not None:
+            _damaged(path, problem)
+        return snapshot
+
+    @classmethod
+    def inspect(cls, path: str) -> tuple[SnapshotFile | None, str | None]:
+        """The snapshot at `path`, or what is wrong with it; `(None, None)` if
+        it vanished (a concurrent cleanup) or cannot be read right now."""
         try:
             with open(path, "rb") as file:
-                size = os.fstat(file.fileno()).st_size
+                stat = os.fstat(file.fileno())
+                size = stat.st_size
                 if size < _FOOTER.size + FRAME.size:
-                    _damaged(path, "too short")
-                    return None
+                    return None, "too short"
                 data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError):
-            return None  # vanished (a concurrent cleanup) or unreadable: not a head now
+            return None, None
         problem = _check(memoryview(data), size)
         if isinstance(problem, str):
             data.close()
-            _damaged(path, problem)
-            return None
+            return None, problem
         header, layout = problem
-        return cls(path, data, header, layout)
+        return cls(path, data, header, layout, (stat.st_dev, stat.st_ino)), None
+
+    def _intact(self) -> bool:
+        """Whether the mapped file still has all its bytes.
+
+        Snapshots are never changed in place, but another program may do it
+        (`rsync --inplace`, a sync tool or a person truncating the file).
+        Touching a mapped page past the new end would kill the process with
+        SIGBUS, so every read of the map first checks the size (a `stat`,
+        about a microsecond); a truncation in the microseconds between that
+        check and the read cannot be caught.
+        """
+        if self.truncated:
+            return False
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return True  # deleted or renamed: the mapped inode stays whole
+        if (stat.st_dev, stat.st_ino) == self._identity and stat.st_size < len(self._data):
+            self.truncated = True
+            _damaged(self.path, "it was cut short while in use")
+            return False
+        return True
+
+    def deep_damage(self) -> str | None:
+        """What is wrong with any byte of the file, or None.
+
+        Opening checks only the header, key table and footer (that is what
+        keeps it fast); this also checks every entry record, the tombstones
+        and the header's hash of everything between header and table.
+        """
+        if not self._intact():
+            return "it was cut short"
+        damaged = sum(
+            self._entry_at(_ROW.unpack_from(self._table, row * _ROW.size)[1]) is None
+            for row in range(self.count)
+        )
+        if damaged:
+            return f"{damaged} entry record(s) fail their checksum"
+        if read_frame(self._view[: self._table_at], self._tombstones_at) is None:
+            return "its tombstone record fails its checksum"
+        header_end = FRAME.size + FRAME.unpack_from(self._view, 0)[0]
+        body = self._view[header_end : self._table_at]
+        if _body_hash(body) != self.header.get("body"):
+            return "its body does not match the hash in its header"
+        if self.header.get("count") != self.count:
+            return "its entry count does not match its key table"
+        return None
 
     def lookup(self, block_id: str, module_hash: str) -> list[StoredEntry]:
         """Every run of one computation held by this snapshot."""
@@ -159,6 +222,8 @@ class SnapshotFile:
         cached = self._decoded.get(wanted)
         if cached is not None:
             return cached
+        if not self._intact():
+            return []
         target = computation_hash(block_id, module_hash)
         low, high = 0, self.count
         while low < high:  # leftmost row whose hash is >= target
@@ -191,7 +256,7 @@ class SnapshotFile:
         itself.
         """
         damaged = 0
-        for row in range(self.count):
+        for row in range(self.count if self._intact() else 0):
             stored = self._entry_at(_ROW.unpack_from(self._table, row * _ROW.size)[1])
             if stored is None:
                 damaged += 1
@@ -202,6 +267,8 @@ class SnapshotFile:
 
     def tombstones(self) -> dict[ExecutionKey, int]:
         """Keys deleted by cleanups, with when they were deleted."""
+        if not self._intact():
+            return {}
         payload = read_frame(self._view[: self._table_at], self._tombstones_at)
         found: dict[ExecutionKey, int] = {}
         if payload is None:
@@ -227,6 +294,13 @@ class SnapshotFile:
         self._view.release()
         self._table.release()
         self._data.close()
+
+
+def _body_hash(data: memoryview) -> str:
+    """The body hash as `encode_snapshot` writes it into the header."""
+    hasher = content_hasher()
+    hasher.update(data)
+    return hasher.hexdigest()
 
 
 def _decode_snapshot_entry(record: dict[str, Any] | None) -> StoredEntry | None:

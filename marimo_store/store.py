@@ -99,8 +99,11 @@ if TYPE_CHECKING:
     from typing import Any, Literal, Protocol, TypeAlias
 
     from marimo_store._entry import StoredFormat
+    from marimo_store._findings import Finding, VerifyReport
     from marimo_store._trust import VerifyMode
+    from marimo_store._verify import Progress
     from marimo_store._versions import VersionPolicy
+    from marimo_store._watch import ChangeWatch
 
     Durability: TypeAlias = Literal["flush", "fsync"]
     ObjectIdMode: TypeAlias = Literal["deduplication", "execution_key_qualified"]
@@ -118,6 +121,9 @@ _ACCESS_RECORD_INTERVAL_MS = 60_000
 """At most one access record per entry per minute per writer: recency for
 LRU cleanup without a write on every hit."""
 _TRIGGER_BACKOFF_SECONDS = 30.0
+_WATCH_SAFETY_SECONDS = 5.0
+"""With change notification, a miss still re-reads after this long: some
+file systems (FUSE mounts, container volume mounts) fail to report changes."""
 _MAX_ANCESTORS = 1000
 _MAX_SEGMENTS_BEFORE_CLEANUP = 64
 
@@ -352,6 +358,9 @@ class FsPersistentStore(NamedObjects):
         self._snapshot_names: tuple[str, ...] | None = None
         self._last_refresh = -float("inf")
         self._verified = VerifiedObjects(self.layout.local)
+        self._watch: ChangeWatch | None = None
+        self._watch_unavailable = False
+        self._watch_starting = 0
         self._reader_objects = ObjectDirectory(
             self.layout.objects,
             quarantine_dir=self.layout.quarantine,
@@ -782,25 +791,66 @@ class FsPersistentStore(NamedObjects):
                 self._refresh()
             found = self._index.runs(key, exact=exact)
             if not found:
-                self._refresh()
+                self._refresh(miss=True)
                 found = self._index.runs(key, exact=exact)
             return found
 
-    def _refresh(self) -> None:
-        """Catch up with other writers, at most every `refresh_interval`.
+    def _refresh(self, *, miss: bool = False) -> None:
+        """Catch up with other writers, when they may have written something.
+
+        With change notification (started by the first refresh after a
+        miss), only when `log/` or `snapshots/` changed since the last
+        refresh, or `_WATCH_SAFETY_SECONDS` passed (for events a file system
+        fails to report); otherwise (polling) at most every
+        `refresh_interval`, and on every miss when that is 0.
 
         A changed set of snapshot files means a cleanup ran: the index is
         rebuilt on the new heads. Otherwise only new log bytes are read.
         """
         now = time.monotonic()
-        if self._snapshot_names is not None and now - self._last_refresh < self.refresh_interval:
-            return
+        watch = self._change_watch(start=miss)
+        if self._index.base_truncated:
+            self._snapshot_names = None  # rebuild without it
+        if self._snapshot_names is not None:
+            if watch is not None:
+                if not watch.take_change() and now - self._last_refresh < _WATCH_SAFETY_SECONDS:
+                    return
+            elif now - self._last_refresh < self.refresh_interval:
+                return
         self._last_refresh = now
         names = self._list_snapshots()
         if names != self._snapshot_names:
             self._reload(names)
         for header, record in self._log_reader.read_new():
             _apply(header, record, self._index)
+
+    def _change_watch(self, *, start: bool) -> ChangeWatch | None:
+        """The running change notification, or None: poll meanwhile.
+
+        `start` (a miss) starts it in a background thread, so that no call
+        waits for watchdog (40 ms to import, and starting or stopping
+        watches can wait for its threads); until it runs, misses poll. Not
+        with `refresh_interval=0`: every miss refreshes anyway, and an event
+        may arrive a moment after the write it reports.
+        """
+        watch = self._watch
+        pid = os.getpid()
+        if watch is not None and watch.pid != pid:
+            self._watch = watch = None  # inherited through fork(): its threads are not here
+        if watch is not None or not start or self._watch_unavailable:
+            return watch
+        if self._watch_starting == pid or self.refresh_interval == 0:
+            return None
+        if not os.path.isdir(self.path):
+            return None  # a directory created later is watched from a later miss on
+        self._watch_starting = pid
+        threading.Thread(
+            target=_start_watching,
+            args=(weakref.ref(self),),
+            name="marimo_store-watch",
+            daemon=True,
+        ).start()
+        return None
 
     def _list_snapshots(self) -> tuple[str, ...]:
         try:
@@ -931,19 +981,23 @@ class FsPersistentStore(NamedObjects):
             return report
         if not dry_run:
             self._flush_accesses()  # so that this process's hits count for LRU
-        with self._modification_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
-            if not acquired:
-                report.skipped.append(
-                    "another process is cleaning up "
-                    f"(modification lock busy for {self.lock_timeout:g} s)"
-                )
-                return report
-            try:
+        try:
+            with self._modification_lock.hold(
+                exclusive=True, timeout=self.lock_timeout
+            ) as acquired:
+                if not acquired:
+                    report.skipped.append(
+                        "another process is cleaning up "
+                        f"(modification lock busy for {self.lock_timeout:g} s)"
+                    )
+                    return report
                 self._clean_up_locked(
                     strategy or self.cleanup_strategy, bool(include_content), report
                 )
-            except OSError as error:
-                raise StoreIOError(f"cleanup of {self.path} failed: {error}") from error
+        except StoreIOError:
+            raise
+        except OSError as error:  # the lock file included (a read-only copy, a full disk)
+            raise StoreIOError(f"cleanup of {self.path} failed: {error}") from error
         if not dry_run:
             with self._lock:
                 self._snapshot_names = None  # adopt the new snapshot at the next lookup
@@ -954,13 +1008,7 @@ class FsPersistentStore(NamedObjects):
         self, strategy: CleanupStrategy, include_content: bool, report: CleanupReport
     ) -> None:
         now = now_ms()
-        snapshots = read_snapshots(self.layout.snapshots)
-        state = merge(snapshots.heads)
-        reader = LogReader(
-            self.layout.log, {segment: offset for segment, (offset, _) in state.consumed.items()}
-        )
-        for header, record in reader.read_new():
-            _apply(header, record, state)
+        state, reader, snapshots = self._merged_state()
         live = state.live()
         decisions = dict(strategy([stored.metadata for stored in live], now))
         for stored in live:
@@ -986,6 +1034,18 @@ class FsPersistentStore(NamedObjects):
         if include_content:
             self._collect_garbage(state, reader, report)
 
+    def _merged_state(self) -> tuple[StoreState, LogReader, SnapshotSet]:
+        """Every head merged, plus every log record after them: the whole
+        current state, the log reader that read it, and the snapshot files."""
+        snapshots = read_snapshots(self.layout.snapshots)
+        state = merge(snapshots.heads)
+        reader = LogReader(
+            self.layout.log, {segment: offset for segment, (offset, _) in state.consumed.items()}
+        )
+        for header, record in reader.read_new():
+            _apply(header, record, state)
+        return state, reader, snapshots
+
     def _write_snapshot(
         self,
         state: StoreState,
@@ -998,11 +1058,15 @@ class FsPersistentStore(NamedObjects):
         # Offsets only for segments that still exist: a deleted segment that a
         # sync tool brings back is harmless to re-read (entries are idempotent
         # and tombstones keep dropped keys dropped), and the header stays as
-        # small as the set of live segments.
+        # small as the set of live segments. Never less than the heads had
+        # consumed: a copy shorter than that (a sync tool still delivering
+        # it) ends anywhere, perhaps inside a record, and reading on from
+        # there would lose every record after it.
         consumed: dict[str, tuple[int, int]] = {}
         for segment in reader.segments().values():
             if segment.segment_id:
-                known = max(consumed.get(segment.segment_id, (0, 0))[0], segment.offset)
+                earlier = state.consumed.get(segment.segment_id, (0, 0))[0]
+                known = max(consumed.get(segment.segment_id, (0, 0))[0], segment.offset, earlier)
                 consumed[segment.segment_id] = (known, now)
         state.consumed = consumed
         state.tombstones = {k: at for k, at in state.tombstones.items() if at >= horizon}
@@ -1083,6 +1147,43 @@ class FsPersistentStore(NamedObjects):
         )
         self._background.start()
 
+    # -- checking and repairing ----------------------------------------------------
+
+    def verify(self, *, repair: bool = False, progress: Progress | None = None) -> VerifyReport:
+        """Check every file of the store; with `repair`, fix what is wrong.
+
+        Rehashes every object (conflicted copies and misplaced files too),
+        checks every snapshot and segment byte for byte and every entry's
+        objects, and looks at `format.json`, `.gitignore`, `.gitattributes`
+        and `tmp/`. With `repair=True`: verified copies go to their true
+        names, damaged files to `quarantine/`, entries whose objects are
+        missing or damaged are dropped, stale temp files are deleted, and a
+        fresh snapshot is written; a second `verify()` then reports nothing.
+        `progress(bytes_hashed, total_bytes)` is called while hashing.
+        Never needed for correctness: every read verifies what it loads.
+        """
+        from marimo_store._verify import verify_store  # noqa: PLC0415 - rarely used
+
+        try:
+            return verify_store(self, repair=repair, progress=progress)
+        except StoreIOError:
+            raise
+        except OSError as error:
+            raise StoreIOError(f"verify of {self.path} failed: {error}") from error
+
+    def doctor(self) -> list[Finding]:
+        """What about where and how this store is kept deserves attention.
+
+        Warns when the store is on a network file system or inside a
+        Dropbox, OneDrive, iCloud Drive, Syncthing, Google Drive or Nextcloud
+        folder (with the settings to choose), holds conflicted copies or
+        stale temp files, or a record is far ahead of this machine's clock;
+        notes when change notification falls back to polling. Reads only.
+        """
+        from marimo_store._doctor import diagnose  # noqa: PLC0415 - rarely used
+
+        return diagnose(self)
+
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
@@ -1117,6 +1218,25 @@ class FsPersistentStore(NamedObjects):
                 StoreWarning,
                 stacklevel=1,
             )
+
+
+def _start_watching(reference: weakref.ref[FsPersistentStore]) -> None:
+    """Start a store's change notification (in a thread of its own)."""
+    from marimo_store._watch import ChangeWatch  # noqa: PLC0415 - imports watchdog
+
+    store = reference()
+    path = store.path if store is not None else ""
+    del store  # not kept alive while watchdog starts
+    watch = ChangeWatch.start(path) if path else None
+    store = reference()
+    if store is None or watch is None:
+        if watch is not None:
+            watch.close()
+        if store is not None:
+            store._watch_unavailable = True
+        return
+    weakref.finalize(store, watch.close).atexit = False
+    store._watch = watch
 
 
 def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:

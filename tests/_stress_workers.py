@@ -3,7 +3,8 @@
 Like `_workers.py`, this module is importable by name so that the "spawn"
 start method can run its functions in a fresh interpreter; it is also run as
 a script (`python _stress_workers.py cleanup-child <path>`) for the crash
-test, which SIGKILLs that process in the middle of a cleanup.
+test, which SIGKILLs that process in the middle of a cleanup, and as
+`python _stress_workers.py chaos <path> <seed>` for the chaos test.
 
 Every stored value is a deterministic function of its key (`stress_value`),
 so whoever reads a value can tell whether it is the right one. Workers never
@@ -14,6 +15,7 @@ queue, and the parent asserts.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -357,8 +359,70 @@ def cleanup_child(path: str) -> None:
     print("done", json.dumps(summary), flush=True)
 
 
+# -- 4. random work, random SIGKILL ----------------------------------------------------
+
+CHAOS_LOCK_TIMEOUT = 5.0
+
+
+def chaos_worker(path: str, seed: int) -> None:
+    """Random puts, gets, cleanups (some with object GC) and reopens until killed.
+
+    Run as a script by the chaos test, which SIGKILLs it at random moments.
+    Writes `wrong <what>` at once for a wrong value, `skipped <why>` for a
+    cleanup that found a lock busy for CHAOS_LOCK_TIMEOUT seconds, and a
+    `stats <json>` line every 20 operations (flushed: a kill loses little).
+    """
+    warnings.simplefilter("ignore", StoreWarning)  # a killed writer's torn files warn
+    rng = random.Random(seed)
+
+    def open_store() -> FsPersistentStore:
+        return FsPersistentStore(
+            path,
+            object_grace_seconds=0,
+            lock_timeout=CHAOS_LOCK_TIMEOUT,
+            refresh_interval=rng.choice((0, 0.05)),
+            cleanup_on_exit=False,
+        )
+
+    store = open_store()
+    stats = {"puts": 0, "gets": 0, "hits": 0, "cleanups": 0, "gc": 0, "reopens": 0}
+    for operation in itertools.count():
+        choice = rng.random()
+        block, module = stress_key_space(rng)
+        if choice < 0.45:
+            store.put(Entry.of(ExecutionKey(block, module), stress_value(block, module)))
+            stats["puts"] += 1
+        if choice < 0.85:
+            entry = store.get(ExecutionKey(block, module))
+            stats["gets"] += 1
+            if entry is not None:
+                stats["hits"] += 1
+                problem = mismatch(entry.variables, stress_value(block, module))
+                if problem or (entry.key.block_id, entry.key.module_hash) != (block, module):
+                    print(f"wrong {block}/{module}: {problem or entry.key}", flush=True)
+        elif choice < 0.97:
+            gc = rng.random() < 0.3
+            report = store.cleanup(include_content=gc)
+            stats["cleanups"] += 1
+            stats["gc"] += gc
+            for reason in report.skipped:
+                print(f"skipped {reason}", flush=True)
+        else:
+            if rng.random() < 0.5:
+                store.close()
+            store = open_store()
+            stats["reopens"] += 1
+        if operation % 20 == 19:
+            print("stats", json.dumps(stats), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["cleanup-child"]:
         cleanup_child(sys.argv[2])
+    elif sys.argv[1:2] == ["chaos"]:
+        chaos_worker(sys.argv[2], int(sys.argv[3]))
     else:
-        sys.exit(f"usage: {os.path.basename(__file__)} cleanup-child <store path>")
+        sys.exit(
+            f"usage: {os.path.basename(__file__)} cleanup-child <store path> | "
+            "chaos <store path> <seed>"
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import sys
 import textwrap
 import types
@@ -113,3 +114,31 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     store = open_store(request.param, tmp_path)
     yield store
     store.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Sizes of the long randomised tests: small by default (CI), larger on request."""
+    parser.addoption(
+        "--schedules",
+        type=int,
+        default=int(os.environ.get("MARIMO_STORE_SYNC_SCHEDULES", "300")),
+        help="sync simulator schedules with replicas in this process (tests/sync)",
+    )
+    parser.addoption(
+        "--schedule-seed",
+        type=int,
+        default=int(os.environ.get("MARIMO_STORE_SYNC_SEED", "0")),
+        help="the first schedule's seed (later ones count up from it)",
+    )
+    parser.addoption(
+        "--process-schedules",
+        type=int,
+        default=int(os.environ.get("MARIMO_STORE_SYNC_PROCESS_SCHEDULES", "10")),
+        help="sync simulator schedules with each replica in a worker process",
+    )
+    parser.addoption(
+        "--mutations",
+        type=int,
+        default=int(os.environ.get("MARIMO_STORE_FUZZ_MUTATIONS", "600")),
+        help="mutations of the corruption fuzzer (tests/test_fuzz.py)",
+    )

@@ -555,3 +555,36 @@ def test_existing_gitignore_is_left_alone(make_store: StoreFactory, store_path: 
     store.put(Entry.of(numbered_key(1), numbered_value(1)))
     assert (store_path / ".gitignore").read_text() == "custom\n"
     assert "* binary" in (store_path / ".gitattributes").read_text().splitlines()
+
+
+def test_snapshot_cut_short_in_place_while_mapped_is_a_miss_not_a_crash(
+    store_path: Path,
+) -> None:
+    # In a child process: before the guard, this died of SIGBUS (the
+    # snapshot is memory-mapped; rsync --inplace or a person may truncate it).
+    code = f"""
+import os, warnings
+from marimo_store import Entry, ExecutionKey, FsPersistentStore, StoreWarning
+warnings.simplefilter("ignore", StoreWarning)
+root = {str(store_path)!r}
+writer = FsPersistentStore(root, cleanup_on_exit=False)
+for i in range(200):
+    writer.put(Entry.of(ExecutionKey(f"cut{{i}}", "m"), {{"i": i}}))
+writer.close()
+writer.cleanup()
+reader = FsPersistentStore(root, refresh_interval=0, cleanup_on_exit=False)
+assert reader.get(ExecutionKey("cut0", "m")) is not None  # the snapshot is mapped now
+(name,) = os.listdir(os.path.join(root, "snapshots"))
+os.truncate(os.path.join(root, "snapshots", name), 4096)
+hits = [reader.get(ExecutionKey(f"cut{{i}}", "m")) for i in range(1, 200)]
+assert all(hit is None or hit.variables["i"] == i for i, hit in enumerate(hits, 1))
+print("alive", sum(hit is not None for hit in hits))
+"""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert result.stdout.startswith("alive")

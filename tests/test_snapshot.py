@@ -813,3 +813,68 @@ def test_cleanup_of_a_missing_store_does_nothing(
     # Also with a strategy and object GC asked for.
     store.cleanup(DefaultCleanupStrategy(max_entries_per_block=1), include_content=True)
     assert not path.exists()
+
+
+def test_put_in_the_millisecond_of_a_dropped_run_is_not_lost(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import marimo_store.store as store_module
+
+    monkeypatch.setattr(store_module, "now_ms", lambda: 1_700_000_000_000)
+    store = make_store(refresh_interval=0)
+    key = ExecutionKey("same-ms", "m")
+    first = store.put(Entry.of(key, {"v": 1}))
+    store.cleanup(drop_only(first.key))
+    assert store.get(key) is None
+    again = store.put(Entry.of(key, {"v": 1}))  # the clock has not moved
+    assert again.created_at == first.created_at + 1  # not under the tombstone
+    entry = store.get(key)
+    assert entry is not None and entry.variables["v"] == 1
+
+
+def test_a_short_copy_of_a_segment_never_moves_its_consumed_offset_back(
+    make_store: StoreFactory, store_path: Path
+) -> None:
+    writer = make_store(refresh_interval=0)
+    for name in ("e1", "e2"):
+        writer.put(Entry.of(ExecutionKey(name, "m"), {"v": name}))
+    cleaner = make_store(refresh_interval=0)
+    assert cleaner.cleanup(drop_nothing).skipped == []  # consumed: both records
+    writer.put(Entry.of(ExecutionKey("e3", "m"), {"v": "e3"}))
+    (segment,) = (store_path / "log").glob("*.log")
+    whole = segment.read_bytes()
+    # A sync tool delivers an old, partial version: it ends inside a record.
+    segment.write_bytes(whole[:130])
+    assert cleaner.cleanup(drop_nothing).skipped == []
+    segment.write_bytes(whole)  # ... and completes it
+    fresh = make_store(refresh_interval=0)
+    for name in ("e1", "e2", "e3"):
+        entry = fresh.get(ExecutionKey(name, "m"))
+        assert entry is not None, f"{name} was lost"
+        assert entry.variables["v"] == name
+
+
+def test_a_short_copy_of_another_hosts_sealed_segment_is_kept(
+    make_store: StoreFactory, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import marimo_store.store as store_module
+
+    # A writer of another machine (its segments arrive through a sync tool).
+    monkeypatch.setattr(store_module, "new_writer_id", lambda: "elsewhere-4242-0123456789ab")
+    writer = make_store(refresh_interval=0)
+    for name in ("e1", "e2", "e3"):
+        writer.put(Entry.of(ExecutionKey(name, "m"), {"v": name}))
+    writer.close()
+    later = make_store(refresh_interval=0)  # the same writer id moves on to segment 1:
+    later.put(Entry.of(ExecutionKey("e4", "m"), {"v": "e4"}))  # segment 0 is sealed
+    monkeypatch.undo()
+    segment = store_path / "log" / "elsewhere-4242-0123456789ab.0.log"
+    whole = segment.read_bytes()
+    cleaner = make_store(refresh_interval=0)
+    assert cleaner.cleanup(drop_nothing).segments_deleted == 1  # all consumed: deleted
+    segment.write_bytes(whole[:150])  # an old copy comes back, half delivered
+    assert cleaner.cleanup(drop_nothing).segments_deleted == 0  # it may still grow
+    segment.write_bytes(whole)  # the sync tool completes it
+    assert cleaner.cleanup(drop_nothing).segments_deleted == 1
+    fresh = make_store(refresh_interval=0)
+    assert {m.key.block_id for m in fresh.entries()} == {"e1", "e2", "e3", "e4"}

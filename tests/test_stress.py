@@ -9,9 +9,15 @@
    always opens, holds either the state before or the state after that
    cleanup (nothing in between), and every value it returns is right.
 
+4. Chaos: 8 processes put, get and clean up (with object GC) at random on
+   one store while the test SIGKILLs one of them every few tenths of a
+   second and starts another: no wrong value, no lock ever stuck, and the
+   store afterwards is complete, right and clean.
+
 Durations scale with MARIMO_STORE_STRESS_SECONDS (test 1, default 30),
-MARIMO_STORE_GC_STRESS_SECONDS (test 2, default 15) and
-MARIMO_STORE_CRASH_ITERATIONS (test 3, default 100; 60 where the CI variable is set).
+MARIMO_STORE_GC_STRESS_SECONDS (test 2, default 15),
+MARIMO_STORE_CRASH_ITERATIONS (test 3, default 100; 60 where the CI variable is set)
+and MARIMO_STORE_CHAOS_SECONDS (test 4, default 10; the acceptance run uses 60).
 """
 
 from __future__ import annotations
@@ -27,11 +33,20 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
 import _stress_workers as sw
+from _checks import (
+    check_every_entry_loads,
+    missing_objects,
+    no_store_warnings,
+    object_files,
+    object_path,
+    referenced_objects,
+    snapshot_names,
+)
 from conftest import StoreFactory
 
 from marimo_store import (
@@ -54,80 +69,14 @@ CRASH_ENTRIES = 10_000
 CRASH_SAMPLE = 500
 FULL_CHECK_EVERY = 10
 LATE_KILL_EVERY = 4
+CHAOS_SECONDS = float(os.environ.get("MARIMO_STORE_CHAOS_SECONDS", "10"))
+CHAOS_PROCESSES = 8
 SEED = 20240611
 KEEP_ALL = DefaultCleanupStrategy(max_entries_per_block=None, max_entries_per_module=None)
 WORKERS_SCRIPT = str(Path(sw.__file__).resolve())
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def no_store_warnings() -> Iterator[None]:
-    """Fail if the block emits any StoreWarning (damage where there is none)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    problems = sw.store_warnings(caught)
-    assert not problems, problems
-
-
-def snapshot_names(root: Path) -> set[str]:
-    return {path.name for path in (root / "snapshots").glob("*.snap")}
-
-
-def object_path(root: Path, object_id: str) -> Path:
-    return root / "objects" / object_id[:2] / object_id[2:]
-
-
-def object_files(root: Path) -> set[str]:
-    """Ids of every object file on disk."""
-    return {
-        path.parent.name + path.name
-        for path in (root / "objects").glob("??/*")
-        if path.is_file() and len(path.parent.name + path.name) in (32, 48)
-    }
-
-
-def referenced_objects(entries: Iterable[EntryMetadata]) -> dict[str, int]:
-    """Id -> size of every non-inline object the entries need."""
-    return {
-        object_id: ref.size
-        for metadata in entries
-        for object_id, ref in metadata.objects().items()
-        if not ref.inline and ref.size > 0
-    }
-
-
-def missing_objects(root: Path, entries: Iterable[EntryMetadata]) -> list[str]:
-    """Objects referenced by `entries` that are absent or have the wrong size."""
-    problems = []
-    for object_id, size in referenced_objects(entries).items():
-        path = object_path(root, object_id)
-        try:
-            actual = path.stat().st_size
-        except FileNotFoundError:
-            problems.append(f"{object_id}: missing")
-            continue
-        if actual != size:
-            problems.append(f"{object_id}: {actual} bytes, expected {size}")
-    return problems
-
-
-def check_every_entry_loads(
-    root: Path, store: FsPersistentStore, value_of: Callable[[str, str], dict[str, Any]]
-) -> list[EntryMetadata]:
-    """Every listed entry has its objects and loads (exactly) with its value."""
-    entries = store.entries()
-    assert not missing_objects(root, entries)
-    for metadata in entries:
-        key = metadata.key
-        entry = store.get(key, exact_match_created_at=True)
-        problem = sw.mismatch(
-            None if entry is None else entry.variables, value_of(key.block_id, key.module_hash)
-        )
-        assert problem is None, (key, problem)
-    return entries
 
 
 def run_workers(
@@ -513,3 +462,111 @@ def test_sigkill_during_cleanup_leaves_a_consistent_store(tmp_path: Path) -> Non
     if CRASH_ITERATIONS >= 2 * LATE_KILL_EVERY:
         assert outcomes["killed after commit"] > 0, outcomes
         assert outcomes["killed before commit"] > 0, outcomes
+
+
+# -- 4. chaos: random work, random SIGKILL -----------------------------------------------
+
+
+class ChaosWorker:
+    """A `_stress_workers.py chaos` process writing its report lines to a file."""
+
+    def __init__(self, root: Path, seed: int, logs: Path) -> None:
+        self.log = logs / f"worker-{seed}.log"
+        with open(self.log, "w") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, WORKERS_SCRIPT, "chaos", str(root), str(seed)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def report(self) -> tuple[dict[str, int], list[str]]:
+        """The last stats line, and every line that is not stats (problems)."""
+        stats: dict[str, int] = {}
+        problems = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("stats "):
+                stats = json.loads(line[len("stats ") :])
+            elif line.strip():
+                problems.append(line)
+        return stats, problems
+
+
+def lock_is_free(path: Path) -> bool:
+    """Whether an exclusive flock on `path` is granted within a second."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + 1
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.01)
+            else:
+                return True
+    finally:
+        os.close(fd)
+
+
+def test_random_sigkill_of_busy_processes(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    rng = random.Random(SEED)
+    seeds = iter(range(SEED, SEED + 100_000))
+    workers = [ChaosWorker(root, next(seeds), logs) for _ in range(CHAOS_PROCESSES)]
+    finished: list[ChaosWorker] = []
+    started = time.monotonic()
+    kills = 0
+    try:
+        while time.monotonic() - started < CHAOS_SECONDS:
+            time.sleep(rng.uniform(0.05, 0.5))
+            victim = workers.pop(rng.randrange(len(workers)))
+            assert victim.process.poll() is None, victim.report()[1][-20:]  # died by itself
+            victim.kill()
+            kills += 1
+            finished.append(victim)
+            workers.append(ChaosWorker(root, next(seeds), logs))
+    finally:
+        for worker in workers:
+            worker.kill()
+            finished.append(worker)
+    totals: dict[str, int] = {}
+    problems: list[str] = []
+    for worker in finished:
+        stats, lines = worker.report()
+        problems += lines
+        for name, value in stats.items():
+            totals[name] = totals.get(name, 0) + value
+    print(f"chaos: {CHAOS_SECONDS:g} s, {kills} SIGKILLs, {len(finished)} processes, {totals}")
+    assert not [line for line in problems if line.startswith("wrong")], problems[:10]
+    assert not [line for line in problems if line.startswith("skipped")], problems[:10]
+    assert not problems, problems[:10]  # a traceback: something raised
+    assert totals.get("puts", 0) > 50 and totals.get("hits", 0) > 0, totals
+    assert totals.get("cleanups", 0) > 0 and totals.get("gc", 0) > 0, totals
+
+    # Every process is dead: no lock is held, and the store is whole and clean.
+    assert lock_is_free(root / "locks" / "modification.lock")
+    assert lock_is_free(root / "locks" / "objects.lock")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # killed writers leave torn tails: they warn
+        final = FsPersistentStore(root, object_grace_seconds=0, cleanup_on_exit=False)
+        report = final.cleanup(include_content=True)
+    assert report.skipped == []
+    assert list((root / "tmp").iterdir()) == []  # every writer is gone
+    assert list((root / "log").iterdir()) == []  # all sealed, all in the snapshot
+    assert len(snapshot_names(root)) == 1
+    with no_store_warnings():
+        entries = check_every_entry_loads(root, final, sw.stress_value)
+        assert entries
+        assert object_files(root) == set(referenced_objects(entries))
+        assert final.verify().problems == []
+    final.close()

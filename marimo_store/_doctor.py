@@ -1,0 +1,264 @@
+"""`store.doctor()`: what about this store's surroundings deserves attention.
+
+Nothing `doctor()` reports can make the store return a wrong value; each
+finding is about space, misses, speed or noise, and says what to do. It
+only reads (names and a few headers; no hashing: that is `verify()`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+from marimo_store._cleanup import stale_temp_files
+from marimo_store._conflicts import (
+    GENERATED_NAMES,
+    OBJECT_NAME,
+    SEGMENT_NAME,
+    SNAPSHOT_NAME,
+    sync_copy_of,
+)
+from marimo_store._entry import now_ms
+from marimo_store._findings import Finding
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+
+    from marimo_store.store import FsPersistentStore
+
+CLOCK_SKEW_TOLERANCE_MS = 5 * 60_000
+"""Timestamps this far ahead of the local clock mean two clocks disagree."""
+
+_EXCLUDE = "locks/, tmp/, local/ and quarantine/"
+
+_SYNC_ADVICE = {
+    "Dropbox": (
+        "Keep the folder available offline (not online-only: a placeholder is a miss "
+        f"until it downloads) and exclude {_EXCLUDE} from sync with the "
+        "com.dropbox.ignored attribute (Linux: attr -s com.dropbox.ignored -V 1 DIR; "
+        "macOS: xattr -w com.dropbox.ignored 1 DIR; Windows: Set-Content -Path DIR "
+        "-Stream com.dropbox.ignored -Value 1)."
+    ),
+    "Syncthing": (
+        f"Add {_EXCLUDE} (relative to the store) to the folder's .stignore. Syncthing "
+        "brings back a file deleted on one side and modified on the other; for the "
+        "store that only costs space until the next cleanup."
+    ),
+    "OneDrive": (
+        "Mark the folder 'Always keep on this device' (Files On-Demand placeholders are "
+        "misses while offline and a download on every first read). OneDrive cannot exclude "
+        f"sub-folders, so {_EXCLUDE} are synced too: harmless, only traffic."
+    ),
+    "iCloud Drive": (
+        "Turn off 'Optimize Mac Storage' or keep the store outside iCloud Drive: an "
+        "evicted file is a miss until it downloads. iCloud names its conflicting copies "
+        "'name 2'; verify(repair=True) puts verified ones in place."
+    ),
+    "Google Drive": (
+        "Choose 'Mirror files' rather than 'Stream files' for this folder, so reads do "
+        "not wait for downloads."
+    ),
+    "Nextcloud/ownCloud": (
+        f"Exclude {_EXCLUDE} in the client's ignored files list and keep the folder "
+        "available offline."
+    ),
+}
+_COMMON_SYNC_ADVICE = (
+    " Several machines may put and get at the same time. Run object GC "
+    "(cleanup(include_content=True)) on one machine only, or keep object_grace_seconds "
+    "above the longest time a machine stays offline; with several machines cleaning up, "
+    "object_id_mode='execution_key_qualified' keeps one machine's GC away from another's "
+    "objects. See docs/sync.md."
+)
+
+
+def _sync_tool_at(directory: str, home: str) -> str | None:
+    """Which sync tool, if any, owns `directory` (as the root of its folder)."""
+    name = os.path.basename(directory)
+    parent = os.path.dirname(directory)
+
+    def has(marker: str) -> bool:
+        return os.path.exists(os.path.join(directory, marker))
+
+    if has(".dropbox") or has(".dropbox.cache"):
+        return "Dropbox"
+    if has(".stfolder"):
+        return "Syncthing"
+    if has(".owncloudsync.log") or any(
+        entry.startswith((".sync_", "._sync_")) and entry.endswith(".db")
+        for entry in _names(directory)
+    ):
+        return "Nextcloud/ownCloud"
+    if os.path.basename(parent) == "CloudStorage":
+        for prefix, tool in (
+            ("OneDrive", "OneDrive"),
+            ("GoogleDrive", "Google Drive"),
+            ("Dropbox", "Dropbox"),
+            ("iCloud", "iCloud Drive"),
+        ):
+            if name.startswith(prefix):
+                return tool
+    if name in {"Mobile Documents", "iCloudDrive"}:
+        return "iCloud Drive"
+    if parent == home and (name == "OneDrive" or name.startswith("OneDrive - ")):
+        return "OneDrive"
+    return None
+
+
+def _names(directory: str) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
+
+
+def sync_folder_of(path: str) -> tuple[str, str] | None:
+    """`(tool, folder)` if `path` lies inside a folder a sync tool manages."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    directory = os.path.realpath(path)
+    for variable, tool in (
+        ("OneDrive", "OneDrive"),
+        ("OneDriveCommercial", "OneDrive"),
+        ("OneDriveConsumer", "OneDrive"),
+    ):
+        root = os.environ.get(variable)
+        if root and (directory + os.sep).startswith(os.path.realpath(root) + os.sep):
+            return tool, os.path.realpath(root)
+    while True:
+        found = _sync_tool_at(directory, home)
+        if found is not None:
+            return found, directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+def _copies_in(directory: str, plausible: re.Pattern[str]) -> list[tuple[str, str]]:
+    """`(tool, path)` of the sync-tool copies of store files in `directory`."""
+    found = []
+    for name in _names(directory):
+        if plausible.fullmatch(name):
+            continue
+        copy = sync_copy_of(name, plausible)
+        if copy is not None:
+            found.append((copy[0], os.path.join(directory, name)))
+    return found
+
+
+def _conflicted_copies(store: FsPersistentStore) -> list[tuple[str, str]]:
+    layout = store.layout
+    found = _copies_in(layout.snapshots, SNAPSHOT_NAME) + _copies_in(layout.log, SEGMENT_NAME)
+    for fan in _names(layout.objects):
+        found += _copies_in(os.path.join(layout.objects, fan), OBJECT_NAME)
+    for name in _names(layout.root):
+        copy = sync_copy_of(name)
+        if copy is not None and copy[1] in GENERATED_NAMES and name not in GENERATED_NAMES:
+            found.append((copy[0], os.path.join(layout.root, name)))
+    return found
+
+
+def _newest_timestamp(store: FsPersistentStore) -> int | None:
+    state, _, snapshots = store._merged_state()
+    stamps = [stored.metadata.created_at for stored in state.entries.values()]
+    stamps += state.last_access.values()
+    stamps += [snapshot.created_at for snapshot in snapshots.files]
+    return max(stamps, default=None)
+
+
+def _watch_finding(store: FsPersistentStore, network: bool) -> Finding | None:
+    from marimo_store._watch import native_watching  # noqa: PLC0415 - imports watchdog
+
+    if network:
+        reason = "it is on a network file system (other machines' writes raise no events)"
+    elif not native_watching():
+        reason = "watchdog has no native observer on this platform"
+    else:
+        return None
+    return Finding(
+        "change-notification",
+        "info",
+        f"Change notification is off because {reason}: after a miss, the store looks "
+        f"for other writers' entries at most every refresh_interval "
+        f"({store.refresh_interval:g} s).",
+    )
+
+
+def diagnose(store: FsPersistentStore) -> list[Finding]:
+    """Everything `doctor()` reports (see `FsPersistentStore.doctor`)."""
+    from marimo_store._mounts import (  # noqa: PLC0415 - reads mount tables
+        NETWORK_FILESYSTEMS,
+        filesystem_type,
+    )
+
+    findings: list[Finding] = []
+    fs_type = filesystem_type(store.path) if os.path.exists(store.path) else None
+    network = fs_type is not None and fs_type.lower() in NETWORK_FILESYSTEMS
+    if network:
+        findings.append(
+            Finding(
+                "network-filesystem",
+                "warning",
+                f"The store is on a network file system ({fs_type}). Values stay correct, "
+                "but locks do not reach other machines: run object GC "
+                "(cleanup(include_content=True)) from one machine only, or use "
+                "object_id_mode='execution_key_qualified'.",
+                (store.path,),
+            )
+        )
+    synced = sync_folder_of(store.path)
+    if synced is not None:
+        tool, folder = synced
+        findings.append(
+            Finding(
+                "sync-folder",
+                "warning",
+                f"The store is inside a {tool} folder ({folder}). "
+                + _SYNC_ADVICE[tool]
+                + _COMMON_SYNC_ADVICE,
+                (folder,),
+            )
+        )
+    copies = _conflicted_copies(store)
+    if copies:
+        tools = Counter(tool for tool, _ in copies)
+        summary = ", ".join(f"{tool}: {count}" for tool, count in sorted(tools.items()))
+        findings.append(
+            Finding(
+                "conflicted-copies",
+                "warning",
+                f"{len(copies)} conflicted copies of store files ({summary}). They never "
+                "cause wrong values; verify(repair=True) puts verified copies at their "
+                "true names and removes or quarantines the rest.",
+                tuple(sorted(path for _, path in copies)),
+            )
+        )
+    stale = [path for path, _ in stale_temp_files(store.layout.tmp)]
+    if stale:
+        findings.append(
+            Finding(
+                "stale-temp-files",
+                "warning",
+                f"{len(stale)} temp files in tmp/ were left by processes that died or are "
+                "older than a day; the next cleanup() (or verify(repair=True)) deletes them.",
+                tuple(sorted(stale)),
+            )
+        )
+    newest = _newest_timestamp(store)
+    ahead = (newest or 0) - now_ms()
+    if newest is not None and ahead > CLOCK_SKEW_TOLERANCE_MS:
+        findings.append(
+            Finding(
+                "clock-skew",
+                "warning",
+                f"The newest record is {ahead / 60_000:.0f} minutes ahead of this machine's "
+                "clock: two machines' clocks disagree. Entries put here now look older than "
+                "that machine's, so get() without created_at may prefer its older runs, and "
+                "age-based cleanup misjudges ages. Synchronise the clocks (NTP).",
+            )
+        )
+    watch = _watch_finding(store, network)
+    if watch is not None:
+        findings.append(watch)
+    return findings

@@ -1,0 +1,626 @@
+"""`store.verify()`: check every byte of a store, and with `repair=True` fix it.
+
+Reads never need this: every object is verified against its hash when it
+is loaded, every record carries a checksum, and damage costs a miss. What
+`verify()` adds is a full pass that finds damage *before* a read runs into
+it, puts files that sync tools or people renamed back where readers look,
+and leaves a store a second `verify()` finds nothing wrong with.
+
+The pass, in order:
+
+1. **Objects**: every file under `objects/` whose name holds an object id
+   (canonical names, conflicted copies, files in the wrong place) is hashed.
+2. **Snapshots** are checked byte for byte (opening checks only their
+   header, table and footer), **segments** record by record.
+3. **Entries**: the merged state (every head plus the log after it); each
+   entry's objects must be present and verified.
+4. `format.json`, `.gitignore`, `.gitattributes`, and `tmp/`.
+
+Repair then: puts every verified object copy at its true name (or deletes
+it when the true name already holds the same bytes), moves damaged objects
+to `quarantine/`, rewrites damaged generated files, writes a fresh snapshot
+(a cleanup that drops exactly the entries whose objects are missing or
+damaged, and deletes superseded snapshots, consumed segments and stale temp
+files), then moves damaged snapshots and segments to `quarantine/`: their
+readable part is in the fresh snapshot by then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import re
+import time
+from collections.abc import Callable, Collection, Mapping
+
+from marimo_store import _fs
+from marimo_store._cleanup import stale_temp_files
+from marimo_store._conflicts import (
+    GENERATED_NAMES,
+    OBJECT_NAME,
+    SEGMENT_NAME,
+    SNAPSHOT_NAME,
+    sync_copy_of,
+)
+from marimo_store._entry import EntryMetadata, ExecutionKey, now_ms
+from marimo_store._findings import VerifyProblem, VerifyReport
+from marimo_store._hashing import content_digest
+from marimo_store._layout import GITATTRIBUTES, GITIGNORE
+from marimo_store._log import (
+    CLOSE_TYPE,
+    SEGMENT_SUFFIX,
+    parse_frames,
+    read_header,
+    unpack,
+    writer_is_gone,
+    writer_is_local,
+    writer_of,
+    writer_of_file,
+)
+from marimo_store._snapshot import SNAPSHOT_SUFFIX, SnapshotFile
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from marimo_store.store import FsPersistentStore
+
+Progress = Callable[[int, int], object]
+"""Called as `progress(bytes_hashed, total_bytes)` while objects are hashed."""
+
+_HEX_ID = re.compile(r"[0-9a-f]{32}(?:[0-9a-f]{16})?")
+_SETTLE_SECONDS = 0.05
+"""How long a torn segment tail must stay unchanged to count as final."""
+
+
+def _required_lines(generated: str) -> tuple[str, ...]:
+    """The lines a generated file must keep (its comments aside)."""
+    return tuple(line for line in generated.splitlines() if line and not line.startswith("#"))
+
+
+_REQUIRED_IGNORES = _required_lines(GITIGNORE)
+_REQUIRED_ATTRIBUTES = _required_lines(GITATTRIBUTES)
+
+
+class _Finding:
+    """A problem while the pass runs: its action is filled in by the repair."""
+
+    __slots__ = ("action", "detail", "kind", "path")
+
+    def __init__(self, kind: str, path: str, detail: str) -> None:
+        self.kind, self.path, self.detail, self.action = kind, path, detail, ""
+
+
+class _ObjectFile:
+    """An object file (or a copy of one) and what hashing it showed."""
+
+    __slots__ = ("claimed", "digest", "finding", "identity", "path", "tool")
+
+    def __init__(self, path: str, claimed: str, tool: str | None) -> None:
+        self.path = path
+        self.claimed = claimed
+        self.tool = tool
+        self.digest = ""
+        self.identity: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.finding: _Finding | None = None
+
+    @property
+    def holds_claimed(self) -> bool:
+        return self.digest == self.claimed[:32]
+
+
+class _SegmentFile:
+    """A segment file as verify read it: `end` is where its good records end."""
+
+    __slots__ = ("closed", "damaged", "end", "path", "segment_id", "size")
+
+    def __init__(
+        self, path: str, segment_id: str, end: int, size: int, *, damaged: bool, closed: bool
+    ) -> None:
+        self.path, self.segment_id, self.end, self.size = path, segment_id, end, size
+        self.damaged, self.closed = damaged, closed
+
+    @property
+    def torn(self) -> bool:
+        return not self.damaged and self.end < self.size
+
+
+def _stays_the_same(path: str, size: int) -> bool:
+    """Whether a file still has `size` bytes a moment later (no append under way)."""
+    time.sleep(_SETTLE_SECONDS)
+    try:
+        return os.stat(path).st_size == size
+    except FileNotFoundError:
+        return False
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _hash_file(path: str) -> tuple[str, tuple[int, int, int, int]] | None:
+    """xxh3-128 hex of a file's bytes (memory-mapped, no copy), and its identity."""
+    try:
+        with open(path, "rb") as file:
+            stat = os.fstat(file.fileno())
+            if stat.st_size == 0:
+                return content_digest(b"").hex(), _identity(stat)
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return content_digest(data).hex(), _identity(stat)
+    except (OSError, ValueError):
+        return None
+
+
+class _Verifier:
+    def __init__(self, store: FsPersistentStore, repair: bool, progress: Progress | None) -> None:
+        self.store = store
+        self.layout = store.layout
+        self.repair = repair
+        self.progress = progress
+        self.report = VerifyReport(repaired=repair)
+        self.findings: list[_Finding] = []
+        self.good: dict[str, str] = {}  # object id -> path of a verified canonical file
+        self.objects: list[_ObjectFile] = []
+        self.recoverable: set[str] = set()  # ids a repair can restore from a copy
+        self.by_digest: dict[str, list[str]] = {}  # content hash -> referenced ids
+        self.quarantine_after: list[tuple[str, tuple[int, int, int, int], _Finding]] = []
+        self.copied_segments: list[tuple[str, str, int, _Finding]] = []
+        self.quarantine_stamp = now_ms()
+
+    def find(self, kind: str, path: str, detail: str) -> _Finding:
+        finding = _Finding(kind, path, detail)
+        self.findings.append(finding)
+        return finding
+
+    # -- 1. objects ----------------------------------------------------------------------
+
+    def scan_objects(self) -> None:
+        for path, claimed, tool in self._object_candidates():
+            self.objects.append(_ObjectFile(path, claimed, tool))
+        sizes = []
+        for item in self.objects:
+            try:
+                sizes.append(os.stat(item.path).st_size)
+            except OSError:
+                sizes.append(0)
+        total, done = sum(sizes), 0
+        for item, size in zip(self.objects, sizes, strict=True):
+            hashed = _hash_file(item.path)
+            done += size
+            if self.progress is not None:
+                self.progress(done, total)
+            if hashed is None:
+                continue  # vanished meanwhile
+            item.digest, item.identity = hashed
+            self.report.objects_checked += 1
+            self.report.bytes_hashed += size
+            if item.tool is None and item.holds_claimed:
+                self.good[item.claimed] = item.path
+
+    def _object_candidates(self) -> list[tuple[str, str, str | None]]:
+        """`(path, claimed object id, how it was named)` for every file that
+        names an object: None for a canonical name, else the tool or cause."""
+        found: list[tuple[str, str, str | None]] = []
+        try:
+            top = list(os.scandir(self.layout.objects))
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for entry in top:
+            if entry.is_dir(follow_symlinks=False) and re.fullmatch("[0-9a-f]{2}", entry.name):
+                for item in os.scandir(entry.path):
+                    if not item.is_file(follow_symlinks=False):
+                        continue
+                    if OBJECT_NAME.fullmatch(item.name):
+                        found.append((item.path, entry.name + item.name, None))
+                        continue
+                    copy = sync_copy_of(item.name, OBJECT_NAME)
+                    if copy is not None:
+                        found.append((item.path, entry.name + copy[1], copy[0]))
+            elif entry.is_file(follow_symlinks=False) and _HEX_ID.fullmatch(entry.name):
+                found.append((entry.path, entry.name, "a misplaced file"))
+        return found
+
+    def judge_objects(self, referenced: Mapping[str, int]) -> None:
+        """Name what is wrong with each object file, now that the
+        referenced ids (and sizes) are known: a file holding another
+        referenced object's bytes is misnamed, not damaged."""
+        by_digest = self.by_digest
+        for object_id in referenced:
+            by_digest.setdefault(object_id[:32], []).append(object_id)
+        for item in self.objects:
+            if not item.digest:
+                continue
+            if item.tool is not None and item.holds_claimed:
+                what = (
+                    f"{item.tool} conflicted copy"
+                    if item.tool != "a misplaced file"
+                    else "a file outside its fan-out directory"
+                )
+                item.finding = self.find(
+                    "conflicted copy", item.path, f"{what} of object {item.claimed}"
+                )
+                self.recoverable.add(item.claimed)
+            elif not item.holds_claimed and by_digest.get(item.digest):
+                item.finding = self.find(
+                    "misnamed object",
+                    item.path,
+                    f"holds the bytes of object {by_digest[item.digest][0]}, not of {item.claimed}",
+                )
+                self.recoverable.update(by_digest[item.digest])
+            elif not item.holds_claimed:
+                item.finding = self.find(
+                    "damaged object", item.path, "its bytes do not match its name"
+                )
+
+    def search_quarantine(self, referenced: Mapping[str, int]) -> None:
+        """Find needed objects that a read moved to quarantine/ although their
+        bytes are right (a read cannot tell a swapped file from a damaged one)."""
+        missing = {
+            object_id: size
+            for object_id, size in referenced.items()
+            if object_id not in self.good and object_id not in self.recoverable
+        }
+        sizes = set(missing.values())
+        try:
+            items = list(os.scandir(self.layout.quarantine)) if missing else []
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for item in items:
+            try:
+                if not item.is_file(follow_symlinks=False) or item.stat().st_size not in sizes:
+                    continue
+            except OSError:
+                continue
+            hashed = _hash_file(item.path)
+            wanted = (
+                [i for i in self.by_digest.get(hashed[0], ()) if i in missing] if hashed else []
+            )
+            if not hashed or not wanted:
+                continue
+            found = _ObjectFile(item.path, wanted[0], "quarantine")
+            found.digest, found.identity = hashed
+            found.finding = self.find(
+                "quarantined object",
+                item.path,
+                f"holds the bytes of the needed object {wanted[0]}",
+            )
+            self.objects.append(found)
+            self.recoverable.update(wanted)
+            for object_id in wanted:
+                del missing[object_id]
+
+    def repair_objects(self) -> None:
+        by_digest = self.by_digest
+        staged: list[tuple[_ObjectFile, str]] = []
+        for item in self.objects:
+            finding = item.finding
+            if finding is None:
+                continue
+            if finding.kind == "damaged object":
+                finding.action = self._quarantine(item.path, item.identity)
+                continue
+            # A verified copy or a misnamed file: set it aside first, so that
+            # two files that swapped names can both reach their true name.
+            temp = self._temp_path()
+            if not self._unchanged(item.path, item.identity):
+                finding.action = "left alone: it changed while verify ran"
+                continue
+            _fs.replace(item.path, temp)
+            staged.append((item, temp))
+        for item, temp in staged:
+            assert item.finding is not None
+            targets = [item.claimed] if item.holds_claimed else by_digest[item.digest]
+            target = next((t for t in targets if t not in self.good), None)
+            if target is None:
+                _fs.unlink(temp)
+                item.finding.action = "deleted: the true name holds the same bytes"
+                continue
+            path = os.path.join(self.layout.objects, target[:2], target[2:])
+            _fs.makedirs(os.path.dirname(path))
+            _fs.replace(temp, path)
+            self.good[target] = path
+            item.finding.action = f"moved to objects/{target[:2]}/{target[2:]}"
+
+    # -- 2. snapshots and segments -------------------------------------------------------
+
+    def scan_snapshots(self) -> None:
+        try:
+            entries = list(os.scandir(self.layout.snapshots))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if not entry.name.endswith(SNAPSHOT_SUFFIX):
+                copy = sync_copy_of(entry.name, SNAPSHOT_NAME)
+                if copy is not None:
+                    self._unread_copy(entry.path, copy, "snapshot")
+                continue
+            self.report.snapshots_checked += 1
+            snapshot, problem = SnapshotFile.inspect(entry.path)
+            if snapshot is not None:
+                problem = snapshot.deep_damage()
+                if problem is None and entry.name != snapshot.id + SNAPSHOT_SUFFIX:
+                    copy = sync_copy_of(entry.name, SNAPSHOT_NAME)
+                    tool = f"{copy[0]} conflicted copy" if copy else "renamed copy"
+                    self.find("conflicted copy", entry.path, f"{tool} of snapshot {snapshot.id}")
+                snapshot.close()
+            if problem is not None:
+                finding = self.find("damaged snapshot", entry.path, problem)
+                self._remember(entry.path, finding)
+
+    def scan_segments(self) -> None:
+        try:
+            entries = list(os.scandir(self.layout.log))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        segments: list[_SegmentFile] = []
+        for entry in entries:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.name.endswith(SEGMENT_SUFFIX):
+                segment = self._scan_segment(entry.path, entry.name)
+                if segment is not None:
+                    segments.append(segment)
+                continue
+            copy = sync_copy_of(entry.name, SEGMENT_NAME)
+            if copy is not None:
+                self._unread_copy(entry.path, copy, "segment")
+        newest: dict[str, int] = {}
+        for segment in segments:
+            writer, number = writer_of(segment.segment_id)
+            newest[writer] = max(number, newest.get(writer, -1))
+        for segment in segments:
+            writer, number = writer_of(segment.segment_id)
+            path, end = segment.path, segment.end
+            if segment.damaged:
+                detail = f"a record fails its checksum at byte {end}"
+                self._remember(path, self.find("damaged segment", path, detail))
+            elif segment.torn and writer_is_local(writer):
+                # A write cut short (a crash, a full disk, a truncation) never
+                # completes: its writer starts a new segment instead. Only an
+                # append under way right now looks the same, for microseconds.
+                sealed = segment.closed or number < newest[writer] or writer_is_gone(writer)
+                if sealed or _stays_the_same(path, segment.size):
+                    detail = f"its last {segment.size - end} bytes are a torn record"
+                    self._remember(path, self.find("torn segment", path, detail))
+            name = os.path.basename(path)
+            if name != segment.segment_id + SEGMENT_SUFFIX:
+                copy = sync_copy_of(name, SEGMENT_NAME)
+                tool = f"{copy[0]} conflicted copy" if copy else "renamed copy"
+                detail = f"{tool} of segment {segment.segment_id}"
+                finding = self.find("conflicted copy", path, detail)
+                self.copied_segments.append((path, segment.segment_id, end, finding))
+
+    def _scan_segment(self, path: str, name: str) -> _SegmentFile | None:
+        try:
+            with open(path, "rb") as file:
+                stat = os.fstat(file.fileno())
+                data = memoryview(file.read())
+        except OSError:
+            return None
+        self.report.segments_checked += 1
+        opening = read_header(data)
+        if opening.header is None:
+            self._headerless(path, name, stat, opening.problem)
+            return None
+        parsed = parse_frames(data, opening.end)
+        last = unpack(parsed.payloads[-1]) if parsed.payloads else None
+        return _SegmentFile(
+            path,
+            opening.segment_id,
+            parsed.end,
+            stat.st_size,
+            damaged=parsed.damaged,
+            closed=last is not None and last.get("t") == CLOSE_TYPE,
+        )
+
+    def _headerless(self, path: str, name: str, stat: os.stat_result, problem: str) -> None:
+        writer = writer_of_file(name)
+        if writer is not None and writer_is_gone(writer):
+            detail = "its writer died before writing its header"
+            self._remember(path, self.find("torn segment", path, detail))
+            return
+        young = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < (
+            self.store.object_grace_seconds * 1e9
+        )
+        if not problem and young:
+            return  # perhaps being created or synced right now
+        finding = self.find("damaged segment", path, problem or "it never got a header")
+        self._remember(path, finding)
+
+    def _unread_copy(self, path: str, copy: tuple[str, str], what: str) -> None:
+        finding = self.find(
+            "conflicted copy",
+            path,
+            f"{copy[0]} conflicted copy of {what} {copy[1]} (not read under this name)",
+        )
+        self._remember(path, finding)
+
+    def _remember(self, path: str, finding: _Finding) -> None:
+        """Quarantine `path` after the fresh snapshot (if it has not changed)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.quarantine_after.append((path, _identity(os.stat(path)), finding))
+
+    # -- 3. entries ----------------------------------------------------------------------
+
+    def dangling_entries(self, live: Collection[EntryMetadata]) -> dict[ExecutionKey, str]:
+        dangling: dict[ExecutionKey, str] = {}
+        for metadata in live:
+            self.report.entries_checked += 1
+            for object_id, ref in metadata.objects().items():
+                if ref.inline or ref.size == 0 or object_id in self.good:
+                    continue
+                if not self.repair and object_id in self.recoverable:
+                    continue  # a repair puts a verified copy in place
+                dangling[metadata.key] = f"object {object_id} is missing or damaged"
+                break
+        return dangling
+
+    # -- 4. generated files and tmp/ -----------------------------------------------------
+
+    def scan_generated(self) -> list[tuple[str, tuple[str, ...], _Finding]]:
+        """Generated files that lack required lines: (path, lines, finding)."""
+        incomplete: list[tuple[str, tuple[str, ...], _Finding]] = []
+        if not os.path.exists(self.layout.format_file):
+            return incomplete  # nothing was ever written here
+        if not self.layout.check_format():
+            self.find("damaged format.json", self.layout.format_file, "it is not a format file")
+        for name, lines in (
+            (".gitignore", _REQUIRED_IGNORES),
+            (".gitattributes", _REQUIRED_ATTRIBUTES),
+        ):
+            path = os.path.join(self.layout.root, name)
+            try:
+                with open(path, "rb") as file:
+                    text = file.read().decode("utf-8")
+            except FileNotFoundError:
+                text = ""
+            except (OSError, UnicodeDecodeError):
+                text = "\x00"
+            present = {line.strip() for line in text.splitlines()}
+            missing = tuple(line for line in lines if line not in present)
+            if "\x00" in text:
+                finding = self.find(f"damaged {name}", path, "it holds binary data")
+                incomplete.append((path, (), finding))
+            elif missing:
+                finding = self.find(f"incomplete {name}", path, f"it lacks {', '.join(missing)}")
+                incomplete.append((path, missing, finding))
+        for entry in os.scandir(self.layout.root):
+            copy = sync_copy_of(entry.name) if entry.is_file(follow_symlinks=False) else None
+            if copy is not None and copy[1] in GENERATED_NAMES:
+                finding = self.find("conflicted copy", entry.path, f"{copy[0]} copy of {copy[1]}")
+                self._remember(entry.path, finding)
+        return incomplete
+
+    def scan_temp(self) -> None:
+        for path, why in stale_temp_files(self.layout.tmp):
+            self._remember(path, self.find("stale temp file", path, why))
+
+    def repair_generated(self, incomplete: list[tuple[str, tuple[str, ...], _Finding]]) -> None:
+        for path, missing, finding in incomplete:
+            if missing:
+                with open(path, "rb") as file:
+                    text = file.read().decode("utf-8")
+                addition = "".join(f"{line}\n" for line in missing)
+                joined = text if not text or text.endswith("\n") else text + "\n"
+                _fs.write_new_file(
+                    path, (joined + addition).encode(), temp_path=self._temp_path(), durable=False
+                )
+                finding.action = "completed"
+            else:
+                finding.action = self._quarantine(path, None) + "; generated anew"
+        for finding in self.findings:
+            if finding.kind == "damaged format.json":
+                finding.action = "written anew"
+        # Writes format.json when it is missing or damaged, and generated files
+        # that are missing (the damaged ones were just moved away).
+        self.layout.create(self._temp_path(), durable=True)
+
+    # -- repairs after the fresh snapshot -------------------------------------------------
+
+    def repair_after_snapshot(self, snapshot_id: str) -> None:
+        """Remove what the fresh snapshot made redundant: copies of segments
+        it holds, and (to quarantine) damaged files whose readable part it holds."""
+        snapshot, _ = SnapshotFile.inspect(
+            os.path.join(self.layout.snapshots, snapshot_id + SNAPSHOT_SUFFIX)
+        )
+        consumed: Mapping[str, tuple[int, int]] = snapshot.consumed if snapshot else {}
+        if snapshot is not None:
+            snapshot.close()
+        for path, segment_id, end, finding in self.copied_segments:
+            if not os.path.exists(path):
+                continue
+            if consumed.get(segment_id, (0, 0))[0] >= end:
+                _fs.unlink(path)
+                finding.action = f"deleted: snapshot {snapshot_id} holds its records"
+            else:
+                finding.action = "kept: it holds records the snapshot does not"
+        for path, identity, finding in self.quarantine_after:
+            if os.path.exists(path) and not finding.action:
+                finding.action = self._quarantine(path, identity)
+
+    def describe_the_rest(self, skipped: list[str]) -> None:
+        """Actions for findings the cleanup took care of (or could not)."""
+        for finding in self.findings:
+            if finding.action:
+                continue
+            if finding.path and not os.path.exists(finding.path):
+                finding.action = "deleted by the cleanup (the fresh snapshot holds its records)"
+            elif skipped:
+                finding.action = f"not repaired: {'; '.join(skipped)}"
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _temp_path(self) -> str:
+        return self.store._writing_for_this_process().temp_path()
+
+    @staticmethod
+    def _unchanged(path: str, identity: tuple[int, int, int, int] | None) -> bool:
+        try:
+            return identity is None or _identity(os.stat(path)) == identity
+        except FileNotFoundError:
+            return False
+
+    def _quarantine(self, path: str, identity: tuple[int, int, int, int] | None) -> str:
+        """Move a file to quarantine/ unless it changed since it was checked."""
+        if not self._unchanged(path, identity):
+            return "left alone: it changed while verify ran"
+        _fs.makedirs(self.layout.quarantine)
+        relative = os.path.relpath(path, self.layout.root).replace(os.sep, "")
+        destination = os.path.join(self.layout.quarantine, f"{relative}.{self.quarantine_stamp}")
+        _fs.replace(path, destination)
+        return f"moved to quarantine/{os.path.basename(destination)}"
+
+
+class _DropDangling:
+    """The cleanup strategy of a repair: drop exactly the dangling entries."""
+
+    def __init__(self, dangling: Mapping[ExecutionKey, str]) -> None:
+        self.dangling = dict(dangling)
+
+    def __call__(
+        self, entries: Collection[EntryMetadata], now_ms: int
+    ) -> Mapping[ExecutionKey, str]:
+        return {e.key: self.dangling[e.key] for e in entries if e.key in self.dangling}
+
+
+def verify_store(
+    store: FsPersistentStore, *, repair: bool, progress: Progress | None
+) -> VerifyReport:
+    """The whole pass (see the module docstring); `store.verify()` delegates here."""
+    verifier = _Verifier(store, repair, progress)
+    report = verifier.report
+    if not os.path.isdir(store.layout.root):
+        return report
+    verifier.scan_objects()
+    verifier.scan_snapshots()
+    verifier.scan_segments()
+    state, _, _ = store._merged_state()
+    live = state.live()
+    referenced = {
+        object_id: ref.size
+        for stored in live
+        for object_id, ref in stored.metadata.objects().items()
+        if not ref.inline and ref.size
+    }
+    verifier.judge_objects(referenced)
+    verifier.search_quarantine(referenced)
+    incomplete = verifier.scan_generated()
+    verifier.scan_temp()
+    if repair:
+        verifier.repair_objects()
+    dangling = verifier.dangling_entries([stored.metadata for stored in live])
+    for key, reason in dangling.items():
+        finding = verifier.find("dangling entry", "", f"entry {key}: {reason}")
+        if repair:
+            finding.action = "dropped (a tombstone in the fresh snapshot)"
+    if repair:
+        verifier.repair_generated(incomplete)
+        cleanup = store.cleanup(_DropDangling(dangling))
+        report.skipped.extend(cleanup.skipped)
+        report.snapshot = cleanup.snapshot
+        if cleanup.snapshot is not None:
+            verifier.repair_after_snapshot(cleanup.snapshot)
+        verifier.describe_the_rest(cleanup.skipped)
+    report.problems = [VerifyProblem(f.kind, f.path, f.detail, f.action) for f in verifier.findings]
+    return report

@@ -1,0 +1,42 @@
+"""A replica's store in a process of its own, driven over a pipe by the
+sync simulator (`ProcessReplica` in `_simulation.py`).
+
+The worker answers each command with ("ok", result) or ("error", traceback);
+it exits on "exit" (closing its store; the interpreter's exit then runs the
+store's exit cleanup) or when the simulator SIGKILLs it.
+"""
+
+from __future__ import annotations
+
+import traceback
+import warnings
+from multiprocessing.connection import Connection
+
+from _simulation import do_get, do_put, settle, store_options, strategy_named
+
+from marimo_store import FsPersistentStore, StoreWarning
+
+
+def serve(root: str, grace: float, conn: Connection) -> None:
+    warnings.simplefilter("ignore", StoreWarning)
+    store = FsPersistentStore(root, **store_options(grace, exit_cleanup=True))
+    while True:
+        command, args = conn.recv()
+        if command == "exit":
+            store.close()
+            conn.send(("ok", None))
+            return
+        try:
+            if command == "put":
+                result = do_put(store, *args)
+            elif command == "get":
+                result = do_get(store, *args)
+            elif command == "settle":
+                result = settle(store)
+            else:
+                strategy, gc = args
+                store.cleanup(strategy_named(strategy), include_content=gc)
+                result = None
+            conn.send(("ok", result))
+        except BaseException:
+            conn.send(("error", traceback.format_exc()))
