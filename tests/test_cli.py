@@ -236,6 +236,8 @@ def test_inspection_never_unpickles(home: Path, sample: Sample, tmp_path: Path) 
         ("show", "model"),
         ("show", sample.ids["train1"]),
         ("export-json", "settings"),
+        ("verify",),
+        ("doctor",),
     ):
         for output in ((), ("--json",)):
             result = run_cli(home, *store, *command, *output, env=env)
@@ -319,7 +321,15 @@ def test_cleanup_takes_strategy_overrides_and_says_why(home: Path, tmp_path: Pat
 
 def test_a_missing_store_is_one_line_and_exit_code_2(home: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    for command in (("info",), ("ls", "--json"), ("show", "x"), ("cleanup",), ("watch",)):
+    for command in (
+        ("info",),
+        ("ls", "--json"),
+        ("show", "x"),
+        ("cleanup",),
+        ("verify", "--repair"),
+        ("doctor",),
+        ("watch",),
+    ):
         result = run_cli(home, "--store", str(missing), *command)
         assert result.code == 2, command
         assert result.stdout == ""
@@ -337,7 +347,14 @@ def test_a_newer_format_is_one_line_and_exit_code_2(home: Path, tmp_path: Path) 
     path = tmp_path / "store"
     put_samples(path)
     (path / "format.json").write_text('{"format": "marimo_store", "version": 99}')
-    for command in (("info",), ("ls",), ("cleanup", "--dry-run"), ("export-json", "x")):
+    for command in (
+        ("info",),
+        ("ls",),
+        ("cleanup", "--dry-run"),
+        ("export-json", "x"),
+        ("verify",),
+        ("doctor",),
+    ):
         result = run_cli(home, "--store", str(path), *command, "--json")
         assert (result.code, result.stdout) == (2, ""), command
         assert result.stderr == (
@@ -375,6 +392,68 @@ def test_usage_errors_exit_2(home: Path) -> None:
         result = run_cli(home, *args)
         assert result.code == 2, args
         assert "usage: marimo-store" in result.stderr
+
+
+# -- verify and doctor -----------------------------------------------------------------
+
+
+def test_verify_finds_damage_and_repair_leaves_a_healthy_store(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    put_samples(path)
+    store = ("--store", str(path))
+    assert run_cli(home, *store, "verify").code == 0
+    shared_array = max(object_files(path), key=lambda p: p.stat().st_size)
+    copy = shared_array.with_name(f"{shared_array.name} (laptop's conflicted copy 2026-11-21)")
+    copy.write_bytes(shared_array.read_bytes())  # a Dropbox conflicted copy, intact
+    flip_byte(shared_array, 100)  # ... and the original damaged
+
+    found = run_cli(home, *store, "verify", "--json")
+    assert found.code == 1
+    report = found.json()
+    assert report["ok"] is False and report["repaired"] is False
+    assert {"damaged object", "conflicted copy"} <= {p["kind"] for p in report["problems"]}
+    assert all(problem["action"] == "" for problem in report["problems"])
+    human = run_cli(home, *store, "verify")
+    assert human.code == 1
+    assert "damaged object" in human.stdout and "verify --repair" in human.stdout
+
+    repaired = run_cli(home, *store, "verify", "--repair", "--json")
+    assert repaired.code == 1  # problems were found (and repaired)
+    assert repaired.json()["snapshot"] is not None
+    assert all(problem["action"] for problem in repaired.json()["problems"])
+    again = run_cli(home, *store, "verify")
+    assert (again.code, again.stderr) == (0, "")
+    assert "no problems found" in again.stdout
+    loaded = FsPersistentStore(path, cleanup_on_exit=False).get(ExecutionKey("train", "m1"))
+    assert loaded is not None  # the intact copy took the damaged original's place
+    np.testing.assert_array_equal(loaded.contents["variables"]["weights"], ARRAY)
+
+
+def test_doctor_warns_about_sync_folders_and_conflicted_copies(home: Path, tmp_path: Path) -> None:
+    healthy = tmp_path / "healthy"
+    put_samples(healthy)
+    calm = run_cli(home, "--store", str(healthy), "doctor", "--json")
+    assert calm.code == 0, calm.stdout
+    assert all(finding["severity"] == "info" for finding in calm.json()["findings"])
+
+    dropbox = tmp_path / "Dropbox"
+    (dropbox / ".dropbox").mkdir(parents=True)  # what the Dropbox client leaves in its folder
+    path = dropbox / "project" / "store"
+    put_samples(path)
+    segment = next((path / "log").glob("*.log"))
+    segment.with_name(f"{segment.stem} (laptop's conflicted copy 2026-11-21).log").write_bytes(
+        segment.read_bytes()
+    )
+    warned = run_cli(home, "--store", str(path), "doctor", "--json")
+    assert warned.code == 1
+    codes = {finding["code"]: finding for finding in warned.json()["findings"]}
+    assert codes["sync-folder"]["severity"] == "warning"
+    assert "Dropbox" in codes["sync-folder"]["message"]
+    assert len(codes["conflicted-copies"]["paths"]) == 1
+    human = run_cli(home, "--store", str(path), "doctor")
+    assert human.code == 1
+    assert "warning [sync-folder]" in human.stdout
+    assert "conflicted copy" in human.stdout
 
 
 # -- finding the store, importing, keys, watching ----------------------------------------
@@ -612,6 +691,8 @@ def test_docs_show_every_command_and_its_json_fields(
         "migrate": ("migrate", str(cache), "--store", str(tmp_path / "imported")),
         "keygen": ("keygen", str(tmp_path / "key.pem")),
         "watch": ("watch", "--existing", "--timeout", "0"),
+        "verify": ("verify",),
+        "doctor": ("doctor",),
     }
     if "keygen" in runs and importlib.util.find_spec("cryptography") is None:
         del examples["keygen"]
