@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -269,45 +268,17 @@ def measure(n: int, repeat: int, root: str, rng: random.Random) -> dict[str, Any
 
 
 def machine_info(root: str) -> list[str]:
-    """Lines describing the machine and the versions measured."""
-    import diskcache
-    import msgpack
-    import xxhash
-
-    import marimo_store
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    """core.py's description of the machine, plus what this comparison depends on."""
     import sqlite3
 
+    import diskcache
+    from core import machine_info as core_machine_info
+
     return [
-        f"- machine: {platform.platform()}, {cpu}, nproc {usable} (cpu_count {os.cpu_count()})",
-        f"- python: {platform.python_implementation()} {platform.python_version()} "
-        f"({sys.executable})",
-        f"- marimo_store {marimo_store.__version__} (commit {commit}), "
-        f"msgpack {msgpack.version}, xxhash {xxhash.VERSION}",
+        *core_machine_info(root),
         f"- diskcache {diskcache.__version__}, SQLite {sqlite3.sqlite_version}",
-        f"- stores under {root}; OS page cache warm (stores just written, one unmeasured "
-        "warm-up run per variant); every process is new, so imports and opens are cold "
-        "in the interpreter",
+        "- OS page cache warm (stores just written, one unmeasured warm-up run per variant); "
+        "every process is new, so imports and opens are cold in the interpreter",
         "- byte-code caches valid (written by the warm-up run into a private "
         f"PYTHONPYCACHEPREFIX; PYTHONDONTWRITEBYTECODE was "
         f"{os.environ.get('PYTHONDONTWRITEBYTECODE', 'unset')!r} here and is dropped)",

@@ -28,6 +28,7 @@ from marimo_store import (
     StoreFormatError,
     StoreWarning,
 )
+from tests._files import flip_byte
 
 FRAME = struct.Struct("<IQ")  # u32 length | u64 xxh3-64 checksum, little endian
 
@@ -48,16 +49,6 @@ def quarantined(root: Path, object_id: str) -> list[Path]:
     if not directory.is_dir():
         return []
     return [path for path in directory.iterdir() if path.name.startswith(object_id)]
-
-
-def flip_byte(path: Path, offset: int) -> None:
-    """Invert every bit of one byte, in place (same inode, same size)."""
-    with open(path, "r+b") as file:
-        file.seek(offset)
-        original = file.read(1)
-        assert len(original) == 1
-        file.seek(offset)
-        file.write(bytes([original[0] ^ 0xFF]))
 
 
 def truncate(path: Path, size: int) -> None:

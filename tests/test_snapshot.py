@@ -36,6 +36,7 @@ from marimo_store import (
     FsPersistentStore,
     StoreWarning,
 )
+from tests._files import flip_byte
 
 FRAME = struct.Struct("<IQ")  # u32 length | u64 xxh3-64 checksum, little endian
 FOOTER = struct.Struct("<QQ8s")  # tombstones frame offset, table frame offset, magic
@@ -117,16 +118,6 @@ def drop_only(*keys: ExecutionKey) -> CleanupStrategy:
 
 def drop_nothing(entries: Collection[EntryMetadata], now: int) -> Mapping[ExecutionKey, str]:
     return {}
-
-
-def flip_byte(path: Path, offset: int) -> None:
-    """Invert every bit of one byte, in place."""
-    with open(path, "r+b") as file:
-        file.seek(offset)
-        original = file.read(1)
-        assert len(original) == 1
-        file.seek(offset)
-        file.write(bytes([original[0] ^ 0xFF]))
 
 
 def snapshot_entry_frames(path: Path) -> list[tuple[int, int, ExecutionKey]]:
