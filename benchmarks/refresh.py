@@ -7,14 +7,16 @@ read by:
 - `polling 0`: `refresh_interval=0`: every miss re-reads log/ and snapshots/;
 - `polling 0.2`: the default interval without a watcher (a miss re-reads at
   most every 0.2 s), as where the platform cannot watch;
-- `watch`: the default, with the watcher running (started by a first miss,
-  in the background; the benchmark waits until it runs).
+- `inotify`: Linux's default, inotify read on demand (started by a first
+  miss; the benchmark waits until it runs);
+- `watchdog`: the watchdog observer, the default off Linux (forced here).
 
 Each mode runs in a process of its own. Reported (medians over --repeat
 runs or blocks, in microseconds unless noted): open (constructor + first
-hit, fresh instance), hit, miss (nothing changed), and the latency until
-another process's new entry is seen by a reader that keeps missing on it
-(ms). The ratio column compares with `polling 0.2`.
+hit, fresh instance), hit, miss (nothing changed), miss + put (a miss on
+a new key, then a put of it: what a `persistent_cache` miss does), and the
+latency until another process's new entry is seen by a reader that keeps
+missing on it (ms). The ratio column compares with `polling 0.2`.
 
     .venv/bin/python benchmarks/refresh.py [--entries 10000] [--repeat 7]
 """
@@ -22,6 +24,7 @@ another process's new entry is seen by a reader that keeps missing on it
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -32,7 +35,12 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import marimo_store._changes
 from marimo_store import DefaultCleanupStrategy, Entry, ExecutionKey, FsPersistentStore
+
+MODES = ("polling 0", "polling 0.2", "inotify", "watchdog")
+WATCHING = ("inotify", "watchdog")
+COLUMNS = ("open", "hit", "miss", "miss_put", "latency")
 
 KEEP_ALL = DefaultCleanupStrategy(max_entries_per_block=None, max_entries_per_module=None)
 PUT_ONE = """\
@@ -61,7 +69,7 @@ def reader(path: str, mode: str) -> FsPersistentStore:
     if mode == "polling 0.2":
         store._watch_unavailable = True  # as where the platform cannot watch
     assert store.get(ExecutionKey("none", "none")) is None  # a miss: the watch starts
-    if mode == "watch":
+    if mode in WATCHING:
         deadline = time.monotonic() + 30
         while store._watch is None:
             assert time.monotonic() < deadline, "the watcher did not start"
@@ -88,8 +96,16 @@ def latency_ms(path: str, store: FsPersistentStore, tag: str) -> float:
 
 def measure(path: str, mode: str, repeat: int) -> dict[str, float]:
     """One mode, in a process of its own (no other mode's threads around)."""
+    marimo_store._changes.USE_INOTIFY = mode == "inotify"
     interval = 0 if mode == "polling 0" else 0.2
-    results: dict[str, list[float]] = {"open": [], "hit": [], "miss": [], "latency": []}
+    results: dict[str, list[float]] = {name: [] for name in COLUMNS}
+    fresh_keys = (ExecutionKey("new", f"k{i}") for i in itertools.count())
+
+    def miss_then_put() -> None:
+        key = next(fresh_keys)
+        assert store.get(key) is None
+        store.put(Entry.of(key, {"v": key.module_hash}))
+
     for _ in range(repeat):  # before any watcher exists in this process
         started = time.perf_counter()
         fresh = FsPersistentStore(path, refresh_interval=interval, cleanup_on_exit=False)
@@ -102,6 +118,7 @@ def measure(path: str, mode: str, repeat: int) -> dict[str, float]:
         time.sleep(0.05)  # the events of the last put have arrived
         results["miss"].append(per_call(lambda: store.get(ExecutionKey("no", "pe")), 2000))
         results["latency"].append(latency_ms(path, store, f"{mode}-{block}"))
+        results["miss_put"].append(per_call(miss_then_put, 500))
     return {name: statistics.median(values) for name, values in results.items()}
 
 
@@ -119,7 +136,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "store")
         build(path, args.entries)
-        for number, mode in enumerate(("polling 0", "polling 0.2", "watch")):
+        modes = MODES if sys.platform.startswith("linux") else tuple(set(MODES) - {"inotify"})
+        for number, mode in enumerate(modes):
             # Each on a copy of its own: readers leave access records behind.
             copy = os.path.join(directory, f"copy-{number}")
             shutil.copytree(path, copy)
@@ -133,12 +151,15 @@ def main() -> None:
             rows[mode] = json.loads(child.stdout)
     base = rows["polling 0.2"]
     print(f"{args.entries} entries, medians of {args.repeat} runs or blocks")
-    print(f"{'':12} {'open µs':>10} {'hit µs':>10} {'miss µs':>10} {'seen after ms':>14} ratio")
+    print(
+        f"{'':12} {'open µs':>10} {'hit µs':>10} {'miss µs':>10} {'miss+put µs':>12} "
+        f"{'seen after ms':>14} ratio"
+    )
     for mode, row in rows.items():
-        ratios = "/".join(f"{row[k] / base[k]:.2f}" for k in ("open", "hit", "miss", "latency"))
+        ratios = "/".join(f"{row[k] / base[k]:.2f}" for k in COLUMNS)
         print(
             f"{mode:12} {row['open']:10.1f} {row['hit']:10.2f} {row['miss']:10.2f} "
-            f"{row['latency']:14.2f} {ratios}"
+            f"{row['miss_put']:12.2f} {row['latency']:14.2f} {ratios}"
         )
 
 

@@ -168,7 +168,7 @@ def _newest_timestamp(store: FsPersistentStore) -> int | None:
 
 
 def _watch_finding(store: FsPersistentStore, network: bool) -> Finding | None:
-    from marimo_store._watch import native_watching  # noqa: PLC0415 - imports watchdog
+    from marimo_store._changes import native_watching  # noqa: PLC0415
 
     if network:
         reason = "it is on a network file system (other machines' writes raise no events)"

@@ -1,5 +1,6 @@
-"""Change notification: a watchdog observer tells a store when `log/` or
-`snapshots/` changed, so that a miss re-reads other writers' files only then.
+"""Change notification off Linux: a watchdog observer tells a store when
+`log/` or `snapshots/` changed, so that a miss re-reads other writers' files
+only then. (On Linux, `_inotify.py` does this without threads.)
 
 Without it, a miss re-reads them (listing `snapshots/`, a `stat` and a
 read per segment) at most every `refresh_interval`: cheap, but not free for
@@ -14,9 +15,8 @@ process alive) serves every store of a process; a forked child starts its
 own on demand, since threads do not survive `fork()`. When a store goes
 away, its watches are stopped by a helper thread, so no caller waits.
 
-Where watching is impossible (no native observer, an inotify limit reached,
-a network file system whose remote changes raise no local events), the
-store falls back to polling; `ChangeWatch.start` returns None then.
+Where watching is impossible (no native observer, a watch limit reached),
+the store falls back to polling; `ChangeWatch.start` returns None then.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from marimo_store._changes import WATCHED
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver, ObservedWatch
 
-WATCHED = ("log", "snapshots")
-"""The sub-directories whose changes other writers' entries arrive through."""
 
 _EVENTS: list[type[FileSystemEvent]] = [
     # Not opened / closed-without-writing / accessed: reading a segment must
@@ -156,6 +156,10 @@ class ChangeWatch(FileSystemEventHandler):
         self.pid = os.getpid()
         self.root = root
         self.changed = True  # nothing read yet
+        self.own_segment_prefix = ""
+        """`<writer id>.` of the store's own log segments, once it writes: its
+        own appends are in its index already, and must not make every miss
+        after a put re-read the log."""
         self._resubscribe = False
         self._watches: dict[str, tuple[ObservedWatch, int]] = {}
 
@@ -163,10 +167,6 @@ class ChangeWatch(FileSystemEventHandler):
     def start(cls, root: str) -> ChangeWatch | None:
         """A running watch, or None where the store must poll instead."""
         if not native_watching():
-            return None
-        from marimo_store._mounts import is_network_filesystem  # noqa: PLC0415
-
-        if is_network_filesystem(root):
             return None
         watch = cls(root)
         try:
@@ -192,6 +192,9 @@ class ChangeWatch(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         """Called on the observer's thread: only flags, no I/O."""
         paths = [os.fsdecode(event.src_path), os.fsdecode(event.dest_path or "")]
+        own = self.own_segment_prefix
+        if own and not paths[1] and os.path.basename(paths[0]).startswith(own):
+            return  # this store's own append, or its own segment deleted by a cleanup
         if os.path.dirname(paths[0]) == self.root:  # from the root's watch
             if not {os.path.basename(path) for path in paths} & set(WATCHED):
                 return  # format.json, objects/, tmp/: nothing an index depends on

@@ -98,12 +98,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal, Protocol, TypeAlias
 
+    from marimo_store._changes import ChangeNotifier
     from marimo_store._entry import StoredFormat
     from marimo_store._findings import Finding, VerifyReport
     from marimo_store._trust import VerifyMode
     from marimo_store._verify import Progress
     from marimo_store._versions import VersionPolicy
-    from marimo_store._watch import ChangeWatch
 
     Durability: TypeAlias = Literal["flush", "fsync"]
     ObjectIdMode: TypeAlias = Literal["deduplication", "execution_key_qualified"]
@@ -186,6 +186,11 @@ class _Writing:
         )
         layout.create(self.temp_path(), durable=store.durability == "fsync")
 
+    @property
+    def own_segment_prefix(self) -> str:
+        """How the names of this writer's log segments start."""
+        return f"{self.writer_id}."
+
     def temp_path(self) -> str:
         """A fresh name under `tmp/` that no other writer can pick."""
         return os.path.join(self._temp_dir, f"{self.writer_id}-{next(self._temp_counter)}.tmp")
@@ -250,7 +255,8 @@ class FsPersistentStore(NamedObjects):
     - `memory_map`: load out-of-band buffers (numpy arrays, ...) by memory
       mapping (read-only arrays, no copy) rather than reading them.
     - `refresh_interval`: seconds between re-reads of other writers' logs
-      and snapshots after a miss.
+      and snapshots after a miss where no change notification runs, and
+      before a put in any case (0: on every miss, with no watch).
     - `cleanup_strategy`: what `cleanup()` drops; default
       `DefaultCleanupStrategy()` (3 entries per block, 2 per computation).
     - `entry_merge_timeout_seconds`: a put starts a background cleanup when
@@ -358,7 +364,7 @@ class FsPersistentStore(NamedObjects):
         self._snapshot_names: tuple[str, ...] | None = None
         self._last_refresh = -float("inf")
         self._verified = VerifiedObjects(self.layout.local)
-        self._watch: ChangeWatch | None = None
+        self._watch: ChangeNotifier | None = None
         self._watch_unavailable = False
         self._watch_starting = 0
         self._reader_objects = ObjectDirectory(
@@ -471,7 +477,7 @@ class FsPersistentStore(NamedObjects):
         )
         environment = current_environment(modules)
         with self._lock:
-            self._refresh()
+            self._refresh(putting=True)
             key = self._assign_created_at(requested_key, contents)
             stored = StoredEntry(
                 EntryMetadata(key, MappingProxyType(contents), environment, user_metadata),
@@ -570,6 +576,9 @@ class FsPersistentStore(NamedObjects):
                         ) from error
                     self._writing = writing
                     self._register_exit()
+                    watch = self._watch
+                    if watch is not None and watch.pid == writing.pid:
+                        watch.own_segment_prefix = writing.own_segment_prefix
         return writing
 
     def _register_exit(self) -> None:
@@ -795,14 +804,17 @@ class FsPersistentStore(NamedObjects):
                 found = self._index.runs(key, exact=exact)
             return found
 
-    def _refresh(self, *, miss: bool = False) -> None:
+    def _refresh(self, *, miss: bool = False, putting: bool = False) -> None:
         """Catch up with other writers, when they may have written something.
 
         With change notification (started by the first refresh after a
         miss), only when `log/` or `snapshots/` changed since the last
         refresh, or `_WATCH_SAFETY_SECONDS` passed (for events a file system
         fails to report); otherwise (polling) at most every
-        `refresh_interval`, and on every miss when that is 0.
+        `refresh_interval`, and on every miss when that is 0. A put
+        (`putting`: it only orders `created_at` after the runs it knows)
+        refreshes at most every `refresh_interval` either way: asking the
+        watch costs a few microseconds, and a miss-then-put asked just before.
 
         A changed set of snapshot files means a cleanup ran: the index is
         rebuilt on the new heads. Otherwise only new log bytes are read.
@@ -812,7 +824,7 @@ class FsPersistentStore(NamedObjects):
         if self._index.base_truncated:
             self._snapshot_names = None  # rebuild without it
         if self._snapshot_names is not None:
-            if watch is not None:
+            if watch is not None and not putting:
                 if not watch.take_change() and now - self._last_refresh < _WATCH_SAFETY_SECONDS:
                     return
             elif now - self._last_refresh < self.refresh_interval:
@@ -824,19 +836,20 @@ class FsPersistentStore(NamedObjects):
         for header, record in self._log_reader.read_new():
             _apply(header, record, self._index)
 
-    def _change_watch(self, *, start: bool) -> ChangeWatch | None:
+    def _change_watch(self, *, start: bool) -> ChangeNotifier | None:
         """The running change notification, or None: poll meanwhile.
 
         `start` (a miss) starts it in a background thread, so that no call
-        waits for watchdog (40 ms to import, and starting or stopping
-        watches can wait for its threads); until it runs, misses poll. Not
+        waits for watchdog where it is used (off Linux: 40 ms to import, and
+        starting or stopping watches can wait for its threads); until it
+        runs, misses poll. Not
         with `refresh_interval=0`: every miss refreshes anyway, and an event
         may arrive a moment after the write it reports.
         """
         watch = self._watch
         pid = os.getpid()
         if watch is not None and watch.pid != pid:
-            self._watch = watch = None  # inherited through fork(): its threads are not here
+            self._watch = watch = None  # inherited through fork(): the parent's
         if watch is not None or not start or self._watch_unavailable:
             return watch
         if self._watch_starting == pid or self.refresh_interval == 0:
@@ -1222,12 +1235,12 @@ class FsPersistentStore(NamedObjects):
 
 def _start_watching(reference: weakref.ref[FsPersistentStore]) -> None:
     """Start a store's change notification (in a thread of its own)."""
-    from marimo_store._watch import ChangeWatch  # noqa: PLC0415 - imports watchdog
+    from marimo_store._changes import start_change_watch  # noqa: PLC0415
 
     store = reference()
     path = store.path if store is not None else ""
-    del store  # not kept alive while watchdog starts
-    watch = ChangeWatch.start(path) if path else None
+    del store  # not kept alive while the watch starts
+    watch = start_change_watch(path) if path else None
     store = reference()
     if store is None or watch is None:
         if watch is not None:
@@ -1236,6 +1249,9 @@ def _start_watching(reference: weakref.ref[FsPersistentStore]) -> None:
             store._watch_unavailable = True
         return
     weakref.finalize(store, watch.close).atexit = False
+    writing = store._writing
+    if writing is not None and writing.pid == watch.pid:
+        watch.own_segment_prefix = writing.own_segment_prefix
     store._watch = watch
 
 

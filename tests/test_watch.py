@@ -1,5 +1,7 @@
-"""Change notification: a watchdog observer marks the index stale, so a miss
-re-reads other writers' files only when something changed.
+"""Change notification marks the index stale, so a miss re-reads other
+writers' files only when something changed. Every test runs with both
+backends: inotify read on demand (Linux's default) and the watchdog observer
+(the default elsewhere, forced here).
 
 Other writers are real other processes (or other instances); the safety
 re-read every few seconds is switched off where a test must show that an
@@ -21,12 +23,31 @@ from pathlib import Path
 
 import pytest
 
+import marimo_store._changes as changes_module
+import marimo_store._inotify as inotify_module
 import marimo_store._watch as watch_module
 import marimo_store.store as store_module
 from marimo_store import Entry, ExecutionKey, FsPersistentStore
 
 NEVER = 10**9
 FORK = multiprocessing.get_context("fork")
+
+
+@pytest.fixture(params=["inotify", "watchdog"], autouse=True)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which change notification the stores of the test use."""
+    monkeypatch.setattr(changes_module, "USE_INOTIFY", request.param == "inotify")
+    return str(request.param)
+
+
+def watched_paths(backend: str) -> set[str]:
+    """Every directory this process watches, for the backend in use."""
+    if backend == "watchdog":
+        return {str(watch.path) for watch in watch_module._subscribers}
+    process = inotify_module._process
+    if process is None:
+        return set()
+    return {path for listeners in process.listeners.values() for path in listeners.values()}
 
 
 @pytest.fixture
@@ -72,11 +93,6 @@ def count_refreshes(store: FsPersistentStore) -> list[int]:
 
     store._list_snapshots = counting  # type: ignore[method-assign]
     return counter
-
-
-def observer_threads() -> list[threading.Thread]:
-    main = threading.main_thread()
-    return [t for t in threading.enumerate() if t is not main and "marimo_store" not in t.name]
 
 
 @pytest.mark.usefixtures("events_only")
@@ -132,11 +148,16 @@ def test_directories_created_later_are_watched(store_path: Path) -> None:
     wait_for(lambda: reader.get(ExecutionKey("w", "snapshotted")) is not None)
 
 
-def test_polling_where_watching_fails(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_watches(handler: object, path: str) -> None:
+def test_polling_where_watching_fails(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    def no_watches(*args: object) -> None:
         raise OSError(28, "inotify watch limit reached")
 
-    monkeypatch.setattr(watch_module, "_subscribe", no_watches)
+    if backend == "watchdog":
+        monkeypatch.setattr(watch_module, "_subscribe", no_watches)
+    else:
+        monkeypatch.setattr(inotify_module._ProcessInotify, "add", no_watches)
     reader = FsPersistentStore(store_path, refresh_interval=0.05, cleanup_on_exit=False)
     put_in_another_process(store_path, ExecutionKey("w", "a"), {"v": 1})
     assert reader.get(ExecutionKey("w", "missing")) is None  # the watch fails to start
@@ -145,6 +166,26 @@ def test_polling_where_watching_fails(store_path: Path, monkeypatch: pytest.Monk
     put_in_another_process(store_path, ExecutionKey("w", "b"), {"v": 2})
     wait_for(lambda: reader.get(ExecutionKey("w", "b")) is not None)
     assert refreshes[0] >= 1
+
+
+@pytest.mark.usefixtures("events_only")
+def test_own_writes_do_not_make_misses_refresh(store_path: Path) -> None:
+    """The persistent_cache pattern (a miss, then a put) in a watching store:
+    its own appends are in its index already and must not cost a re-read."""
+    store = FsPersistentStore(store_path, refresh_interval=3600, cleanup_on_exit=False)
+    store.put(Entry.of(ExecutionKey("w", "first"), {"v": 0}))
+    watching(store)
+    time.sleep(0.1)  # let any event of the setup arrive
+    store.get(ExecutionKey("w", "missing"))
+    refreshes = count_refreshes(store)
+    for i in range(300):
+        assert store.get(ExecutionKey("w", f"new{i}")) is None
+        store.put(Entry.of(ExecutionKey("w", f"new{i}"), {"v": i}))
+    time.sleep(0.1)
+    store.get(ExecutionKey("w", "missing"))
+    assert refreshes[0] == 0
+    put_in_another_process(store_path, ExecutionKey("w", "other"), {"v": -1})
+    wait_for(lambda: store.get(ExecutionKey("w", "other")) is not None)  # others' still do
 
 
 def test_refresh_interval_zero_polls_on_every_miss(store_path: Path) -> None:
@@ -157,11 +198,13 @@ def test_refresh_interval_zero_polls_on_every_miss(store_path: Path) -> None:
     assert reader.get(ExecutionKey("w", "a")) is not None  # no event to wait for
 
 
-def test_import_open_and_hits_do_not_load_watchdog(store_path: Path) -> None:
+def test_import_open_and_hits_do_not_load_watchdog(store_path: Path, backend: str) -> None:
     code = textwrap.dedent(
         f"""
         import sys, threading, time
         import marimo_store
+        import marimo_store._changes
+        marimo_store._changes.USE_INOTIFY = {backend == "inotify"}
         assert "watchdog" not in sys.modules
         store = marimo_store.FsPersistentStore({str(store_path)!r}, cleanup_on_exit=False)
         key = marimo_store.ExecutionKey("w", "hit")
@@ -174,13 +217,19 @@ def test_import_open_and_hits_do_not_load_watchdog(store_path: Path) -> None:
         while store._watch is None:
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert "watchdog" in sys.modules
+        if {backend == "inotify"}:  # no watchdog, and no thread once the watch runs
+            assert "watchdog" not in sys.modules
+            while threading.active_count() > 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        else:
+            assert "watchdog" in sys.modules
         threads = [t for t in threading.enumerate() if t is not threading.main_thread()]
-        assert threads and all(t.daemon for t in threads), threads
+        assert all(t.daemon for t in threads), threads
         print("ok", len(threads))
         """
     )
-    # The main thread returns with the observer still running: the process must exit.
+    # The main thread returns with any observer still running: the process must exit.
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
@@ -230,17 +279,16 @@ def test_forked_child_does_not_use_the_parents_dead_observer(store_path: Path) -
     wait_for(lambda: store.get(ExecutionKey("w", "later")) is not None)
 
 
-def test_closing_a_store_stops_its_watches(store_path: Path) -> None:
+def test_closing_a_store_stops_its_watches(store_path: Path, backend: str) -> None:
     store_path.mkdir()
     (store_path / "log").mkdir()
     stores = [FsPersistentStore(store_path, cleanup_on_exit=False) for _ in range(3)]
     for store in stores:
         watching(store)
-    watched = set(watch_module._subscribers)
-    assert any(str(store_path) in str(w.path) for w in watched)
+    assert str(store_path) in watched_paths(backend)
     del stores, store
     import gc
 
     gc.collect()
-    wait_for(lambda: not any(str(store_path) in str(w.path) for w in watch_module._subscribers))
+    wait_for(lambda: not any(str(store_path) in path for path in watched_paths(backend)))
     assert os.path.isdir(store_path)
