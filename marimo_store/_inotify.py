@@ -132,11 +132,23 @@ _process: _ProcessInotify | None = None
 def _process_inotify() -> _ProcessInotify:
     global _process  # noqa: PLW0603 - one descriptor per process
     with _process_lock:
-        if _process is None or _process.pid != os.getpid():
-            if _process is not None:  # inherited through fork(): the parent's queue
-                os.close(_process.fd)
+        if _process is None:
             _process = _ProcessInotify()
         return _process
+
+
+def _forget_parent_descriptor() -> None:
+    """In a forked child: the inherited descriptor shares the parent's queue
+    (reading it would steal the parent's events), and a lock some parent
+    thread held at the fork would never be released here."""
+    global _process, _process_lock  # noqa: PLW0603 - one descriptor per process
+    _process_lock = threading.Lock()
+    if _process is not None:
+        os.close(_process.fd)
+        _process = None
+
+
+os.register_at_fork(after_in_child=_forget_parent_descriptor)
 
 
 class InotifyWatch:
@@ -173,13 +185,15 @@ class InotifyWatch:
     def take_change(self) -> bool:
         """Whether anything changed since the last call; the caller then
         re-reads (after this call, so that no change falls in between)."""
-        self._inotify.drain()
+        inotify = self._inotify
+        inotify.drain()
         if self._resubscribe:
-            self._resubscribe = False
-            try:
-                self.watch_subdirectories()
-            except OSError:
-                self.changed = True
+            with inotify.lock:  # no other store's drain changes `_watches` meanwhile
+                self._resubscribe = False
+                try:
+                    self.watch_subdirectories()
+                except OSError:
+                    self.changed = True
         changed, self.changed = self.changed, False
         return changed
 
@@ -204,10 +218,13 @@ class InotifyWatch:
 
     def close(self) -> None:
         """Stop watching (in a forked child there is nothing of ours to stop)."""
-        if self.pid == os.getpid():
+        if self.pid != os.getpid():
+            self._watches.clear()  # the parent's (and its lock may be held there)
+            return
+        with self._inotify.lock:
             for wd, _ in self._watches.values():
                 self._inotify.remove(self, wd)
-        self._watches.clear()
+            self._watches.clear()
 
     def watch(self, path: str) -> None:
         inode = os.stat(path).st_ino
