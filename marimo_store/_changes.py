@@ -8,8 +8,9 @@ so the store polls every `refresh_interval`.
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 WATCHED = ("log", "snapshots")
 """The sub-directories whose changes other writers' entries arrive through."""
@@ -28,6 +29,49 @@ class ChangeNotifier(Protocol):
 
     def close(self) -> None:
         """Stop watching."""
+
+
+Handle = TypeVar("Handle")
+"""What a backend's subscription to one directory is (a watchdog watch, a wd)."""
+
+
+class WatchedDirectories(Generic[Handle]):
+    """The directories one store watches, kept right as they come and go.
+
+    The store's root is watched for `log/` and `snapshots/` appearing or
+    being replaced, and those two for files changing. A backend says how to
+    subscribe to one directory and how to stop.
+    """
+
+    root: str
+    changed: bool
+    _watches: dict[str, tuple[Handle, int]]  # path -> (subscription, inode)
+
+    def _subscribe(self, path: str) -> Handle:
+        raise NotImplementedError
+
+    def _unsubscribe(self, handle: Handle) -> None:
+        raise NotImplementedError
+
+    def _watch(self, path: str) -> None:
+        inode = os.stat(path).st_ino
+        self._watches[path] = (self._subscribe(path), inode)
+
+    def _watch_subdirectories(self) -> None:
+        for name in WATCHED:
+            path = os.path.join(self.root, name)
+            try:
+                inode = os.stat(path).st_ino
+            except FileNotFoundError:
+                inode = -1
+            present = self._watches.get(path)
+            if present is not None and present[1] != inode:
+                self._unsubscribe(present[0])  # the directory was deleted or replaced
+                del self._watches[path]
+                present = None
+            if present is None and inode != -1:
+                self._watch(path)
+                self.changed = True  # files may have arrived before the watch
 
 
 def start_change_watch(root: str) -> ChangeNotifier | None:

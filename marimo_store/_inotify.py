@@ -23,7 +23,7 @@ import os
 import struct
 import threading
 
-from marimo_store._changes import WATCHED
+from marimo_store._changes import WATCHED, WatchedDirectories
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def _forget_parent_descriptor() -> None:
 os.register_at_fork(after_in_child=_forget_parent_descriptor)
 
 
-class InotifyWatch:
+class InotifyWatch(WatchedDirectories[int]):
     """Watches one store's root (for `log/` and `snapshots/` appearing or
     being replaced) and those two directories (for files changing)."""
 
@@ -175,8 +175,8 @@ class InotifyWatch:
         except (OSError, AttributeError):  # AttributeError: a libc without inotify
             return None
         try:
-            watch.watch(root)
-            watch.watch_subdirectories()
+            watch._watch(root)
+            watch._watch_subdirectories()
         except OSError:
             watch.close()
             return None
@@ -191,7 +191,7 @@ class InotifyWatch:
             with inotify.lock:  # no other store's drain changes `_watches` meanwhile
                 self._resubscribe = False
                 try:
-                    self.watch_subdirectories()
+                    self._watch_subdirectories()
                 except OSError:
                     self.changed = True
         changed, self.changed = self.changed, False
@@ -226,22 +226,8 @@ class InotifyWatch:
                 self._inotify.remove(self, wd)
             self._watches.clear()
 
-    def watch(self, path: str) -> None:
-        inode = os.stat(path).st_ino
-        self._watches[path] = (self._inotify.add(self, path), inode)
+    def _subscribe(self, path: str) -> int:
+        return self._inotify.add(self, path)
 
-    def watch_subdirectories(self) -> None:
-        for name in WATCHED:
-            path = os.path.join(self.root, name)
-            try:
-                inode = os.stat(path).st_ino
-            except FileNotFoundError:
-                inode = -1
-            present = self._watches.get(path)
-            if present is not None and present[1] != inode:
-                self._inotify.remove(self, present[0])  # deleted or replaced
-                del self._watches[path]
-                present = None
-            if present is None and inode != -1:
-                self.watch(path)
-                self.changed = True  # files may have arrived before the watch
+    def _unsubscribe(self, handle: int) -> None:
+        self._inotify.remove(self, handle)

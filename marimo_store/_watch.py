@@ -41,7 +41,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from marimo_store._changes import WATCHED
+from marimo_store._changes import WATCHED, WatchedDirectories
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def _unsubscribe_retired(
                 _observer.unschedule(watch)
 
 
-class ChangeWatch(FileSystemEventHandler):
+class ChangeWatch(FileSystemEventHandler, WatchedDirectories["ObservedWatch"]):
     """Watches one store's root (for `log/` and `snapshots/` appearing or
     being replaced) and those two directories (for files changing)."""
 
@@ -209,22 +209,8 @@ class ChangeWatch(FileSystemEventHandler):
             _unsubscribe(self, watch)
         self._watches.clear()
 
-    def _watch(self, path: str) -> None:
-        inode = os.stat(path).st_ino
-        self._watches[path] = (_subscribe(self, path), inode)
+    def _subscribe(self, path: str) -> ObservedWatch:
+        return _subscribe(self, path)
 
-    def _watch_subdirectories(self) -> None:
-        for name in WATCHED:
-            path = os.path.join(self.root, name)
-            try:
-                inode = os.stat(path).st_ino
-            except FileNotFoundError:
-                inode = -1
-            present = self._watches.get(path)
-            if present is not None and present[1] != inode:
-                _unsubscribe(self, present[0])  # the directory was deleted or replaced
-                del self._watches[path]
-                present = None
-            if present is None and inode != -1:
-                self._watch(path)
-                self.changed = True  # files may have arrived before the watch
+    def _unsubscribe(self, handle: ObservedWatch) -> None:
+        _unsubscribe(self, handle)
