@@ -23,7 +23,7 @@ import os
 import struct
 import threading
 
-from marimo_store._changes import WATCHED, WatchedDirectories
+from marimo_store._changes import WatchedDirectories
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -152,69 +152,36 @@ os.register_at_fork(after_in_child=_forget_parent_descriptor)
 
 
 class InotifyWatch(WatchedDirectories[int]):
-    """Watches one store's root (for `log/` and `snapshots/` appearing or
-    being replaced) and those two directories (for files changing)."""
+    """The inotify backend: events wait in the kernel until a miss asks."""
 
     def __init__(self, root: str, inotify: _ProcessInotify) -> None:
-        self.pid = os.getpid()
-        self.root = root
-        self.changed = True  # nothing read yet
-        self.own_segment_prefix = ""
-        """`<writer id>.` of the store's own log segments, once it writes: its
-        own appends are in its index already."""
+        super().__init__(root)
         self._inotify = inotify
-        self._resubscribe = False
-        self._watches: dict[str, tuple[int, int]] = {}  # path -> (wd, inode)
 
     @classmethod
     def start(cls, root: str) -> InotifyWatch | None:
         """A running watch, or None where the store must poll instead
         (no inotify, or a limit such as `fs.inotify.max_user_watches` reached)."""
         try:
-            watch = cls(root, _process_inotify())
+            inotify = _process_inotify()
         except (OSError, AttributeError):  # AttributeError: a libc without inotify
             return None
-        try:
-            watch._watch(root)
-            watch._watch_subdirectories()
-        except OSError:
-            watch.close()
-            return None
-        return watch
+        return cls(root, inotify)._started()
 
-    def take_change(self) -> bool:
-        """Whether anything changed since the last call; the caller then
-        re-reads (after this call, so that no change falls in between)."""
-        inotify = self._inotify
-        inotify.drain()
-        if self._resubscribe:
-            with inotify.lock:  # no other store's drain changes `_watches` meanwhile
-                self._resubscribe = False
-                try:
-                    self._watch_subdirectories()
-                except OSError:
-                    self.changed = True
-        changed, self.changed = self.changed, False
-        return changed
+    def _collect_events(self) -> None:
+        self._inotify.drain()
+
+    def _subscriptions_guard(self) -> threading.RLock:
+        return self._inotify.lock  # no other store's drain changes `_watches` meanwhile
 
     def event(self, path: str, mask: int, name: str) -> None:
         """One event of a directory this watch listens to (no I/O)."""
-        if path == self.root:
-            if mask & _GONE or name in WATCHED:
-                self._resubscribe = True  # log/ or snapshots/ created, deleted or replaced
-                self.changed = True
-            return  # format.json, objects/, tmp/: nothing an index depends on
-        if mask & _GONE:
-            gone = self._watches.pop(path, None)
-            if gone is not None and mask & _IN_MOVE_SELF:
-                self._inotify.remove(self, gone[0])  # it watches the moved directory
-            self._resubscribe = True
-            self.changed = True
-            return
-        own = self.own_segment_prefix
-        if own and not mask & _MOVED and name.startswith(own):
-            return  # this store's own append, or its own segment deleted by a cleanup
-        self.changed = True
+        gone = bool(mask & _GONE)
+        if gone and path != self.root:
+            lost = self._watches.pop(path, None)
+            if lost is not None and mask & _IN_MOVE_SELF:
+                self._inotify.remove(self, lost[0])  # it watches the moved directory
+        self._note(path, name, moved=bool(mask & _MOVED), gone=gone)
 
     def close(self) -> None:
         """Stop watching (in a forked child there is nothing of ours to stop)."""

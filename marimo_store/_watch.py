@@ -41,7 +41,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from marimo_store._changes import WATCHED, WatchedDirectories
+from marimo_store._changes import WatchedDirectories
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -148,58 +148,19 @@ def _unsubscribe_retired(
 
 
 class ChangeWatch(FileSystemEventHandler, WatchedDirectories["ObservedWatch"]):
-    """Watches one store's root (for `log/` and `snapshots/` appearing or
-    being replaced) and those two directories (for files changing)."""
-
-    def __init__(self, root: str) -> None:
-        super().__init__()
-        self.pid = os.getpid()
-        self.root = root
-        self.changed = True  # nothing read yet
-        self.own_segment_prefix = ""
-        """`<writer id>.` of the store's own log segments, once it writes: its
-        own appends are in its index already, and must not make every miss
-        after a put re-read the log."""
-        self._resubscribe = False
-        self._watches: dict[str, tuple[ObservedWatch, int]] = {}
+    """The watchdog backend: events arrive on the observer's thread."""
 
     @classmethod
     def start(cls, root: str) -> ChangeWatch | None:
         """A running watch, or None where the store must poll instead."""
-        if not native_watching():
-            return None
-        watch = cls(root)
-        try:
-            watch._watch(root)
-            watch._watch_subdirectories()
-        except (OSError, RuntimeError):  # e.g. fs.inotify.max_user_watches reached
-            watch.close()
-            return None
-        return watch
-
-    def take_change(self) -> bool:
-        """Whether anything changed since the last call; the caller then
-        re-reads (after this call, so that no change falls in between)."""
-        if self._resubscribe:
-            self._resubscribe = False
-            try:
-                self._watch_subdirectories()
-            except (OSError, RuntimeError):
-                self.changed = True
-        changed, self.changed = self.changed, False
-        return changed
+        return cls(root)._started() if native_watching() else None
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         """Called on the observer's thread: only flags, no I/O."""
-        paths = [os.fsdecode(event.src_path), os.fsdecode(event.dest_path or "")]
-        own = self.own_segment_prefix
-        if own and not paths[1] and os.path.basename(paths[0]).startswith(own):
-            return  # this store's own append, or its own segment deleted by a cleanup
-        if os.path.dirname(paths[0]) == self.root:  # from the root's watch
-            if not {os.path.basename(path) for path in paths} & set(WATCHED):
-                return  # format.json, objects/, tmp/: nothing an index depends on
-            self._resubscribe = True  # log/ or snapshots/ created, deleted or replaced
-        self.changed = True
+        moved = bool(event.dest_path)
+        for raw in (event.src_path, event.dest_path) if moved else (event.src_path,):
+            path = os.fsdecode(raw)
+            self._note(os.path.dirname(path), os.path.basename(path), moved=moved)
 
     def close(self) -> None:
         """Stop watching (a no-op in a forked child: the observer is the parent's)."""

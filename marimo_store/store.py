@@ -842,9 +842,9 @@ class FsPersistentStore(NamedObjects):
         `start` (a miss) starts it in a background thread, so that no call
         waits for watchdog where it is used (off Linux: 40 ms to import, and
         starting or stopping watches can wait for its threads); until it
-        runs, misses poll. Not
-        with `refresh_interval=0`: every miss refreshes anyway, and an event
-        may arrive a moment after the write it reports.
+        runs, misses poll. Not with `refresh_interval=0`: every miss
+        refreshes anyway, and an event may arrive a moment after the write
+        it reports.
         """
         watch = self._watch
         pid = os.getpid()
