@@ -32,6 +32,7 @@ pickle protocol 5 with its buffers hashed out of band.
 
 from __future__ import annotations
 
+import functools
 import struct
 import sys
 import types
@@ -347,8 +348,14 @@ class _Encoder:
             raise Unhashable(f"{type(error).__name__}: {error}") from error
 
 
+@functools.cache
 def _hashing_pickler(pickle: Any) -> Callable[[_Encoder], pickle.Pickler]:
-    """A pickler writing into an encoder's hasher; buffers are hashed where they lie."""
+    """A pickler writing into an encoder's hasher; buffers are hashed where they lie.
+
+    The class is made once (cached): making it is about as slow as hashing
+    a small value through it, and this runs on every call of a cached
+    function whose arguments or globals need pickling.
+    """
 
     class HashingPickler(pickle.Pickler):  # type: ignore[misc]
         def __init__(self, encoder: _Encoder) -> None:
