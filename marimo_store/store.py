@@ -633,9 +633,7 @@ class FsPersistentStore(NamedObjects):
         passed over (without a warning or an error: nothing is loaded here).
         """
         for stored in self._candidates(key, exact=False):
-            if self._objects_present(stored) and self._admits(
-                stored, stored.metadata.objects().values(), quiet=True
-            ):
+            if self._objects_present(stored) and self._admits(stored, quiet=True):
                 return stored.metadata
         return None
 
@@ -657,7 +655,7 @@ class FsPersistentStore(NamedObjects):
         """
         check_policy(version_policy)
         for stored in self._candidates(key, exact_match_created_at):
-            if not self._admits(stored, stored.metadata.objects().values()):
+            if not self._admits(stored):
                 continue
             check_versions(stored.metadata, version_policy, stacklevel=2)
             contents = self._load_contents(stored)
@@ -712,16 +710,20 @@ class FsPersistentStore(NamedObjects):
     def _admits(
         self,
         stored: StoredEntry,
-        refs: Iterable[ObjectRef],
+        refs: Iterable[ObjectRef] | None = None,
         *,
         requires_trust: bool = False,
         quiet: bool = False,
     ) -> bool:
         """Whether `verify_signatures` lets these values of `stored` load
-        (warns or raises as the mode says, unless `quiet`)."""
+        (`refs`: all of them when None; warns or raises as the mode says,
+        unless `quiet`). With checks off (the default) this is all it does:
+        the references are looked at only when a mode needs them."""
         trust = self._trust
         if not trust.checks:
             return True
+        if refs is None:
+            refs = stored.metadata.objects().values()
         executable = requires_trust or needs_trust(refs)
         if quiet:
             return trust.would_admit(stored, executable=executable)
