@@ -210,7 +210,7 @@ class SnapshotFile:
             return "its tombstone record fails its checksum"
         header_end = FRAME.size + FRAME.unpack_from(self._view, 0)[0]
         body = self._view[header_end : self._table_at]
-        if _body_hash(body) != self.header.get("body"):
+        if content_digest(body).hex() != self.header.get("body"):
             return "its body does not match the hash in its header"
         if self.header.get("count") != self.count:
             return "its entry count does not match its key table"
@@ -294,13 +294,6 @@ class SnapshotFile:
         self._view.release()
         self._table.release()
         self._data.close()
-
-
-def _body_hash(data: memoryview) -> str:
-    """The body hash as `encode_snapshot` writes it into the header."""
-    hasher = content_hasher()
-    hasher.update(data)
-    return hasher.hexdigest()
 
 
 def _decode_snapshot_entry(record: dict[str, Any] | None) -> StoredEntry | None:
