@@ -298,7 +298,9 @@ def _closed_before(data: memoryview, header_end: int, start: int) -> bool:
 class SegmentState:
     """What a reader knows of one segment file.
 
-    `offset`: bytes read and applied (or skipped as already in a snapshot);
+    `offset`: bytes read and applied (or skipped as already in a snapshot:
+    never less than what a snapshot consumed, even while the file is
+    shorter than that);
     `segment_id`: `<writer>.<n>` from the header, the segment's identity
     whatever its file name; `size`: the file size at the last read;
     `damaged_size`: the size when damage was last reported (the file is
@@ -308,7 +310,6 @@ class SegmentState:
     """
 
     __slots__ = (
-        "behind",
         "closed",
         "damaged_size",
         "header",
@@ -333,7 +334,12 @@ class SegmentState:
         self.size = size
         self.closed = False
         self.damaged_size = -1
-        self.behind = False
+
+    @property
+    def behind(self) -> bool:
+        """The file is shorter than where reading goes on (what a snapshot
+        already consumed of its segment): an old or half-delivered copy."""
+        return self.offset > self.size
 
 
 def segment_id_of(header: dict[str, Any]) -> str | None:
@@ -465,10 +471,8 @@ class LogReader:
             state.closed = _closed_before(data, header_end, start)
         parsed = parse_frames(data, start) if start <= len(data) else None
         if parsed is None:  # the snapshot consumed more than this copy holds
-            state.offset = base + len(data)
-            state.behind = True
+            state.offset = start  # a record boundary: reading goes on there once it grows
             return
-        state.behind = False
         if parsed.damaged:
             self._report(path, state, stat.st_size, "a record fails its checksum")
         state.offset = base + parsed.end

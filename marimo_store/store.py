@@ -1073,15 +1073,13 @@ class FsPersistentStore(NamedObjects):
         # Offsets only for segments that still exist: a deleted segment that a
         # sync tool brings back is harmless to re-read (entries are idempotent
         # and tombstones keep dropped keys dropped), and the header stays as
-        # small as the set of live segments. Never less than the heads had
-        # consumed: a copy shorter than that (a sync tool still delivering
-        # it) ends anywhere, perhaps inside a record, and reading on from
-        # there would lose every record after it.
+        # small as the set of live segments. A reader's offset is never less
+        # than what the heads had consumed (not even for a copy shorter than
+        # that: a sync tool still delivering it), so no offset moves back.
         consumed: dict[str, tuple[int, int]] = {}
         for segment in reader.segments().values():
             if segment.segment_id:
-                earlier = state.consumed.get(segment.segment_id, (0, 0))[0]
-                known = max(consumed.get(segment.segment_id, (0, 0))[0], segment.offset, earlier)
+                known = max(consumed.get(segment.segment_id, (0, 0))[0], segment.offset)
                 consumed[segment.segment_id] = (known, now)
         state.consumed = consumed
         state.tombstones = {k: at for k, at in state.tombstones.items() if at >= horizon}

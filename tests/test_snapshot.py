@@ -869,3 +869,25 @@ def test_a_short_copy_of_another_hosts_sealed_segment_is_kept(
     assert cleaner.cleanup(drop_nothing).segments_deleted == 1
     fresh = make_store(refresh_interval=0)
     assert {m.key.block_id for m in fresh.entries()} == {"e1", "e2", "e3", "e4"}
+
+
+def test_a_reader_that_saw_a_short_copy_reads_on_from_a_record_boundary(
+    make_store: StoreFactory, store_path: Path
+) -> None:
+    writer = make_store(refresh_interval=0)
+    for name in ("e1", "e2"):
+        writer.put(Entry.of(ExecutionKey(name, "m"), {"v": name}))
+    assert make_store(refresh_interval=0).cleanup(drop_nothing).skipped == []
+    writer.put(Entry.of(ExecutionKey("e3", "m"), {"v": "e3"}))
+    (segment,) = (store_path / "log").glob("*.log")
+    whole = segment.read_bytes()
+    segment.write_bytes(whole[:130])  # an old, partial copy: it ends inside a record
+    reader = make_store(refresh_interval=0)
+    with store_warnings() as caught:
+        assert reader.get(ExecutionKey("e1", "m")) is not None  # from the snapshot
+        assert reader.get(ExecutionKey("e3", "m")) is None  # not delivered yet
+        with open(segment, "ab") as file:  # the tool completes the same file
+            file.write(whole[130:])
+        entry = reader.get(ExecutionKey("e3", "m"))
+    assert entry is not None and entry.variables["v"] == "e3"
+    assert caught == []  # the copy was never damaged: it was short
