@@ -91,6 +91,16 @@ class ExecutionKey(Value):
         return ExecutionKey(self.block_id, self.module_hash, created_at)
 
 
+def check_lookup_key(key: object, exact: bool) -> ExecutionKey:
+    """`key` for a lookup, or `InvalidArgumentError`: not an `ExecutionKey`,
+    or an exact lookup (`exact_match_created_at`) without `created_at`."""
+    if not isinstance(key, ExecutionKey):
+        raise InvalidArgumentError(f"expected an ExecutionKey, got {type(key).__name__}")
+    if exact and key.created_at is None:
+        raise InvalidArgumentError("exact_match_created_at needs a key with created_at")
+    return key
+
+
 def check_keys(keys: Iterable[object], method: str) -> list[ExecutionKey]:
     """`keys` as a list, or `InvalidArgumentError` naming what is not a key."""
     checked: list[ExecutionKey] = []

@@ -27,6 +27,8 @@ from marimo_store._entry import (
     Environment,
     ExecutionKey,
     ObjectRef,
+    check_keys,
+    check_lookup_key,
     now_ms,
 )
 from marimo_store._environment import current_environment
@@ -276,11 +278,7 @@ class LegacyPersistentStore(NamedObjects):
         run it holds.
         """
         deleted = 0
-        for key in keys:
-            if not isinstance(key, ExecutionKey):
-                raise InvalidArgumentError(
-                    f"delete_entries() takes ExecutionKeys, got {type(key).__name__}"
-                )
+        for key in check_keys(keys, "delete_entries"):
             path = self._path_of(key)
             present = self._read(path, key, exact=key.created_at is not None)
             if present is not None:
@@ -363,10 +361,7 @@ class LegacyPersistentStore(NamedObjects):
         """Nothing to catch up with: every lookup reads the file itself."""
 
     def _find(self, key: ExecutionKey, exact: bool) -> _File | None:
-        if not isinstance(key, ExecutionKey):
-            raise InvalidArgumentError(f"expected an ExecutionKey, got {type(key).__name__}")
-        if exact and key.created_at is None:
-            raise InvalidArgumentError("exact_match_created_at needs a key with created_at")
+        check_lookup_key(key, exact)
         return self._read(self._path_of(key), key, exact=exact)
 
     def _read(

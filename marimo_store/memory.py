@@ -26,6 +26,7 @@ from marimo_store._entry import (
     ExecutionKey,
     ObjectRef,
     check_keys,
+    check_lookup_key,
     now_ms,
 )
 from marimo_store._environment import current_environment
@@ -200,7 +201,9 @@ class MemoryStore(NamedObjects):
     ) -> Entry | None:
         """The entry for `key` with fresh values, or None; as `FsPersistentStore.get`."""
         check_policy(version_policy)
-        for metadata in self._exact(key) if exact_match_created_at else self.history(key):
+        with self._lock:
+            candidates = self._candidates(key, exact=exact_match_created_at)
+        for metadata in candidates:
             check_versions(metadata, version_policy, stacklevel=2)
             contents = {
                 kind: {name: self._load(metadata, ref) for name, ref in refs.items()}
@@ -239,15 +242,8 @@ class MemoryStore(NamedObjects):
         with self._lock:
             return self._candidates(key, exact=False)
 
-    def _exact(self, key: ExecutionKey) -> list[EntryMetadata]:
-        if key.created_at is None:
-            raise InvalidArgumentError("exact_match_created_at needs a key with created_at")
-        with self._lock:
-            return self._candidates(key, exact=True)
-
     def _candidates(self, key: ExecutionKey, *, exact: bool) -> list[EntryMetadata]:
-        if not isinstance(key, ExecutionKey):
-            raise InvalidArgumentError(f"expected an ExecutionKey, got {type(key).__name__}")
+        check_lookup_key(key, exact)
         runs = self._runs.get((key.block_id, key.module_hash), {})
         if not exact:
             return newest_first(runs, key.created_at)

@@ -38,6 +38,7 @@ from marimo_store._entry import (
     ExecutionKey,
     ObjectRef,
     check_keys,
+    check_lookup_key,
     now_ms,
 )
 from marimo_store._environment import current_environment, platform_tag, python_version
@@ -793,10 +794,7 @@ class FsPersistentStore(NamedObjects):
         return iter(self.entries())
 
     def _candidates(self, key: ExecutionKey, exact: bool) -> list[StoredEntry]:
-        if not isinstance(key, ExecutionKey):
-            raise InvalidArgumentError(f"expected an ExecutionKey, got {type(key).__name__}")
-        if exact and key.created_at is None:
-            raise InvalidArgumentError("exact_match_created_at needs a key with created_at")
+        check_lookup_key(key, exact)
         with self._lock:
             if self._snapshot_names is None:
                 self._refresh()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 
-from marimo_store._entry import Entry, EntryMetadata, ExecutionKey
+from marimo_store._entry import Entry, EntryMetadata, ExecutionKey, check_lookup_key
 from marimo_store._errors import InvalidArgumentError, NotFoundError, StoreError, StoreWarning
 from marimo_store._named import NamedObjects
 from marimo_store._versions import check_policy, check_versions
@@ -113,8 +113,7 @@ class TieredStore(NamedObjects):
         """The runs any tier holds for `key`, newest first, each with the
         indexes of the tiers holding it (fastest first). The metadata is the
         slowest holder's: what `put` returned, describing the lasting copy."""
-        if exact and key.created_at is None:
-            raise InvalidArgumentError("exact_match_created_at needs a key with created_at")
+        check_lookup_key(key, exact)
         found: dict[int, tuple[EntryMetadata, list[int]]] = {}
         for index in reversed(range(len(self.tiers))):
             for metadata in self.tiers[index].history(key):

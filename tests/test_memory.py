@@ -241,3 +241,10 @@ def test_a_value_that_no_longer_loads_is_a_miss_with_a_warning(
         assert store.get(store.info("point").latest.key) is None
     with pytest.raises(NotFoundError), pytest.warns(StoreWarning):
         store.load("point")
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["newest", "exact"])
+def test_a_lookup_by_something_not_a_key_is_refused(exact: bool) -> None:
+    for store in (MemoryStore(), TieredStore([MemoryStore(), MemoryStore()])):
+        with pytest.raises(InvalidArgumentError, match="expected an ExecutionKey, got str"):
+            store.get("not a key", exact_match_created_at=exact)  # type: ignore[arg-type]
