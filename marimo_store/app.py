@@ -24,10 +24,9 @@ import sys
 import threading
 
 from marimo_store._errors import InvalidArgumentError
-from marimo_store.cache import CacheDecorator
+from marimo_store.cache import CacheDecorator, check_store
 from marimo_store.config import anchor_directory, read_settings
 from marimo_store.legacy import LegacyPersistentStore
-from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,10 +70,8 @@ class App:
                 "App(store=..., config=...): config only applies to a store the App "
                 "resolves itself; configure the store you pass instead"
             )
-        elif not isinstance(store, FsPersistentStore | LegacyPersistentStore):
-            raise InvalidArgumentError(
-                f"store must be an FsPersistentStore or LegacyPersistentStore, got {store!r}"
-            )
+        else:
+            check_store(store)
         self.store: Store = store
         self._tokens: list[contextvars.Token[tuple[App, ...]]] = []
 

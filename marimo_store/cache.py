@@ -55,6 +55,7 @@ from marimo_store._errors import (
 )
 from marimo_store._hashing import content_digest
 from marimo_store._locks import LocalLock
+from marimo_store._serialize import MISSING
 from marimo_store._value import Value
 from marimo_store.config import anchor_directory
 from marimo_store.legacy import LegacyPersistentStore
@@ -350,7 +351,7 @@ class CachedFunction(_Generic[P, R]):
         store = self._resolve(self._anchor)
         call = self._hasher.key(args, kwargs)
         value = _lookup(store, call.key)
-        if value is not _MISSING:
+        if value is not MISSING:
             self._hits += 1
             return value  # type: ignore[no-any-return]
         if self._lease is None:
@@ -362,7 +363,7 @@ class CachedFunction(_Generic[P, R]):
             for pause in flight.waits():
                 time.sleep(pause)
             value = self._after_wait(store, call, flight)
-            if value is not _MISSING:
+            if value is not MISSING:
                 return value  # type: ignore[no-any-return]
             self._misses += 1
             result = self.__wrapped__(*args, **kwargs)
@@ -374,7 +375,7 @@ class CachedFunction(_Generic[P, R]):
         store = self._resolve(self._anchor)
         call = self._hasher.key(args, kwargs)
         value = _lookup(store, call.key)
-        if value is not _MISSING:
+        if value is not MISSING:
             self._hits += 1
             return value
         if self._lease is None:
@@ -388,7 +389,7 @@ class CachedFunction(_Generic[P, R]):
             for pause in flight.waits():
                 await asyncio.sleep(pause)
             value = self._after_wait(store, call, flight)
-            if value is not _MISSING:
+            if value is not MISSING:
                 return value
             self._misses += 1
             result = await coroutine_function(*args, **kwargs)
@@ -398,10 +399,10 @@ class CachedFunction(_Generic[P, R]):
     def _after_wait(self, store: Store, call: CallKey, flight: _Flight) -> Any:
         """After waiting for another caller: its result, if it stored one."""
         if not flight.waited:
-            return _MISSING
+            return MISSING
         store.refresh()  # it was put a moment ago: do not wait for refresh_interval
         value = _lookup(store, call.key)
-        if value is not _MISSING:
+        if value is not MISSING:
             self._hits += 1
         return value
 
@@ -528,8 +529,8 @@ class _BoundCachedFunction:
 def _lookup(store: _Store, key: ExecutionKey) -> Any:
     entry = store.get(key)
     if entry is None:
-        return _MISSING
-    return entry.variables.get(RESULT, _MISSING)
+        return MISSING
+    return entry.variables.get(RESULT, MISSING)
 
 
 def _lease_seconds(single_flight: bool | float) -> float | None:
@@ -650,12 +651,15 @@ class _Fixed:
         return (_Fixed, (self.store,))
 
 
-def _fixed(store: Store) -> StoreResolver:
+def check_store(store: object) -> Store:
+    """`store` if it is one `persistent_cache` and `App` can use, else
+    `InvalidArgumentError` naming it."""
     if not isinstance(store, FsPersistentStore | LegacyPersistentStore):
         raise InvalidArgumentError(
             f"store must be an FsPersistentStore or LegacyPersistentStore, got {store!r}"
         )
-    return _Fixed(store)
+    return store
 
 
-_MISSING: Any = object()
+def _fixed(store: Store) -> StoreResolver:
+    return _Fixed(check_store(store))

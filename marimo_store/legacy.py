@@ -44,7 +44,7 @@ from marimo_store._errors import (
 from marimo_store._hashing import content_digest
 from marimo_store._named import NamedObjects
 from marimo_store._records import check_user_metadata
-from marimo_store._serialize import SerializedValue, deserialize, serialize_contents
+from marimo_store._serialize import MISSING, SerializedValue, deserialize, serialize_contents
 from marimo_store._versions import check_policy, check_versions
 
 TYPE_CHECKING = False
@@ -311,7 +311,7 @@ class LegacyPersistentStore(NamedObjects):
                 values = contents.setdefault(kind, {})
                 for name, ref in refs.items():
                     value = mapped.load(ref)
-                    if value is _MISSING:
+                    if value is MISSING:
                         return None
                     values[name] = value
         metadata = found.metadata
@@ -327,7 +327,7 @@ class LegacyPersistentStore(NamedObjects):
             raise NotFoundError(f"entry {found.metadata.key} has no {kind} {name!r}")
         with _Mapped(found) as mapped:
             value = mapped.load(ref)
-        if value is _MISSING:
+        if value is MISSING:
             raise NotFoundError(f"no loadable entry for {key}")
         return value
 
@@ -462,13 +462,13 @@ class _Mapped:
         for part in ref.objects():
             view = self._view(part)
             if view is None:
-                return _MISSING
+                return MISSING
             parts.append(view)
         try:
             return deserialize(ref.format, parts[0], parts[1:])
         except Exception as error:  # a value that no longer loads is a miss, not a crash
             _warn(f"cannot load a value of {self._found.path}: {type(error).__name__}: {error}")
-            return _MISSING
+            return MISSING
 
     def _view(self, part: ObjectRef) -> memoryview | None:
         if part.size == 0:
@@ -481,6 +481,3 @@ class _Mapped:
             _warn(f"{self._found.path} is damaged (a value does not match its hash)")
             return None
         return view
-
-
-_MISSING: Any = object()
