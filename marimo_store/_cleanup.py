@@ -16,7 +16,14 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from marimo_store import _fs
 from marimo_store._entry import CALL_METADATA_KEY, EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
-from marimo_store._log import writer_is_gone, writer_is_local, writer_of, writer_of_file
+from marimo_store._log import (
+    is_sealed,
+    newest_segments,
+    writer_is_gone,
+    writer_is_local,
+    writer_of,
+    writer_of_file,
+)
 from marimo_store._value import Value
 
 TYPE_CHECKING = False
@@ -341,11 +348,7 @@ def delete_consumed_segments(
     the newer one will replace). A file named after a dead writer of this
     host that never got its header (the writer died creating it) goes too.
     """
-    newest: dict[str, int] = {}
-    for state in segments.values():
-        if state.segment_id:
-            writer, number = writer_of(state.segment_id)
-            newest[writer] = max(number, newest.get(writer, -1))
+    newest = newest_segments(state.segment_id for state in segments.values() if state.segment_id)
     for name, state in segments.items():
         if not state.segment_id:
             owner = writer_of_file(name)
@@ -353,10 +356,10 @@ def delete_consumed_segments(
                 _fs.unlink(os.path.join(log_dir, name))
                 report.segments_deleted += 1
             continue
-        writer, number = writer_of(state.segment_id)
-        if not (state.closed or number < newest[writer] or writer_is_gone(writer)):
+        if not is_sealed(state.segment_id, state.closed, newest):
             continue
-        if (state.offset < state.size or state.behind) and not writer_is_local(writer):
+        local = writer_is_local(writer_of(state.segment_id)[0])
+        if (state.offset < state.size or state.behind) and not local:
             continue  # another host's segment still arriving: the rest may follow
         path = os.path.join(log_dir, name)
         try:

@@ -19,7 +19,7 @@ import os
 import struct
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import msgpack
 
@@ -368,6 +368,23 @@ def writer_of_file(name: str) -> str | None:
     """The writer id in a segment's own file name `<writer>.<n>.log`, if it has one."""
     stem, dot, number = name.removesuffix(SEGMENT_SUFFIX).rpartition(".")
     return stem if dot and number.isdigit() and name.endswith(SEGMENT_SUFFIX) else None
+
+
+def newest_segments(segment_ids: Iterable[str]) -> dict[str, int]:
+    """Each writer's highest segment number among `segment_ids`."""
+    newest: dict[str, int] = {}
+    for segment_id in segment_ids:
+        writer, number = writer_of(segment_id)
+        newest[writer] = max(number, newest.get(writer, -1))
+    return newest
+
+
+def is_sealed(segment_id: str, closed: bool, newest: Mapping[str, int]) -> bool:
+    """Whether a segment will never grow: closed by its writer, followed by
+    a later segment of the same writer (`newest`: `newest_segments` of
+    every segment seen), or written by a process of this host that is gone."""
+    writer, number = writer_of(segment_id)
+    return closed or number < newest[writer] or writer_is_gone(writer)
 
 
 def writer_is_gone(writer_id: str) -> bool:

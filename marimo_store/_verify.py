@@ -50,6 +50,8 @@ from marimo_store._layout import GITATTRIBUTES, GITIGNORE
 from marimo_store._log import (
     CLOSE_TYPE,
     SEGMENT_SUFFIX,
+    is_sealed,
+    newest_segments,
     parse_frames,
     read_header,
     unpack,
@@ -365,21 +367,17 @@ class _Verifier:
             copy = sync_copy_of(entry.name, SEGMENT_NAME)
             if copy is not None:
                 self._unread_copy(entry.path, copy, "segment")
-        newest: dict[str, int] = {}
+        newest = newest_segments(segment.segment_id for segment in segments)
         for segment in segments:
-            writer, number = writer_of(segment.segment_id)
-            newest[writer] = max(number, newest.get(writer, -1))
-        for segment in segments:
-            writer, number = writer_of(segment.segment_id)
             path, end = segment.path, segment.end
             if segment.damaged:
                 detail = f"a record fails its checksum at byte {end}"
                 self._remember(path, self.find("damaged segment", path, detail))
-            elif segment.torn and writer_is_local(writer):
+            elif segment.torn and writer_is_local(writer_of(segment.segment_id)[0]):
                 # A write cut short (a crash, a full disk, a truncation) never
                 # completes: its writer starts a new segment instead. Only an
                 # append under way right now looks the same, for microseconds.
-                sealed = segment.closed or number < newest[writer] or writer_is_gone(writer)
+                sealed = is_sealed(segment.segment_id, segment.closed, newest)
                 if sealed or _stays_the_same(path, segment.size):
                     detail = f"its last {segment.size - end} bytes are a torn record"
                     self._remember(path, self.find("torn segment", path, detail))
