@@ -11,9 +11,10 @@ from __future__ import annotations
 import fnmatch
 import os
 
+from marimo_store._cleanup import last_used
 from marimo_store._errors import NotFoundError
 from marimo_store._layout import parse_format
-from marimo_store._log import SEGMENT_SUFFIX, writer_of
+from marimo_store._log import SEGMENT_SUFFIX, writer_of_file
 from marimo_store._snapshot import SNAPSHOT_SUFFIX, read_snapshots
 from marimo_store.cli._output import size_text, time_text
 from marimo_store.cli._target import (
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 SORTS: dict[str, Callable[[EntryMetadata], Any]] = {
     "created": lambda m: m.created_at,
     "size": lambda m: m.content_size,
-    "accessed": lambda m: max(m.created_at, m.last_access or 0),
+    "accessed": last_used,
     "name": lambda m: (label_of(m), m.created_at),
 }
 """`ls --sort`: each key's natural order is largest / newest first (but names: A to Z)."""
@@ -193,9 +194,9 @@ def _segments_and_writers(log_dir: str) -> tuple[int, int]:
         if not name.endswith(SEGMENT_SUFFIX):
             continue
         segments += 1
-        stem = name[: -len(SEGMENT_SUFFIX)]
-        if stem.rpartition(".")[2].isdigit():
-            writers.add(writer_of(stem)[0])
+        writer = writer_of_file(name)
+        if writer is not None:
+            writers.add(writer)
     return segments, len(writers)
 
 

@@ -87,7 +87,8 @@ def _strategy(args: argparse.Namespace, configured: object) -> DefaultCleanupStr
 def run_cleanup(args: argparse.Namespace, out: Output) -> int:
     store = open_store(args.store)
     strategy = _strategy(args, store.cleanup_strategy)
-    labels = {m.key: m for m in store.entries()}  # names of what is dropped
+    # Names of what is dropped, for the table (read before the entries go).
+    labels = {} if out.json_mode else {m.key: m for m in store.entries()}
     with out.activity("cleaning up" if not args.dry_run else "deciding what to drop"):
         report = store.cleanup(strategy, include_content=args.include_content, dry_run=args.dry_run)
     if report.snapshot is None and not report.dry_run and report.skipped:

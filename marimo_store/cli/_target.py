@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from marimo_store._cleanup import is_function_call
 from marimo_store._entry import CALL_METADATA_KEY
 from marimo_store._errors import NotFoundError, NotSupportedError, StoreFormatError
 from marimo_store._hashing import text_digest
@@ -109,7 +110,7 @@ def key_text(key: ExecutionKey) -> str:
 def kind_of(metadata: EntryMetadata) -> str:
     """`call` (a `persistent_cache` call), `named` (a named object) or
     `entry` (anything else: a marimo cache entry, a block's run, a put)."""
-    if CALL_METADATA_KEY in metadata.user_metadata:
+    if is_function_call(metadata):
         return "call"
     if metadata.key.module_hash == NAMED_OBJECT:
         return "named"
