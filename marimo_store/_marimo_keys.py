@@ -34,11 +34,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-STORE_SUBDIRECTORY = "persist"
+MARIMO_DIR = "__marimo__"
+"""marimo's folder beside a notebook."""
+PERSIST_DIR = "persist"
 """The store lives in `__marimo__/persist`, beside marimo's `__marimo__/cache`."""
-DEFAULT_STORE_PATH = "__marimo__/" + STORE_SUBDIRECTORY
+LEGACY_DIR = "cache"
+"""marimo's own `FileStore` directory inside `__marimo__`."""
+DEFAULT_STORE_PATH = f"{MARIMO_DIR}/{PERSIST_DIR}"
 """Relative to the working directory, where no notebook directory is known."""
-MARIMO_CACHE_PATH = "__marimo__/cache"
+MARIMO_CACHE_PATH = f"{MARIMO_DIR}/{LEGACY_DIR}"
 """marimo's own `FileStore` directory, relative to the notebook."""
 
 FILE = "file"
@@ -52,21 +56,16 @@ _LAZY_MANIFEST_SUFFIX = ".jsonl"
 
 
 class MarimoKey(Value):
-    """A checked marimo key and the entry it belongs to."""
+    """A checked marimo key, what part of an entry it is (`role`), and the
+    computation (`execution_key`) of the store entry it belongs to."""
 
-    __slots__ = ("key", "block", "entry", "role")
+    __slots__ = ("key", "execution_key", "role")
     key: str
-    block: str
-    entry: str
+    execution_key: ExecutionKey
     role: str
 
     def __init__(self, key: str, block: str, entry: str, role: str) -> None:
-        self._assign(key=key, block=block, entry=entry, role=role)
-
-    @property
-    def execution_key(self) -> ExecutionKey:
-        """The computation of the store that holds this key's entry."""
-        return ExecutionKey(self.block, self.entry)
+        self._assign(key=key, execution_key=ExecutionKey(block, entry), role=role)
 
 
 def marimo_entry(

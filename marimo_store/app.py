@@ -24,6 +24,7 @@ import sys
 import threading
 
 from marimo_store._errors import InvalidArgumentError
+from marimo_store._marimo_keys import LEGACY_DIR, MARIMO_DIR, PERSIST_DIR
 from marimo_store.cache import CacheDecorator, check_store
 from marimo_store.config import anchor_directory, read_settings
 from marimo_store.legacy import LegacyPersistentStore
@@ -36,9 +37,6 @@ if TYPE_CHECKING:
 
     from marimo_store.cache import Store
 
-MARIMO_DIR = "__marimo__"
-PERSIST_DIR = "persist"
-LEGACY_DIR = "cache"
 
 _current: contextvars.ContextVar[tuple[App, ...]] = contextvars.ContextVar(
     "marimo_store_current_apps", default=()

@@ -35,7 +35,7 @@ from marimo_store._marimo_keys import (
     BLOB,
     DEFAULT_STORE_PATH,
     MANIFEST,
-    STORE_SUBDIRECTORY,
+    PERSIST_DIR,
     MarimoKey,
     marimo_entry,
     parse_marimo_key,
@@ -262,6 +262,6 @@ def _default_path(directory: str) -> str:
     try:
         from marimo._utils.paths import notebook_output_dir  # noqa: PLC0415
 
-        return str(notebook_output_dir(directory) / STORE_SUBDIRECTORY)
+        return str(notebook_output_dir(directory) / PERSIST_DIR)
     except Exception:  # marimo absent or changed
         return os.path.join(directory, DEFAULT_STORE_PATH)

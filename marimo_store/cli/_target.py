@@ -16,8 +16,9 @@ from marimo_store._cleanup import is_function_call
 from marimo_store._entry import CALL_METADATA_KEY
 from marimo_store._errors import NotFoundError, NotSupportedError, StoreFormatError
 from marimo_store._hashing import text_digest
+from marimo_store._marimo_keys import LEGACY_DIR, MARIMO_DIR, PERSIST_DIR
 from marimo_store._named import NAMED_OBJECT
-from marimo_store.app import LEGACY_DIR, MARIMO_DIR, PERSIST_DIR, find_marimo_dir, resolve_store
+from marimo_store.app import find_marimo_dir, resolve_store
 from marimo_store.config import read_settings
 from marimo_store.legacy import LegacyPersistentStore
 
