@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from marimo_store import _fs
 from marimo_store._entry import CALL_METADATA_KEY, EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
+from marimo_store._hashing import HEX_DIGITS
 from marimo_store._log import (
     is_sealed,
     newest_segments,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 _DAY_MS = 86_400_000
 _STALE_TEMP_SECONDS = 86_400
-_HEX = frozenset("0123456789abcdef")
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 
@@ -306,11 +306,11 @@ def collect_garbage(
     except (FileNotFoundError, NotADirectoryError):
         return
     for fan in fans:
-        if not set(fan.name) <= _HEX:
+        if not set(fan.name) <= HEX_DIGITS:
             continue
         for item in os.scandir(fan.path):
             object_id = fan.name + item.name
-            if len(object_id) not in (32, 48) or not set(item.name) <= _HEX:
+            if len(object_id) not in (32, 48) or not set(item.name) <= HEX_DIGITS:
                 continue  # not an object name: not ours to delete
             if object_id in referenced:
                 continue

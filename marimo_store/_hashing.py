@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 CONTENT_HASH_BYTES = 16
 """Length of an object's content hash (xxh3-128)."""
+HEX_DIGITS = frozenset("0123456789abcdef")
+"""The digits of every hash and id the format writes as text (lower case)."""
 
 
 def content_hasher() -> xxhash.xxh3_128:

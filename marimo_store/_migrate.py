@@ -14,6 +14,7 @@ from collections import defaultdict
 
 from marimo_store._entry import ExecutionKey
 from marimo_store._errors import ExecutionKeyClash, InvalidKeyError
+from marimo_store._hashing import HEX_DIGITS
 from marimo_store._marimo_keys import (
     BLOB,
     DEFAULT_STORE_PATH,
@@ -161,7 +162,7 @@ def _is_partial_write(name: str) -> bool:
     if name.endswith(_PARTIAL_WRITE_INFIX):
         return True
     head, _, tag = name.rpartition(_PARTIAL_WRITE_INFIX)
-    return bool(head) and len(tag) == 8 and all(c in "0123456789abcdef" for c in tag)
+    return bool(head) and len(tag) == 8 and set(tag) <= HEX_DIGITS
 
 
 def _read(path: str) -> bytes:

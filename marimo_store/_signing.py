@@ -29,6 +29,7 @@ import os
 
 from marimo_store import _fs
 from marimo_store._errors import ConfigError, InvalidArgumentError, StoreIOError
+from marimo_store._hashing import HEX_DIGITS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ INSTALL_HINT = "pip install 'marimo_store[sign]'"
 _MAX_KEY_FILE_BYTES = 64 * 1024
 """A PEM Ed25519 key is about 120 bytes; refusing large files bounds what a
 mistaken path (a device, a data file) can make us read."""
-_HEX = frozenset("0123456789abcdef")
 
 
 def object_digest(data: Buffer) -> bytes:
@@ -74,7 +74,7 @@ def fingerprint_problem(value: object) -> str | None:
     if not isinstance(value, str) or not value.startswith(FINGERPRINT_PREFIX):
         return f"{value!r} is not a fingerprint ('{FINGERPRINT_PREFIX}' and 32 hex digits)"
     digits = value[len(FINGERPRINT_PREFIX) :]
-    if len(digits) != _FINGERPRINT_HEX or not set(digits) <= _HEX:
+    if len(digits) != _FINGERPRINT_HEX or not set(digits) <= HEX_DIGITS:
         return f"{value!r} is not a fingerprint ('{FINGERPRINT_PREFIX}' and 32 lowercase hex)"
     return None
 

@@ -38,6 +38,7 @@ import threading
 import msgpack
 
 from marimo_store import _fs
+from marimo_store._hashing import HEX_DIGITS
 from marimo_store._log import frame, host_name, parse_frames
 
 TYPE_CHECKING = False
@@ -70,7 +71,7 @@ def boot_id() -> str | None:
     except OSError:
         return None
     text = raw.decode("latin-1").strip().replace("-", "").lower()
-    return text if text and all(c in "0123456789abcdef" for c in text) else None
+    return text if text and set(text) <= HEX_DIGITS else None
 
 
 def ledger_name() -> str | None:
