@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import xxhash
 from core import (
+    alternating,
     bytes_text,
     disk_usage,
     machine_info,
@@ -85,10 +86,6 @@ def wrappers(root: str) -> dict[str, tuple[str, Wrap]]:
     }
 
 
-def in_turn(names: Sequence[str], rep: int) -> Sequence[str]:
-    return names if rep % 2 == 0 else names[::-1]
-
-
 def tiny_hits(root: str, repeat: int, batch_seconds: float) -> dict[str, list[float]]:
     """Seconds per hit of `add(1, 2)`, one value per round, for each library."""
     cached = {name: wrap(add) for name, (_, wrap) in wrappers(os.path.join(root, "tiny")).items()}
@@ -121,7 +118,7 @@ def large_hits(root: str, size_mib: int, repeat: int) -> tuple[list[float], dict
         start = time.perf_counter()
         xxhash.xxh3_128_digest(array)
         hashing.append(time.perf_counter() - start)
-        for name in in_turn(LIBRARIES, rep):
+        for name in alternating(LIBRARIES, rep):
             if name in cached:
                 start = time.perf_counter()
                 assert cached[name](array) == array[0]

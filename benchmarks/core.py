@@ -148,10 +148,15 @@ def touch(array: np.ndarray[Any, Any]) -> float:
     return float(np.asarray(array[-8:]).sum())
 
 
+def alternating(items: Sequence[T], rep: int) -> Sequence[T]:
+    """`items` in order on even repetitions, reversed on odd ones, so that
+    whatever the first of them pays for (page faults, write-back) is shared."""
+    return items if rep % 2 == 0 else items[::-1]
+
+
 def in_turn(steps: Sequence[Callable[[], None]], rep: int) -> None:
-    """Run `steps` in order on even repetitions, reversed on odd ones, so that
-    whatever the first step pays for (page faults, write-back) is shared."""
-    for step in steps if rep % 2 == 0 else steps[::-1]:
+    """Run `steps` in `alternating` order."""
+    for step in alternating(steps, rep):
         step()
 
 
@@ -490,7 +495,7 @@ def small_workload(root: str, count: int, repeat: int, seed: int) -> Samples:
     for rep in range(repeat):
         started = time.perf_counter()
         rounds = (small_store_round, small_pickle_round)
-        for round_function in rounds if rep % 2 == 0 else rounds[::-1]:
+        for round_function in alternating(rounds, rep):
             round_function(root, rep, keys, order, samples)
             gc.collect()
         progress(
@@ -842,7 +847,7 @@ def seconds_per_call(
     names = list(functions)
     per_call: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(repeat):
-        for name in names if rep % 2 == 0 else names[::-1]:
+        for name in alternating(names, rep):
             function, count = functions[name], calls[name]
             start = time.perf_counter()
             for _ in range(count):

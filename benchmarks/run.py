@@ -174,7 +174,7 @@ def large_results(root: str, size_mib: int, repeat: int) -> dict[str, dict[str, 
         # A new file each round, as the caches write: rewriting one file is
         # several times faster than writing a new one (its pages are reused).
         npy = os.path.join(root, f"result-{rep}.npy")
-        for name in cache_bench.in_turn([*cached, "floor"], rep):
+        for name in core.alternating([*cached, "floor"], rep):
             os.sync()
             start = time.perf_counter()
             if name == "floor":
@@ -205,7 +205,7 @@ def small_results(root: str, count: int, repeat: int) -> dict[str, dict[str, lis
     for rep in range(repeat):
         core.progress(f"small results: round {rep + 1}/{repeat}")
         calls = range(rep * count, (rep + 1) * count)
-        for name in cache_bench.in_turn(list(cached), rep):
+        for name in core.alternating(list(cached), rep):
             function = cached[name]
             for kind in ("miss", "hit"):
                 start = time.perf_counter()

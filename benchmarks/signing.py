@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import xxhash
 from core import (
+    alternating,
     machine_info,
     micros_text,
     open_store,
@@ -82,7 +83,7 @@ def digest_speeds(size_mib: int, repeat: int) -> dict[str, list[float]]:
     data = memoryview(np.random.default_rng(0).bytes(size_mib * 1024 * 1024))
     seconds: dict[str, list[float]] = {name: [] for name in DIGESTS}
     for rep in range(repeat):
-        for name in DIGESTS if rep % 2 == 0 else list(DIGESTS)[::-1]:
+        for name in alternating(list(DIGESTS), rep):
             start = time.perf_counter()
             DIGESTS[name](data)
             seconds[name].append(time.perf_counter() - start)
@@ -98,7 +99,7 @@ def large_value(root: str, key: str, size_mib: int, repeat: int) -> dict[str, li
     }
     for rep in range(repeat):
         progress(f"large value: round {rep + 1}/{repeat}")
-        for mode in modes if rep % 2 == 0 else modes[::-1]:
+        for mode in alternating(modes, rep):
             path = os.path.join(root, f"large-{mode.replace(', ', '-')}")
             options = store_options(mode, key)
             entry_key = ExecutionKey("large", f"round-{rep}")
