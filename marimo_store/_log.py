@@ -134,12 +134,22 @@ def read_frame(data: memoryview, offset: int) -> memoryview | None:
     return payload if record_checksum(payload) == checksum else None
 
 
+def unpack_any(payload: memoryview) -> Any:
+    """Decode a verified payload; None for bytes that are no msgpack document.
+
+    A payload that passed its checksum may still come from a hostile
+    writer: map keys that cannot be hashed (TypeError), nesting too deep
+    for the decoder (ValueError) or trailing bytes are all just damage.
+    """
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+
+
 def unpack(payload: memoryview) -> dict[str, Any] | None:
     """Decode a verified payload; None for anything that is not a record map."""
-    try:
-        document = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException):
-        return None
+    document = unpack_any(payload)
     return document if isinstance(document, dict) else None
 
 

@@ -19,6 +19,7 @@ from marimo_store._entry import (
     Environment,
     ExecutionKey,
     ObjectRef,
+    is_timestamp,
 )
 from marimo_store._errors import InvalidArgumentError
 from marimo_store._hashing import content_digest
@@ -66,6 +67,31 @@ def check_user_metadata(value: Mapping[str, Any]) -> Mapping[str, Any]:
             "user metadata must round-trip unchanged: use lists rather than tuples and str keys"
         )
     return MappingProxyType(restored)
+
+
+_PLAIN_SCALARS = (str, bytes, int, float, bool, type(None))
+
+
+def is_plain_data(value: object) -> bool:
+    """Whether `value` is what user metadata may hold: maps with str keys,
+    lists and plain scalars, as `check_user_metadata` accepts them.
+
+    A record may carry anything msgpack decodes (extension types, int or
+    binary keys, nesting a thousand deep); only plain data reaches callers.
+    Iterative, so deep nesting cannot exhaust the interpreter's stack.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                return False
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif not isinstance(item, _PLAIN_SCALARS):
+            return False
+    return True
 
 
 def _encode_ref(ref: ObjectRef, inline: Mapping[str, bytes]) -> dict[str, Any]:
@@ -121,8 +147,9 @@ def _require(condition: bool) -> None:
 def _decode_ref(value: Any, inline: dict[str, bytes], *, is_buffer: bool) -> ObjectRef:
     _require(isinstance(value, dict))
     stored_format, size = value.get("f"), value.get("s")
-    _require(stored_format in _STORED_FORMATS and (stored_format == "buffer") == is_buffer)
-    _require(isinstance(size, int) and not isinstance(size, bool) and size >= 0)
+    _require(isinstance(stored_format, str) and stored_format in _STORED_FORMATS)
+    _require((stored_format == "buffer") == is_buffer)
+    _require(is_timestamp(size))  # sizes share the u64 range of times
     data = value.get("d")
     digest = None
     if data is not None:
@@ -161,7 +188,7 @@ def key_from_fields(value: Any) -> ExecutionKey | None:
     if not isinstance(value, list) or len(value) != 3:
         return None
     block_id, module_hash, created_at = value
-    if not isinstance(created_at, int) or isinstance(created_at, bool):
+    if not is_timestamp(created_at):
         return None
     try:
         return ExecutionKey(block_id, module_hash, created_at)
@@ -197,6 +224,8 @@ def decode_entry(record: Mapping[str, Any], context: Environment | None) -> Stor
     if not isinstance(packages, dict) or not isinstance(user_metadata, dict):
         return None
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in packages.items()):
+        return None
+    if not is_plain_data(user_metadata):
         return None
     inline: dict[str, bytes] = {}
     try:

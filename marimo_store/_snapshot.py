@@ -28,10 +28,10 @@ from collections.abc import Iterator
 
 import msgpack
 
-from marimo_store._entry import ExecutionKey
+from marimo_store._entry import ExecutionKey, is_timestamp
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import content_digest, content_hasher, text_digest
-from marimo_store._log import FRAME, frame, pack, read_frame, unpack
+from marimo_store._log import FRAME, frame, pack, read_frame, unpack, unpack_any
 from marimo_store._records import (
     StoredEntry,
     decode_entry,
@@ -274,12 +274,9 @@ class SnapshotFile:
         if payload is None:
             _damaged(self.path, "its tombstone record fails its checksum")
             return found
-        try:
-            rows = msgpack.unpackb(payload, raw=False)
-        except (ValueError, msgpack.UnpackException):
-            return found
+        rows = unpack_any(payload)
         for row in rows if isinstance(rows, list) else []:
-            if isinstance(row, list) and len(row) == 4 and isinstance(row[3], int):
+            if isinstance(row, list) and len(row) == 4 and is_timestamp(row[3]):
                 key = key_from_fields(row[:3])
                 if key is not None:
                     found[key] = row[3]
@@ -301,7 +298,7 @@ def _decode_snapshot_entry(record: dict[str, Any] | None) -> StoredEntry | None:
         return None
     stored = decode_entry(record, None)
     last_access = record.get("la")
-    if stored is not None and isinstance(last_access, int) and not isinstance(last_access, bool):
+    if stored is not None and is_timestamp(last_access):
         stored = StoredEntry(stored.metadata.replace(last_access=last_access), stored.inline)
     return stored
 
@@ -341,17 +338,18 @@ def _valid_header(header: dict[str, Any]) -> bool:
     return (
         header.get("t") == SNAPSHOT_TYPE
         and isinstance(header.get("v"), int)
-        and isinstance(header.get("created_at"), int)
+        and is_timestamp(header.get("created_at"))
+        and isinstance(header.get("writer", ""), str)
         and isinstance(parents, list)
         and all(isinstance(p, str) for p in parents)
         and isinstance(ancestors, dict)
-        and all(isinstance(k, str) and isinstance(v, int) for k, v in ancestors.items())
+        and all(isinstance(k, str) and is_timestamp(v) for k, v in ancestors.items())
         and isinstance(consumed, dict)
         and all(
             isinstance(k, str)
             and isinstance(v, list)
             and len(v) == 2
-            and all(isinstance(n, int) for n in v)
+            and all(is_timestamp(n) for n in v)
             for k, v in consumed.items()
         )
     )

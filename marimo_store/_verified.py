@@ -39,7 +39,7 @@ import msgpack
 
 from marimo_store import _fs
 from marimo_store._hashing import HEX_DIGITS
-from marimo_store._log import frame, host_name, parse_frames
+from marimo_store._log import frame, host_name, parse_frames, unpack_any
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -156,10 +156,7 @@ def _read_ledger(path: str) -> dict[str, Fingerprint]:
         return {}
     found: dict[str, Fingerprint] = {}
     for payload in parse_frames(data).payloads:
-        try:
-            row = msgpack.unpackb(payload)
-        except (ValueError, msgpack.UnpackException):
-            continue
+        row = unpack_any(payload)
         if (
             isinstance(row, list)
             and len(row) == 6

@@ -39,6 +39,7 @@ from marimo_store._entry import (
     ObjectRef,
     check_keys,
     check_lookup_key,
+    is_timestamp,
     now_ms,
 )
 from marimo_store._environment import current_environment, platform_tag, python_version
@@ -209,7 +210,7 @@ def _apply(header: Mapping[str, Any], record: Mapping[str, Any], target: _Record
         return
     if kind in (ACCESS_TYPE, TOMBSTONE_TYPE):
         key, at = key_from_fields(record.get("k")), record.get("at")
-        if key is None or not isinstance(at, int) or isinstance(at, bool):
+        if key is None or not is_timestamp(at):
             return
         if kind == ACCESS_TYPE:
             target.add_access(key, at)
