@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
     from marimo_store._hashing import Buffer
 
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+"""Refuses a symlink as the last component of a path (0 where unknown: Windows)."""
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
@@ -139,3 +142,28 @@ def write_new_file(path: str, data: bytes, *, temp_path: str, durable: bool) -> 
         raise
     if durable:
         fsync_dir(os.path.dirname(path))
+
+
+def open_regular_file(path: str) -> BinaryIO:
+    """Open a file for reading only if it is a regular file, never blocking.
+
+    A hostile folder may hold a FIFO (opening it for reading would wait for
+    a writer forever), a device, a socket or a directory where a file
+    belongs, or a symlink to any of them: `O_NONBLOCK` makes the open
+    itself return at once, `O_NOFOLLOW` refuses a symlink as the last
+    component, and anything but a regular file raises `OSError`
+    (`EINVAL`) before a byte is read.
+    """
+    flags = os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        if regular and hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # a regular file: plain blocking reads from here on
+    except BaseException:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return os.fdopen(fd, "rb")

@@ -243,6 +243,49 @@ def decode_entry(record: Mapping[str, Any], context: Environment | None) -> Stor
     return StoredEntry(metadata, MappingProxyType(inline))
 
 
+class KeyRecord(Value):
+    """A decoded access or tombstone record: `kind` (`ACCESS_TYPE` or
+    `TOMBSTONE_TYPE`), the run it is about, and when (`at`, ms)."""
+
+    __slots__ = ("kind", "key", "at")
+    kind: str
+    key: ExecutionKey
+    at: int
+
+    def __init__(self, kind: str, key: ExecutionKey, at: int) -> None:
+        self._assign(kind=kind, key=key, at=at)
+
+
+LOG_RECORD_TYPES = (ENTRY_TYPE, ACCESS_TYPE, TOMBSTONE_TYPE)
+"""The record types a log reader applies; a record of one of them that does
+not decode is malformed (docs/format.md §6.5). Other types are ignored. A
+tuple, not a set: `t` may be anything, a list included (unhashable)."""
+
+
+def decode_log_record(
+    header: Mapping[str, Any], record: Mapping[str, Any]
+) -> StoredEntry | KeyRecord | None:
+    """The entry, access or tombstone in a log record, checked against the
+    format's schema; None for a malformed record or one of another type
+    (the caller tells them apart with `LOG_RECORD_TYPES`).
+
+    `header` is the segment's header: it supplies the environment fields an
+    entry record leaves out.
+    """
+    kind = record.get("t")
+    if kind == ENTRY_TYPE:
+        python, platform = header.get("python"), header.get("platform")
+        if not isinstance(python, str) or not isinstance(platform, str):
+            return None
+        return decode_entry(record, Environment(python, platform))
+    if kind not in (ACCESS_TYPE, TOMBSTONE_TYPE):
+        return None
+    key, at = key_from_fields(record.get("k")), record.get("at")
+    if key is None or not is_timestamp(at):
+        return None
+    return KeyRecord(kind, key, at)
+
+
 def same_contents(
     a: Mapping[str, Mapping[str, ObjectRef]], b: Mapping[str, Mapping[str, ObjectRef]]
 ) -> bool:

@@ -20,6 +20,7 @@ files, so the name is only a convenience.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import struct
@@ -28,10 +29,11 @@ from collections.abc import Iterator
 
 import msgpack
 
+from marimo_store import _fs
 from marimo_store._entry import ExecutionKey, is_timestamp
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import content_digest, content_hasher, text_digest
-from marimo_store._log import FRAME, frame, pack, read_frame, unpack, unpack_any
+from marimo_store._log import FRAME, frame, pack, read_at, read_frame, unpack, unpack_any
 from marimo_store._records import (
     StoredEntry,
     decode_entry,
@@ -153,14 +155,23 @@ class SnapshotFile:
     def inspect(cls, path: str) -> tuple[SnapshotFile | None, str | None]:
         """The snapshot at `path`, or what is wrong with it; `(None, None)` if
         it vanished (a concurrent cleanup) or cannot be read right now."""
+        size = 0
         try:
-            with open(path, "rb") as file:
+            with _fs.open_regular_file(path) as file:
                 stat = os.fstat(file.fileno())
                 size = stat.st_size
                 if size < _FOOTER.size + FRAME.size:
                     return None, "too short"
+                # The footer is checked before mapping: a 3 GiB file of zeros costs 24 bytes.
+                footer = _footer_problem(read_at(file, size - _FOOTER.size, _FOOTER.size), size)
+                if footer is not None:
+                    return None, footer
                 data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):
+        except OSError as error:
+            if error.errno == errno.ENOMEM:  # larger than the address space left to us
+                return None, f"it is too large to map ({size} bytes)"
+            return None, None
+        except ValueError:
             return None, None
         problem = _check(memoryview(data), size)
         if isinstance(problem, str):
@@ -313,11 +324,10 @@ def _damaged(path: str, reason: str) -> None:
 
 def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int, int]]:
     """The header and frame offsets of a snapshot, or what is wrong with it."""
-    tombstones_at, table_at, magic = _FOOTER.unpack_from(view, size - _FOOTER.size)
-    if magic != _MAGIC:
-        return "no snapshot footer"
-    if not tombstones_at < table_at < size - _FOOTER.size:
-        return "its layout is inconsistent"
+    tombstones_at, table_at, _ = _FOOTER.unpack_from(view, size - _FOOTER.size)
+    problem = _footer_problem(view[size - _FOOTER.size : size], size)
+    if problem is not None:
+        return problem
     region = view[: size - _FOOTER.size]
     head = read_frame(region[:tombstones_at], 0)
     if head is None:
@@ -330,6 +340,16 @@ def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int
         return "its header is malformed"
     header["id"] = content_digest(head).hex()
     return header, (tombstones_at, table_at)
+
+
+def _footer_problem(footer: bytes | memoryview, size: int) -> str | None:
+    """What is wrong with a snapshot's footer (its last bytes), or None."""
+    tombstones_at, table_at, magic = _FOOTER.unpack_from(footer)
+    if magic != _MAGIC:
+        return "no snapshot footer"
+    if not tombstones_at < table_at < size - _FOOTER.size:
+        return "its layout is inconsistent"
+    return None
 
 
 def _valid_header(header: dict[str, Any]) -> bool:

@@ -49,10 +49,13 @@ from marimo_store._hashing import content_digest
 from marimo_store._layout import GITATTRIBUTES, GITIGNORE
 from marimo_store._log import (
     CLOSE_TYPE,
+    FRAME,
+    MAX_HEADER_BYTES,
     SEGMENT_SUFFIX,
+    FrameStream,
     is_sealed,
     newest_segments,
-    parse_frames,
+    read_at,
     read_header,
     unpack,
     writer_is_gone,
@@ -60,10 +63,13 @@ from marimo_store._log import (
     writer_of,
     writer_of_file,
 )
+from marimo_store._records import LOG_RECORD_TYPES, decode_log_record
 from marimo_store._snapshot import SNAPSHOT_SUFFIX, SnapshotFile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from marimo_store.store import FsPersistentStore
 
 Progress = Callable[[int, int], object]
@@ -391,25 +397,41 @@ class _Verifier:
 
     def _scan_segment(self, path: str, name: str) -> _SegmentFile | None:
         try:
-            with open(path, "rb") as file:
-                stat = os.fstat(file.fileno())
-                data = memoryview(file.read())
+            with _fs.open_regular_file(path) as file:
+                return self._scan_open_segment(path, name, file)
         except OSError:
             return None
+
+    def _scan_open_segment(self, path: str, name: str, file: BinaryIO) -> _SegmentFile | None:
+        """Read a segment a window at a time (`FrameStream`), checking every
+        record against the format: a malformed one is a finding, and the
+        segment goes to quarantine once the fresh snapshot holds the rest."""
+        stat = os.fstat(file.fileno())
         self.report.segments_checked += 1
-        opening = read_header(data)
+        opening = read_header(memoryview(read_at(file, 0, FRAME.size + MAX_HEADER_BYTES)))
         if opening.header is None:
             self._headerless(path, name, stat, opening.problem)
             return None
-        parsed = parse_frames(data, opening.end)
-        last = unpack(parsed.payloads[-1]) if parsed.payloads else None
+        frames = FrameStream(file, opening.end, stat.st_size)
+        malformed, closed = 0, False
+        for payload in frames:
+            record = unpack(payload)
+            closed = record is not None and record.get("t") == CLOSE_TYPE
+            if record is None or (
+                record.get("t") in LOG_RECORD_TYPES
+                and decode_log_record(opening.header, record) is None
+            ):
+                malformed += 1
+        if malformed:
+            detail = f"{malformed} record(s) are malformed (not what docs/format.md allows)"
+            self._remember(path, self.find("malformed records", path, detail))
         return _SegmentFile(
             path,
             opening.segment_id,
-            parsed.end,
+            frames.end,
             stat.st_size,
-            damaged=parsed.damaged,
-            closed=last is not None and last.get("t") == CLOSE_TYPE,
+            damaged=frames.damaged,
+            closed=closed,
         )
 
     def _headerless(self, path: str, name: str, stat: os.stat_result, problem: str) -> None:
