@@ -5,6 +5,7 @@ that keep version control and sync tools away from the local parts.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 
 from marimo_store import _fs
@@ -28,7 +29,7 @@ def parse_format(raw: bytes) -> tuple[str, int] | None:
 
     try:
         document = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[" * 4000 nests too deep
         return None
     if not isinstance(document, dict):
         return None
@@ -38,6 +39,29 @@ def parse_format(raw: bytes) -> tuple[str, int] | None:
     return name, version
 
 
+def scan_real_directory(path: str) -> list[os.DirEntry[str]]:
+    """The entries of a store directory; none when it is missing, not a
+    directory, or a symlink.
+
+    A symlink where the layout names a directory (`log/`, `snapshots/`,
+    `objects/ab/`, `tmp/`, `local/` ...) is damage: readers see nothing
+    through it (its entries are misses) and writes never follow it
+    (`_fs.confine`); `verify()` reports it and a repair removes the link.
+    """
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            warnings.warn(
+                f"marimo_store: {path} is a symlink; the store ignores it (verify --repair "
+                "removes it)",
+                StoreWarning,
+                stacklevel=3,
+            )
+            return []
+        return list(os.scandir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 class Layout:
     """Paths of one store directory."""
 
@@ -45,6 +69,7 @@ class Layout:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        _fs.confine(root)  # no write of this store follows a symlink inside it
 
     @property
     def objects(self) -> str:
@@ -79,12 +104,21 @@ class Layout:
         return os.path.join(self.root, "format.json")
 
     def read_format_file(self) -> bytes | None:
-        """The bytes of `format.json` (its first 4 KiB), None when it is missing."""
+        """The bytes of `format.json` (its first 4 KiB), None when it is missing.
+
+        Opened only if it is a regular file, without blocking (a FIFO there
+        would hang every `FsPersistentStore(path)`): a symlink, FIFO,
+        device, socket or directory in its place, or a file that cannot be
+        read, reads as empty, which is damaged (a warning; rewritten on the
+        first write).
+        """
         try:
-            with open(self.format_file, "rb") as file:
+            with _fs.open_regular_file(self.format_file) as file:
                 return file.read(4096)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError:
+            return b""
 
     def check_format(self) -> bool:
         """Whether `format.json` is present and ours.

@@ -26,6 +26,7 @@ import msgpack
 from marimo_store import _fs
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import record_checksum
+from marimo_store._layout import scan_real_directory
 from marimo_store._records import LOG_RECORD_TYPES, KeyRecord, StoredEntry, decode_log_record
 
 TYPE_CHECKING = False
@@ -515,14 +516,11 @@ class LogReader:
         Only regular files count: a symlink, FIFO or device named like a
         segment is never opened (a FIFO would block the reader forever).
         """
-        try:
-            names = [
-                entry.name
-                for entry in os.scandir(self.log_dir)
-                if entry.is_file(follow_symlinks=False)
-            ]
-        except (FileNotFoundError, NotADirectoryError):
-            return
+        names = [
+            entry.name
+            for entry in scan_real_directory(self.log_dir)
+            if entry.is_file(follow_symlinks=False)
+        ]
         for name in sorted(names):
             if name.endswith(SEGMENT_SUFFIX):
                 yield from self._read_segment(name)

@@ -33,6 +33,7 @@ from marimo_store import _fs
 from marimo_store._entry import ExecutionKey, is_timestamp
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import content_digest, content_hasher, text_digest
+from marimo_store._layout import scan_real_directory
 from marimo_store._log import FRAME, frame, pack, read_at, read_frame, unpack, unpack_any
 from marimo_store._records import (
     StoredEntry,
@@ -440,10 +441,9 @@ def read_snapshots(directory: str) -> SnapshotSet:
     Files that fail verification are ignored (with a warning): they cost
     at most the entries only they held, which read as misses.
     """
-    try:
-        names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(SNAPSHOT_SUFFIX))
-    except (FileNotFoundError, NotADirectoryError):
-        return SnapshotSet([], [], [])
+    names = sorted(
+        e.name for e in scan_real_directory(directory) if e.name.endswith(SNAPSHOT_SUFFIX)
+    )
     files: list[SnapshotFile] = []
     damaged: list[str] = []
     for name in names:

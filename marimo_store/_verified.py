@@ -39,6 +39,7 @@ import msgpack
 
 from marimo_store import _fs
 from marimo_store._hashing import HEX_DIGITS
+from marimo_store._layout import scan_real_directory
 from marimo_store._log import FrameStream, frame, host_name, unpack_any
 
 TYPE_CHECKING = False
@@ -175,10 +176,7 @@ def prune_ledgers(local_dir: str, path_of: Callable[[str], str], temp_path: str)
     """
     current = ledger_name()
     mine = f"{LEDGER_PREFIX}{host_name()}-"
-    try:
-        names = [e.name for e in os.scandir(local_dir) if e.name.startswith(mine)]
-    except (FileNotFoundError, NotADirectoryError):
-        return
+    names = [e.name for e in scan_real_directory(local_dir) if e.name.startswith(mine)]
     for name in names:
         if name != current:
             _fs.unlink(os.path.join(local_dir, name))

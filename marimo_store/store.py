@@ -52,7 +52,7 @@ from marimo_store._errors import (
 )
 from marimo_store._hashing import content_digest, text_digest
 from marimo_store._index import EntryIndex
-from marimo_store._layout import FORMAT_VERSION, Layout
+from marimo_store._layout import FORMAT_VERSION, Layout, scan_real_directory
 from marimo_store._locks import LocalLock
 from marimo_store._log import (
     HEADER_TYPE,
@@ -854,16 +854,13 @@ class FsPersistentStore(NamedObjects):
         return None
 
     def _list_snapshots(self) -> tuple[str, ...]:
-        try:
-            return tuple(
-                sorted(
-                    e.name
-                    for e in os.scandir(self.layout.snapshots)
-                    if e.name.endswith(SNAPSHOT_SUFFIX)
-                )
+        return tuple(
+            sorted(
+                e.name
+                for e in scan_real_directory(self.layout.snapshots)
+                if e.name.endswith(SNAPSHOT_SUFFIX)
             )
-        except (FileNotFoundError, NotADirectoryError):
-            return ()
+        )
 
     def _reload(self, names: tuple[str, ...]) -> None:
         heads = read_snapshots(self.layout.snapshots).heads if names else []

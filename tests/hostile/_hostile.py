@@ -172,6 +172,15 @@ class Tripwire:
             found[str(base)] = (b"", stat.st_mtime_ns, stat.st_mode)
         return found
 
+    def add_file(self, name: str, data: bytes) -> Path:
+        """Another file outside the store to watch (e.g. an object's twin)."""
+        path = self.directory / name
+        path.write_bytes(data)
+        old = 1_000_000_000
+        os.utime(path, (old, old))
+        self._before = self._state()
+        return path
+
     def missing(self) -> Path:
         """A path outside the store that must never come to exist."""
         return self.directory / "created-through-a-link"
