@@ -665,7 +665,7 @@ def verify_store(
     """The whole pass (see the module docstring); `store.verify()` delegates here."""
     verifier = _Verifier(store, repair, progress)
     report = verifier.report
-    if not os.path.isdir(store.layout.root):
+    if not store.layout.require_store_directory():
         return report
     links = verifier.scan_links()
     if repair:

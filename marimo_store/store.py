@@ -975,7 +975,7 @@ class FsPersistentStore(NamedObjects):
         lock). `dry_run` changes nothing and reports what would be dropped.
         """
         report = CleanupReport(dry_run=dry_run)
-        if not os.path.isdir(self.path):
+        if not self.layout.require_store_directory():
             return report
         if not dry_run:
             self._flush_accesses()  # so that this process's hits count for LRU
