@@ -17,6 +17,7 @@ from marimo_store import _fs
 from marimo_store._entry import CALL_METADATA_KEY, EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
 from marimo_store._hashing import HEX_DIGITS
+from marimo_store._layout import scan_real_directory
 from marimo_store._log import (
     is_sealed,
     newest_segments,
@@ -301,14 +302,15 @@ def collect_garbage(
     right before it is deleted and spared if it changed.
     """
     grace_ns = int(grace_seconds * 1e9)
-    try:
-        fans = [e for e in os.scandir(objects_dir) if len(e.name) == 2 and e.is_dir()]
-    except (FileNotFoundError, NotADirectoryError):
-        return
+    fans = [
+        e
+        for e in scan_real_directory(objects_dir)
+        if len(e.name) == 2 and e.is_dir(follow_symlinks=False)
+    ]
     for fan in fans:
         if not set(fan.name) <= HEX_DIGITS:
             continue
-        for item in os.scandir(fan.path):
+        for item in scan_real_directory(fan.path):
             object_id = fan.name + item.name
             if len(object_id) not in (32, 48) or not set(item.name) <= HEX_DIGITS:
                 continue  # not an object name: not ours to delete
@@ -374,10 +376,7 @@ def delete_consumed_segments(
 def stale_temp_files(tmp_dir: str) -> Iterator[tuple[str, str]]:
     """`(path, why)` of every temp file no writer will finish: its writer
     died (on this host), or it is more than a day old."""
-    try:
-        items = list(os.scandir(tmp_dir))
-    except (FileNotFoundError, NotADirectoryError):
-        return
+    items = scan_real_directory(tmp_dir)
     horizon = time.time() - _STALE_TEMP_SECONDS
     for item in items:
         try:

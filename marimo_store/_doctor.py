@@ -192,6 +192,7 @@ def diagnose(store: FsPersistentStore) -> list[Finding]:
         filesystem_type,
     )
 
+    store.layout.require_store_directory()
     findings: list[Finding] = []
     fs_type = filesystem_type(store.path) if os.path.exists(store.path) else None
     network = fs_type is not None and fs_type.lower() in NETWORK_FILESYSTEMS

@@ -17,7 +17,7 @@ from marimo_store._value import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Literal, TypeAlias
+    from typing import Any, Literal, TypeAlias, TypeGuard
 
     ContentFormat: TypeAlias = Literal["pickle", "json", "bytes", "auto"]
     """What a caller may ask for; `auto` resolves to the store's default."""
@@ -44,6 +44,17 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+MAX_TIMESTAMP = 2**64 - 1
+"""The largest time (ms) the format stores: a msgpack uint64 (docs/format.md §6.4.1)."""
+
+
+def is_timestamp(value: object) -> TypeGuard[int]:
+    """Whether `value` is a time the format can hold: an int (not a bool)
+    from 0 to `MAX_TIMESTAMP`. Every time read from a record is checked
+    with this, so a hostile record cannot carry one that breaks a caller."""
+    return type(value) is int and 0 <= value <= MAX_TIMESTAMP
+
+
 class ExecutionKey(Value):
     """Identifies one stored execution.
 
@@ -66,12 +77,10 @@ class ExecutionKey(Value):
                 )
             if "\x00" in value:
                 raise InvalidArgumentError(f"ExecutionKey.{name} must not contain NUL")
-        if created_at is not None and (
-            isinstance(created_at, bool) or not isinstance(created_at, int) or created_at < 0
-        ):
+        if created_at is not None and not is_timestamp(created_at):
             raise InvalidArgumentError(
-                "ExecutionKey.created_at must be None or a non-negative int of "
-                f"milliseconds since the epoch, got {created_at!r}"
+                "ExecutionKey.created_at must be None or an int of milliseconds since "
+                f"the epoch from 0 to 2**64 - 1 (what the format stores), got {created_at!r}"
             )
         self._assign(block_id=block_id, module_hash=module_hash, created_at=created_at)
 

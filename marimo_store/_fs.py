@@ -7,8 +7,10 @@ these functions to stop the "process" after the k-th operation, inject
 `EIO`/`ENOSPC`/`EACCES`, or drop data that was never fsynced.
 Callers look the functions up on the module at call time
 (`_fs.replace(...)`), which is what makes them replaceable; the cost is one
-attribute lookup. Reads (open for reading, stat, mmap, listing) are not
-routed here: they cannot damage anything.
+attribute lookup. Beneath a store root (`confine`), no write follows a
+symlink: a hostile folder cannot redirect one outside the store. Reads
+(open for reading, stat, mmap, listing) are not routed here: they cannot
+damage anything; `open_regular_file` is here only to share `O_NOFOLLOW`.
 """
 
 from __future__ import annotations
@@ -16,19 +18,127 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import BinaryIO
 
     from marimo_store._hashing import Buffer
 
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+"""Refuses a symlink as the last component of a path (0 where unknown: Windows)."""
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
+# -- confinement: no write beneath a store root follows a symlink ---------------------
+
+_CONFINED_ROOTS: set[str] = set()
+_DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+_HAS_DIR_FD = {os.open, os.mkdir, os.unlink, os.rename, os.utime} <= os.supports_dir_fd
+
+
+def confine(root: str) -> None:
+    """Make every write beneath `root` (an absolute store directory) stay in it.
+
+    From then on, the functions of this module reach a path beneath `root`
+    only through real directories: each directory between `root` and the
+    file is opened relative to its parent with `O_NOFOLLOW`, and the
+    operation runs relative to the last one (`dir_fd`), so a symlink planted
+    anywhere in the store (`objects/ab/`, `log/`, `tmp/`, `locks/`, `local/`
+    ...) fails the write with `OSError` instead of redirecting it outside the
+    store, with no window between a check and the write. Files themselves
+    are never followed either (`O_NOFOLLOW`, `O_EXCL`, rename and unlink act
+    on the link). `root` itself may be a symlink: that is the user's choice.
+    """
+    _CONFINED_ROOTS.add(os.path.normpath(root))
+
+
+def _confining_root(path: str) -> str | None:
+    """The innermost confined root strictly above `path`, if any."""
+    directory = os.path.dirname(path)
+    while True:
+        if directory in _CONFINED_ROOTS:
+            return directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+def _open_child_directory(name: str, parent_fd: int, path: str) -> int:
+    """`name` in `parent_fd` as a directory descriptor, refusing a symlink."""
+    try:
+        return os.open(name, _DIRECTORY_FLAGS | _NO_FOLLOW, dir_fd=parent_fd)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OSError(
+                error.errno,
+                f"{name} is a symlink or not a directory; the store never writes through one",
+                path,
+            ) from None
+        raise
+
+
+@contextlib.contextmanager
+def _parent_of(path: str) -> Iterator[tuple[int | None, str]]:
+    """`(directory descriptor, name)` to operate on `path` without following a
+    symlink beneath its confined root; `(None, path)` outside every root."""
+    root = _confining_root(path)
+    if root is None:
+        yield None, path
+        return
+    if not _HAS_DIR_FD:  # pragma: no cover - Windows: check each directory instead
+        _refuse_linked_directories(root, path)
+        yield None, path
+        return
+    relative = os.path.relpath(os.path.dirname(path), root)
+    fd = os.open(root, _DIRECTORY_FLAGS)
+    try:
+        for name in [] if relative == os.curdir else relative.split(os.sep):
+            child = _open_child_directory(name, fd, path)
+            os.close(fd)
+            fd = child
+        yield fd, os.path.basename(path)
+    finally:
+        os.close(fd)
+
+
+def _refuse_linked_directories(root: str, path: str) -> None:  # pragma: no cover - Windows
+    directory = os.path.dirname(path)
+    while directory != root:
+        if os.path.islink(directory):
+            raise OSError(errno.ELOOP, "a symlink; the store never writes through one", path)
+        directory = os.path.dirname(directory)
+
+
+# -- the write operations -----------------------------------------------------------------
+
+
 def makedirs(path: str) -> None:
-    """Create a directory and its parents; an existing one is fine."""
-    os.makedirs(path, exist_ok=True)
+    """Create a directory and its parents; an existing one is fine.
+
+    Beneath a confined root, each level is created and entered without
+    following a symlink (see `confine`).
+    """
+    root = _confining_root(path)
+    if root is None or not _HAS_DIR_FD:
+        if root is not None:  # pragma: no cover - Windows
+            _refuse_linked_directories(root, os.path.join(path, "."))
+        os.makedirs(path, exist_ok=True)
+        return
+    os.makedirs(root, exist_ok=True)
+    fd = os.open(root, _DIRECTORY_FLAGS)
+    try:
+        for name in os.path.relpath(path, root).split(os.sep):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o777, dir_fd=fd)
+            child = _open_child_directory(name, fd, path)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
 
 
 def create_new(path: str, *, append: bool = False, mode: int = 0o644) -> BinaryIO:
@@ -38,14 +148,16 @@ def create_new(path: str, *, append: bool = False, mode: int = 0o644) -> BinaryI
     collision fails loudly instead of two writers interleaving. `mode` is
     the permission of the new file (a private key gets 0o600).
     """
-    flags = _NEW_FILE_FLAGS | (os.O_APPEND if append else 0)
-    fd = os.open(path, flags, mode)
+    flags = _NEW_FILE_FLAGS | _NO_FOLLOW | (os.O_APPEND if append else 0)
+    with _parent_of(path) as (directory, name):
+        fd = os.open(name, flags, mode, dir_fd=directory)
     return os.fdopen(fd, "ab" if append else "wb", buffering=0)
 
 
 def open_lock_file(path: str) -> int:
     """Open (creating it if needed) a lock file; the caller closes the descriptor."""
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with _parent_of(path) as (directory, name):
+        return os.open(name, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o644, dir_fd=directory)
 
 
 def append_to(path: str, data: bytes) -> None:
@@ -54,7 +166,9 @@ def append_to(path: str, data: bytes) -> None:
     One `write` on an `O_APPEND` descriptor: on a local file system the
     bytes land together at the end, whoever else appends.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o644)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NO_FOLLOW | getattr(os, "O_BINARY", 0)
+    with _parent_of(path) as (directory, name):
+        fd = os.open(name, flags, 0o644, dir_fd=directory)
     try:
         with os.fdopen(fd, "ab", buffering=0, closefd=False) as file:
             write_all(file, data)
@@ -106,19 +220,27 @@ def fsync_dir(path: str) -> None:
 
 
 def replace(source: str, destination: str) -> None:
-    """Atomically move `source` over `destination`."""
-    os.replace(source, destination)
+    """Atomically move `source` over `destination` (a symlink there is replaced, not followed)."""
+    with (
+        _parent_of(source) as (source_dir, source_name),
+        _parent_of(destination) as (destination_dir, destination_name),
+    ):
+        os.replace(source_name, destination_name, src_dir_fd=source_dir, dst_dir_fd=destination_dir)
 
 
 def unlink(path: str) -> None:
     """Delete a file; one that is already gone is fine (another process won)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    with contextlib.suppress(FileNotFoundError), _parent_of(path) as (directory, name):
+        os.unlink(name, dir_fd=directory)
 
 
 def touch(path: str) -> None:
-    """Set a file's mtime to now (marks a deduplicated object as recently used)."""
-    os.utime(path)
+    """Set a file's mtime to now (marks a deduplicated object as recently used).
+
+    Never through a symlink: a link's own time changes, not its target's.
+    """
+    with _parent_of(path) as (directory, name):
+        os.utime(name, dir_fd=directory, follow_symlinks=False)
 
 
 def write_new_file(path: str, data: bytes, *, temp_path: str, durable: bool) -> None:
@@ -139,3 +261,28 @@ def write_new_file(path: str, data: bytes, *, temp_path: str, durable: bool) -> 
         raise
     if durable:
         fsync_dir(os.path.dirname(path))
+
+
+def open_regular_file(path: str) -> BinaryIO:
+    """Open a file for reading only if it is a regular file, never blocking.
+
+    A hostile folder may hold a FIFO (opening it for reading would wait for
+    a writer forever), a device, a socket or a directory where a file
+    belongs, or a symlink to any of them: `O_NONBLOCK` makes the open
+    itself return at once, `O_NOFOLLOW` refuses a symlink as the last
+    component, and anything but a regular file raises `OSError`
+    (`EINVAL`) before a byte is read.
+    """
+    flags = os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        if regular and hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # a regular file: plain blocking reads from here on
+    except BaseException:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return os.fdopen(fd, "rb")

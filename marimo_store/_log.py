@@ -26,6 +26,8 @@ import msgpack
 from marimo_store import _fs
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import record_checksum
+from marimo_store._layout import scan_real_directory
+from marimo_store._records import LOG_RECORD_TYPES, KeyRecord, StoredEntry, decode_log_record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -134,12 +136,72 @@ def read_frame(data: memoryview, offset: int) -> memoryview | None:
     return payload if record_checksum(payload) == checksum else None
 
 
+_WINDOW_BYTES = 4 * 1024 * 1024
+"""How much of a file a `FrameStream` reads at once (more only for a larger record)."""
+
+
+def read_at(file: BinaryIO, offset: int, count: int) -> bytes:
+    """Up to `count` bytes of `file` from `offset` (fewer at its end)."""
+    file.seek(offset)
+    return file.read(count)
+
+
+class FrameStream:
+    """The verified record payloads of `file` from `start` to `size`, read a
+    window at a time.
+
+    Memory stays bounded by the larger of the window and one record
+    (`MAX_RECORD_BYTES`) whatever the file's size: a file is never read
+    whole because it is large (a sparse 3 GiB segment costs a few MiB).
+    After iterating, `end` is where the good records end and `damaged`
+    says whether a complete record failed its checks (as `parse_frames`).
+    """
+
+    __slots__ = ("_file", "_size", "damaged", "end")
+
+    def __init__(self, file: BinaryIO, start: int, size: int) -> None:
+        self._file, self._size = file, size
+        self.end = start
+        self.damaged = False
+
+    def __iter__(self) -> Iterator[memoryview]:
+        want = _WINDOW_BYTES
+        while self.end + FRAME.size <= self._size:
+            count = min(want, self._size - self.end)
+            window = memoryview(read_at(self._file, self.end, count))
+            parsed = parse_frames(window)
+            yield from parsed.payloads
+            self.end += parsed.end
+            if parsed.damaged:
+                self.damaged = True
+                return
+            if len(window) < count:
+                return  # the file shrank while we read it: a torn tail for now
+            if parsed.end:
+                want = _WINDOW_BYTES
+                continue
+            length = FRAME.unpack_from(window)[0]  # the first record is larger than `want`
+            if self.end + FRAME.size + length > self._size:
+                return  # torn or still being written
+            want = FRAME.size + length
+
+
+def unpack_any(payload: memoryview) -> Any:
+    """Decode a verified payload; None for bytes that are no msgpack document.
+
+    A payload that passed its checksum may still come from a hostile
+    writer: map keys that cannot be hashed (TypeError), nesting too deep
+    for the decoder (ValueError) or trailing bytes are all just damage.
+    """
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+
+
 def unpack(payload: memoryview) -> dict[str, Any] | None:
     """Decode a verified payload; None for anything that is not a record map."""
-    try:
-        document = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException):
-        return None
+    document = unpack_any(payload)
     return document if isinstance(document, dict) else None
 
 
@@ -284,15 +346,15 @@ def read_header(data: memoryview) -> SegmentOpening:
     return SegmentOpening(None, "", 0, "")
 
 
-def _closed_before(data: memoryview, header_end: int, start: int) -> bool:
+def _closed_before(file: BinaryIO, header_end: int, start: int, size: int) -> bool:
     """Whether the bytes a snapshot consumed end with the close record.
 
     Such a record is never read again (reading starts after it), yet it is
     what says the segment is sealed and may be deleted once consumed.
     """
-    return header_end < start <= len(data) and data[start - len(CLOSE_FRAME) : start] == (
-        CLOSE_FRAME
-    )
+    if not header_end < start <= size:
+        return False
+    return read_at(file, start - len(CLOSE_FRAME), len(CLOSE_FRAME)) == CLOSE_FRAME
 
 
 class SegmentState:
@@ -446,60 +508,84 @@ class LogReader:
         else:
             state.offset = state.size = max(state.offset, offset)
 
-    def read_new(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-        """Yield `(segment header, record)` for every record not yet read."""
-        try:
-            names = [entry.name for entry in os.scandir(self.log_dir) if entry.is_file()]
-        except (FileNotFoundError, NotADirectoryError):
-            return
+    def read_new(self) -> Iterator[StoredEntry | KeyRecord]:
+        """Yield every entry, access and tombstone record not yet read,
+        decoded and checked (`decode_log_record`); malformed ones are
+        skipped with a warning naming the segment.
+
+        Only regular files count: a symlink, FIFO or device named like a
+        segment is never opened (a FIFO would block the reader forever).
+        """
+        names = [
+            entry.name
+            for entry in scan_real_directory(self.log_dir)
+            if entry.is_file(follow_symlinks=False)
+        ]
         for name in sorted(names):
             if name.endswith(SEGMENT_SUFFIX):
                 yield from self._read_segment(name)
 
-    def _read_segment(self, name: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    def _read_segment(self, name: str) -> Iterator[StoredEntry | KeyRecord]:
         path = os.path.join(self.log_dir, name)
         try:
-            with open(path, "rb") as file:
-                stat = os.fstat(file.fileno())
-                identity = (stat.st_dev, stat.st_ino)
-                state = self._segments.get(name)
-                if state is None or state.identity != identity or stat.st_size < state.offset:
-                    state = SegmentState(identity, 0, None)  # new, replaced or truncated
-                    self._segments[name] = state
-                if stat.st_size <= state.offset or stat.st_size == state.damaged_size:
-                    return
-                file.seek(state.offset)
-                data = memoryview(file.read())
+            file = _fs.open_regular_file(path)
         except OSError:
-            return  # vanished or unreadable right now; try again at the next refresh
-        state.size = stat.st_size
-        base = state.offset
-        start = 0
+            return  # vanished, unreadable or not a file; try again at the next refresh
+        with file:
+            try:
+                yield from self._read_open_segment(path, name, file)
+            except OSError:
+                return  # a read failed: what was applied stands, the rest comes later
+
+    def _read_open_segment(
+        self, path: str, name: str, file: BinaryIO
+    ) -> Iterator[StoredEntry | KeyRecord]:
+        stat = os.fstat(file.fileno())
+        identity, size = (stat.st_dev, stat.st_ino), stat.st_size
+        state = self._segments.get(name)
+        if state is None or state.identity != identity or size < state.offset:
+            state = SegmentState(identity, 0, None)  # new, replaced or truncated
+            self._segments[name] = state
+        if size <= state.offset or size == state.damaged_size:
+            return
+        state.size = size
+        start = state.offset
         header = state.header
         if header is None:
-            opening = read_header(data)
+            opening = read_header(memoryview(read_at(file, 0, FRAME.size + MAX_HEADER_BYTES)))
             if opening.header is None:
                 if opening.problem:
-                    self._report(path, state, stat.st_size, opening.problem)
+                    self._report(path, state, size, opening.problem)
                 return
             header, segment_id, header_end = opening.header, opening.segment_id, opening.end
             state.header, state.segment_id = header, segment_id
             start = max(header_end, self._start_offsets.get(segment_id, 0))
-            state.closed = _closed_before(data, header_end, start)
-        parsed = parse_frames(data, start) if start <= len(data) else None
-        if parsed is None:  # the snapshot consumed more than this copy holds
+            state.closed = _closed_before(file, header_end, start, size)
+        if start > size:  # the snapshot consumed more than this copy holds
             state.offset = start  # a record boundary: reading goes on there once it grows
             return
-        if parsed.damaged:
-            self._report(path, state, stat.st_size, "a record fails its checksum")
-        state.offset = base + parsed.end
-        for payload in parsed.payloads:
+        frames = FrameStream(file, start, size)
+        malformed = 0
+        for payload in frames:
             record = unpack(payload)
-            if record is None:
-                continue
-            if record.get("t") == CLOSE_TYPE:
+            if record is not None and record.get("t") == CLOSE_TYPE:
                 state.closed = True
-            yield header, record
+                continue
+            decoded = None if record is None else decode_log_record(header, record)
+            if decoded is not None:
+                yield decoded
+            elif record is None or record.get("t") in LOG_RECORD_TYPES:
+                malformed += 1
+        state.offset = frames.end
+        if frames.damaged:
+            self._report(path, state, size, "a record fails its checksum")
+        if malformed:
+            warnings.warn(
+                f"marimo_store: log segment {path} holds {malformed} malformed record(s) "
+                "(checksummed, but not what docs/format.md allows); they are skipped",
+                StoreWarning,
+                stacklevel=4,
+            )
 
     @staticmethod
     def _report(path: str, state: SegmentState, size: int, reason: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat as stat_module
 import warnings
 
 from marimo_store import _fs
@@ -68,7 +69,8 @@ class ObjectDirectory:
 
         The hash is computed before any write, so a duplicate costs one hash,
         one `stat` and one `utime` (which tells object GC the object is in use
-        again). A present file of the wrong size is damaged: it is replaced.
+        again). A present file of the wrong size, or anything but a regular file
+        (a symlink, a FIFO), is damaged: it is replaced.
         `digest`, the SHA-256 of `data` when the writer signs, is remembered
         for a file this call creates (a present one is checked when read).
         """
@@ -78,7 +80,8 @@ class ObjectDirectory:
             return object_id
         path = self.path_of(object_id)
         try:
-            present = os.stat(path).st_size == size
+            found = os.lstat(path)  # a symlink is never an object: it is replaced
+            present = stat_module.S_ISREG(found.st_mode) and found.st_size == size
         except (FileNotFoundError, NotADirectoryError):
             present = False
         if present:
@@ -116,7 +119,7 @@ class ObjectDirectory:
         if self._durable:
             _fs.fsync_dir(os.path.dirname(path))
         # We hashed exactly these bytes; remember the file as verified.
-        seen = fingerprint(os.stat(path))
+        seen = fingerprint(os.lstat(path))
         self._verified.add(object_id, seen)
         if digest is not None:
             self._verified.add_digest(object_id, seen, digest)
@@ -137,19 +140,22 @@ class ObjectDirectory:
             return memoryview(b"")
         path = self.path_of(object_id)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            file = _fs.open_regular_file(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError:
+            self._not_a_file(object_id, path)
+            return None
         try:
-            stat = os.fstat(fd)
-            if stat.st_size != size:
-                self._quarantine(object_id, path, stat, f"size {stat.st_size}, expected {size}")
-                return None
-            data = self._load(fd, size, memory_map=memory_map)
+            with file:
+                stat = os.fstat(file.fileno())
+                if stat.st_size != size:
+                    reason = f"size {stat.st_size}, expected {size}"
+                    self._quarantine(object_id, path, stat, reason)
+                    return None
+                data = self._load(file.fileno(), size, memory_map=memory_map)
         except (OSError, ValueError):
             return None  # changed or vanished while we opened it: a plain miss
-        finally:
-            os.close(fd)
         if data is None:
             return None
         seen = fingerprint(stat)
@@ -181,6 +187,16 @@ class ObjectDirectory:
                 done += count
         return data
 
+    def _not_a_file(self, object_id: str, path: str) -> None:
+        """A symlink, FIFO, device or directory where an object belongs:
+        damage, moved to quarantine (a symlink itself, never its target)."""
+        try:
+            found = os.lstat(path)
+        except OSError:
+            return  # gone meanwhile, or unreadable: a plain miss
+        if not stat_module.S_ISREG(found.st_mode):
+            self._quarantine(object_id, path, found, "not a regular file")
+
     def _quarantine(self, object_id: str, path: str, stat: os.stat_result, reason: str) -> None:
         warnings.warn(
             f"marimo_store: damaged object {path} ({reason}); treated as a miss "
@@ -190,7 +206,7 @@ class ObjectDirectory:
         )
         self._verified.forget(object_id)
         try:
-            current = os.stat(path)
+            current = os.lstat(path)
             if (current.st_dev, current.st_ino) != (stat.st_dev, stat.st_ino):
                 return  # replaced meanwhile (e.g. re-put by another process): not ours to move
             _fs.makedirs(self._quarantine_dir)

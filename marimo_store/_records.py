@@ -19,6 +19,7 @@ from marimo_store._entry import (
     Environment,
     ExecutionKey,
     ObjectRef,
+    is_timestamp,
 )
 from marimo_store._errors import InvalidArgumentError
 from marimo_store._hashing import content_digest
@@ -66,6 +67,31 @@ def check_user_metadata(value: Mapping[str, Any]) -> Mapping[str, Any]:
             "user metadata must round-trip unchanged: use lists rather than tuples and str keys"
         )
     return MappingProxyType(restored)
+
+
+_PLAIN_SCALARS = (str, bytes, int, float, bool, type(None))
+
+
+def is_plain_data(value: object) -> bool:
+    """Whether `value` is what user metadata may hold: maps with str keys,
+    lists and plain scalars, as `check_user_metadata` accepts them.
+
+    A record may carry anything msgpack decodes (extension types, int or
+    binary keys, nesting a thousand deep); only plain data reaches callers.
+    Iterative, so deep nesting cannot exhaust the interpreter's stack.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                return False
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif not isinstance(item, _PLAIN_SCALARS):
+            return False
+    return True
 
 
 def _encode_ref(ref: ObjectRef, inline: Mapping[str, bytes]) -> dict[str, Any]:
@@ -121,8 +147,9 @@ def _require(condition: bool) -> None:
 def _decode_ref(value: Any, inline: dict[str, bytes], *, is_buffer: bool) -> ObjectRef:
     _require(isinstance(value, dict))
     stored_format, size = value.get("f"), value.get("s")
-    _require(stored_format in _STORED_FORMATS and (stored_format == "buffer") == is_buffer)
-    _require(isinstance(size, int) and not isinstance(size, bool) and size >= 0)
+    _require(isinstance(stored_format, str) and stored_format in _STORED_FORMATS)
+    _require((stored_format == "buffer") == is_buffer)
+    _require(is_timestamp(size))  # sizes share the u64 range of times
     data = value.get("d")
     digest = None
     if data is not None:
@@ -161,7 +188,7 @@ def key_from_fields(value: Any) -> ExecutionKey | None:
     if not isinstance(value, list) or len(value) != 3:
         return None
     block_id, module_hash, created_at = value
-    if not isinstance(created_at, int) or isinstance(created_at, bool):
+    if not is_timestamp(created_at):
         return None
     try:
         return ExecutionKey(block_id, module_hash, created_at)
@@ -198,6 +225,8 @@ def decode_entry(record: Mapping[str, Any], context: Environment | None) -> Stor
         return None
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in packages.items()):
         return None
+    if not is_plain_data(user_metadata):
+        return None
     inline: dict[str, bytes] = {}
     try:
         contents = _decode_contents(record.get("c"), inline)
@@ -212,6 +241,49 @@ def decode_entry(record: Mapping[str, Any], context: Environment | None) -> Stor
         signature=signature,
     )
     return StoredEntry(metadata, MappingProxyType(inline))
+
+
+class KeyRecord(Value):
+    """A decoded access or tombstone record: `kind` (`ACCESS_TYPE` or
+    `TOMBSTONE_TYPE`), the run it is about, and when (`at`, ms)."""
+
+    __slots__ = ("kind", "key", "at")
+    kind: str
+    key: ExecutionKey
+    at: int
+
+    def __init__(self, kind: str, key: ExecutionKey, at: int) -> None:
+        self._assign(kind=kind, key=key, at=at)
+
+
+LOG_RECORD_TYPES = (ENTRY_TYPE, ACCESS_TYPE, TOMBSTONE_TYPE)
+"""The record types a log reader applies; a record of one of them that does
+not decode is malformed (docs/format.md §6.5). Other types are ignored. A
+tuple, not a set: `t` may be anything, a list included (unhashable)."""
+
+
+def decode_log_record(
+    header: Mapping[str, Any], record: Mapping[str, Any]
+) -> StoredEntry | KeyRecord | None:
+    """The entry, access or tombstone in a log record, checked against the
+    format's schema; None for a malformed record or one of another type
+    (the caller tells them apart with `LOG_RECORD_TYPES`).
+
+    `header` is the segment's header: it supplies the environment fields an
+    entry record leaves out.
+    """
+    kind = record.get("t")
+    if kind == ENTRY_TYPE:
+        python, platform = header.get("python"), header.get("platform")
+        if not isinstance(python, str) or not isinstance(platform, str):
+            return None
+        return decode_entry(record, Environment(python, platform))
+    if kind not in (ACCESS_TYPE, TOMBSTONE_TYPE):
+        return None
+    key, at = key_from_fields(record.get("k")), record.get("at")
+    if key is None or not is_timestamp(at):
+        return None
+    return KeyRecord(kind, key, at)
 
 
 def same_contents(

@@ -20,6 +20,7 @@ files, so the name is only a convenience.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import struct
@@ -28,10 +29,12 @@ from collections.abc import Iterator
 
 import msgpack
 
-from marimo_store._entry import ExecutionKey
+from marimo_store import _fs
+from marimo_store._entry import ExecutionKey, is_timestamp
 from marimo_store._errors import StoreWarning
 from marimo_store._hashing import content_digest, content_hasher, text_digest
-from marimo_store._log import FRAME, frame, pack, read_frame, unpack
+from marimo_store._layout import scan_real_directory
+from marimo_store._log import FRAME, frame, pack, read_at, read_frame, unpack, unpack_any
 from marimo_store._records import (
     StoredEntry,
     decode_entry,
@@ -153,14 +156,23 @@ class SnapshotFile:
     def inspect(cls, path: str) -> tuple[SnapshotFile | None, str | None]:
         """The snapshot at `path`, or what is wrong with it; `(None, None)` if
         it vanished (a concurrent cleanup) or cannot be read right now."""
+        size = 0
         try:
-            with open(path, "rb") as file:
+            with _fs.open_regular_file(path) as file:
                 stat = os.fstat(file.fileno())
                 size = stat.st_size
                 if size < _FOOTER.size + FRAME.size:
                     return None, "too short"
+                # The footer is checked before mapping: a 3 GiB file of zeros costs 24 bytes.
+                footer = _footer_problem(read_at(file, size - _FOOTER.size, _FOOTER.size), size)
+                if footer is not None:
+                    return None, footer
                 data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):
+        except OSError as error:
+            if error.errno == errno.ENOMEM:  # larger than the address space left to us
+                return None, f"it is too large to map ({size} bytes)"
+            return None, None
+        except ValueError:
             return None, None
         problem = _check(memoryview(data), size)
         if isinstance(problem, str):
@@ -274,12 +286,9 @@ class SnapshotFile:
         if payload is None:
             _damaged(self.path, "its tombstone record fails its checksum")
             return found
-        try:
-            rows = msgpack.unpackb(payload, raw=False)
-        except (ValueError, msgpack.UnpackException):
-            return found
+        rows = unpack_any(payload)
         for row in rows if isinstance(rows, list) else []:
-            if isinstance(row, list) and len(row) == 4 and isinstance(row[3], int):
+            if isinstance(row, list) and len(row) == 4 and is_timestamp(row[3]):
                 key = key_from_fields(row[:3])
                 if key is not None:
                     found[key] = row[3]
@@ -301,7 +310,7 @@ def _decode_snapshot_entry(record: dict[str, Any] | None) -> StoredEntry | None:
         return None
     stored = decode_entry(record, None)
     last_access = record.get("la")
-    if stored is not None and isinstance(last_access, int) and not isinstance(last_access, bool):
+    if stored is not None and is_timestamp(last_access):
         stored = StoredEntry(stored.metadata.replace(last_access=last_access), stored.inline)
     return stored
 
@@ -316,11 +325,10 @@ def _damaged(path: str, reason: str) -> None:
 
 def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int, int]]:
     """The header and frame offsets of a snapshot, or what is wrong with it."""
-    tombstones_at, table_at, magic = _FOOTER.unpack_from(view, size - _FOOTER.size)
-    if magic != _MAGIC:
-        return "no snapshot footer"
-    if not tombstones_at < table_at < size - _FOOTER.size:
-        return "its layout is inconsistent"
+    tombstones_at, table_at, _ = _FOOTER.unpack_from(view, size - _FOOTER.size)
+    problem = _footer_problem(view[size - _FOOTER.size : size], size)
+    if problem is not None:
+        return problem
     region = view[: size - _FOOTER.size]
     head = read_frame(region[:tombstones_at], 0)
     if head is None:
@@ -335,23 +343,34 @@ def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int
     return header, (tombstones_at, table_at)
 
 
+def _footer_problem(footer: bytes | memoryview, size: int) -> str | None:
+    """What is wrong with a snapshot's footer (its last bytes), or None."""
+    tombstones_at, table_at, magic = _FOOTER.unpack_from(footer)
+    if magic != _MAGIC:
+        return "no snapshot footer"
+    if not tombstones_at < table_at < size - _FOOTER.size:
+        return "its layout is inconsistent"
+    return None
+
+
 def _valid_header(header: dict[str, Any]) -> bool:
     parents, ancestors = header.get("parents"), header.get("ancestors")
     consumed = header.get("consumed")
     return (
         header.get("t") == SNAPSHOT_TYPE
         and isinstance(header.get("v"), int)
-        and isinstance(header.get("created_at"), int)
+        and is_timestamp(header.get("created_at"))
+        and isinstance(header.get("writer", ""), str)
         and isinstance(parents, list)
         and all(isinstance(p, str) for p in parents)
         and isinstance(ancestors, dict)
-        and all(isinstance(k, str) and isinstance(v, int) for k, v in ancestors.items())
+        and all(isinstance(k, str) and is_timestamp(v) for k, v in ancestors.items())
         and isinstance(consumed, dict)
         and all(
             isinstance(k, str)
             and isinstance(v, list)
             and len(v) == 2
-            and all(isinstance(n, int) for n in v)
+            and all(is_timestamp(n) for n in v)
             for k, v in consumed.items()
         )
     )
@@ -422,10 +441,9 @@ def read_snapshots(directory: str) -> SnapshotSet:
     Files that fail verification are ignored (with a warning): they cost
     at most the entries only they held, which read as misses.
     """
-    try:
-        names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(SNAPSHOT_SUFFIX))
-    except (FileNotFoundError, NotADirectoryError):
-        return SnapshotSet([], [], [])
+    names = sorted(
+        e.name for e in scan_real_directory(directory) if e.name.endswith(SNAPSHOT_SUFFIX)
+    )
     files: list[SnapshotFile] = []
     damaged: list[str] = []
     for name in names:

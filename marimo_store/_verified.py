@@ -39,7 +39,8 @@ import msgpack
 
 from marimo_store import _fs
 from marimo_store._hashing import HEX_DIGITS
-from marimo_store._log import frame, host_name, parse_frames
+from marimo_store._layout import scan_real_directory
+from marimo_store._log import FrameStream, frame, host_name, unpack_any
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,24 +150,20 @@ def _record(object_id: str, seen: Fingerprint) -> bytes:
 
 
 def _read_ledger(path: str) -> dict[str, Fingerprint]:
-    try:
-        with open(path, "rb") as file:
-            data = memoryview(file.read())
-    except OSError:
-        return {}
     found: dict[str, Fingerprint] = {}
-    for payload in parse_frames(data).payloads:
-        try:
-            row = msgpack.unpackb(payload)
-        except (ValueError, msgpack.UnpackException):
-            continue
-        if (
-            isinstance(row, list)
-            and len(row) == 6
-            and isinstance(row[0], str)
-            and all(type(n) is int for n in row[1:])
-        ):
-            found[row[0]] = (row[1], row[2], row[3], row[4], row[5])
+    try:
+        with _fs.open_regular_file(path) as file:
+            for payload in FrameStream(file, 0, os.fstat(file.fileno()).st_size):
+                row = unpack_any(payload)
+                if (
+                    isinstance(row, list)
+                    and len(row) == 6
+                    and isinstance(row[0], str)
+                    and all(type(n) is int for n in row[1:])
+                ):
+                    found[row[0]] = (row[1], row[2], row[3], row[4], row[5])
+    except OSError:
+        return found
     return found
 
 
@@ -179,10 +176,7 @@ def prune_ledgers(local_dir: str, path_of: Callable[[str], str], temp_path: str)
     """
     current = ledger_name()
     mine = f"{LEDGER_PREFIX}{host_name()}-"
-    try:
-        names = [e.name for e in os.scandir(local_dir) if e.name.startswith(mine)]
-    except (FileNotFoundError, NotADirectoryError):
-        return
+    names = [e.name for e in scan_real_directory(local_dir) if e.name.startswith(mine)]
     for name in names:
         if name != current:
             _fs.unlink(os.path.join(local_dir, name))

@@ -8,6 +8,8 @@ and leaves a store a second `verify()` finds nothing wrong with.
 
 The pass, in order:
 
+0. **Symlinks** where the layout names a file or directory (repair removes
+   them first, so the rest of the pass sees the store without them).
 1. **Objects**: every file under `objects/` whose name holds an object id
    (canonical names, conflicted copies, files in the wrong place) is hashed.
 2. **Snapshots** are checked byte for byte (opening checks only their
@@ -46,13 +48,16 @@ from marimo_store._conflicts import (
 from marimo_store._entry import EntryMetadata, ExecutionKey, now_ms
 from marimo_store._findings import VerifyProblem, VerifyReport
 from marimo_store._hashing import content_digest
-from marimo_store._layout import GITATTRIBUTES, GITIGNORE
+from marimo_store._layout import GITATTRIBUTES, GITIGNORE, scan_real_directory
 from marimo_store._log import (
     CLOSE_TYPE,
+    FRAME,
+    MAX_HEADER_BYTES,
     SEGMENT_SUFFIX,
+    FrameStream,
     is_sealed,
     newest_segments,
-    parse_frames,
+    read_at,
     read_header,
     unpack,
     writer_is_gone,
@@ -60,16 +65,21 @@ from marimo_store._log import (
     writer_of,
     writer_of_file,
 )
+from marimo_store._records import LOG_RECORD_TYPES, decode_log_record
 from marimo_store._snapshot import SNAPSHOT_SUFFIX, SnapshotFile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from marimo_store.store import FsPersistentStore
 
 Progress = Callable[[int, int], object]
 """Called as `progress(bytes_hashed, total_bytes)` while objects are hashed."""
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}(?:[0-9a-f]{16})?")
+_GENERATED_MAX_BYTES = 1024 * 1024
+"""How much of `.gitignore` or `.gitattributes` is read (users may add lines)."""
 _SETTLE_SECONDS = 0.05
 """How long a torn segment tail must stay unchanged to count as final."""
 
@@ -126,6 +136,16 @@ class _SegmentFile:
         return not self.damaged and self.end < self.size
 
 
+_LAYOUT_FILES = ("format.json", ".gitignore", ".gitattributes")
+
+
+def _link_target(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
+
+
 def _stays_the_same(path: str, size: int) -> bool:
     """Whether a file still has `size` bytes a moment later (no append under way)."""
     time.sleep(_SETTLE_SECONDS)
@@ -142,7 +162,7 @@ def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
 def _hash_file(path: str) -> tuple[str, tuple[int, int, int, int]] | None:
     """xxh3-128 hex of a file's bytes (memory-mapped, no copy), and its identity."""
     try:
-        with open(path, "rb") as file:
+        with _fs.open_regular_file(path) as file:
             stat = os.fstat(file.fileno())
             if stat.st_size == 0:
                 return content_digest(b"").hex(), _identity(stat)
@@ -172,6 +192,46 @@ class _Verifier:
         finding = _Finding(kind, path, detail)
         self.findings.append(finding)
         return finding
+
+    # -- 0. symlinks --------------------------------------------------------------------
+
+    def scan_links(self) -> list[tuple[str, _Finding]]:
+        """Symlinks where the layout names a file or directory: `(path, finding)`.
+
+        Git and sync tools carry symlinks, and a planted one could redirect
+        a write outside the store; the store never follows one (`_fs.confine`,
+        `scan_real_directory`), and a repair removes the link itself.
+        """
+        layout = self.layout
+        directories = [
+            layout.objects,
+            layout.log,
+            layout.snapshots,
+            layout.quarantine,
+            layout.locks,
+            layout.local,
+            layout.tmp,
+        ]
+        places = [os.path.join(layout.root, name) for name in _LAYOUT_FILES] + directories
+        directories += [
+            entry.path
+            for entry in scan_real_directory(layout.objects)
+            if entry.is_dir(follow_symlinks=False)
+        ]
+        for directory in directories:
+            if not os.path.islink(directory):
+                places += [entry.path for entry in scan_real_directory(directory)]
+        return [
+            (path, self.find("symlink", path, f"a symlink to {_link_target(path)}; never followed"))
+            for path in sorted(set(places))
+            if os.path.islink(path)
+        ]
+
+    @staticmethod
+    def repair_links(links: list[tuple[str, _Finding]]) -> None:
+        for path, finding in links:
+            _fs.unlink(path)
+            finding.action = "removed (the link itself; its target is untouched)"
 
     # -- 1. objects ----------------------------------------------------------------------
 
@@ -391,25 +451,41 @@ class _Verifier:
 
     def _scan_segment(self, path: str, name: str) -> _SegmentFile | None:
         try:
-            with open(path, "rb") as file:
-                stat = os.fstat(file.fileno())
-                data = memoryview(file.read())
+            with _fs.open_regular_file(path) as file:
+                return self._scan_open_segment(path, name, file)
         except OSError:
             return None
+
+    def _scan_open_segment(self, path: str, name: str, file: BinaryIO) -> _SegmentFile | None:
+        """Read a segment a window at a time (`FrameStream`), checking every
+        record against the format: a malformed one is a finding, and the
+        segment goes to quarantine once the fresh snapshot holds the rest."""
+        stat = os.fstat(file.fileno())
         self.report.segments_checked += 1
-        opening = read_header(data)
+        opening = read_header(memoryview(read_at(file, 0, FRAME.size + MAX_HEADER_BYTES)))
         if opening.header is None:
             self._headerless(path, name, stat, opening.problem)
             return None
-        parsed = parse_frames(data, opening.end)
-        last = unpack(parsed.payloads[-1]) if parsed.payloads else None
+        frames = FrameStream(file, opening.end, stat.st_size)
+        malformed, closed = 0, False
+        for payload in frames:
+            record = unpack(payload)
+            closed = record is not None and record.get("t") == CLOSE_TYPE
+            if record is None or (
+                record.get("t") in LOG_RECORD_TYPES
+                and decode_log_record(opening.header, record) is None
+            ):
+                malformed += 1
+        if malformed:
+            detail = f"{malformed} record(s) are malformed (not what docs/format.md allows)"
+            self._remember(path, self.find("malformed records", path, detail))
         return _SegmentFile(
             path,
             opening.segment_id,
-            parsed.end,
+            frames.end,
             stat.st_size,
-            damaged=parsed.damaged,
-            closed=last is not None and last.get("t") == CLOSE_TYPE,
+            damaged=frames.damaged,
+            closed=closed,
         )
 
     def _headerless(self, path: str, name: str, stat: os.stat_result, problem: str) -> None:
@@ -469,8 +545,8 @@ class _Verifier:
         ):
             path = os.path.join(self.layout.root, name)
             try:
-                with open(path, "rb") as file:
-                    text = file.read().decode("utf-8")
+                with _fs.open_regular_file(path) as file:
+                    text = file.read(_GENERATED_MAX_BYTES).decode("utf-8")
             except FileNotFoundError:
                 text = ""
             except (OSError, UnicodeDecodeError):
@@ -497,8 +573,9 @@ class _Verifier:
     def repair_generated(self, incomplete: list[tuple[str, tuple[str, ...], _Finding]]) -> None:
         for path, missing, finding in incomplete:
             if missing:
-                with open(path, "rb") as file:
-                    text = file.read().decode("utf-8")
+                text = ""
+                with contextlib.suppress(FileNotFoundError), _fs.open_regular_file(path) as file:
+                    text = file.read(_GENERATED_MAX_BYTES).decode("utf-8")
                 addition = "".join(f"{line}\n" for line in missing)
                 joined = text if not text or text.endswith("\n") else text + "\n"
                 _fs.write_new_file(
@@ -588,8 +665,11 @@ def verify_store(
     """The whole pass (see the module docstring); `store.verify()` delegates here."""
     verifier = _Verifier(store, repair, progress)
     report = verifier.report
-    if not os.path.isdir(store.layout.root):
+    if not store.layout.require_store_directory():
         return report
+    links = verifier.scan_links()
+    if repair:
+        verifier.repair_links(links)
     verifier.scan_objects()
     verifier.scan_snapshots()
     verifier.scan_segments()

@@ -52,7 +52,7 @@ from marimo_store._errors import (
 )
 from marimo_store._hashing import content_digest, text_digest
 from marimo_store._index import EntryIndex
-from marimo_store._layout import FORMAT_VERSION, Layout
+from marimo_store._layout import FORMAT_VERSION, Layout, scan_real_directory
 from marimo_store._locks import LocalLock
 from marimo_store._log import (
     HEADER_TYPE,
@@ -65,13 +65,11 @@ from marimo_store._named import NamedObjects
 from marimo_store._objects import ObjectDirectory
 from marimo_store._records import (
     ACCESS_TYPE,
-    ENTRY_TYPE,
     TOMBSTONE_TYPE,
+    KeyRecord,
     StoredEntry,
     check_user_metadata,
-    decode_entry,
     encode_entry,
-    key_from_fields,
     same_contents,
 )
 from marimo_store._serialize import (
@@ -197,24 +195,14 @@ class _Writing:
         return os.path.join(self._temp_dir, f"{self.writer_id}-{next(self._temp_counter)}.tmp")
 
 
-def _apply(header: Mapping[str, Any], record: Mapping[str, Any], target: _RecordTarget) -> None:
-    """Apply one log record; records of unknown types are ignored (newer writers)."""
-    kind = record.get("t")
-    if kind == ENTRY_TYPE:
-        python, platform = header.get("python"), header.get("platform")
-        if isinstance(python, str) and isinstance(platform, str):
-            stored = decode_entry(record, Environment(python, platform))
-            if stored is not None:
-                target.add_entry(stored)
-        return
-    if kind in (ACCESS_TYPE, TOMBSTONE_TYPE):
-        key, at = key_from_fields(record.get("k")), record.get("at")
-        if key is None or not isinstance(at, int) or isinstance(at, bool):
-            return
-        if kind == ACCESS_TYPE:
-            target.add_access(key, at)
-        else:
-            target.add_tombstone(key, at)
+def _apply(decoded: StoredEntry | KeyRecord, target: _RecordTarget) -> None:
+    """Apply one decoded log record (see `LogReader.read_new`)."""
+    if isinstance(decoded, StoredEntry):
+        target.add_entry(decoded)
+    elif decoded.kind == ACCESS_TYPE:
+        target.add_access(decoded.key, decoded.at)
+    else:
+        target.add_tombstone(decoded.key, decoded.at)
 
 
 def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
@@ -833,8 +821,8 @@ class FsPersistentStore(NamedObjects):
         names = self._list_snapshots()
         if names != self._snapshot_names:
             self._reload(names)
-        for header, record in self._log_reader.read_new():
-            _apply(header, record, self._index)
+        for decoded in self._log_reader.read_new():
+            _apply(decoded, self._index)
 
     def _change_watch(self, *, start: bool) -> ChangeNotifier | None:
         """The running change notification, or None: poll meanwhile.
@@ -866,16 +854,13 @@ class FsPersistentStore(NamedObjects):
         return None
 
     def _list_snapshots(self) -> tuple[str, ...]:
-        try:
-            return tuple(
-                sorted(
-                    e.name
-                    for e in os.scandir(self.layout.snapshots)
-                    if e.name.endswith(SNAPSHOT_SUFFIX)
-                )
+        return tuple(
+            sorted(
+                e.name
+                for e in scan_real_directory(self.layout.snapshots)
+                if e.name.endswith(SNAPSHOT_SUFFIX)
             )
-        except (FileNotFoundError, NotADirectoryError):
-            return ()
+        )
 
     def _reload(self, names: tuple[str, ...]) -> None:
         heads = read_snapshots(self.layout.snapshots).heads if names else []
@@ -990,7 +975,7 @@ class FsPersistentStore(NamedObjects):
         lock). `dry_run` changes nothing and reports what would be dropped.
         """
         report = CleanupReport(dry_run=dry_run)
-        if not os.path.isdir(self.path):
+        if not self.layout.require_store_directory():
             return report
         if not dry_run:
             self._flush_accesses()  # so that this process's hits count for LRU
@@ -1055,8 +1040,8 @@ class FsPersistentStore(NamedObjects):
         reader = LogReader(
             self.layout.log, {segment: offset for segment, (offset, _) in state.consumed.items()}
         )
-        for header, record in reader.read_new():
-            _apply(header, record, state)
+        for decoded in reader.read_new():
+            _apply(decoded, state)
         return state, reader, snapshots
 
     def _write_snapshot(
@@ -1127,8 +1112,8 @@ class FsPersistentStore(NamedObjects):
             if not acquired:
                 report.skipped.append("object GC: puts held the objects lock; objects kept")
                 return
-            for header, record in reader.read_new():  # puts that finished meanwhile
-                _apply(header, record, state)
+            for decoded in reader.read_new():  # puts that finished meanwhile
+                _apply(decoded, state)
             referenced = {
                 object_id
                 for stored in state.entries.values()

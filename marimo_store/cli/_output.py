@@ -50,7 +50,10 @@ def time_text(ms: int | None) -> str:
     """A timestamp in ms (UTC) as local time to the second; `-` for none."""
     if ms is None:
         return "-"
-    moment = datetime.datetime.fromtimestamp(ms / 1000).astimezone()
+    try:
+        moment = datetime.datetime.fromtimestamp(ms / 1000).astimezone()
+    except (OverflowError, ValueError, OSError):  # a record may hold any u64: years past 9999
+        return f"{ms} ms"
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 

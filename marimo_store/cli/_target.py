@@ -83,6 +83,8 @@ def _config(path: str | None) -> dict[str, Any]:
 
 
 def _require_store(path: str) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise StoreFormatError(f"{path} is a file, not a store directory")
     if not os.path.isdir(path):
         raise NotFoundError(
             f"no store at {path} (nothing was cached there yet; give another with --store PATH)"

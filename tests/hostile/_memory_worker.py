@@ -1,0 +1,56 @@
+"""Reads, maintenance and the CLI on a store, under an address-space limit.
+
+    python _memory_worker.py STORE_PATH LIMIT_BYTES
+
+Sets `RLIMIT_AS` before importing anything of the store, then prints one
+JSON document: what each operation returned (or which `StoreError` it
+raised), the kinds of problems `verify()` found, and the peak RSS.
+Any other exception (`MemoryError` above all) escapes: exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import warnings
+
+
+def main(path: str, limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from _hostile import run_cli  # imported only once the limit is set
+
+    from marimo_store import ExecutionKey, FsPersistentStore, StoreError
+
+    warnings.simplefilter("ignore")
+    result: dict[str, object] = {}
+    store = FsPersistentStore(path, cleanup_on_exit=False, entry_merge_timeout_seconds=10**9)
+    found = store.get(ExecutionKey("good-block", "good-module"))
+    result["get"] = None if found is None else dict(found.variables)
+    for name, operation in (("cleanup", store.cleanup), ("verify", store.verify)):
+        try:
+            report = operation()
+        except StoreError as error:
+            result[name] = type(error).__name__
+            continue
+        if name == "verify":
+            result["verify"] = sorted({(p.kind, p.path) for p in report.problems})
+        else:
+            result[name] = "ok"
+    store.close()
+    codes = {}
+    for command in (("info",), ("ls",), ("verify",), ("doctor",), ("cleanup", "--dry-run")):
+        code, _, stderr = run_cli("--store", path, *command)
+        assert "Traceback" not in stderr, stderr
+        codes[" ".join(command)] = code
+    result["cli"] = codes
+    again = FsPersistentStore(path, cleanup_on_exit=False, entry_merge_timeout_seconds=10**9)
+    found = again.get(ExecutionKey("good-block", "good-module"))
+    result["get after"] = None if found is None else dict(found.variables)
+    again.close()
+    result["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(result, default=list))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
