@@ -129,7 +129,7 @@ def test_app_without_a_store_resolves_beside_the_calling_file(load_module: Modul
 
 def test_bad_app_arguments(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="config only applies"):
-        App(FsPersistentStore(tmp_path), config={"durability": "fsync"})
+        App(FsPersistentStore(tmp_path / "store"), config={"durability": "fsync"})
     with pytest.raises(InvalidArgumentError, match="store must be"):
         App(str(tmp_path))  # type: ignore[arg-type]
 
