@@ -6,14 +6,16 @@ asyncio task inherits it; a new thread starts outside it), else a default
 App for the directory of the decorated function's file, created on first
 use and then reused. A default App (and `App()` without a store) resolves
 its store from the configuration files (see `config`), else the
-`__marimo__` folder beside the notebook or script or in a parent:
+`__marimo__` folder beside the notebook or script, never one in a parent
+(a `__marimo__` left in a home or temp directory must not capture every
+script below it):
 
-- marimo's `__marimo__/cache` and no `__marimo__/persist`: a
-  `LegacyPersistentStore` on marimo's folder (logged once, with how to
+- marimo's `__marimo__/cache` and no `__marimo__/persist` beside the file:
+  a `LegacyPersistentStore` on marimo's folder (logged once, with how to
   switch), unless the settings verify signatures, which that layout cannot
   carry;
-- otherwise an `FsPersistentStore` at `__marimo__/persist` (created beside
-  the file when there is no `__marimo__` anywhere), made on its first put.
+- otherwise an `FsPersistentStore` at `__marimo__/persist` beside the file,
+  made on its first put.
 """
 
 from __future__ import annotations
@@ -135,9 +137,7 @@ def resolve_store(directory: str, config: Mapping[str, Any] | None = None) -> St
     settings = read_settings(directory, config)
     if settings.dir_path is not None:
         return settings.open_store(settings.dir_path)
-    marimo_dir = find_marimo_dir(directory)
-    if marimo_dir is None:
-        return settings.open_store(os.path.join(directory, MARIMO_DIR, PERSIST_DIR))
+    marimo_dir = os.path.join(directory, MARIMO_DIR)
     legacy = os.path.join(marimo_dir, LEGACY_DIR)
     persist = os.path.join(marimo_dir, PERSIST_DIR)
     verifies = settings.store_options.get("verify_signatures", "off") != "off"
@@ -145,19 +145,6 @@ def resolve_store(directory: str, config: Mapping[str, Any] | None = None) -> St
         _suggest_migration(legacy, persist)
         return LegacyPersistentStore(legacy)
     return settings.open_store(persist)
-
-
-def find_marimo_dir(directory: str) -> str | None:
-    """The nearest `__marimo__` folder in `directory` or a parent."""
-    current = os.path.abspath(directory)
-    while True:
-        candidate = os.path.join(current, MARIMO_DIR)
-        if os.path.isdir(candidate):
-            return candidate
-        parent = os.path.dirname(current)
-        if parent == current:
-            return None
-        current = parent
 
 
 def _suggest_migration(legacy: str, persist: str) -> None:

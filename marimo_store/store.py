@@ -222,6 +222,21 @@ def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
     return {"t": record_type, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
 
 
+_locations_logged: set[str] = set()
+
+
+def _log_location(path: str) -> None:
+    """Say once per process where a store writes (logger `marimo_store`,
+    INFO): a default store's place is resolved, not chosen, so a user must
+    be able to see it."""
+    if path in _locations_logged:
+        return
+    _locations_logged.add(path)
+    import logging  # noqa: PLC0415 - ~5 ms; only the first write of a store needs it
+
+    logging.getLogger("marimo_store").info("marimo_store: writing to the store at %s", path)
+
+
 def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
     store = reference()
     if store is not None:
@@ -589,6 +604,7 @@ class FsPersistentStore(NamedObjects):
                             f"cannot create the store at {self.path}: {error}"
                         ) from error
                     self._writing = writing
+                    _log_location(self.path)
                     self._register_exit()
                     watch = self._watch
                     if watch is not None and watch.pid == writing.pid:
