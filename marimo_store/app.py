@@ -26,6 +26,7 @@ import sys
 import threading
 
 from marimo_store._errors import InvalidArgumentError
+from marimo_store._marimo_config import log_ignored_store
 from marimo_store._marimo_keys import LEGACY_DIR, MARIMO_DIR, PERSIST_DIR
 from marimo_store.cache import CacheDecorator, check_store
 from marimo_store.config import anchor_directory, read_settings
@@ -64,7 +65,7 @@ class App:
         self, store: Store | None = None, *, config: Mapping[str, Any] | None = None
     ) -> None:
         if store is None:
-            store = resolve_store(anchor_directory(sys._getframe(1).f_globals), config)
+            store = _resolve_default(anchor_directory(sys._getframe(1).f_globals), config)
         elif config is not None:
             raise InvalidArgumentError(
                 "App(store=..., config=...): config only applies to a store the App "
@@ -120,7 +121,7 @@ def default_app(directory: str) -> App:
         with _default_apps_lock:
             app = _default_apps.get(directory)
             if app is None:
-                app = _default_apps[directory] = App(resolve_store(directory))
+                app = _default_apps[directory] = App(_resolve_default(directory))
     return app
 
 
@@ -145,6 +146,15 @@ def resolve_store(directory: str, config: Mapping[str, Any] | None = None) -> St
         _suggest_migration(legacy, persist)
         return LegacyPersistentStore(legacy)
     return settings.open_store(persist)
+
+
+def _resolve_default(directory: str, config: Mapping[str, Any] | None = None) -> Store:
+    """`resolve_store` for an App, which is marimo_store's first use in a
+    project: it also says (once) when marimo would ignore a configured
+    `fs_persistent` store there (`_marimo_config`)."""
+    store = resolve_store(directory, config)
+    log_ignored_store(os.getcwd())  # marimo searches from its working directory
+    return store
 
 
 def _suggest_migration(legacy: str, persist: str) -> None:

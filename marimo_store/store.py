@@ -1218,7 +1218,9 @@ class FsPersistentStore(NamedObjects):
         Dropbox, OneDrive, iCloud Drive, Syncthing, Google Drive or Nextcloud
         folder (with the settings to choose), holds conflicted copies or
         stale temp files, or a record is far ahead of this machine's clock;
-        notes when change notification falls back to polling. Reads only.
+        notes when change notification falls back to polling; warns when
+        marimo, run from the working directory, would ignore a configured
+        `fs_persistent` store (docs/marimo.md). Reads only.
         """
         from marimo_store._doctor import diagnose  # noqa: PLC0415 - rarely used
 

@@ -54,12 +54,6 @@ class Result(NamedTuple):
         return json.loads(self.stdout)
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty home: the real user's configuration never counts."""
-    return tmp_path_factory.mktemp("home")
-
-
 def environment(home: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / "xdg"), **extra}
 
