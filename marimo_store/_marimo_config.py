@@ -25,6 +25,7 @@ from marimo_store.config import (
     nearest_project_file,
     nearest_pyproject,
     user_config_candidates,
+    user_config_file,
 )
 
 TYPE_CHECKING = False
@@ -38,10 +39,7 @@ STORE_TYPE = "fs_persistent"
 def marimo_config_file(working_dir: str) -> str | None:
     """The file marimo reads as its user configuration when run from
     `working_dir` (`marimo._config.utils.get_user_config_path`)."""
-    nearest = nearest_project_file(working_dir)
-    if nearest is not None:
-        return nearest
-    return next((path for path in user_config_candidates() if os.path.isfile(path)), None)
+    return nearest_project_file(working_dir) or user_config_file()
 
 
 def _table(path: str, *names: str) -> Any:
@@ -78,30 +76,36 @@ def ignored_store_finding(working_dir: str) -> Finding | None:
     pyproject = nearest_pyproject(working_dir)
     reasons: list[str] = []
     paths: list[str] = []
-    if marimo_file is not None and not any(_same(marimo_file, user) for user in user_files):
+    if marimo_file is not None:
+        project = not any(_same(marimo_file, user) for user in user_files)
         where = pyproject or os.path.join(os.path.dirname(marimo_file), "pyproject.toml")
-        move = (
+        fix = (
             f"Fix: move the settings of {marimo_file} into {where} under [tool.marimo] "
             "(marimo reads its settings there, and marimo_store its [fs_persister.*] tables "
             "as [tool.marimo.fs_persister.*]) and delete it; or keep it and pass the store "
             "in the notebook: mo.persistent_cache(..., store=MarimoStore()) with "
             "`from marimo_store.marimo import MarimoStore`."
+            if project
+            else f"Fix: move [cache] store into {marimo_file}."
         )
         hidden = [
-            path for path in user_files if _selects_this_store(_table(path, "cache", "store"))
+            path
+            for path in user_files
+            if not _same(path, marimo_file) and _selects_this_store(_table(path, "cache", "store"))
         ]
         if hidden:
             reasons.append(
                 f"marimo reads {marimo_file} as its configuration (the first {PROJECT_FILE} "
-                f"walking up from {working_dir}) instead of {', '.join(hidden)}, so the "
-                f'[cache] store = {{type = "{STORE_TYPE}"}} set there is not used. ' + move
+                f"walking up from {working_dir}, else ~/{PROJECT_FILE}, else {xdg}) instead "
+                f"of {', '.join(hidden)}, so the "
+                f'[cache] store = {{type = "{STORE_TYPE}"}} set there is not used. ' + fix
             )
             paths += [marimo_file, *hidden]
-        if _selects_this_store(_table(marimo_file, "cache", "store")):
+        if project and _selects_this_store(_table(marimo_file, "cache", "store")):
             reasons.append(
                 f"marimo ignores [cache] store in {marimo_file} (a project's {PROJECT_FILE} "
                 f"travels with the code). Set [cache] store = "
-                f'{{type = "{STORE_TYPE}"}} in your user configuration {xdg} instead. ' + move
+                f'{{type = "{STORE_TYPE}"}} in your user configuration {xdg} instead. ' + fix
             )
             paths.append(marimo_file)
     if pyproject is not None and _selects_this_store(

@@ -193,3 +193,12 @@ def test_the_users_own_marimo_toml_is_not_a_project_file(
     monkeypatch.chdir(work)
     store = make(home / "store")
     assert "marimo-ignores-store" not in codes(store.doctor())
+    # But marimo reads ~/.marimo.toml before the XDG file: a store set only
+    # in the XDG file is hidden by it.
+    (home / ".marimo.toml").write_text('[display]\ntheme = "dark"\n')
+    xdg = home / "xdg" / "marimo" / "marimo.toml"
+    xdg.parent.mkdir(parents=True)
+    xdg.write_text(USER_STORE)
+    (finding,) = [f for f in store.doctor() if f.code == "marimo-ignores-store"]
+    assert f"marimo reads {home / '.marimo.toml'} as its configuration" in finding.message
+    assert f"Fix: move [cache] store into {home / '.marimo.toml'}" in finding.message
