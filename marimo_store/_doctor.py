@@ -20,6 +20,7 @@ from marimo_store._conflicts import (
 )
 from marimo_store._entry import now_ms
 from marimo_store._findings import Finding
+from marimo_store._marimo_config import ignored_store_finding
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -262,4 +263,7 @@ def diagnose(store: FsPersistentStore) -> list[Finding]:
     watch = _watch_finding(store, network)
     if watch is not None:
         findings.append(watch)
+    ignored = ignored_store_finding(os.getcwd())  # marimo searches from its working directory
+    if ignored is not None:
+        findings.append(ignored)
     return findings

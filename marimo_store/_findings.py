@@ -71,7 +71,7 @@ class Finding(Value):
 
     `code` is stable and short ("sync-folder", "network-filesystem",
     "conflicted-copies", "stale-temp-files", "clock-skew",
-    "change-notification"); `severity` is "warning" or "info"; `message`
+    "change-notification", "marimo-ignores-store"); `severity` is "warning" or "info"; `message`
     says what, why it matters and what to do; `paths` lists what it is about.
     """
 

@@ -539,10 +539,12 @@ class _Verifier:
             return incomplete  # nothing was ever written here
         if not self.layout.check_format():
             self.find("damaged format.json", self.layout.format_file, "it is not a format file")
-        for name, lines in (
-            (".gitignore", _REQUIRED_IGNORES),
-            (".gitattributes", _REQUIRED_ATTRIBUTES),
-        ):
+        generated = (
+            ((".gitignore", _REQUIRED_IGNORES), (".gitattributes", _REQUIRED_ATTRIBUTES))
+            if self.layout.owns_root()
+            else ()  # they would govern files that are not the store's: left alone
+        )
+        for name, lines in generated:
             path = os.path.join(self.layout.root, name)
             try:
                 with _fs.open_regular_file(path) as file:

@@ -6,14 +6,16 @@ asyncio task inherits it; a new thread starts outside it), else a default
 App for the directory of the decorated function's file, created on first
 use and then reused. A default App (and `App()` without a store) resolves
 its store from the configuration files (see `config`), else the
-`__marimo__` folder beside the notebook or script or in a parent:
+`__marimo__` folder beside the notebook or script, never one in a parent
+(a `__marimo__` left in a home or temp directory must not capture every
+script below it):
 
-- marimo's `__marimo__/cache` and no `__marimo__/persist`: a
-  `LegacyPersistentStore` on marimo's folder (logged once, with how to
+- marimo's `__marimo__/cache` and no `__marimo__/persist` beside the file:
+  a `LegacyPersistentStore` on marimo's folder (logged once, with how to
   switch), unless the settings verify signatures, which that layout cannot
   carry;
-- otherwise an `FsPersistentStore` at `__marimo__/persist` (created beside
-  the file when there is no `__marimo__` anywhere), made on its first put.
+- otherwise an `FsPersistentStore` at `__marimo__/persist` beside the file,
+  made on its first put.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import threading
 
 from marimo_store._errors import InvalidArgumentError
+from marimo_store._marimo_config import log_ignored_store
 from marimo_store._marimo_keys import LEGACY_DIR, MARIMO_DIR, PERSIST_DIR
 from marimo_store.cache import CacheDecorator, check_store
 from marimo_store.config import anchor_directory, read_settings
@@ -62,7 +65,7 @@ class App:
         self, store: Store | None = None, *, config: Mapping[str, Any] | None = None
     ) -> None:
         if store is None:
-            store = resolve_store(anchor_directory(sys._getframe(1).f_globals), config)
+            store = _resolve_default(anchor_directory(sys._getframe(1).f_globals), config)
         elif config is not None:
             raise InvalidArgumentError(
                 "App(store=..., config=...): config only applies to a store the App "
@@ -118,7 +121,7 @@ def default_app(directory: str) -> App:
         with _default_apps_lock:
             app = _default_apps.get(directory)
             if app is None:
-                app = _default_apps[directory] = App(resolve_store(directory))
+                app = _default_apps[directory] = App(_resolve_default(directory))
     return app
 
 
@@ -135,9 +138,7 @@ def resolve_store(directory: str, config: Mapping[str, Any] | None = None) -> St
     settings = read_settings(directory, config)
     if settings.dir_path is not None:
         return settings.open_store(settings.dir_path)
-    marimo_dir = find_marimo_dir(directory)
-    if marimo_dir is None:
-        return settings.open_store(os.path.join(directory, MARIMO_DIR, PERSIST_DIR))
+    marimo_dir = os.path.join(directory, MARIMO_DIR)
     legacy = os.path.join(marimo_dir, LEGACY_DIR)
     persist = os.path.join(marimo_dir, PERSIST_DIR)
     verifies = settings.store_options.get("verify_signatures", "off") != "off"
@@ -147,17 +148,13 @@ def resolve_store(directory: str, config: Mapping[str, Any] | None = None) -> St
     return settings.open_store(persist)
 
 
-def find_marimo_dir(directory: str) -> str | None:
-    """The nearest `__marimo__` folder in `directory` or a parent."""
-    current = os.path.abspath(directory)
-    while True:
-        candidate = os.path.join(current, MARIMO_DIR)
-        if os.path.isdir(candidate):
-            return candidate
-        parent = os.path.dirname(current)
-        if parent == current:
-            return None
-        current = parent
+def _resolve_default(directory: str, config: Mapping[str, Any] | None = None) -> Store:
+    """`resolve_store` for an App, which is marimo_store's first use in a
+    project: it also says (once) when marimo would ignore a configured
+    `fs_persistent` store there (`_marimo_config`)."""
+    store = resolve_store(directory, config)
+    log_ignored_store(os.getcwd())  # marimo searches from its working directory
+    return store
 
 
 def _suggest_migration(legacy: str, persist: str) -> None:

@@ -102,16 +102,24 @@ _LONGEST_PAUSE = 0.1
 
 class CacheInfo(Value):
     """`hits` and `misses` of this wrapper in this process; `entries` and
-    `bytes` (distinct objects, each counted once) of its block in the store."""
+    `bytes` (distinct objects, each counted once) of its block in the store;
+    `store`: where that store is (`store_location`)."""
 
-    __slots__ = ("hits", "misses", "entries", "bytes")
+    __slots__ = ("hits", "misses", "entries", "bytes", "store")
     hits: int
     misses: int
     entries: int
     bytes: int
+    store: str
 
-    def __init__(self, hits: int, misses: int, entries: int, bytes: int) -> None:
-        self._assign(hits=hits, misses=misses, entries=entries, bytes=bytes)
+    def __init__(self, hits: int, misses: int, entries: int, bytes: int, store: str) -> None:
+        self._assign(hits=hits, misses=misses, entries=entries, bytes=bytes, store=store)
+
+
+def store_location(store: Store) -> str:
+    """A store's directory, or for a store without one, its repr."""
+    path = getattr(store, "path", None)
+    return path if isinstance(path, str) else repr(store)
 
 
 class Explanation:
@@ -123,22 +131,33 @@ class Explanation:
     function, whose code then changed) that differs in the fewest
     components, `changed` names those components and `reasons` says what
     they are in words; both are empty when nothing of this function is
-    stored.
+    stored. `store` is where the store looked in is (`store_location`).
     """
 
-    __slots__ = ("changed", "components", "function", "hit", "key", "nearest", "reasons")
+    __slots__ = (
+        "changed",
+        "components",
+        "function",
+        "hit",
+        "key",
+        "nearest",
+        "reasons",
+        "store",
+    )
 
     def __init__(
         self,
         function: str,
         call: CallKey,
         *,
+        store: str,
         hit: bool,
         nearest: EntryMetadata | None,
         changed: tuple[str, ...],
         reasons: tuple[str, ...],
     ) -> None:
         self.function = function
+        self.store = store
         self.key: ExecutionKey = call.key
         self.components: Mapping[str, str] = types.MappingProxyType(call.components)
         self.hit = hit
@@ -153,6 +172,7 @@ class Explanation:
         lines = [
             f"{self.function}: {'hit' if self.hit else 'miss'}",
             f"  key: block_id={self.key.block_id} module_hash={self.key.module_hash}",
+            f"  store: {self.store}",
         ]
         if self.hit:
             lines.append(f"  stored entry: {self.nearest.key if self.nearest else '?'}")
@@ -429,13 +449,16 @@ class CachedFunction(_Generic[P, R]):
 
     def cache_info(self) -> CacheInfo:
         """Hits and misses here; entries and bytes of this function's block in the store."""
-        entries = self._own_entries(self._resolve(self._anchor))
+        store = self._resolve(self._anchor)
+        entries = self._own_entries(store)
         objects = {
             object_id: ref.size
             for metadata in entries
             for object_id, ref in metadata.objects().items()
         }
-        return CacheInfo(self._hits, self._misses, len(entries), sum(objects.values()))
+        return CacheInfo(
+            self._hits, self._misses, len(entries), sum(objects.values()), store_location(store)
+        )
 
     def cache_clear(self) -> int:
         """Delete this block's entries (tombstones); reset the counters.
@@ -453,13 +476,14 @@ class CachedFunction(_Generic[P, R]):
         differ from the nearest stored entry. Runs nothing."""
         store = self._resolve(self._anchor)
         call = self._hasher.key(args, kwargs)
+        explained = functools.partial(
+            Explanation, self._function, call, store=store_location(store)
+        )
         entries = store.entries()
         own = [m for m in entries if m.key.block_id == call.key.block_id]
         for metadata in reversed(own):  # newest first
             if metadata.key.module_hash == call.key.module_hash:
-                return Explanation(
-                    self._function, call, hit=True, nearest=metadata, changed=(), reasons=()
-                )
+                return explained(hit=True, nearest=metadata, changed=(), reasons=())
         candidates = own or [m for m in entries if _recorded(m)[0] == self._function]
         best: tuple[tuple[int, int], EntryMetadata, list[str]] | None = None
         for metadata in candidates:
@@ -471,22 +495,13 @@ class CachedFunction(_Generic[P, R]):
             if best is None or rank < best[0]:
                 best = (rank, metadata, changed)
         if best is None:
-            return Explanation(
-                self._function, call, hit=False, nearest=None, changed=(), reasons=()
-            )
+            return explained(hit=False, nearest=None, changed=(), reasons=())
         _, nearest, changed = best
         recorded = _recorded(nearest)[1]
         reasons = tuple(
             _describe(name, recorded.get(name), call.components.get(name)) for name in changed
         )
-        return Explanation(
-            self._function,
-            call,
-            hit=False,
-            nearest=nearest,
-            changed=tuple(changed),
-            reasons=reasons,
-        )
+        return explained(hit=False, nearest=nearest, changed=tuple(changed), reasons=reasons)
 
 
 def _unpickle_cached(

@@ -4,7 +4,8 @@ Sources, nearest first; for each key the first source that sets it wins:
 
 1. explicit arguments (`App(config={...})`);
 2. the nearest `.marimo.toml` walking up from the notebook or script
-   directory, table `[fs_persister]`, and the nearest `pyproject.toml`,
+   directory (up to the home directory when it lies below it, as marimo
+   searches), table `[fs_persister]`, and the nearest `pyproject.toml`,
    table `[tool.marimo.fs_persister]`: the one found first walking up comes
    first (in one directory, `.marimo.toml`);
 3. the user's `~/.marimo.toml`, else `$XDG_CONFIG_HOME/marimo/marimo.toml`
@@ -179,10 +180,11 @@ def _refuse_user_level_options(options: Mapping[str, Any], where: str) -> None:
 def config_files(start_dir: str) -> list[tuple[str, str]]:
     """`(path, table)` of each configuration file that applies, nearest first."""
     found: list[tuple[int, int, str, str]] = []
-    for rank, (name, table) in enumerate(
-        ((PROJECT_FILE, SECTION), (PYPROJECT_FILE, f"tool.marimo.{SECTION}"))
+    home = os.path.abspath(os.path.expanduser("~"))
+    for rank, (name, table, stop) in enumerate(
+        ((PROJECT_FILE, SECTION, home), (PYPROJECT_FILE, f"tool.marimo.{SECTION}", None))
     ):
-        nearest = _nearest(start_dir, name)
+        nearest = _nearest(start_dir, name, stop)
         if nearest is not None:
             distance, path = nearest
             found.append((distance, rank, path, table))
@@ -193,17 +195,38 @@ def config_files(start_dir: str) -> list[tuple[str, str]]:
     return files
 
 
+def user_config_candidates() -> tuple[str, str]:
+    """`(~/.marimo.toml, $XDG_CONFIG_HOME/marimo/marimo.toml)`, existing or not:
+    the files marimo treats as the user's own, in the order it reads them."""
+    home = os.path.expanduser(os.path.join("~", PROJECT_FILE))
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser(os.path.join("~", ".config"))
+    return home, os.path.join(base, "marimo", "marimo.toml")
+
+
 def user_config_file() -> str | None:
     """`~/.marimo.toml` if it exists, else marimo's XDG location if that does."""
-    home = os.path.expanduser(os.path.join("~", PROJECT_FILE))
-    if os.path.isfile(home):
-        return home
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser(os.path.join("~", ".config"))
-    xdg = os.path.join(base, "marimo", "marimo.toml")
-    return xdg if os.path.isfile(xdg) else None
+    return next((path for path in user_config_candidates() if os.path.isfile(path)), None)
 
 
-def _nearest(start_dir: str, name: str) -> tuple[int, str] | None:
+def nearest_project_file(start_dir: str) -> str | None:
+    """The nearest `.marimo.toml` in `start_dir` or a parent, up to the home
+    directory when `start_dir` lies below it (where marimo stops, too)."""
+    nearest = _nearest(start_dir, PROJECT_FILE, os.path.abspath(os.path.expanduser("~")))
+    return None if nearest is None else nearest[1]
+
+
+def nearest_pyproject(start_dir: str) -> str | None:
+    """The nearest `pyproject.toml` in `start_dir` or a parent."""
+    nearest = _nearest(start_dir, PYPROJECT_FILE, None)
+    return None if nearest is None else nearest[1]
+
+
+def _nearest(start_dir: str, name: str, stop: str | None) -> tuple[int, str] | None:
+    """`(levels up, path)` of the nearest file `name` in `start_dir` or a
+    parent, not looking above `stop` (an absolute path) when `start_dir` is
+    below it: marimo looks for `.marimo.toml` up to the home directory only,
+    so a file above the home (a temp directory's) is neither marimo's
+    configuration nor ours."""
     directory = os.path.abspath(start_dir)
     distance = 0
     while True:
@@ -211,12 +234,12 @@ def _nearest(start_dir: str, name: str) -> tuple[int, str] | None:
         if os.path.isfile(candidate):
             return distance, candidate
         parent = os.path.dirname(directory)
-        if parent == directory:
+        if directory in (parent, stop):
             return None
         directory, distance = parent, distance + 1
 
 
-def _load_toml(path: str) -> dict[str, Any]:
+def load_toml(path: str) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib  # noqa: PLC0415 - only configuration needs it
     else:  # pragma: no cover - Python 3.10 (the `tomli` dependency)
@@ -232,7 +255,7 @@ def _load_toml(path: str) -> dict[str, Any]:
 
 def _read_section(path: str, table: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The checked `(defaults, strategy)` tables of one file, None if it has neither."""
-    section: Any = _load_toml(path)
+    section: Any = load_toml(path)
     for name in table.split("."):
         if not isinstance(section, dict) or name not in section:
             return None

@@ -52,7 +52,7 @@ from marimo_store._errors import (
 )
 from marimo_store._hashing import content_digest, text_digest
 from marimo_store._index import EntryIndex
-from marimo_store._layout import FORMAT_VERSION, Layout, scan_real_directory
+from marimo_store._layout import FORMAT_VERSION, Layout, check_store_directory, scan_real_directory
 from marimo_store._locks import LocalLock
 from marimo_store._log import (
     HEADER_TYPE,
@@ -210,6 +210,21 @@ def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
     return {"t": record_type, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
 
 
+_locations_logged: set[str] = set()
+
+
+def _log_location(path: str) -> None:
+    """Say once per process where a store writes (logger `marimo_store`,
+    INFO): a default store's place is resolved, not chosen, so a user must
+    be able to see it."""
+    if path in _locations_logged:
+        return
+    _locations_logged.add(path)
+    import logging  # noqa: PLC0415 - ~5 ms; only the first write of a store needs it
+
+    logging.getLogger("marimo_store").info("marimo_store: writing to the store at %s", path)
+
+
 def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
     store = reference()
     if store is not None:
@@ -221,7 +236,10 @@ class FsPersistentStore(NamedObjects):
 
     Arguments (each also a `.marimo.toml` key of the same name):
 
-    - `path`: the store directory; created on the first `put`.
+    - `path`: the store directory; created on the first `put`. It must be
+      missing, empty or a store: a directory holding other files (a project,
+      the working directory through `""`) raises `ConfigError`, since the
+      store's files at its root would mix with them.
     - `object_id_mode`: `"deduplication"` (default) names objects by content
       alone, so equal values share one file; `"execution_key_qualified"`
       adds the entry's key to the name, so no object is shared across
@@ -272,6 +290,9 @@ class FsPersistentStore(NamedObjects):
     - `trusted_signers`: fingerprints of the keys whose entries are trusted
       (from arguments or the user's configuration file, never a project's).
       docs/security.md has the threat model and a team's set-up.
+    - `allow_other_files`: make a store in a directory that holds other
+      files anyway. The store then writes no `.gitignore` or
+      `.gitattributes` there (they would apply to those files too).
     """
 
     def __init__(
@@ -296,9 +317,15 @@ class FsPersistentStore(NamedObjects):
         signing_key: str | os.PathLike[str] | None = None,
         verify_signatures: VerifyMode = "off",
         trusted_signers: Collection[str] = (),
+        allow_other_files: bool = False,
     ) -> None:
         if not isinstance(path, str | os.PathLike):
             raise ConfigError(f"path must be a str or os.PathLike, got {path!r}")
+        if not os.fspath(path):
+            raise ConfigError(
+                "path must not be empty (it would make the working directory a store); "
+                "name the store directory, for example '__marimo__/persist'"
+            )
         self._config: dict[str, Any] = {
             "path": os.path.abspath(os.fspath(path)),
             "object_id_mode": object_id_mode,
@@ -319,6 +346,7 @@ class FsPersistentStore(NamedObjects):
             "signing_key": signing_key,
             "verify_signatures": verify_signatures,
             "trusted_signers": trusted_signers,
+            "allow_other_files": allow_other_files,
         }
         validate_options(self._config)
         # Hashable and independent of order: the configuration is the store's identity.
@@ -346,7 +374,7 @@ class FsPersistentStore(NamedObjects):
             self.path, verify_signatures, load_signing_key(signing_key), self.trusted_signers
         )
         self.layout = Layout(self.path)
-        self.layout.check_format()
+        check_store_directory(self.path, allow_other_files=allow_other_files)
         self._lock = threading.RLock()
         self._index = EntryIndex()
         self._log_reader = LogReader(self.layout.log)
@@ -564,6 +592,7 @@ class FsPersistentStore(NamedObjects):
                             f"cannot create the store at {self.path}: {error}"
                         ) from error
                     self._writing = writing
+                    _log_location(self.path)
                     self._register_exit()
                     watch = self._watch
                     if watch is not None and watch.pid == writing.pid:
@@ -1174,7 +1203,9 @@ class FsPersistentStore(NamedObjects):
         Dropbox, OneDrive, iCloud Drive, Syncthing, Google Drive or Nextcloud
         folder (with the settings to choose), holds conflicted copies or
         stale temp files, or a record is far ahead of this machine's clock;
-        notes when change notification falls back to polling. Reads only.
+        notes when change notification falls back to polling; warns when
+        marimo, run from the working directory, would ignore a configured
+        `fs_persistent` store (docs/marimo.md). Reads only.
         """
         from marimo_store._doctor import diagnose  # noqa: PLC0415 - rarely used
 
@@ -1281,7 +1312,13 @@ def validate_options(config: Mapping[str, Any]) -> None:
         value = config[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-    for name in ("verify_reads", "cloudpickle_fallback", "memory_map", "cleanup_on_exit"):
+    for name in (
+        "verify_reads",
+        "cloudpickle_fallback",
+        "memory_map",
+        "cleanup_on_exit",
+        "allow_other_files",
+    ):
         if not isinstance(config[name], bool):
             raise ConfigError(f"{name} must be True or False, got {config[name]!r}")
     check_trust_options(config)

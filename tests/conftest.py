@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import shutil
 import sys
+import tempfile
 import textwrap
 import types
 from collections.abc import Callable, Iterator
@@ -84,13 +86,36 @@ def probe(monkeypatch: pytest.MonkeyPatch, store: FsPersistentStore) -> types.Mo
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty home and XDG config directory: the real user's files never count."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg"))
-    return home
+def tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's own directory, inside a home of its own (pytest's
+    `tmp_path` is that home).
+
+    Everything that walks up from a test's files (`.marimo.toml` lookup,
+    marimo's own configuration search) stops at the home directory, so
+    nothing in the system temp directory above it (a `__marimo__` folder, a
+    `.marimo.toml` left by a notebook run there) and nothing in the real
+    user's home can change what a test sees. tests/test_hermetic.py plants
+    such files and runs the relevant tests under them.
+    """
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for variable in ("XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    return work
+
+
+@pytest.fixture(autouse=True)
+def own_home(tmp_path: Path) -> None:
+    """Every test runs with its own HOME and XDG directories (see `tmp_path`)."""
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """The test's empty home (its XDG config directory is `home / "xdg"`):
+    the real user's files never count. `tmp_path` lies inside it."""
+    return Path(os.environ["HOME"])
 
 
 STORE_KINDS = ("fs", "legacy", "memory", "tiered")
@@ -114,6 +139,26 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     store = open_store(request.param, tmp_path)
     yield store
     store.close()
+
+
+_SESSION_HOME: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A home of the session's own from the start, before any test module is
+    imported: what imports write there (marimo opens its log file under
+    `~/.cache`) never reaches the user's home. Each test then gets its own
+    (see `tmp_path`)."""
+    home = tempfile.mkdtemp(prefix="marimo-store-tests-home-")
+    _SESSION_HOME.append(home)
+    os.environ["HOME"] = home
+    for variable in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"):
+        os.environ.pop(variable, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for home in _SESSION_HOME:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

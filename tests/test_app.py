@@ -86,19 +86,22 @@ def test_resolution_without_configuration(tmp_path: Path, caplog: pytest.LogCapt
     assert resolved.path == str(nothing / "__marimo__" / "persist")
     assert not (nothing / "__marimo__").exists()  # created on the first put only
 
-    (tmp_path / "a" / "__marimo__").mkdir()  # in a parent: that one
-    assert resolve_store(str(nothing)).path == str(tmp_path / "a" / "__marimo__" / "persist")
+    # A parent's __marimo__ (with a store, or marimo's legacy cache) is never used:
+    # a folder left in a home or temp directory must not capture the scripts below it.
+    (tmp_path / "a" / "__marimo__" / "persist").mkdir(parents=True)
+    (tmp_path / "__marimo__" / "cache").mkdir(parents=True)
+    assert resolve_store(str(nothing)).path == str(nothing / "__marimo__" / "persist")
 
-    (tmp_path / "a" / "__marimo__" / "cache").mkdir()  # marimo's cache only: legacy
+    (nothing / "__marimo__" / "cache").mkdir(parents=True)  # marimo's cache beside it: legacy
     with caplog.at_level(logging.INFO, logger="marimo_store"):
         legacy = resolve_store(str(nothing))
         assert isinstance(legacy, LegacyPersistentStore)
-        assert legacy.path == str(tmp_path / "a" / "__marimo__" / "cache")
+        assert legacy.path == str(nothing / "__marimo__" / "cache")
         resolve_store(str(nothing))
     [record] = caplog.records  # one line, however often it resolves
     assert "legacy" in record.getMessage() and "__marimo__/persist" in record.getMessage()
 
-    (tmp_path / "a" / "__marimo__" / "persist").mkdir()  # both: the new store
+    (nothing / "__marimo__" / "persist").mkdir()  # both: the new store
     assert isinstance(resolve_store(str(nothing)), FsPersistentStore)
 
 
@@ -129,7 +132,7 @@ def test_app_without_a_store_resolves_beside_the_calling_file(load_module: Modul
 
 def test_bad_app_arguments(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="config only applies"):
-        App(FsPersistentStore(tmp_path), config={"durability": "fsync"})
+        App(FsPersistentStore(tmp_path / "store"), config={"durability": "fsync"})
     with pytest.raises(InvalidArgumentError, match="store must be"):
         App(str(tmp_path))  # type: ignore[arg-type]
 
@@ -153,3 +156,49 @@ def test_the_apps_store_cleans_up_at_interpreter_exit(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(path)], check=True, timeout=120)
     assert list((path / "snapshots").glob("*.snap"))  # the exit cleanup compacted the log
     assert len(FsPersistentStore(path).entries()) == 1
+
+
+SWEEP = """
+import logging
+import sys
+
+from marimo_store import persistent_cache
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+
+@persistent_cache
+def square(x):
+    return x * x
+
+assert [square(x) for x in range(3)] == [0, 1, 4]
+print(square.cache_info().store)
+print(square.explain(2))
+"""
+
+
+def test_a_script_stores_beside_itself_whatever_lies_above(tmp_path: Path, home: Path) -> None:
+    # The issue's set-up: a __marimo__ store folder two levels up, and
+    # marimo's legacy cache in the parent: neither may capture the script.
+    (tmp_path / "__marimo__" / "persist").mkdir(parents=True)
+    (tmp_path / "parent" / "__marimo__" / "cache").mkdir(parents=True)
+    project = tmp_path / "parent" / "deep" / "proj"
+    project.mkdir(parents=True)
+    (project / "sweep.py").write_text(SWEEP)
+    done = subprocess.run(
+        [sys.executable, "sweep.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    expected = str(project / "__marimo__" / "persist")
+    store_line, *explanation = done.stdout.splitlines()
+    assert store_line == expected  # cache_info().store
+    assert f"  store: {expected}" in explanation  # explain()
+    assert "__main__.square: hit" in explanation
+    # Logged once, on the first write, though three entries were written.
+    assert done.stderr.count(f"marimo_store: writing to the store at {expected}") == 1
+    assert len(FsPersistentStore(expected).entries()) == 3
+    assert list((tmp_path / "__marimo__" / "persist").iterdir()) == []
+    assert list((tmp_path / "parent" / "__marimo__" / "cache").iterdir()) == []

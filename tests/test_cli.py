@@ -54,12 +54,6 @@ class Result(NamedTuple):
         return json.loads(self.stdout)
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty home: the real user's configuration never counts."""
-    return tmp_path_factory.mktemp("home")
-
-
 def environment(home: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / "xdg"), **extra}
 
@@ -463,8 +457,12 @@ def test_the_store_is_found_like_app_does(home: Path, tmp_path: Path) -> None:
     project = tmp_path / "project"
     put_samples(project / "__marimo__" / "persist")
     (project / "notebooks").mkdir()
-    found = run_cli(home, "ls", "--json", cwd=project / "notebooks")
+    found = run_cli(home, "ls", "--json", cwd=project)
     assert len(found.json()["entries"]) == 4
+    # A parent's __marimo__ is not the store of a notebook below it.
+    below = run_cli(home, "info", cwd=project / "notebooks")
+    assert below.code == 2
+    assert f"no store at {project / 'notebooks' / '__marimo__' / 'persist'}" in below.stderr
     (project / ".marimo.toml").write_text('[fs_persister.defaults]\ndir_path = "elsewhere"\n')
     configured = run_cli(home, "info", cwd=project / "notebooks")
     assert configured.code == 2

@@ -181,7 +181,7 @@ def _error(tmp_path: Path, text: str, name: str = ".marimo.toml") -> str:
          "allowed: defaults, default_cleanup_strategy"),
         ("[fs_persister]\ndefaults = 1\n", "[fs_persister.defaults] must be a table"),
         ("[fs_persister.defaults]\nlock_timout = 1\n", "[fs_persister.defaults]: unknown key "
-         "'lock_timout'; allowed keys: auto_variables_format, cleanup_on_exit, "
+         "'lock_timout'; allowed keys: allow_other_files, auto_variables_format, cleanup_on_exit, "
          "cloudpickle_fallback, dir_path, durability"),
         ("[fs_persister.defaults]\ndurability = 'sometimes'\n", "[fs_persister.defaults]: "
          "durability must be one of 'flush', 'fsync', got 'sometimes'"),
@@ -243,7 +243,7 @@ def test_an_unreadable_file_is_a_config_error(
         ({"max_entries_per_module": "2"}, "App(config=...): max_entries_per_module must be an "
          "int >= 1 or None (no limit), got '2'"),
         ({"durabilty": "fsync"}, "App(config=...): unknown key 'durabilty'; allowed keys: "
-         "auto_variables_format, cleanup_on_exit"),
+         "allow_other_files, auto_variables_format, cleanup_on_exit"),
         ({"dir_path": ""}, "App(config=...): dir_path must be a non-empty path, got ''"),
         (["durability"], "App(config=...): config must be a mapping, got list"),
     ],

@@ -139,3 +139,66 @@ def test_clock_skew(tmp_path: Path) -> None:
     store.put(Entry.of(ahead, {"v": 1}))
     (finding,) = [f for f in store.doctor() if f.code == "clock-skew"]
     assert "60 minutes ahead" in finding.message
+
+
+USER_STORE = '[cache]\nstore = {type = "fs_persistent"}\n'
+
+
+def test_marimo_ignoring_the_configured_store_is_a_warning_with_the_fix(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    notebooks = project / "notebooks"
+    notebooks.mkdir(parents=True)
+    monkeypatch.chdir(notebooks)  # marimo searches from its working directory
+    store = make(tmp_path / "store")
+    assert "marimo-ignores-store" not in codes(store.doctor())  # nothing configured
+
+    xdg = home / "xdg" / "marimo" / "marimo.toml"
+    xdg.parent.mkdir(parents=True)
+    xdg.write_text(USER_STORE)
+    assert "marimo-ignores-store" not in codes(store.doctor())  # marimo reads it
+
+    project_file = project / ".marimo.toml"
+    project_file.write_text('[fs_persister.defaults]\ndurability = "fsync"\n')
+    (finding,) = [f for f in store.doctor() if f.code == "marimo-ignores-store"]
+    assert finding.severity == "warning"
+    assert f"marimo reads {project_file} as its configuration" in finding.message
+    assert f"instead of {xdg}" in finding.message
+    assert str(project / "pyproject.toml") in finding.message  # where to move the settings
+    assert "store=MarimoStore()" in finding.message
+    assert finding.paths == (str(project_file), str(xdg))
+
+    project_file.write_text('[cache]\nstore = [{type = "file"}, {type = "fs_persistent"}]\n')
+    xdg.write_text("")
+    (finding,) = [f for f in store.doctor() if f.code == "marimo-ignores-store"]
+    assert f"marimo ignores [cache] store in {project_file}" in finding.message
+    assert f"in your user configuration {xdg}" in finding.message
+
+    project_file.unlink()
+    (project / "pyproject.toml").write_text(
+        '[tool.marimo.cache]\nstore = {type = "fs_persistent"}\n'
+    )
+    (finding,) = [f for f in store.doctor() if f.code == "marimo-ignores-store"]
+    assert "refuses [tool.marimo.cache] store" in finding.message
+    assert finding.paths == (str(project / "pyproject.toml"),)
+
+
+def test_the_users_own_marimo_toml_is_not_a_project_file(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (home / ".marimo.toml").write_text(USER_STORE)
+    work = home / "analysis"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    store = make(home / "store")
+    assert "marimo-ignores-store" not in codes(store.doctor())
+    # But marimo reads ~/.marimo.toml before the XDG file: a store set only
+    # in the XDG file is hidden by it.
+    (home / ".marimo.toml").write_text('[display]\ntheme = "dark"\n')
+    xdg = home / "xdg" / "marimo" / "marimo.toml"
+    xdg.parent.mkdir(parents=True)
+    xdg.write_text(USER_STORE)
+    (finding,) = [f for f in store.doctor() if f.code == "marimo-ignores-store"]
+    assert f"marimo reads {home / '.marimo.toml'} as its configuration" in finding.message
+    assert f"Fix: move [cache] store into {home / '.marimo.toml'}" in finding.message

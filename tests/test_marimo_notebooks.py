@@ -4,7 +4,9 @@ Each notebook under marimo_notebooks/ appends the name of every cached
 computation that actually runs to a counter file, so "the second run hits"
 is a fact about the counter, not about timing. Every run gets its own HOME
 and XDG directories: marimo's user configuration is a file there, written
-by the test (marimo would otherwise create one in the real home).
+by the test (marimo would otherwise create one in the real home). The
+notebooks run in a directory inside that HOME, where marimo's search for a
+`.marimo.toml` stops, so nothing above it (the system temp directory) counts.
 
 What these tests observe about marimo 0.25 itself is stated in
 docs/marimo.md: `cache.store` from the user configuration reaches the
@@ -38,9 +40,9 @@ ALL_BLOCKS = ["numbers", "summarize", "json_block", "lazy_block"]
 class Workspace:
     """A directory with copies of notebooks, a HOME, and a counter file."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, home: Path) -> None:
         self.root = root
-        self.home = root / "home"
+        self.home = home
         self.counter = root / "counter"
         self.store = root / "store"
         self.stderr = ""
@@ -57,11 +59,9 @@ class Workspace:
         shutil.copy(source / name, path)
         return path
 
-    def run(self, notebook: Path, *, export: bool = False, **env: str) -> list[str]:
-        """Run `notebook` (`python notebook.py`, or `marimo export html`);
-        return the cached computations that ran."""
-        self.counter.write_text("")
-        environment = {
+    def environment(self, **env: str) -> dict[str, str]:
+        """The environment of a run: this workspace's HOME and XDG directories."""
+        return {
             **{k: v for k, v in os.environ.items() if not k.startswith(("MARIMO", "XDG_"))},
             "HOME": str(self.home),
             "XDG_CONFIG_HOME": str(self.home / ".config"),
@@ -70,6 +70,24 @@ class Workspace:
             "COUNTER": str(self.counter),
             **env,
         }
+
+    def doctor(self) -> subprocess.CompletedProcess[str]:
+        """`marimo-store doctor` in the workspace, as the user would run it."""
+        return subprocess.run(
+            [sys.executable, "-m", "marimo_store", "doctor"],
+            cwd=self.root,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+
+    def run(self, notebook: Path, *, export: bool = False, **env: str) -> list[str]:
+        """Run `notebook` (`python notebook.py`, or `marimo export html`);
+        return the cached computations that ran."""
+        self.counter.write_text("")
+        environment = self.environment(**env)
         if export:
             command = [sys.executable, "-m", "marimo", "export", "html", str(notebook)]
             command += ["-o", str(notebook.with_suffix(".html"))]
@@ -102,8 +120,8 @@ class Workspace:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    return Workspace(tmp_path)
+def workspace(tmp_path: Path, home: Path) -> Workspace:
+    return Workspace(tmp_path, home)
 
 
 def test_script_runs_hit_the_second_time(workspace: Workspace) -> None:
@@ -292,3 +310,63 @@ def test_the_examples_run_headless(workspace: Workspace) -> None:
     assert before == 3 + 6  # three entries above; noisy_samples and fit_line x 3 seeds
     workspace.run(decorated)
     assert len(FsPersistentStore(persist).entries()) == before
+
+
+def test_a_project_marimo_toml_with_a_user_store_warns_and_each_fix_works(
+    workspace: Workspace,
+) -> None:
+    # The set-up .marimo.toml.example suggests: project settings in a project
+    # .marimo.toml, the store selected in the user's configuration.
+    workspace.user_config(VERIFICATION_OFF + 'store = {type = "fs_persistent"}\n')
+    project_file = workspace.root / ".marimo.toml"
+    project_file.write_text('[fs_persister.defaults]\ndir_path = "project-store"\n')
+    project_store = workspace.root / "project-store"
+    notebook = workspace.notebook("blocks.py")
+    # marimo reads the project file as its configuration and never sees the
+    # user's: its own FileStore gets everything, and marimo says nothing.
+    assert sorted(workspace.run(notebook)) == sorted(ALL_BLOCKS)
+    assert workspace.marimo_cache() == sorted(ALL_BLOCKS)
+    assert not project_store.exists()
+    assert "fs_persistent" not in workspace.stderr
+
+    doctor = workspace.doctor()
+    assert doctor.returncode == 1, doctor.stderr
+    assert "marimo-ignores-store" in doctor.stdout
+    assert f"marimo reads {project_file} as its configuration" in doctor.stdout
+    assert "store=MarimoStore()" in doctor.stdout and "[tool.marimo]" in doctor.stdout
+    # The first use of marimo_store's own decorator in the project says it too.
+    decorated = workspace.notebook("decorated.py")
+    workspace.run(decorated)
+    assert workspace.stderr.count("mo.persistent_cache falls back") == 1  # once per process
+    assert f"{project_file} as its configuration" in workspace.stderr
+
+    shutil.rmtree(project_store)  # where the decorator stored, by the project's settings
+
+    # Fix 1: the notebook selects the store; the project's settings apply.
+    shutil.rmtree(workspace.root / "__marimo__")
+    assert sorted(workspace.run(notebook, STORE="default")) == sorted(ALL_BLOCKS)
+    # The lazy loader verifies signatures, and the user's `verification = "off"`
+    # is hidden with the rest of the user's file: it neither reads nor writes
+    # a store other than marimo's FileStore without a signing key (docs/marimo.md).
+    assert workspace.run(notebook, STORE="default") == ["lazy_block"]
+    assert sorted(workspace.blocks_in(project_store)) == ["json_block", "numbers", "summarize"]
+    assert workspace.marimo_cache() == []
+
+    # Fix 2, the one doctor names: the project's settings move to
+    # pyproject.toml, where marimo_store reads them and marimo does not hide
+    # the user's configuration. The configured store is used again, with them.
+    shutil.rmtree(project_store)
+    project_file.unlink()
+    (workspace.root / "pyproject.toml").write_text(
+        '[project]\nname = "analysis"\n\n'
+        '[tool.marimo.fs_persister.defaults]\ndir_path = "project-store"\n'
+    )
+    assert sorted(workspace.run(notebook)) == sorted(ALL_BLOCKS)
+    assert workspace.run(notebook) == []
+    assert workspace.run(notebook, export=True) == []
+    assert {"numbers", "summarize", "json_block"} <= set(workspace.blocks_in(project_store))
+    assert not {"numbers", "summarize", "json_block"} & set(workspace.marimo_cache())
+    assert "lazy_block" in workspace.marimo_cache()  # marimo's lazy loader: always its own
+    doctor = workspace.doctor()
+    assert "marimo-ignores-store" not in doctor.stdout, doctor.stdout
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr

@@ -333,7 +333,7 @@ def test_marimo_store_works_without_marimo(tmp_path: Path) -> None:
         import sys
         sys.modules["marimo"] = None  # as if marimo were not installed
         from marimo_store.marimo import MarimoStore
-        store = MarimoStore({str(tmp_path)!r})
+        store = MarimoStore({str(tmp_path / "store")!r})
         store.put("block/C_x.pickle", b"value")
         print(MarimoStore.__mro__[1].__name__, store.get("block/C_x.pickle"))
         """

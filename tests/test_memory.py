@@ -211,8 +211,9 @@ def test_the_newest_run_of_any_tier_wins(tiers: Tiers, tmp_path: Path) -> None:
 def test_a_tier_that_cannot_take_the_fill_costs_a_warning(tmp_path: Path) -> None:
     disk = FsPersistentStore(tmp_path / "store")
     blocked = tmp_path / "blocked"
-    blocked.write_text("a file where the faster store's directory would go")
-    store = TieredStore([FsPersistentStore(blocked), disk])
+    blocked.write_text("a file where the faster store's parent directory would go")
+    # (A store on the file itself is refused at construction: test_store_directory.py.)
+    store = TieredStore([FsPersistentStore(blocked / "store"), disk])
     disk.save("x", [1, 2, 3])
     with pytest.warns(StoreWarning, match="could not copy"):
         assert store.load("x") == [1, 2, 3]

@@ -8,6 +8,10 @@ unpickles anything, so both are safe on a folder others can write.
 
 from __future__ import annotations
 
+import os
+
+from marimo_store._errors import NotFoundError
+from marimo_store._marimo_config import ignored_store_finding
 from marimo_store.cli._output import EXIT_FINDINGS, EXIT_OK, size_text
 from marimo_store.cli._target import open_store
 
@@ -104,7 +108,14 @@ def _show_verify(report: VerifyReport, out: Output) -> None:
 
 
 def run_doctor(args: argparse.Namespace, out: Output) -> int:
-    findings = open_store(args.store).doctor()
+    try:
+        findings = open_store(args.store).doctor()
+    except NotFoundError:
+        # No store yet: perhaps because marimo never used it. Say why, if so.
+        ignored = ignored_store_finding(os.getcwd())
+        if ignored is None:
+            raise
+        findings = [ignored]
     if out.json_mode:
         out.document({"findings": [finding_document(finding) for finding in findings]})
     elif not findings:

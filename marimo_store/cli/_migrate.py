@@ -27,7 +27,7 @@ def register(add: Register) -> None:
         "source",
         nargs="?",
         metavar="SRC",
-        help="marimo's cache folder (default: the nearest __marimo__/cache)",
+        help="marimo's cache folder (default: __marimo__/cache in the working directory)",
     )
     migrate.set_defaults(run=run_migrate)
 

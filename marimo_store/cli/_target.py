@@ -2,7 +2,7 @@
 how an entry is described (the JSON shapes docs/cli.md documents).
 
 The store is found the way `App()` finds it (configuration files, then
-`__marimo__/persist` near the working directory), so the command sees the
+`__marimo__/persist` in the working directory), so the command sees the
 store a notebook or script run from here would use; `--store PATH` only
 replaces the path. Nothing here unpickles: entries are described from
 their metadata.
@@ -18,7 +18,7 @@ from marimo_store._errors import NotFoundError, NotSupportedError, StoreFormatEr
 from marimo_store._hashing import text_digest
 from marimo_store._marimo_keys import LEGACY_DIR, MARIMO_DIR, PERSIST_DIR
 from marimo_store._named import NAMED_OBJECT
-from marimo_store.app import find_marimo_dir, resolve_store
+from marimo_store.app import resolve_store
 from marimo_store.config import read_settings
 from marimo_store.legacy import LegacyPersistentStore
 
@@ -66,13 +66,14 @@ def open_import_target(path: str | None) -> FsPersistentStore:
 
 
 def marimo_cache_here() -> str:
-    """marimo's `__marimo__/cache` nearest the working directory."""
-    marimo_dir = find_marimo_dir(os.getcwd())
-    if marimo_dir is None or not os.path.isdir(os.path.join(marimo_dir, LEGACY_DIR)):
+    """marimo's `__marimo__/cache` in the working directory (where `App()`
+    would read it), never a parent's."""
+    cache = os.path.join(os.getcwd(), MARIMO_DIR, LEGACY_DIR)
+    if not os.path.isdir(cache):
         raise NotFoundError(
-            f"no {MARIMO_DIR}/{LEGACY_DIR} in {os.getcwd()} or a parent; give the folder to import"
+            f"no {MARIMO_DIR}/{LEGACY_DIR} in {os.getcwd()}; give the folder to import"
         )
-    return os.path.join(marimo_dir, LEGACY_DIR)
+    return cache
 
 
 def _config(path: str | None) -> dict[str, Any]:

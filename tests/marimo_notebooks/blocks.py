@@ -2,7 +2,8 @@
 
 Each cached computation appends its name to the file `$COUNTER`, so a test
 sees exactly which ones ran. With `$STORE` set, every cache is given
-`MarimoStore($STORE)` explicitly; without it, marimo chooses (its default
+`MarimoStore($STORE)` explicitly (`$STORE=default`: `MarimoStore()`, where
+the configuration files choose); without it, marimo chooses (its default
 `FileStore`, or the store of its configuration).
 """
 
@@ -23,7 +24,10 @@ def _():
     from marimo_store.marimo import MarimoStore
 
     def pick_store():
-        return MarimoStore(os.environ["STORE"]) if os.environ.get("STORE") else None
+        if not os.environ.get("STORE"):
+            return None
+        path = os.environ["STORE"]
+        return MarimoStore() if path == "default" else MarimoStore(path)
 
     def ran(name):
         with open(os.environ["COUNTER"], "a") as counter:
