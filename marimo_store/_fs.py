@@ -1,21 +1,26 @@
-"""The one seam through which the store changes files.
+"""The one seam through which the store touches files.
 
 Every write-side file operation (create, write, fsync, replace, unlink,
 mkdir, utime, creating a lock file) goes through a function here and nowhere
 else, so that crash and fault-injection tests (tests/_faults.py) can replace
 these functions to stop the "process" after the k-th operation, inject
-`EIO`/`ENOSPC`/`EACCES`, or drop data that was never fsynced.
+`EIO`/`ENOSPC`/`EACCES`, or drop data that was never fsynced. The reads that
+`get`, `load`, cached calls and iteration make (stat, open, read, mmap,
+listing a directory) go through here too, so that the same tests can make
+any of them fail and check that a failed read is a miss with a warning,
+never a raw `OSError`.
 Callers look the functions up on the module at call time
 (`_fs.replace(...)`), which is what makes them replaceable; the cost is one
-attribute lookup. Reads (open for reading, stat, mmap, listing) are not
-routed here: they cannot damage anything.
+attribute lookup.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
+from io import FileIO
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -139,3 +144,42 @@ def write_new_file(path: str, data: bytes, *, temp_path: str, durable: bool) -> 
         raise
     if durable:
         fsync_dir(os.path.dirname(path))
+
+
+# -- reads ---------------------------------------------------------------------------
+
+
+def stat(path: str) -> os.stat_result:
+    """`os.stat` of a path (following symlinks)."""
+    return os.stat(path)
+
+
+def open_read(path: str) -> FileIO:
+    """Open a file for reading, unbuffered (a directory raises IsADirectoryError)."""
+    return open(path, "rb", buffering=0)
+
+
+def fstat(file: FileIO) -> os.stat_result:
+    """`os.fstat` of an open file."""
+    return os.fstat(file.fileno())
+
+
+def read(file: FileIO) -> bytes:
+    """Everything from the file's position to its end."""
+    return file.read()
+
+
+def read_into(file: FileIO, view: memoryview) -> int:
+    """Read into `view`; the number of bytes read (0 at the end of the file)."""
+    return file.readinto(view) or 0
+
+
+def map_read(file: FileIO, size: int) -> mmap.mmap:
+    """Map `size` bytes of a file read-only (0: the whole file)."""
+    return mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ)
+
+
+def scandir(path: str) -> list[os.DirEntry[str]]:
+    """The entries of a directory, listed at once."""
+    with os.scandir(path) as entries:
+        return list(entries)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import msgpack
 
 from marimo_store import _fs
-from marimo_store._errors import StoreWarning
+from marimo_store._errors import StoreWarning, UnreadableFiles
 from marimo_store._hashing import record_checksum
 
 TYPE_CHECKING = False
@@ -422,6 +422,7 @@ class LogReader:
         self.log_dir = log_dir
         self._start_offsets = dict(start_offsets or {})
         self._segments: dict[str, SegmentState] = {}
+        self._unreadable = UnreadableFiles()
 
     def segments(self) -> dict[str, SegmentState]:
         """Every segment file read so far, by file name."""
@@ -449,9 +450,13 @@ class LogReader:
     def read_new(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """Yield `(segment header, record)` for every record not yet read."""
         try:
-            names = [entry.name for entry in os.scandir(self.log_dir) if entry.is_file()]
+            names = [entry.name for entry in _fs.scandir(self.log_dir) if entry.is_file()]
         except (FileNotFoundError, NotADirectoryError):
             return
+        except OSError as error:
+            self._unreadable.failed(self.log_dir, error)
+            return
+        self._unreadable.read(self.log_dir)
         for name in sorted(names):
             if name.endswith(SEGMENT_SUFFIX):
                 yield from self._read_segment(name)
@@ -459,8 +464,8 @@ class LogReader:
     def _read_segment(self, name: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         path = os.path.join(self.log_dir, name)
         try:
-            with open(path, "rb") as file:
-                stat = os.fstat(file.fileno())
+            with _fs.open_read(path) as file:
+                stat = _fs.fstat(file)
                 identity = (stat.st_dev, stat.st_ino)
                 state = self._segments.get(name)
                 if state is None or state.identity != identity or stat.st_size < state.offset:
@@ -469,9 +474,13 @@ class LogReader:
                 if stat.st_size <= state.offset or stat.st_size == state.damaged_size:
                     return
                 file.seek(state.offset)
-                data = memoryview(file.read())
-        except OSError:
-            return  # vanished or unreadable right now; try again at the next refresh
+                data = memoryview(_fs.read(file))
+        except FileNotFoundError:
+            return  # deleted by a cleanup meanwhile
+        except OSError as error:
+            self._unreadable.failed(path, error)
+            return  # unreadable right now; try again at the next refresh
+        self._unreadable.read(path)
         state.size = stat.st_size
         base = state.offset
         start = 0

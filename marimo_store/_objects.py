@@ -15,7 +15,7 @@ import warnings
 
 from marimo_store import _fs
 from marimo_store._entry import now_ms
-from marimo_store._errors import StoreWarning
+from marimo_store._errors import StoreWarning, warn_unreadable
 from marimo_store._hashing import CONTENT_HASH_BYTES, content_digest
 from marimo_store._signing import object_digest
 from marimo_store._verified import VerifiedObjects, fingerprint
@@ -23,6 +23,7 @@ from marimo_store._verified import VerifiedObjects, fingerprint
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from io import FileIO
 
     from marimo_store._hashing import Buffer
 
@@ -137,19 +138,25 @@ class ObjectDirectory:
             return memoryview(b"")
         path = self.path_of(object_id)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            file = _fs.open_read(path)
         except (FileNotFoundError, NotADirectoryError):
+            return None  # not here (yet): a plain miss
+        except OSError as error:
+            warn_unreadable(path, error)
             return None
         try:
-            stat = os.fstat(fd)
+            stat = _fs.fstat(file)
             if stat.st_size != size:
                 self._quarantine(object_id, path, stat, f"size {stat.st_size}, expected {size}")
                 return None
-            data = self._load(fd, size, memory_map=memory_map)
-        except (OSError, ValueError):
-            return None  # changed or vanished while we opened it: a plain miss
+            data = self._load(file, size, memory_map=memory_map)
+        except ValueError:
+            return None  # emptied while we opened it: a plain miss
+        except OSError as error:
+            warn_unreadable(path, error)
+            return None
         finally:
-            os.close(fd)
+            file.close()
         if data is None:
             return None
         seen = fingerprint(stat)
@@ -166,19 +173,18 @@ class ObjectDirectory:
         return memoryview(data)
 
     @staticmethod
-    def _load(fd: int, size: int, *, memory_map: bool) -> mmap.mmap | bytearray | None:
+    def _load(file: FileIO, size: int, *, memory_map: bool) -> mmap.mmap | bytearray | None:
         """Map or read `size` bytes; None if the file shrank under us."""
         if memory_map:
-            return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+            return _fs.map_read(file, size)
         data = bytearray(size)
         view = memoryview(data)
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as file:
-            done = 0
-            while done < size:
-                count = file.readinto(view[done:])
-                if not count:
-                    return None
-                done += count
+        done = 0
+        while done < size:
+            count = _fs.read_into(file, view[done:])
+            if not count:
+                return None
+            done += count
         return data
 
     def _quarantine(self, object_id: str, path: str, stat: os.stat_result, reason: str) -> None:

@@ -28,8 +28,9 @@ from collections.abc import Iterator
 
 import msgpack
 
+from marimo_store import _fs
 from marimo_store._entry import ExecutionKey
-from marimo_store._errors import StoreWarning
+from marimo_store._errors import StoreWarning, warn_unreadable
 from marimo_store._hashing import content_digest, content_hasher, text_digest
 from marimo_store._log import FRAME, frame, pack, read_frame, unpack
 from marimo_store._records import (
@@ -142,25 +143,20 @@ class SnapshotFile:
         self._decoded: dict[tuple[str, str], list[StoredEntry]] = {}
 
     @classmethod
-    def open(cls, path: str) -> SnapshotFile | None:
-        """The snapshot at `path`, or None (with a warning) if it does not verify."""
-        snapshot, problem = cls.inspect(path)
-        if problem is not None:
-            _damaged(path, problem)
-        return snapshot
-
-    @classmethod
     def inspect(cls, path: str) -> tuple[SnapshotFile | None, str | None]:
         """The snapshot at `path`, or what is wrong with it; `(None, None)` if
         it vanished (a concurrent cleanup) or cannot be read right now."""
         try:
-            with open(path, "rb") as file:
-                stat = os.fstat(file.fileno())
+            with _fs.open_read(path) as file:
+                stat = _fs.fstat(file)
                 size = stat.st_size
                 if size < _FOOTER.size + FRAME.size:
                     return None, "too short"
-                data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):
+                data = _fs.map_read(file, 0)
+        except (FileNotFoundError, ValueError):
+            return None, None
+        except OSError as error:
+            warn_unreadable(path, error)
             return None, None
         problem = _check(memoryview(data), size)
         if isinstance(problem, str):
@@ -182,7 +178,7 @@ class SnapshotFile:
         if self.truncated:
             return False
         try:
-            stat = os.stat(self.path)
+            stat = _fs.stat(self.path)
         except OSError:
             return True  # deleted or renamed: the mapped inode stays whole
         if (stat.st_dev, stat.st_ino) == self._identity and stat.st_size < len(self._data):
@@ -420,20 +416,25 @@ def read_snapshots(directory: str) -> SnapshotSet:
     """Open every snapshot; heads are those that are nobody's ancestor.
 
     Files that fail verification are ignored (with a warning): they cost
-    at most the entries only they held, which read as misses.
+    at most the entries only they held, which read as misses. A file that
+    cannot be read right now (EACCES, EIO) is skipped with a warning but not
+    counted as damaged: nothing supersedes or quarantines it, and its
+    entries come back once it reads again.
     """
     try:
-        names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(SNAPSHOT_SUFFIX))
+        listing = _fs.scandir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return SnapshotSet([], [], [])
+    names = sorted(e.name for e in listing if e.name.endswith(SNAPSHOT_SUFFIX))
     files: list[SnapshotFile] = []
     damaged: list[str] = []
     for name in names:
         path = os.path.join(directory, name)
-        snapshot = SnapshotFile.open(path)
+        snapshot, problem = SnapshotFile.inspect(path)
         if snapshot is not None:
             files.append(snapshot)
-        elif os.path.exists(path):
+        elif problem is not None:  # not one that cannot be read right now: it may be fine
+            _damaged(path, problem)
             damaged.append(path)
     superseded: set[str] = set()
     for snapshot in files:

@@ -49,6 +49,7 @@ from marimo_store._errors import (
     NotFoundError,
     StoreIOError,
     StoreWarning,
+    UnreadableFiles,
 )
 from marimo_store._hashing import content_digest, text_digest
 from marimo_store._index import EntryIndex
@@ -363,6 +364,7 @@ class FsPersistentStore(NamedObjects):
         self._index = EntryIndex()
         self._log_reader = LogReader(self.layout.log)
         self._snapshot_names: tuple[str, ...] | None = None
+        self._unreadable = UnreadableFiles()
         self._last_refresh = -float("inf")
         self._verified = VerifiedObjects(self.layout.local)
         self._watch: ChangeNotifier | None = None
@@ -830,9 +832,13 @@ class FsPersistentStore(NamedObjects):
             elif now - self._last_refresh < self.refresh_interval:
                 return
         self._last_refresh = now
-        names = self._list_snapshots()
-        if names != self._snapshot_names:
-            self._reload(names)
+        try:
+            names = self._list_snapshots()
+            if names != self._snapshot_names:
+                self._reload(names)
+            self._unreadable.read(self.layout.snapshots)
+        except OSError as error:  # snapshots/ unreadable right now: go on with what we know
+            self._unreadable.failed(self.layout.snapshots, error)
         for header, record in self._log_reader.read_new():
             _apply(header, record, self._index)
 
@@ -867,15 +873,10 @@ class FsPersistentStore(NamedObjects):
 
     def _list_snapshots(self) -> tuple[str, ...]:
         try:
-            return tuple(
-                sorted(
-                    e.name
-                    for e in os.scandir(self.layout.snapshots)
-                    if e.name.endswith(SNAPSHOT_SUFFIX)
-                )
-            )
+            listing = _fs.scandir(self.layout.snapshots)
         except (FileNotFoundError, NotADirectoryError):
             return ()
+        return tuple(sorted(e.name for e in listing if e.name.endswith(SNAPSHOT_SUFFIX)))
 
     def _reload(self, names: tuple[str, ...]) -> None:
         heads = read_snapshots(self.layout.snapshots).heads if names else []
@@ -1116,7 +1117,7 @@ class FsPersistentStore(NamedObjects):
             if ref.inline or ref.size == 0:
                 continue
             try:
-                if os.stat(objects.path_of(ref.id)).st_size != ref.size:
+                if _fs.stat(objects.path_of(ref.id)).st_size != ref.size:
                     return False
             except OSError:
                 return False
