@@ -19,10 +19,12 @@ The pass, in order:
 Repair then: puts every verified object copy at its true name (or deletes
 it when the true name already holds the same bytes), moves damaged objects
 to `quarantine/`, rewrites damaged generated files, writes a fresh snapshot
-(a cleanup that drops exactly the entries whose objects are missing or
-damaged, and deletes superseded snapshots, consumed segments and stale temp
-files), then moves damaged snapshots and segments to `quarantine/`: their
-readable part is in the fresh snapshot by then.
+(a cleanup that keeps entries whose objects are missing or damaged, as
+misses, until they have dangled on this machine for the grace period of
+`_dangling.py`, or with `drop_dangling` drops them at once, and deletes
+superseded snapshots, consumed segments and stale temp files), then
+moves damaged snapshots and segments to `quarantine/`: their readable part
+is in the fresh snapshot by then.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from marimo_store._conflicts import (
     SNAPSHOT_NAME,
     sync_copy_of,
 )
+from marimo_store._dangling import DANGLING_GRACE_DAYS
 from marimo_store._entry import EntryMetadata, ExecutionKey, now_ms
 from marimo_store._findings import VerifyProblem, VerifyReport
 from marimo_store._hashing import content_digest
@@ -583,7 +586,7 @@ class _DropDangling:
 
 
 def verify_store(
-    store: FsPersistentStore, *, repair: bool, progress: Progress | None
+    store: FsPersistentStore, *, repair: bool, drop_dangling: bool, progress: Progress | None
 ) -> VerifyReport:
     """The whole pass (see the module docstring); `store.verify()` delegates here."""
     verifier = _Verifier(store, repair, progress)
@@ -608,13 +611,23 @@ def verify_store(
     if repair:
         verifier.repair_objects()
     dangling = verifier.dangling_entries([stored.metadata for stored in live])
-    for key, reason in dangling.items():
-        finding = verifier.find("dangling entry", "", f"entry {key}: {reason}")
-        if repair:
-            finding.action = "dropped (a tombstone in the fresh snapshot)"
+    findings = {
+        key: verifier.find("dangling entry", "", f"entry {key}: {reason}")
+        for key, reason in dangling.items()
+    }
     if repair:
         verifier.repair_generated(incomplete)
-        cleanup = store.cleanup(_DropDangling(dangling))
+        # Late is not lost: without drop_dangling, the cleanup drops only the
+        # entries that have dangled on this machine for the grace period.
+        cleanup = store.cleanup(_DropDangling(dangling if drop_dangling else {}))
+        dropped = {d.key for d in cleanup.dropped}
+        for key, finding in findings.items():
+            finding.action = (
+                "dropped (a tombstone in the fresh snapshot)"
+                if key in dropped
+                else f"kept: a miss until its objects arrive (dropped after it has dangled "
+                f"{DANGLING_GRACE_DAYS} days on this machine, or with drop_dangling)"
+            )
         report.skipped.extend(cleanup.skipped)
         report.snapshot = cleanup.snapshot
         if cleanup.snapshot is not None:

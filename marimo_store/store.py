@@ -31,6 +31,7 @@ from marimo_store._cleanup import (
     delete_consumed_segments,
     delete_stale_temp_files,
 )
+from marimo_store._dangling import dangling_since, overdue
 from marimo_store._entry import (
     Entry,
     EntryMetadata,
@@ -636,7 +637,7 @@ class FsPersistentStore(NamedObjects):
         passed over (without a warning or an error: nothing is loaded here).
         """
         for stored in self._candidates(key, exact=False):
-            if self._objects_present(stored) and self._admits(stored, quiet=True):
+            if self._objects_here(stored) and self._admits(stored, quiet=True):
                 return stored.metadata
         return None
 
@@ -1025,9 +1026,16 @@ class FsPersistentStore(NamedObjects):
         state, reader, snapshots = self._merged_state()
         live = state.live()
         decisions = dict(strategy([stored.metadata for stored in live], now))
-        for stored in live:
-            if stored.metadata.key not in decisions and not self._objects_present(stored):
-                decisions[stored.metadata.key] = "objects missing or damaged"
+        # Late is not lost: an entry whose objects are not here (yet) stays,
+        # a miss, until it has dangled on this machine for the grace period.
+        dangling = [
+            s.metadata.key
+            for s in live
+            if s.metadata.key not in decisions and self._objects_here(s) is False
+        ]
+        temp_path = None if report.dry_run else self._writing_for_this_process().temp_path()
+        since = dangling_since(self.layout.local, dangling, now, temp_path=temp_path)
+        decisions.update(overdue(since, now))
         sizes = {stored.metadata.key: stored.metadata.content_size for stored in live}
         report.dropped = [
             DroppedEntry(key, reason, sizes[key]) for key, reason in decisions.items()
@@ -1111,17 +1119,24 @@ class FsPersistentStore(NamedObjects):
                     name = f"{os.path.basename(damaged)}.{now}"
                     _fs.replace(damaged, os.path.join(self.layout.quarantine, name))
 
-    def _objects_present(self, stored: StoredEntry) -> bool:
-        objects = self._reader_objects
+    def _objects_here(self, stored: StoredEntry) -> bool | None:
+        """Whether every object file of the entry is here at its recorded size.
+
+        False: one is absent or has another size (not delivered yet, or
+        still being copied: the entry dangles). None: none is known to be
+        absent, but one cannot be read right now."""
+        here: bool | None = True
         for ref in stored.metadata.objects().values():
             if ref.inline or ref.size == 0:
                 continue
             try:
-                if _fs.stat(objects.path_of(ref.id)).st_size != ref.size:
+                if _fs.stat(self._reader_objects.path_of(ref.id)).st_size != ref.size:
                     return False
-            except OSError:
+            except (FileNotFoundError, NotADirectoryError):
                 return False
-        return True
+            except OSError:
+                here = None
+        return here
 
     def _collect_garbage(self, state: StoreState, reader: LogReader, report: CleanupReport) -> None:
         with self._objects_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
@@ -1161,23 +1176,33 @@ class FsPersistentStore(NamedObjects):
 
     # -- checking and repairing ----------------------------------------------------
 
-    def verify(self, *, repair: bool = False, progress: Progress | None = None) -> VerifyReport:
+    def verify(
+        self,
+        *,
+        repair: bool = False,
+        drop_dangling: bool = False,
+        progress: Progress | None = None,
+    ) -> VerifyReport:
         """Check every file of the store; with `repair`, fix what is wrong.
 
         Rehashes every object (conflicted copies and misplaced files too),
         checks every snapshot and segment byte for byte and every entry's
         objects, and looks at `format.json`, `.gitignore`, `.gitattributes`
         and `tmp/`. With `repair=True`: verified copies go to their true
-        names, damaged files to `quarantine/`, entries whose objects are
-        missing or damaged are dropped, stale temp files are deleted, and a
-        fresh snapshot is written; a second `verify()` then reports nothing.
+        names, damaged files to `quarantine/`, stale temp files are deleted,
+        and a fresh snapshot is written; a second `verify()` then reports
+        nothing but the entries that still dangle. An entry whose objects are
+        missing or damaged (a *dangling* entry: perhaps a sync tool has not
+        delivered them yet) is kept as a miss until it has dangled on this
+        machine for 7 days, as in every cleanup; `drop_dangling=True` drops
+        it at once.
         `progress(bytes_hashed, total_bytes)` is called while hashing.
         Never needed for correctness: every read verifies what it loads.
         """
         from marimo_store._verify import verify_store  # noqa: PLC0415 - rarely used
 
         try:
-            return verify_store(self, repair=repair, progress=progress)
+            return verify_store(self, repair=repair, drop_dangling=drop_dangling, progress=progress)
         except StoreIOError:
             raise
         except OSError as error:
