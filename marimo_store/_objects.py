@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import time
 import warnings
 
 from marimo_store import _fs
@@ -48,6 +49,7 @@ class ObjectDirectory:
         root: str,
         *,
         quarantine_dir: str,
+        quarantine_after_seconds: float,
         temp_path: Callable[[], str],
         durable: bool,
         verify_reads: bool,
@@ -55,6 +57,7 @@ class ObjectDirectory:
     ) -> None:
         self.root = root
         self._quarantine_dir = quarantine_dir
+        self._quarantine_after_seconds = quarantine_after_seconds
         self._temp_path = temp_path
         self._durable = durable
         self._verify_reads = verify_reads
@@ -69,7 +72,8 @@ class ObjectDirectory:
 
         The hash is computed before any write, so a duplicate costs one hash,
         one `stat` and one `utime` (which tells object GC the object is in use
-        again). A present file of the wrong size is damaged: it is replaced.
+        again). A present file of the wrong size, or one that failed
+        verification here, is damaged: it is replaced.
         `digest`, the SHA-256 of `data` when the writer signs, is remembered
         for a file this call creates (a present one is checked when read).
         """
@@ -79,9 +83,13 @@ class ObjectDirectory:
             return object_id
         path = self.path_of(object_id)
         try:
-            present = os.stat(path).st_size == size
+            seen = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             present = False
+        else:
+            present = seen.st_size == size and not self._verified.is_damaged(
+                object_id, fingerprint(seen)
+            )
         if present:
             try:
                 _fs.touch(path)
@@ -188,13 +196,26 @@ class ObjectDirectory:
         return data
 
     def _quarantine(self, object_id: str, path: str, stat: os.stat_result, reason: str) -> None:
+        """Warn about a damaged object; move it to quarantine once it is old.
+
+        A young file (its mtime or ctime within `quarantine_after_seconds`)
+        may be a sync tool's copy still arriving (a prefix, a placeholder of
+        zeros): it stays where the rest will land, and moving it away would
+        make the tool delete the object on every machine. A put of the same
+        bytes replaces it (`VerifiedObjects.is_damaged`).
+        """
+        young = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < int(
+            self._quarantine_after_seconds * 1e9
+        )
+        where = "left in place: it may still be arriving" if young else "moved to quarantine"
         warnings.warn(
-            f"marimo_store: damaged object {path} ({reason}); treated as a miss "
-            f"and moved to {self._quarantine_dir}",
+            f"marimo_store: damaged object {path} ({reason}); treated as a miss and {where}",
             StoreWarning,
             stacklevel=4,
         )
-        self._verified.forget(object_id)
+        self._verified.forget(object_id, fingerprint(stat))
+        if young:
+            return
         try:
             current = os.stat(path)
             if (current.st_dev, current.st_ino) != (stat.st_dev, stat.st_ino):

@@ -171,6 +171,7 @@ class _Writing:
         self.objects = ObjectDirectory(
             layout.objects,
             quarantine_dir=layout.quarantine,
+            quarantine_after_seconds=store.object_grace_seconds,
             temp_path=self.temp_path,
             durable=store.durability == "fsync",
             verify_reads=store.verify_reads,
@@ -272,7 +273,9 @@ class FsPersistentStore(NamedObjects):
     - `tombstone_ttl_days`: how long a snapshot remembers deleted keys, so a
       machine syncing late cannot bring them back.
     - `object_grace_seconds`: object GC spares objects younger than this
-      (they may belong to entries not visible here yet).
+      (they may belong to entries not visible here yet), and a damaged
+      object this young stays in place instead of going to quarantine (it
+      may be a sync tool's copy still arriving).
     - `lock_timeout`: seconds to wait for a local lock; on timeout a put
       goes on without it and a cleanup is skipped and reported.
     - `signing_key`: a PEM Ed25519 private key file; every entry put is
@@ -374,6 +377,7 @@ class FsPersistentStore(NamedObjects):
         self._reader_objects = ObjectDirectory(
             self.layout.objects,
             quarantine_dir=self.layout.quarantine,
+            quarantine_after_seconds=object_grace_seconds,
             temp_path=lambda: "",  # the reading side never writes objects
             durable=False,
             verify_reads=verify_reads,

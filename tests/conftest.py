@@ -42,6 +42,18 @@ def make_store(store_path: Path) -> Iterator[StoreFactory]:
 
 
 @pytest.fixture
+def make_quarantining_store(make_store: StoreFactory) -> StoreFactory:
+    """`make_store` with `object_grace_seconds=0`: a read moves a damaged
+    object to quarantine at once (a young one otherwise stays in place: it
+    may be a sync tool's copy still arriving)."""
+
+    def make(path: Path | None = None, **options: Any) -> FsPersistentStore:
+        return make_store(path, **{"object_grace_seconds": 0, **options})
+
+    return make
+
+
+@pytest.fixture
 def store(make_store: StoreFactory) -> FsPersistentStore:
     """A store with default options."""
     return make_store()

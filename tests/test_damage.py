@@ -106,6 +106,13 @@ def tolerating_store_warnings() -> Iterator[list[warnings.WarningMessage]]:
 # -- damaged objects -------------------------------------------------------------------
 
 
+@pytest.fixture
+def make_store(make_quarantining_store: StoreFactory) -> StoreFactory:
+    """Damaged objects go to quarantine at once here: nothing in these tests
+    is a sync tool's copy still arriving (test_young_damaged_object_stays)."""
+    return make_quarantining_store
+
+
 READERS = ["writer", "verified", "fresh"]
 
 
@@ -126,6 +133,34 @@ def reader_before_damage(
     if reader != "fresh":
         assert store.get(key) is not None
     return store
+
+
+@pytest.mark.parametrize("heal", ["late copy", "put"])
+def test_young_damaged_object_stays_until_the_right_bytes_arrive(
+    store_path: Path, heal: str
+) -> None:
+    """A damaged object younger than `object_grace_seconds` may be a sync
+    tool's copy still arriving (a placeholder of zeros, a prefix): it stays
+    in place (moving it away would make the tool delete it everywhere). The
+    complete copy, or a put of the same bytes, makes the entry load."""
+    store = FsPersistentStore(store_path, cleanup_on_exit=False)
+    key = ExecutionKey("block", "big-text")
+    ref = store.put(Entry.of(key, {"x": BIG_TEXT})).variables["x"]
+    path = object_file(store_path, ref)
+    good = path.read_bytes()
+    path.write_bytes(bytes(len(good)))  # a placeholder of the right size
+    with pytest.warns(StoreWarning, match="left in place"):
+        assert store.get(key) is None
+    assert path.read_bytes() == bytes(len(good))
+    assert not (store_path / "quarantine").exists()
+    if heal == "late copy":
+        path.write_bytes(good)
+    else:
+        store.put(Entry.of(ExecutionKey("other", "m"), {"x": BIG_TEXT}))  # same bytes
+        assert path.read_bytes() == good
+    for reader in (store, FsPersistentStore(store_path, cleanup_on_exit=False)):
+        entry = reader.get(key)
+        assert entry is not None and entry.variables["x"] == BIG_TEXT
 
 
 @pytest.mark.parametrize("reader", READERS)

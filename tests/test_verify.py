@@ -72,9 +72,9 @@ def object_of(store: FsPersistentStore, i: int) -> Path:
     return object_path(Path(store.path), metadata.variables["big"].id)
 
 
-def loads(root: Path) -> dict[int, bool]:
+def loads(root: Path, **options: Any) -> dict[int, bool]:
     """Which entries load (with exactly their values; a wrong one fails)."""
-    store = FsPersistentStore(root, cleanup_on_exit=False)
+    store = FsPersistentStore(root, cleanup_on_exit=False, **options)
     found = {}
     for i in range(6):
         entry = store.get(key_of(i))
@@ -194,7 +194,8 @@ def test_swapped_objects_are_both_put_back(tmp_path: Path, mode: str, read_first
     report = store.verify()
     assert kinds(report) >= {("misnamed object", first.name), ("misnamed object", second.name)}
     if read_first:  # a read cannot tell a swap from damage: both go to quarantine
-        assert loads(root)[0] is False and loads(root)[4] is False
+        assert loads(root, object_grace_seconds=0)[0] is False
+        assert loads(root, object_grace_seconds=0)[4] is False
         assert not first.exists() and not second.exists()
         assert {kind for kind, _ in kinds(store.verify())} == {"quarantined object"}
     repair_and_recheck(root)
