@@ -154,3 +154,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=int(os.environ.get("MARIMO_STORE_FUZZ_MUTATIONS", "600")),
         help="mutations of the corruption fuzzer (tests/test_fuzz.py)",
     )
+    parser.addoption(
+        "--flight-runs",
+        type=int,
+        default=int(os.environ.get("MARIMO_STORE_FLIGHT_RUNS", "1")),
+        help="runs of 16 processes x 20 keys in tests/test_single_flight.py",
+    )
