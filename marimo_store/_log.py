@@ -147,9 +147,13 @@ class SegmentWriter:
     """Appends records to this store instance's own segment.
 
     Before each append it checks that the file on disk is still exactly what
-    it wrote (same inode, same size): if a sync tool replaced it, someone
-    truncated it, or an earlier write failed half-way, it seals nothing and
-    simply starts the next segment, so it never appends after garbage.
+    it wrote (same inode, same size, and the mtime and ctime its own last
+    write left): if a sync tool replaced it, someone truncated it or changed
+    a byte of it in place, or an earlier write failed half-way, it seals
+    nothing and simply starts the next segment, so it never appends after
+    garbage (records after damage are invisible to every reader). A change
+    within the file system's timestamp granularity of our own write (a
+    clock tick on kernels without fine-grained timestamps) goes unnoticed.
     """
 
     def __init__(
@@ -163,6 +167,7 @@ class SegmentWriter:
         self._file: BinaryIO | None = None
         self._path = ""
         self._identity: tuple[int, int] = (0, 0)
+        self._stamp: tuple[int, int] = (0, 0)  # (mtime, ctime) after our last write
         self._offset = 0
         self._lock = threading.Lock()
 
@@ -191,6 +196,7 @@ class SegmentWriter:
                 self._abandon()  # the file may now end in a partial record
                 raise
             self._offset += len(record)
+            self._stamp = _times(os.fstat(self._file.fileno()))
             return os.path.basename(self._path), self._offset
 
     def close(self) -> None:
@@ -213,7 +219,11 @@ class SegmentWriter:
             stat = os.stat(self._path)
         except OSError:
             return False
-        return (stat.st_dev, stat.st_ino) == self._identity and stat.st_size == self._offset
+        return (
+            (stat.st_dev, stat.st_ino) == self._identity
+            and stat.st_size == self._offset
+            and _times(stat) == self._stamp
+        )
 
     def _abandon(self) -> None:
         if self._file is not None:
@@ -247,7 +257,13 @@ class SegmentWriter:
         stat = os.fstat(file.fileno())
         self._file = file
         self._identity = (stat.st_dev, stat.st_ino)
+        self._stamp = _times(stat)
         self._offset = len(header)
+
+
+def _times(stat: os.stat_result) -> tuple[int, int]:
+    """What any write to a file changes: its mtime and ctime (ns)."""
+    return stat.st_mtime_ns, stat.st_ctime_ns
 
 
 class SegmentOpening:

@@ -614,3 +614,32 @@ print("alive", sum(hit is not None for hit in hits))
     )
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
     assert result.stdout.startswith("alive")
+
+
+# -- damage to a writer's own live segment ----------------------------------------------
+
+
+@pytest.mark.parametrize("offset", [0, 20, -3], ids=["header", "first record", "last record"])
+@pytest.mark.parametrize("repair", [False, True], ids=["next put", "repair"])
+def test_a_writer_moves_on_from_damage_to_its_own_segment(
+    make_store: StoreFactory, store_path: Path, offset: int, repair: bool
+) -> None:
+    """Records after damage are invisible to every reader, so a writer that
+    finds its live segment changed (at its next put, or because a repair
+    moved it to quarantine) starts a new one: no later put is lost."""
+    writer = make_store()
+    writer.put(Entry.of(ExecutionKey("b", "before"), {"x": 1}))
+    (segment,) = (store_path / "log").iterdir()
+    with tolerating_store_warnings():
+        flip_byte(segment, offset % segment.stat().st_size)
+        if repair:
+            assert any(p.kind == "damaged segment" for p in writer.verify(repair=True).problems)
+        for i in range(3):
+            writer.put(Entry.of(ExecutionKey("b", f"after{i}"), {"x": i}))
+        fresh = make_store()
+        for i in range(3):
+            entry = fresh.get(ExecutionKey("b", f"after{i}"))
+            assert entry is not None and entry.variables["x"] == i
+        writer.verify(repair=True)
+        assert make_store().verify().problems == []
+        assert all(make_store().get(ExecutionKey("b", f"after{i}")) for i in range(3))
