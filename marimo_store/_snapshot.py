@@ -140,6 +140,9 @@ class SnapshotFile:
             name: (offset, seen) for name, (offset, seen) in header["consumed"].items()
         }
         self.created_at: int = header["created_at"]
+        newest = header.get("newest")
+        self.newest: int | None = newest if type(newest) is int else None
+        """The largest `created_at` of its entries (None: written without it)."""
         self._decoded: dict[tuple[str, str], list[StoredEntry]] = {}
 
     @classmethod
@@ -382,6 +385,7 @@ def encode_snapshot(state: StoreState, *, writer: str, created_at: int) -> tuple
             "consumed": {name: list(value) for name, value in sorted(state.consumed.items())},
             "count": len(live),
             "body": body_hasher.hexdigest(),
+            "newest": max((s.metadata.created_at for s in live), default=0),
         }
     )
     header_frame = frame(header_payload)

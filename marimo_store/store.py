@@ -429,7 +429,9 @@ class FsPersistentStore(NamedObjects):
         Putting the same key with the same contents again is a no-op that
         returns the stored metadata; with different contents it raises
         `ExecutionKeyClash`. Without `created_at`, the key gets the current
-        time (moved on by a millisecond if that run is taken).
+        time, or one millisecond after the newest `created_at` this store has
+        seen if that is later (a writer whose clock runs ahead cannot make
+        later runs look older), moved on by a millisecond if that run is taken.
         """
         if not isinstance(entry, Entry):
             raise InvalidArgumentError(f"put() takes an Entry, got {type(entry).__name__}")
@@ -558,7 +560,10 @@ class FsPersistentStore(NamedObjects):
     ) -> ExecutionKey:
         if key.created_at is not None:
             return key
-        pinned = key.at(now_ms())
+        # A hybrid logical clock: a run written after another was seen comes
+        # after it, whatever the writers' clocks say (a clock ahead by a day
+        # must not make every later run look older).
+        pinned = key.at(max(now_ms(), self._index.newest_created_at() + 1))
         while True:
             present = self._index.exact(pinned)
             # A run deleted in this very millisecond keeps its key dead: move on.
