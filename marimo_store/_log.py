@@ -26,6 +26,7 @@ import msgpack
 from marimo_store import _fs
 from marimo_store._errors import StoreWarning, UnreadableFiles
 from marimo_store._hashing import record_checksum
+from marimo_store._retired import is_marker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -288,6 +289,8 @@ class SegmentOpening:
 
 def read_header(data: memoryview) -> SegmentOpening:
     """Check the header record at the start of a segment's bytes."""
+    if is_marker(data):  # retired by a cleanup (a store in git): no segment, no damage
+        return SegmentOpening(None, "", 0, "")
     first = read_frame(data, 0)
     header = unpack(first) if first is not None else None
     segment_id = segment_id_of(header) if header else None

@@ -18,6 +18,7 @@ from marimo_store import _fs
 from marimo_store._entry import now_ms
 from marimo_store._errors import StoreWarning, warn_unreadable
 from marimo_store._hashing import CONTENT_HASH_BYTES, content_digest
+from marimo_store._retired import is_retired
 from marimo_store._signing import object_digest
 from marimo_store._verified import VerifiedObjects, fingerprint
 
@@ -155,7 +156,7 @@ class ObjectDirectory:
         try:
             stat = _fs.fstat(file)
             if stat.st_size != size:
-                self._quarantine(object_id, path, stat, f"size {stat.st_size}, expected {size}")
+                self._wrong_size(object_id, path, stat, size)
                 return None
             data = self._load(file, size, memory_map=memory_map)
         except ValueError:
@@ -194,6 +195,12 @@ class ObjectDirectory:
                 return None
             done += count
         return data
+
+    def _wrong_size(self, object_id: str, path: str, stat: os.stat_result, size: int) -> None:
+        """A file of another size than the object's: damage, unless a cleanup
+        retired it (a store in git, see `_retired.py`): then it is absent."""
+        if not is_retired(path, stat.st_size):
+            self._quarantine(object_id, path, stat, f"size {stat.st_size}, expected {size}")
 
     def _quarantine(self, object_id: str, path: str, stat: os.stat_result, reason: str) -> None:
         """Warn about a damaged object; move it to quarantine once it is old.

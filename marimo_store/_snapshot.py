@@ -40,6 +40,7 @@ from marimo_store._records import (
     key_from_fields,
     winner,
 )
+from marimo_store._retired import MAX_MARKER_BYTES, is_marker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -153,6 +154,8 @@ class SnapshotFile:
             with _fs.open_read(path) as file:
                 stat = _fs.fstat(file)
                 size = stat.st_size
+                if size <= MAX_MARKER_BYTES and is_marker(_fs.read(file)):
+                    return None, None  # retired by a cleanup (a store in git): absent
                 if size < _FOOTER.size + FRAME.size:
                     return None, "too short"
                 data = _fs.map_read(file, 0)

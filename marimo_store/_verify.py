@@ -63,6 +63,7 @@ from marimo_store._log import (
     writer_of,
     writer_of_file,
 )
+from marimo_store._retired import is_marker, is_retired
 from marimo_store._snapshot import SNAPSHOT_SUFFIX, SnapshotFile
 
 TYPE_CHECKING = False
@@ -213,6 +214,8 @@ class _Verifier:
             if entry.is_dir(follow_symlinks=False) and re.fullmatch("[0-9a-f]{2}", entry.name):
                 for item in os.scandir(entry.path):
                     if not item.is_file(follow_symlinks=False):
+                        continue
+                    if is_retired(item.path, item.stat(follow_symlinks=False).st_size):
                         continue
                     if OBJECT_NAME.fullmatch(item.name):
                         found.append((item.path, entry.name + item.name, None))
@@ -399,6 +402,8 @@ class _Verifier:
                 data = memoryview(file.read())
         except OSError:
             return None
+        if is_marker(data):
+            return None  # retired by a cleanup (a store in git): absent
         self.report.segments_checked += 1
         opening = read_header(data)
         if opening.header is None:

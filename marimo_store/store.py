@@ -76,6 +76,7 @@ from marimo_store._records import (
     key_from_fields,
     same_contents,
 )
+from marimo_store._retired import MAX_MARKER_BYTES, in_git_work_tree, remove
 from marimo_store._serialize import (
     MISSING,
     SerializedValue,
@@ -1054,8 +1055,12 @@ class FsPersistentStore(NamedObjects):
             return
         for key in decisions:
             state.add_tombstone(key, now)
-        self._write_snapshot(state, reader, snapshots, now, report)
-        delete_consumed_segments(self.layout.log, reader.segments(), report)
+        retire = in_git_work_tree(self.path)  # never delete under git (see _retired.py)
+        self._write_snapshot(state, reader, snapshots, now, report, retire=retire)
+        temp = self._writing_for_this_process().temp_path
+        delete_consumed_segments(
+            self.layout.log, reader.segments(), report, retire=retire, temp_path=temp
+        )
         delete_stale_temp_files(self.layout.tmp, report)
         prune_ledgers(
             self.layout.local,
@@ -1063,7 +1068,7 @@ class FsPersistentStore(NamedObjects):
             self._writing_for_this_process().temp_path(),
         )
         if include_content:
-            self._collect_garbage(state, reader, report)
+            self._collect_garbage(state, reader, report, retire=retire)
 
     def _merged_state(self) -> tuple[StoreState, LogReader, SnapshotSet]:
         """Every head merged, plus every log record after them: the whole
@@ -1084,6 +1089,8 @@ class FsPersistentStore(NamedObjects):
         snapshots: SnapshotSet,
         now: int,
         report: CleanupReport,
+        *,
+        retire: bool,
     ) -> None:
         horizon = now - int(self.tombstone_ttl_days * _DAY_MS)
         # Offsets only for segments that still exist: a deleted segment that a
@@ -1115,7 +1122,7 @@ class FsPersistentStore(NamedObjects):
         # (A snapshot that arrived after they were read is not in the list.)
         for snapshot in snapshots.files:
             if snapshot.path != path:
-                _fs.unlink(snapshot.path)
+                remove(snapshot.path, retire=retire, temp_path=writing.temp_path)
                 report.snapshots_deleted += 1
         # A damaged snapshot goes to quarantine once it is old: a young one may
         # be another machine's snapshot still arriving through a sync tool.
@@ -1147,7 +1154,9 @@ class FsPersistentStore(NamedObjects):
                 here = None
         return here
 
-    def _collect_garbage(self, state: StoreState, reader: LogReader, report: CleanupReport) -> None:
+    def _collect_garbage(
+        self, state: StoreState, reader: LogReader, report: CleanupReport, *, retire: bool
+    ) -> None:
         with self._objects_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
             if not acquired:
                 report.skipped.append("object GC: puts held the objects lock; objects kept")
@@ -1160,7 +1169,14 @@ class FsPersistentStore(NamedObjects):
                 for object_id, ref in stored.metadata.objects().items()
                 if not ref.inline
             }
-            collect_garbage(self.layout.objects, referenced, self.object_grace_seconds, report)
+            collect_garbage(
+                self.layout.objects,
+                referenced,
+                self.object_grace_seconds,
+                report,
+                retire=retire,
+                temp_path=self._writing_for_this_process().temp_path,
+            )
 
     def _maybe_clean_up_in_background(self) -> None:
         """Start a cleanup thread when a trigger fired; the put does not wait."""
@@ -1248,8 +1264,11 @@ class FsPersistentStore(NamedObjects):
     def _too_many_segments(self) -> bool:
         """Whether the log holds more segment files than a cleanup should let
         pile up. Every process that only reads still leaves one small segment
-        (its access records), so entry counts alone would never trigger."""
-        return len(self._log_reader.segments()) > _MAX_SEGMENTS_BEFORE_CLEANUP
+        (its access records), so entry counts alone would never trigger.
+        The markers of retired segments (a store in git) do not count."""
+        segments = self._log_reader.segments().values()
+        files = sum(1 for s in segments if s.segment_id or s.size > MAX_MARKER_BYTES)
+        return files > _MAX_SEGMENTS_BEFORE_CLEANUP
 
     def _exit(self) -> None:
         """At interpreter exit: clean up what this instance stored (or the

@@ -155,6 +155,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="mutations of the corruption fuzzer (tests/test_fuzz.py)",
     )
     parser.addoption(
+        "--git-rounds",
+        type=int,
+        default=int(os.environ.get("MARIMO_STORE_GIT_ROUNDS", "20")),
+        help="rounds of put, cleanup and git pull in two clones (tests/test_real_tools.py)",
+    )
+    parser.addoption(
         "--flight-runs",
         type=int,
         default=int(os.environ.get("MARIMO_STORE_FLIGHT_RUNS", "1")),
