@@ -161,6 +161,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="rounds of put, cleanup and git pull in two clones (tests/test_real_tools.py)",
     )
     parser.addoption(
+        "--rsync-rounds",
+        type=int,
+        default=int(os.environ.get("MARIMO_STORE_RSYNC_ROUNDS", "10")),
+        help="rounds of rsync with log/ before objects/ (tests/test_late_not_lost.py)",
+    )
+    parser.addoption(
         "--flight-runs",
         type=int,
         default=int(os.environ.get("MARIMO_STORE_FLIGHT_RUNS", "1")),
