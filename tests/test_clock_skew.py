@@ -45,10 +45,10 @@ def clock(offset_ms: int) -> Iterator[None]:
 )
 def test_the_last_write_wins_whatever_the_clocks(tmp_path: Path, skew: int) -> None:
     root = tmp_path / "store"
-    writers = [
-        (FsPersistentStore(root, refresh_interval=0, cleanup_on_exit=False), skew),
-        (FsPersistentStore(root, refresh_interval=0, cleanup_on_exit=False), 0),
-    ]
+    # (No background cleanup: a run a day old by its writer's clock would
+    # start one at once, and this test runs the cleanup itself.)
+    options = {"refresh_interval": 0, "cleanup_on_exit": False, "entry_merge_timeout_seconds": 1e9}
+    writers = [(FsPersistentStore(root, **options), skew), (FsPersistentStore(root, **options), 0)]
     written = []
     for version in range(6):
         store, offset = writers[version % 2]
