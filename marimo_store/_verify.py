@@ -259,19 +259,21 @@ class _Verifier:
                     "damaged object", item.path, "its bytes do not match its name"
                 )
 
-    def search_quarantine(self, referenced: Mapping[str, int]) -> None:
-        """Find needed objects that a read moved to quarantine/ although their
-        bytes are right (a read cannot tell a swapped file from a damaged one)."""
+    def search_quarantine(self, referenced: Mapping[str, int]) -> list[_ObjectFile]:
+        """Find needed objects that a read (or this repair) moved to
+        quarantine/ although their bytes are right (a read cannot tell a
+        swapped file from a damaged one); returns the files found."""
         missing = {
             object_id: size
             for object_id, size in referenced.items()
             if object_id not in self.good and object_id not in self.recoverable
         }
         sizes = set(missing.values())
+        restorable: list[_ObjectFile] = []
         try:
             items = list(os.scandir(self.layout.quarantine)) if missing else []
         except (FileNotFoundError, NotADirectoryError):
-            return
+            return restorable
         for item in items:
             try:
                 if not item.is_file(follow_symlinks=False) or item.stat().st_size not in sizes:
@@ -291,15 +293,17 @@ class _Verifier:
                 item.path,
                 f"holds the bytes of the needed object {wanted[0]}",
             )
-            self.objects.append(found)
+            restorable.append(found)
             self.recoverable.update(wanted)
             for object_id in wanted:
                 del missing[object_id]
+        self.objects.extend(restorable)
+        return restorable
 
-    def repair_objects(self) -> None:
+    def repair_objects(self, objects: Collection[_ObjectFile]) -> None:
         by_digest = self.by_digest
         staged: list[tuple[_ObjectFile, str]] = []
-        for item in self.objects:
+        for item in objects:
             finding = item.finding
             if finding is None:
                 continue
@@ -545,6 +549,14 @@ class _Verifier:
             if os.path.exists(path) and not finding.action:
                 finding.action = self._quarantine(path, identity)
 
+    def restore_late_quarantined(self, referenced: Mapping[str, int]) -> None:
+        """Put back needed objects whose bytes sat in a file this repair
+        quarantined only after the fresh snapshot (a snapshot or segment that
+        swapped contents with an object file): without this a second
+        `verify()` would find them in quarantine/."""
+        if self.quarantine_after:
+            self.repair_objects(self.search_quarantine(referenced))
+
     def describe_the_rest(self, skipped: list[str]) -> None:
         """Actions for findings the cleanup took care of (or could not)."""
         for finding in self.findings:
@@ -614,7 +626,7 @@ def verify_store(
     incomplete = verifier.scan_generated()
     verifier.scan_temp()
     if repair:
-        verifier.repair_objects()
+        verifier.repair_objects(verifier.objects)
     dangling = verifier.dangling_entries([stored.metadata for stored in live])
     findings = {
         key: verifier.find("dangling entry", "", f"entry {key}: {reason}")
@@ -637,6 +649,7 @@ def verify_store(
         report.snapshot = cleanup.snapshot
         if cleanup.snapshot is not None:
             verifier.repair_after_snapshot(cleanup.snapshot)
+            verifier.restore_late_quarantined(referenced)
         verifier.describe_the_rest(cleanup.skipped)
     report.problems = [VerifyProblem(f.kind, f.path, f.detail, f.action) for f in verifier.findings]
     return report
