@@ -26,6 +26,7 @@ from marimo_store._log import (
     writer_of,
     writer_of_file,
 )
+from marimo_store._retired import is_retired, remove
 from marimo_store._value import Value
 
 TYPE_CHECKING = False
@@ -291,9 +292,16 @@ class CleanupReport:
 
 
 def collect_garbage(
-    objects_dir: str, referenced: Collection[str], grace_seconds: float, report: CleanupReport
+    objects_dir: str,
+    referenced: Collection[str],
+    grace_seconds: float,
+    report: CleanupReport,
+    *,
+    retire: bool,
+    temp_path: Callable[[], str],
 ) -> None:
-    """Delete objects no live entry references and nobody touched lately.
+    """Delete (`retire`: retire, see `_retired.py`) objects no live entry
+    references and nobody touched lately.
 
     Called under the exclusive objects lock. An object younger than the
     grace period (by mtime *and* ctime: a dedup put refreshes the mtime, a
@@ -320,6 +328,8 @@ def collect_garbage(
                 seen = os.stat(item.path)
                 if time.time_ns() - max(seen.st_mtime_ns, seen.st_ctime_ns) < grace_ns:
                     continue
+                if is_retired(item.path, seen.st_size):
+                    continue
                 now = os.stat(item.path)
             except FileNotFoundError:
                 continue
@@ -330,13 +340,18 @@ def collect_garbage(
                 seen.st_ctime_ns,
             ):
                 continue
-            _fs.unlink(item.path)
+            remove(item.path, retire=retire, temp_path=temp_path)
             report.objects_deleted += 1
             report.bytes_freed += seen.st_size
 
 
 def delete_consumed_segments(
-    log_dir: str, segments: Mapping[str, SegmentState], report: CleanupReport
+    log_dir: str,
+    segments: Mapping[str, SegmentState],
+    report: CleanupReport,
+    *,
+    retire: bool,
+    temp_path: Callable[[], str],
 ) -> None:
     """Delete segments that are sealed and whose every readable byte a snapshot holds.
 
@@ -349,13 +364,15 @@ def delete_consumed_segments(
     already holds of it (a shorter copy is still arriving, or is an old copy
     the newer one will replace). A file named after a dead writer of this
     host that never got its header (the writer died creating it) goes too.
+    `retire`: retire them instead (a store in git, see `_retired.py`).
     """
     newest = newest_segments(state.segment_id for state in segments.values() if state.segment_id)
     for name, state in segments.items():
         if not state.segment_id:
             owner = writer_of_file(name)
-            if owner is not None and writer_is_gone(owner):
-                _fs.unlink(os.path.join(log_dir, name))
+            path = os.path.join(log_dir, name)
+            if owner is not None and writer_is_gone(owner) and not is_retired(path, state.size):
+                remove(path, retire=retire, temp_path=temp_path)
                 report.segments_deleted += 1
             continue
         if not is_sealed(state.segment_id, state.closed, newest):
@@ -369,7 +386,7 @@ def delete_consumed_segments(
                 continue  # changed since it was read: keep it for the next cleanup
         except FileNotFoundError:
             continue
-        _fs.unlink(path)
+        remove(path, retire=retire, temp_path=temp_path)
         report.segments_deleted += 1
 
 

@@ -193,7 +193,7 @@ def diagnose(store: FsPersistentStore) -> list[Finding]:
         filesystem_type,
     )
 
-    store.layout.require_store_directory()
+    store.layout.require_store_directory(allow_other_files=store.config["allow_other_files"])
     findings: list[Finding] = []
     fs_type = filesystem_type(store.path) if os.path.exists(store.path) else None
     network = fs_type is not None and fs_type.lower() in NETWORK_FILESYSTEMS

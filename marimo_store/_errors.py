@@ -7,6 +7,8 @@ so code written against plain Python conventions keeps working.
 
 from __future__ import annotations
 
+import warnings
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from marimo_store._entry import ExecutionKey
@@ -23,6 +25,38 @@ class StoreWarning(UserWarning):
     Issued through `warnings.warn`, so applications can filter, log or turn
     it into an error; the store itself never fails because of one.
     """
+
+
+def warn_unreadable(path: str, error: OSError) -> None:
+    """Warn that a file of the store cannot be read right now (EACCES, EIO,
+    a directory where a file belongs): what needed it is a miss, and nothing
+    is dropped or deleted because of it."""
+    warnings.warn(
+        f"marimo_store: cannot read {path} ({error.strerror or error}); treated as a miss",
+        StoreWarning,
+        stacklevel=4,
+    )
+
+
+class UnreadableFiles:
+    """Warns once about each file that cannot be read, until it reads again,
+    so that a reader polling an unreadable directory does not warn on every
+    miss."""
+
+    __slots__ = ("_warned",)
+
+    def __init__(self) -> None:
+        self._warned: set[str] = set()
+
+    def failed(self, path: str, error: OSError) -> None:
+        """Reading `path` failed with `error`: warn, unless already warned."""
+        if path not in self._warned:
+            self._warned.add(path)
+            warn_unreadable(path, error)
+
+    def read(self, path: str) -> None:
+        """Reading `path` worked: a later failure warns again."""
+        self._warned.discard(path)
 
 
 class InvalidArgumentError(StoreError, ValueError):

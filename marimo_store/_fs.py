@@ -1,24 +1,30 @@
-"""The one seam through which the store changes files.
+"""The one seam through which the store touches files.
 
 Every write-side file operation (create, write, fsync, replace, unlink,
 mkdir, utime, creating a lock file) goes through a function here and nowhere
 else, so that crash and fault-injection tests (tests/_faults.py) can replace
 these functions to stop the "process" after the k-th operation, inject
-`EIO`/`ENOSPC`/`EACCES`, or drop data that was never fsynced.
+`EIO`/`ENOSPC`/`EACCES`, or drop data that was never fsynced. The reads that
+`get`, `load`, cached calls and iteration make (stat, open, read, mmap,
+listing a directory) go through here too, so that the same tests can make
+any of them fail and check that a failed read is a miss with a warning,
+never a raw `OSError`.
 Callers look the functions up on the module at call time
 (`_fs.replace(...)`), which is what makes them replaceable; the cost is one
 attribute lookup. Beneath a store root (`confine`), no write follows a
-symlink: a hostile folder cannot redirect one outside the store. Reads
-(open for reading, stat, mmap, listing) are not routed here: they cannot
-damage anything; `open_regular_file` is here only to share `O_NOFOLLOW`.
+symlink: a hostile folder cannot redirect one outside the store. Reads open
+only regular files, never following a final symlink and never blocking
+(`open_read`): a FIFO or a link where a file belongs cannot hang a reader.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
-import stat
+import stat as stat_module
+from io import FileIO
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -263,8 +269,17 @@ def write_new_file(path: str, data: bytes, *, temp_path: str, durable: bool) -> 
         fsync_dir(os.path.dirname(path))
 
 
-def open_regular_file(path: str) -> BinaryIO:
-    """Open a file for reading only if it is a regular file, never blocking.
+# -- reads ---------------------------------------------------------------------------
+
+
+def stat(path: str) -> os.stat_result:
+    """`os.stat` of a path (following symlinks)."""
+    return os.stat(path)
+
+
+def open_read(path: str) -> FileIO:
+    """Open a file for reading, unbuffered, only if it is a regular file,
+    never blocking.
 
     A hostile folder may hold a FIFO (opening it for reading would wait for
     a writer forever), a device, a socket or a directory where a file
@@ -276,7 +291,7 @@ def open_regular_file(path: str) -> BinaryIO:
     flags = os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     try:
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        regular = stat_module.S_ISREG(os.fstat(fd).st_mode)
         if regular and hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)  # a regular file: plain blocking reads from here on
     except BaseException:
@@ -285,4 +300,39 @@ def open_regular_file(path: str) -> BinaryIO:
     if not regular:
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file", path)
-    return os.fdopen(fd, "rb")
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+def fstat(file: FileIO) -> os.stat_result:
+    """`os.fstat` of an open file."""
+    return os.fstat(file.fileno())
+
+
+def read(file: FileIO, count: int = -1) -> bytes:
+    """`count` bytes from the file's position (fewer at its end; all to the
+    end when `count` is negative). An unbuffered read may return less than
+    asked before the end, so this reads until it has them."""
+    if count < 0:
+        return file.readall()
+    parts = [file.read(count) or b""]
+    got = len(parts[0])
+    while parts[-1] and got < count:
+        parts.append(file.read(count - got) or b"")
+        got += len(parts[-1])
+    return b"".join(parts)
+
+
+def read_into(file: FileIO, view: memoryview) -> int:
+    """Read into `view`; the number of bytes read (0 at the end of the file)."""
+    return file.readinto(view) or 0
+
+
+def map_read(file: FileIO, size: int) -> mmap.mmap:
+    """Map `size` bytes of a file read-only (0: the whole file)."""
+    return mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ)
+
+
+def scandir(path: str) -> list[os.DirEntry[str]]:
+    """The entries of a directory, listed at once."""
+    with os.scandir(path) as entries:
+        return list(entries)

@@ -41,6 +41,7 @@ class EntryIndex:
         """Entry records the log added on top of the snapshot (a cleanup trigger)."""
         self.oldest_log_entry: int | None = None
         """`created_at` of the oldest of those (the other trigger)."""
+        self._newest_added = 0
         self._base_tombstones_pending = base is not None
         if merged is not None:
             for stored in merged.entries.values():
@@ -56,6 +57,7 @@ class EntryIndex:
     def add_entry(self, stored: StoredEntry) -> None:
         """An entry record read from the log (or just written)."""
         if self.is_removed(stored.metadata.key):
+            self._newest_added = max(self._newest_added, stored.metadata.created_at)
             return
         self._insert(stored)
         self.log_entries += 1
@@ -63,7 +65,18 @@ class EntryIndex:
         if self.oldest_log_entry is None or created_at < self.oldest_log_entry:
             self.oldest_log_entry = created_at
 
+    def newest_created_at(self) -> int:
+        """The largest `created_at` of every entry seen (tombstoned ones
+        included): the hybrid logical clock a put orders its run after."""
+        base = self._base
+        if base is None:
+            return self._newest_added
+        if base.newest is None:  # a snapshot of an older writer: decode it once
+            base.newest = max((s.metadata.created_at for s in base.entries()), default=0)
+        return max(self._newest_added, base.newest)
+
     def _insert(self, stored: StoredEntry) -> None:
+        self._newest_added = max(self._newest_added, stored.metadata.created_at)
         key = stored.metadata.key
         runs = self._added.setdefault((key.block_id, key.module_hash), {})
         present = runs.get(stored.metadata.created_at)

@@ -67,6 +67,8 @@ def scan_real_directory(path: str) -> list[os.DirEntry[str]]:
     `objects/ab/`, `tmp/`, `local/` ...) is damage: readers see nothing
     through it (its entries are misses) and writes never follow it
     (`_fs.confine`); `verify()` reports it and a repair removes the link.
+    Any other `OSError` (EACCES, EIO) reaches the caller, which reports the
+    directory as unreadable for now.
     """
     try:
         if stat.S_ISLNK(os.lstat(path).st_mode):
@@ -77,7 +79,7 @@ def scan_real_directory(path: str) -> list[os.DirEntry[str]]:
                 stacklevel=3,
             )
             return []
-        return list(os.scandir(path))
+        return _fs.scandir(path)
     except (FileNotFoundError, NotADirectoryError):
         return []
 
@@ -175,7 +177,7 @@ class Layout:
         first write).
         """
         try:
-            with _fs.open_regular_file(self.format_file) as file:
+            with _fs.open_read(self.format_file) as file:
                 return file.read(4096)
         except (FileNotFoundError, NotADirectoryError):
             return None
@@ -212,16 +214,19 @@ class Layout:
             )
         return True
 
-    def require_store_directory(self) -> bool:
+    def require_store_directory(self, *, allow_other_files: bool) -> bool:
         """Whether there is a store directory to work on; raises
         `StoreFormatError` when the path is something else.
 
         False when nothing is there yet (or an empty directory: a store
-        about to be made): maintenance then has nothing to do. A regular
-        file (or anything but a directory), or a non-empty directory with
-        none of the names this layout makes, is not a store: cleanup,
-        verify and doctor refuse it rather than report a clean store that
-        does not exist (or write a store into someone's folder).
+        about to be made, or, with `allow_other_files`, a directory of other
+        files the store has not written to yet): maintenance then has nothing
+        to do. A regular file (or anything but a directory), or a non-empty
+        directory with none of the names this layout makes, is not a store:
+        cleanup, verify and doctor refuse it rather than report a clean
+        store that does not exist (or write a store into someone's folder).
+        The constructor refuses such paths already (`check_store_directory`);
+        this catches a path replaced after the store was opened.
         """
         try:
             found = os.stat(self.root)
@@ -231,6 +236,8 @@ class Layout:
             raise StoreFormatError(f"{self.root} is a file, not a store directory")
         names = set(os.listdir(self.root))
         if names and not names & (STORE_NAMES - _GENERIC_NAMES):
+            if allow_other_files:
+                return False
             raise StoreFormatError(
                 f"{self.root} is not a marimo_store store (none of format.json, log/, "
                 "snapshots/, objects/ is in it)"

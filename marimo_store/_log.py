@@ -24,13 +24,15 @@ from collections.abc import Iterable, Iterator, Mapping
 import msgpack
 
 from marimo_store import _fs
-from marimo_store._errors import StoreWarning
+from marimo_store._errors import StoreWarning, UnreadableFiles
 from marimo_store._hashing import record_checksum
 from marimo_store._layout import scan_real_directory
 from marimo_store._records import LOG_RECORD_TYPES, KeyRecord, StoredEntry, decode_log_record
+from marimo_store._retired import is_marker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from io import FileIO
     from typing import Any, BinaryIO
 
 FRAME = struct.Struct("<IQ")
@@ -140,10 +142,10 @@ _WINDOW_BYTES = 4 * 1024 * 1024
 """How much of a file a `FrameStream` reads at once (more only for a larger record)."""
 
 
-def read_at(file: BinaryIO, offset: int, count: int) -> bytes:
+def read_at(file: FileIO, offset: int, count: int) -> bytes:
     """Up to `count` bytes of `file` from `offset` (fewer at its end)."""
     file.seek(offset)
-    return file.read(count)
+    return _fs.read(file, count)
 
 
 class FrameStream:
@@ -159,7 +161,7 @@ class FrameStream:
 
     __slots__ = ("_file", "_size", "damaged", "end")
 
-    def __init__(self, file: BinaryIO, start: int, size: int) -> None:
+    def __init__(self, file: FileIO, start: int, size: int) -> None:
         self._file, self._size = file, size
         self.end = start
         self.damaged = False
@@ -209,9 +211,13 @@ class SegmentWriter:
     """Appends records to this store instance's own segment.
 
     Before each append it checks that the file on disk is still exactly what
-    it wrote (same inode, same size): if a sync tool replaced it, someone
-    truncated it, or an earlier write failed half-way, it seals nothing and
-    simply starts the next segment, so it never appends after garbage.
+    it wrote (same inode, same size, and the mtime and ctime its own last
+    write left): if a sync tool replaced it, someone truncated it or changed
+    a byte of it in place, or an earlier write failed half-way, it seals
+    nothing and simply starts the next segment, so it never appends after
+    garbage (records after damage are invisible to every reader). A change
+    within the file system's timestamp granularity of our own write (a
+    clock tick on kernels without fine-grained timestamps) goes unnoticed.
     """
 
     def __init__(
@@ -225,6 +231,7 @@ class SegmentWriter:
         self._file: BinaryIO | None = None
         self._path = ""
         self._identity: tuple[int, int] = (0, 0)
+        self._stamp: tuple[int, int] = (0, 0)  # (mtime, ctime) after our last write
         self._offset = 0
         self._lock = threading.Lock()
 
@@ -253,6 +260,7 @@ class SegmentWriter:
                 self._abandon()  # the file may now end in a partial record
                 raise
             self._offset += len(record)
+            self._stamp = _times(os.fstat(self._file.fileno()))
             return os.path.basename(self._path), self._offset
 
     def close(self) -> None:
@@ -275,7 +283,11 @@ class SegmentWriter:
             stat = os.stat(self._path)
         except OSError:
             return False
-        return (stat.st_dev, stat.st_ino) == self._identity and stat.st_size == self._offset
+        return (
+            (stat.st_dev, stat.st_ino) == self._identity
+            and stat.st_size == self._offset
+            and _times(stat) == self._stamp
+        )
 
     def _abandon(self) -> None:
         if self._file is not None:
@@ -309,7 +321,13 @@ class SegmentWriter:
         stat = os.fstat(file.fileno())
         self._file = file
         self._identity = (stat.st_dev, stat.st_ino)
+        self._stamp = _times(stat)
         self._offset = len(header)
+
+
+def _times(stat: os.stat_result) -> tuple[int, int]:
+    """What any write to a file changes: its mtime and ctime (ns)."""
+    return stat.st_mtime_ns, stat.st_ctime_ns
 
 
 class SegmentOpening:
@@ -334,6 +352,8 @@ class SegmentOpening:
 
 def read_header(data: memoryview) -> SegmentOpening:
     """Check the header record at the start of a segment's bytes."""
+    if is_marker(data):  # retired by a cleanup (a store in git): no segment, no damage
+        return SegmentOpening(None, "", 0, "")
     first = read_frame(data, 0)
     header = unpack(first) if first is not None else None
     segment_id = segment_id_of(header) if header else None
@@ -346,7 +366,7 @@ def read_header(data: memoryview) -> SegmentOpening:
     return SegmentOpening(None, "", 0, "")
 
 
-def _closed_before(file: BinaryIO, header_end: int, start: int, size: int) -> bool:
+def _closed_before(file: FileIO, header_end: int, start: int, size: int) -> bool:
     """Whether the bytes a snapshot consumed end with the close record.
 
     Such a record is never read again (reading starts after it), yet it is
@@ -484,6 +504,7 @@ class LogReader:
         self.log_dir = log_dir
         self._start_offsets = dict(start_offsets or {})
         self._segments: dict[str, SegmentState] = {}
+        self._unreadable = UnreadableFiles()
 
     def segments(self) -> dict[str, SegmentState]:
         """Every segment file read so far, by file name."""
@@ -514,13 +535,17 @@ class LogReader:
         skipped with a warning naming the segment.
 
         Only regular files count: a symlink, FIFO or device named like a
-        segment is never opened (a FIFO would block the reader forever).
+        segment is never opened (a FIFO would block the reader forever). A
+        directory or segment that cannot be read right now (EACCES, EIO) is
+        a warning, once, and is read again at the next refresh.
         """
-        names = [
-            entry.name
-            for entry in scan_real_directory(self.log_dir)
-            if entry.is_file(follow_symlinks=False)
-        ]
+        try:
+            listing = scan_real_directory(self.log_dir)
+        except OSError as error:
+            self._unreadable.failed(self.log_dir, error)
+            return
+        self._unreadable.read(self.log_dir)
+        names = [entry.name for entry in listing if entry.is_file(follow_symlinks=False)]
         for name in sorted(names):
             if name.endswith(SEGMENT_SUFFIX):
                 yield from self._read_segment(name)
@@ -528,19 +553,26 @@ class LogReader:
     def _read_segment(self, name: str) -> Iterator[StoredEntry | KeyRecord]:
         path = os.path.join(self.log_dir, name)
         try:
-            file = _fs.open_regular_file(path)
-        except OSError:
-            return  # vanished, unreadable or not a file; try again at the next refresh
+            file = _fs.open_read(path)
+        except FileNotFoundError:
+            return  # deleted by a cleanup meanwhile
+        except OSError as error:
+            self._unreadable.failed(path, error)
+            return  # unreadable right now; try again at the next refresh
         with file:
             try:
                 yield from self._read_open_segment(path, name, file)
-            except OSError:
+            except FileNotFoundError:
+                return
+            except OSError as error:
+                self._unreadable.failed(path, error)
                 return  # a read failed: what was applied stands, the rest comes later
+        self._unreadable.read(path)
 
     def _read_open_segment(
-        self, path: str, name: str, file: BinaryIO
+        self, path: str, name: str, file: FileIO
     ) -> Iterator[StoredEntry | KeyRecord]:
-        stat = os.fstat(file.fileno())
+        stat = _fs.fstat(file)
         identity, size = (stat.st_dev, stat.st_ino), stat.st_size
         state = self._segments.get(name)
         if state is None or state.identity != identity or size < state.offset:

@@ -12,18 +12,21 @@ from __future__ import annotations
 import mmap
 import os
 import stat as stat_module
+import time
 import warnings
 
 from marimo_store import _fs
 from marimo_store._entry import now_ms
-from marimo_store._errors import StoreWarning
+from marimo_store._errors import StoreWarning, warn_unreadable
 from marimo_store._hashing import CONTENT_HASH_BYTES, content_digest
+from marimo_store._retired import is_retired
 from marimo_store._signing import object_digest
 from marimo_store._verified import VerifiedObjects, fingerprint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from io import FileIO
 
     from marimo_store._hashing import Buffer
 
@@ -48,6 +51,7 @@ class ObjectDirectory:
         root: str,
         *,
         quarantine_dir: str,
+        quarantine_after_seconds: float,
         temp_path: Callable[[], str],
         durable: bool,
         verify_reads: bool,
@@ -55,6 +59,7 @@ class ObjectDirectory:
     ) -> None:
         self.root = root
         self._quarantine_dir = quarantine_dir
+        self._quarantine_after_seconds = quarantine_after_seconds
         self._temp_path = temp_path
         self._durable = durable
         self._verify_reads = verify_reads
@@ -69,8 +74,9 @@ class ObjectDirectory:
 
         The hash is computed before any write, so a duplicate costs one hash,
         one `stat` and one `utime` (which tells object GC the object is in use
-        again). A present file of the wrong size, or anything but a regular file
-        (a symlink, a FIFO), is damaged: it is replaced.
+        again). A present file of the wrong size, anything but a regular file
+        (a symlink, a FIFO), or one that failed verification here, is
+        damaged: it is replaced.
         `digest`, the SHA-256 of `data` when the writer signs, is remembered
         for a file this call creates (a present one is checked when read).
         """
@@ -81,9 +87,14 @@ class ObjectDirectory:
         path = self.path_of(object_id)
         try:
             found = os.lstat(path)  # a symlink is never an object: it is replaced
-            present = stat_module.S_ISREG(found.st_mode) and found.st_size == size
         except (FileNotFoundError, NotADirectoryError):
             present = False
+        else:
+            present = (
+                stat_module.S_ISREG(found.st_mode)
+                and found.st_size == size
+                and not self._verified.is_damaged(object_id, fingerprint(found))
+            )
         if present:
             try:
                 _fs.touch(path)
@@ -139,23 +150,22 @@ class ObjectDirectory:
         if size == 0:
             return memoryview(b"")
         path = self.path_of(object_id)
-        try:
-            file = _fs.open_regular_file(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError:
-            self._not_a_file(object_id, path)
+        file = self._open(object_id, path)
+        if file is None:
             return None
         try:
-            with file:
-                stat = os.fstat(file.fileno())
-                if stat.st_size != size:
-                    reason = f"size {stat.st_size}, expected {size}"
-                    self._quarantine(object_id, path, stat, reason)
-                    return None
-                data = self._load(file.fileno(), size, memory_map=memory_map)
-        except (OSError, ValueError):
-            return None  # changed or vanished while we opened it: a plain miss
+            stat = _fs.fstat(file)
+            if stat.st_size != size:
+                self._wrong_size(object_id, path, stat, size)
+                return None
+            data = self._load(file, size, memory_map=memory_map)
+        except ValueError:
+            return None  # emptied while we opened it: a plain miss
+        except OSError as error:
+            warn_unreadable(path, error)
+            return None
+        finally:
+            file.close()
         if data is None:
             return None
         seen = fingerprint(stat)
@@ -172,39 +182,73 @@ class ObjectDirectory:
         return memoryview(data)
 
     @staticmethod
-    def _load(fd: int, size: int, *, memory_map: bool) -> mmap.mmap | bytearray | None:
+    def _load(file: FileIO, size: int, *, memory_map: bool) -> mmap.mmap | bytearray | None:
         """Map or read `size` bytes; None if the file shrank under us."""
         if memory_map:
-            return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+            return _fs.map_read(file, size)
         data = bytearray(size)
         view = memoryview(data)
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as file:
-            done = 0
-            while done < size:
-                count = file.readinto(view[done:])
-                if not count:
-                    return None
-                done += count
+        done = 0
+        while done < size:
+            count = _fs.read_into(file, view[done:])
+            if not count:
+                return None
+            done += count
         return data
 
-    def _not_a_file(self, object_id: str, path: str) -> None:
-        """A symlink, FIFO, device or directory where an object belongs:
-        damage, moved to quarantine (a symlink itself, never its target)."""
+    def _open(self, object_id: str, path: str) -> FileIO | None:
+        """The object's file opened for reading; None (a miss) when it is
+        absent, cannot be read right now (a warning), or is not a regular
+        file (damage: see `_not_a_file`)."""
+        try:
+            return _fs.open_read(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # not here (yet): a plain miss
+        except OSError as error:
+            if not self._not_a_file(object_id, path):
+                warn_unreadable(path, error)
+            return None
+
+    def _not_a_file(self, object_id: str, path: str) -> bool:
+        """Whether a symlink, FIFO, device or directory is where an object
+        belongs: damage, moved to quarantine (a symlink itself, never its
+        target). False for a regular file that could not be opened."""
         try:
             found = os.lstat(path)
         except OSError:
-            return  # gone meanwhile, or unreadable: a plain miss
-        if not stat_module.S_ISREG(found.st_mode):
-            self._quarantine(object_id, path, found, "not a regular file")
+            return False  # gone meanwhile, or unreadable: a plain miss
+        if stat_module.S_ISREG(found.st_mode):
+            return False
+        self._quarantine(object_id, path, found, "not a regular file")
+        return True
+
+    def _wrong_size(self, object_id: str, path: str, stat: os.stat_result, size: int) -> None:
+        """A file of another size than the object's: damage, unless a cleanup
+        retired it (a store in git, see `_retired.py`): then it is absent."""
+        if not is_retired(path, stat.st_size):
+            self._quarantine(object_id, path, stat, f"size {stat.st_size}, expected {size}")
 
     def _quarantine(self, object_id: str, path: str, stat: os.stat_result, reason: str) -> None:
+        """Warn about a damaged object; move it to quarantine once it is old.
+
+        A young file (its mtime or ctime within `quarantine_after_seconds`)
+        may be a sync tool's copy still arriving (a prefix, a placeholder of
+        zeros): it stays where the rest will land, and moving it away would
+        make the tool delete the object on every machine. A put of the same
+        bytes replaces it (`VerifiedObjects.is_damaged`).
+        """
+        young = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < int(
+            self._quarantine_after_seconds * 1e9
+        )
+        where = "left in place: it may still be arriving" if young else "moved to quarantine"
         warnings.warn(
-            f"marimo_store: damaged object {path} ({reason}); treated as a miss "
-            f"and moved to {self._quarantine_dir}",
+            f"marimo_store: damaged object {path} ({reason}); treated as a miss and {where}",
             StoreWarning,
             stacklevel=4,
         )
-        self._verified.forget(object_id)
+        self._verified.forget(object_id, fingerprint(stat))
+        if young:
+            return
         try:
             current = os.lstat(path)
             if (current.st_dev, current.st_ino) != (stat.st_dev, stat.st_ino):

@@ -31,7 +31,7 @@ import msgpack
 
 from marimo_store import _fs
 from marimo_store._entry import ExecutionKey, is_timestamp
-from marimo_store._errors import StoreWarning
+from marimo_store._errors import StoreWarning, warn_unreadable
 from marimo_store._hashing import content_digest, content_hasher, text_digest
 from marimo_store._layout import scan_real_directory
 from marimo_store._log import FRAME, frame, pack, read_at, read_frame, unpack, unpack_any
@@ -42,6 +42,7 @@ from marimo_store._records import (
     key_from_fields,
     winner,
 )
+from marimo_store._retired import MAX_MARKER_BYTES, is_marker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -142,15 +143,10 @@ class SnapshotFile:
             name: (offset, seen) for name, (offset, seen) in header["consumed"].items()
         }
         self.created_at: int = header["created_at"]
+        newest = header.get("newest")
+        self.newest: int | None = newest if type(newest) is int else None
+        """The largest `created_at` of its entries (None: written without it)."""
         self._decoded: dict[tuple[str, str], list[StoredEntry]] = {}
-
-    @classmethod
-    def open(cls, path: str) -> SnapshotFile | None:
-        """The snapshot at `path`, or None (with a warning) if it does not verify."""
-        snapshot, problem = cls.inspect(path)
-        if problem is not None:
-            _damaged(path, problem)
-        return snapshot
 
     @classmethod
     def inspect(cls, path: str) -> tuple[SnapshotFile | None, str | None]:
@@ -158,21 +154,24 @@ class SnapshotFile:
         it vanished (a concurrent cleanup) or cannot be read right now."""
         size = 0
         try:
-            with _fs.open_regular_file(path) as file:
-                stat = os.fstat(file.fileno())
+            with _fs.open_read(path) as file:
+                stat = _fs.fstat(file)
                 size = stat.st_size
+                if size <= MAX_MARKER_BYTES and is_marker(_fs.read(file)):
+                    return None, None  # retired by a cleanup (a store in git): absent
                 if size < _FOOTER.size + FRAME.size:
                     return None, "too short"
                 # The footer is checked before mapping: a 3 GiB file of zeros costs 24 bytes.
                 footer = _footer_problem(read_at(file, size - _FOOTER.size, _FOOTER.size), size)
                 if footer is not None:
                     return None, footer
-                data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+                data = _fs.map_read(file, 0)
+        except (FileNotFoundError, ValueError):
+            return None, None
         except OSError as error:
             if error.errno == errno.ENOMEM:  # larger than the address space left to us
                 return None, f"it is too large to map ({size} bytes)"
-            return None, None
-        except ValueError:
+            warn_unreadable(path, error)
             return None, None
         problem = _check(memoryview(data), size)
         if isinstance(problem, str):
@@ -194,7 +193,7 @@ class SnapshotFile:
         if self.truncated:
             return False
         try:
-            stat = os.stat(self.path)
+            stat = _fs.stat(self.path)
         except OSError:
             return True  # deleted or renamed: the mapped inode stays whole
         if (stat.st_dev, stat.st_ino) == self._identity and stat.st_size < len(self._data):
@@ -405,6 +404,7 @@ def encode_snapshot(state: StoreState, *, writer: str, created_at: int) -> tuple
             "consumed": {name: list(value) for name, value in sorted(state.consumed.items())},
             "count": len(live),
             "body": body_hasher.hexdigest(),
+            "newest": max((s.metadata.created_at for s in live), default=0),
         }
     )
     header_frame = frame(header_payload)
@@ -439,7 +439,10 @@ def read_snapshots(directory: str) -> SnapshotSet:
     """Open every snapshot; heads are those that are nobody's ancestor.
 
     Files that fail verification are ignored (with a warning): they cost
-    at most the entries only they held, which read as misses.
+    at most the entries only they held, which read as misses. A file that
+    cannot be read right now (EACCES, EIO) is skipped with a warning but not
+    counted as damaged: nothing supersedes or quarantines it, and its
+    entries come back once it reads again.
     """
     names = sorted(
         e.name for e in scan_real_directory(directory) if e.name.endswith(SNAPSHOT_SUFFIX)
@@ -448,10 +451,11 @@ def read_snapshots(directory: str) -> SnapshotSet:
     damaged: list[str] = []
     for name in names:
         path = os.path.join(directory, name)
-        snapshot = SnapshotFile.open(path)
+        snapshot, problem = SnapshotFile.inspect(path)
         if snapshot is not None:
             files.append(snapshot)
-        elif os.path.exists(path):
+        elif problem is not None:  # not one that cannot be read right now: it may be fine
+            _damaged(path, problem)
             damaged.append(path)
     superseded: set[str] = set()
     for snapshot in files:

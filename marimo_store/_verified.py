@@ -94,6 +94,7 @@ class VerifiedObjects:
         self._path: str | None = None
         self._known: dict[str, Fingerprint] = {}
         self._digests: dict[str, tuple[Fingerprint, bytes]] = {}
+        self._damaged: dict[str, Fingerprint] = {}
         self._loaded = False  # the shared file is read on first need, not on open
         self._lock = threading.Lock()
 
@@ -119,11 +120,19 @@ class VerifiedObjects:
                     _fs.makedirs(self._local_dir)
                 _fs.append_to(self._path, _record(object_id, seen))
 
-    def forget(self, object_id: str) -> None:
-        """The object failed verification (or was replaced): trust it no more here."""
+    def forget(self, object_id: str, damaged: Fingerprint | None = None) -> None:
+        """The object failed verification (or was replaced): trust it no more
+        here. `damaged`: the fingerprint of the file that failed, which a put
+        of the same bytes then replaces instead of reusing."""
         with self._lock:
             self._known.pop(object_id, None)
             self._digests.pop(object_id, None)
+            if damaged is not None:
+                self._damaged[object_id] = damaged
+
+    def is_damaged(self, object_id: str, seen: Fingerprint) -> bool:
+        """Whether the file with fingerprint `seen` failed verification here."""
+        return self._damaged.get(object_id) == seen
 
     def has_digest(self, object_id: str, seen: Fingerprint, digest: bytes) -> bool:
         """Whether this process found the file with fingerprint `seen` to have
@@ -152,7 +161,7 @@ def _record(object_id: str, seen: Fingerprint) -> bytes:
 def _read_ledger(path: str) -> dict[str, Fingerprint]:
     found: dict[str, Fingerprint] = {}
     try:
-        with _fs.open_regular_file(path) as file:
+        with _fs.open_read(path) as file:
             for payload in FrameStream(file, 0, os.fstat(file.fileno()).st_size):
                 row = unpack_any(payload)
                 if (

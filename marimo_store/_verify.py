@@ -21,10 +21,12 @@ The pass, in order:
 Repair then: puts every verified object copy at its true name (or deletes
 it when the true name already holds the same bytes), moves damaged objects
 to `quarantine/`, rewrites damaged generated files, writes a fresh snapshot
-(a cleanup that drops exactly the entries whose objects are missing or
-damaged, and deletes superseded snapshots, consumed segments and stale temp
-files), then moves damaged snapshots and segments to `quarantine/`: their
-readable part is in the fresh snapshot by then.
+(a cleanup that keeps entries whose objects are missing or damaged, as
+misses, until they have dangled on this machine for the grace period of
+`_dangling.py`, or with `drop_dangling` drops them at once, and deletes
+superseded snapshots, consumed segments and stale temp files), then
+moves damaged snapshots and segments to `quarantine/`: their readable part
+is in the fresh snapshot by then.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from marimo_store._conflicts import (
     SNAPSHOT_NAME,
     sync_copy_of,
 )
+from marimo_store._dangling import DANGLING_GRACE_DAYS
 from marimo_store._entry import EntryMetadata, ExecutionKey, now_ms
 from marimo_store._findings import VerifyProblem, VerifyReport
 from marimo_store._hashing import content_digest
@@ -66,11 +69,12 @@ from marimo_store._log import (
     writer_of_file,
 )
 from marimo_store._records import LOG_RECORD_TYPES, decode_log_record
+from marimo_store._retired import MAX_MARKER_BYTES, is_marker, is_retired
 from marimo_store._snapshot import SNAPSHOT_SUFFIX, SnapshotFile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO
+    from io import FileIO
 
     from marimo_store.store import FsPersistentStore
 
@@ -162,7 +166,7 @@ def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
 def _hash_file(path: str) -> tuple[str, tuple[int, int, int, int]] | None:
     """xxh3-128 hex of a file's bytes (memory-mapped, no copy), and its identity."""
     try:
-        with _fs.open_regular_file(path) as file:
+        with _fs.open_read(path) as file:
             stat = os.fstat(file.fileno())
             if stat.st_size == 0:
                 return content_digest(b"").hex(), _identity(stat)
@@ -271,6 +275,8 @@ class _Verifier:
                 for item in os.scandir(entry.path):
                     if not item.is_file(follow_symlinks=False):
                         continue
+                    if is_retired(item.path, item.stat(follow_symlinks=False).st_size):
+                        continue
                     if OBJECT_NAME.fullmatch(item.name):
                         found.append((item.path, entry.name + item.name, None))
                         continue
@@ -313,19 +319,21 @@ class _Verifier:
                     "damaged object", item.path, "its bytes do not match its name"
                 )
 
-    def search_quarantine(self, referenced: Mapping[str, int]) -> None:
-        """Find needed objects that a read moved to quarantine/ although their
-        bytes are right (a read cannot tell a swapped file from a damaged one)."""
+    def search_quarantine(self, referenced: Mapping[str, int]) -> list[_ObjectFile]:
+        """Find needed objects that a read (or this repair) moved to
+        quarantine/ although their bytes are right (a read cannot tell a
+        swapped file from a damaged one); returns the files found."""
         missing = {
             object_id: size
             for object_id, size in referenced.items()
             if object_id not in self.good and object_id not in self.recoverable
         }
         sizes = set(missing.values())
+        restorable: list[_ObjectFile] = []
         try:
             items = list(os.scandir(self.layout.quarantine)) if missing else []
         except (FileNotFoundError, NotADirectoryError):
-            return
+            return restorable
         for item in items:
             try:
                 if not item.is_file(follow_symlinks=False) or item.stat().st_size not in sizes:
@@ -345,15 +353,17 @@ class _Verifier:
                 item.path,
                 f"holds the bytes of the needed object {wanted[0]}",
             )
-            self.objects.append(found)
+            restorable.append(found)
             self.recoverable.update(wanted)
             for object_id in wanted:
                 del missing[object_id]
+        self.objects.extend(restorable)
+        return restorable
 
-    def repair_objects(self) -> None:
+    def repair_objects(self, objects: Collection[_ObjectFile]) -> None:
         by_digest = self.by_digest
         staged: list[tuple[_ObjectFile, str]] = []
-        for item in self.objects:
+        for item in objects:
             finding = item.finding
             if finding is None:
                 continue
@@ -451,16 +461,19 @@ class _Verifier:
 
     def _scan_segment(self, path: str, name: str) -> _SegmentFile | None:
         try:
-            with _fs.open_regular_file(path) as file:
+            with _fs.open_read(path) as file:
                 return self._scan_open_segment(path, name, file)
         except OSError:
             return None
 
-    def _scan_open_segment(self, path: str, name: str, file: BinaryIO) -> _SegmentFile | None:
+    def _scan_open_segment(self, path: str, name: str, file: FileIO) -> _SegmentFile | None:
         """Read a segment a window at a time (`FrameStream`), checking every
         record against the format: a malformed one is a finding, and the
-        segment goes to quarantine once the fresh snapshot holds the rest."""
-        stat = os.fstat(file.fileno())
+        segment goes to quarantine once the fresh snapshot holds the rest.
+        A retired segment (a marker left by a cleanup in git) is absent."""
+        stat = _fs.fstat(file)
+        if is_marker(read_at(file, 0, MAX_MARKER_BYTES + 1)):
+            return None
         self.report.segments_checked += 1
         opening = read_header(memoryview(read_at(file, 0, FRAME.size + MAX_HEADER_BYTES)))
         if opening.header is None:
@@ -547,7 +560,7 @@ class _Verifier:
         for name, lines in generated:
             path = os.path.join(self.layout.root, name)
             try:
-                with _fs.open_regular_file(path) as file:
+                with _fs.open_read(path) as file:
                     text = file.read(_GENERATED_MAX_BYTES).decode("utf-8")
             except FileNotFoundError:
                 text = ""
@@ -576,7 +589,7 @@ class _Verifier:
         for path, missing, finding in incomplete:
             if missing:
                 text = ""
-                with contextlib.suppress(FileNotFoundError), _fs.open_regular_file(path) as file:
+                with contextlib.suppress(FileNotFoundError), _fs.open_read(path) as file:
                     text = file.read(_GENERATED_MAX_BYTES).decode("utf-8")
                 addition = "".join(f"{line}\n" for line in missing)
                 joined = text if not text or text.endswith("\n") else text + "\n"
@@ -615,6 +628,14 @@ class _Verifier:
         for path, identity, finding in self.quarantine_after:
             if os.path.exists(path) and not finding.action:
                 finding.action = self._quarantine(path, identity)
+
+    def restore_late_quarantined(self, referenced: Mapping[str, int]) -> None:
+        """Put back needed objects whose bytes sat in a file this repair
+        quarantined only after the fresh snapshot (a snapshot or segment that
+        swapped contents with an object file): without this a second
+        `verify()` would find them in quarantine/."""
+        if self.quarantine_after:
+            self.repair_objects(self.search_quarantine(referenced))
 
     def describe_the_rest(self, skipped: list[str]) -> None:
         """Actions for findings the cleanup took care of (or could not)."""
@@ -662,12 +683,14 @@ class _DropDangling:
 
 
 def verify_store(
-    store: FsPersistentStore, *, repair: bool, progress: Progress | None
+    store: FsPersistentStore, *, repair: bool, drop_dangling: bool, progress: Progress | None
 ) -> VerifyReport:
     """The whole pass (see the module docstring); `store.verify()` delegates here."""
     verifier = _Verifier(store, repair, progress)
     report = verifier.report
-    if not store.layout.require_store_directory():
+    if not store.layout.require_store_directory(
+        allow_other_files=store.config["allow_other_files"]
+    ):
         return report
     links = verifier.scan_links()
     if repair:
@@ -688,19 +711,30 @@ def verify_store(
     incomplete = verifier.scan_generated()
     verifier.scan_temp()
     if repair:
-        verifier.repair_objects()
+        verifier.repair_objects(verifier.objects)
     dangling = verifier.dangling_entries([stored.metadata for stored in live])
-    for key, reason in dangling.items():
-        finding = verifier.find("dangling entry", "", f"entry {key}: {reason}")
-        if repair:
-            finding.action = "dropped (a tombstone in the fresh snapshot)"
+    findings = {
+        key: verifier.find("dangling entry", "", f"entry {key}: {reason}")
+        for key, reason in dangling.items()
+    }
     if repair:
         verifier.repair_generated(incomplete)
-        cleanup = store.cleanup(_DropDangling(dangling))
+        # Late is not lost: without drop_dangling, the cleanup drops only the
+        # entries that have dangled on this machine for the grace period.
+        cleanup = store.cleanup(_DropDangling(dangling if drop_dangling else {}))
+        dropped = {d.key for d in cleanup.dropped}
+        for key, finding in findings.items():
+            finding.action = (
+                "dropped (a tombstone in the fresh snapshot)"
+                if key in dropped
+                else f"kept: a miss until its objects arrive (dropped after it has dangled "
+                f"{DANGLING_GRACE_DAYS} days on this machine, or with drop_dangling)"
+            )
         report.skipped.extend(cleanup.skipped)
         report.snapshot = cleanup.snapshot
         if cleanup.snapshot is not None:
             verifier.repair_after_snapshot(cleanup.snapshot)
+            verifier.restore_late_quarantined(referenced)
         verifier.describe_the_rest(cleanup.skipped)
     report.problems = [VerifyProblem(f.kind, f.path, f.detail, f.action) for f in verifier.findings]
     return report

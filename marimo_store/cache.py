@@ -244,13 +244,11 @@ class _Flight:
         self._deadline = time.monotonic() + lease
         self._held = contextlib.ExitStack()
         self.holding = False
-        self.waited = False
         self.completed = False
 
     def waits(self) -> Iterator[float]:
         pause = _FIRST_PAUSE
         while not self._try_enter():
-            self.waited = True
             if time.monotonic() >= self._deadline:
                 return  # the holder is taking longer than the lease: go ahead
             yield pause
@@ -382,7 +380,7 @@ class CachedFunction(_Generic[P, R]):
         with _Flight(store, call.key, self._lease) as flight:
             for pause in flight.waits():
                 time.sleep(pause)
-            value = self._after_wait(store, call, flight)
+            value = self._stored_meanwhile(store, call)
             if value is not MISSING:
                 return value  # type: ignore[no-any-return]
             self._misses += 1
@@ -408,7 +406,7 @@ class CachedFunction(_Generic[P, R]):
         with _Flight(store, call.key, self._lease) as flight:
             for pause in flight.waits():
                 await asyncio.sleep(pause)
-            value = self._after_wait(store, call, flight)
+            value = self._stored_meanwhile(store, call)
             if value is not MISSING:
                 return value
             self._misses += 1
@@ -416,10 +414,15 @@ class CachedFunction(_Generic[P, R]):
             flight.completed = self._save(store, call, result)
             return result
 
-    def _after_wait(self, store: Store, call: CallKey, flight: _Flight) -> Any:
-        """After waiting for another caller: its result, if it stored one."""
-        if not flight.waited:
-            return MISSING
+    def _stored_meanwhile(self, store: Store, call: CallKey) -> Any:
+        """Once this caller holds the lease (or gave up waiting): the result
+        another caller stored meanwhile, if any.
+
+        Always looked up again, also without a wait: the caller that held
+        the lease may have stored the result and released it between our
+        miss and our taking the lease (its lock file then is a fresh one,
+        taken at once). Only a miss here computes: one computation per key
+        unless the computing process dies."""
         store.refresh()  # it was put a moment ago: do not wait for refresh_interval
         value = _lookup(store, call.key)
         if value is not MISSING:

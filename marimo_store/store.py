@@ -31,6 +31,7 @@ from marimo_store._cleanup import (
     delete_consumed_segments,
     delete_stale_temp_files,
 )
+from marimo_store._dangling import dangling_since, overdue
 from marimo_store._entry import (
     Entry,
     EntryMetadata,
@@ -49,6 +50,7 @@ from marimo_store._errors import (
     NotFoundError,
     StoreIOError,
     StoreWarning,
+    UnreadableFiles,
 )
 from marimo_store._hashing import content_digest, text_digest
 from marimo_store._index import EntryIndex
@@ -72,6 +74,7 @@ from marimo_store._records import (
     encode_entry,
     same_contents,
 )
+from marimo_store._retired import MAX_MARKER_BYTES, in_git_work_tree, remove
 from marimo_store._serialize import (
     MISSING,
     SerializedValue,
@@ -167,6 +170,7 @@ class _Writing:
         self.objects = ObjectDirectory(
             layout.objects,
             quarantine_dir=layout.quarantine,
+            quarantine_after_seconds=store.object_grace_seconds,
             temp_path=self.temp_path,
             durable=store.durability == "fsync",
             verify_reads=store.verify_reads,
@@ -203,6 +207,19 @@ def _apply(decoded: StoredEntry | KeyRecord, target: _RecordTarget) -> None:
         target.add_access(decoded.key, decoded.at)
     else:
         target.add_tombstone(decoded.key, decoded.at)
+
+
+def _store_path(path: object) -> str:
+    """The absolute store path; `ConfigError` for what cannot name a store
+    directory (an empty path would make the working directory a store)."""
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigError(f"path must be a str or os.PathLike, got {path!r}")
+    if not os.fspath(path):
+        raise ConfigError(
+            "path must not be empty (it would make the working directory a store); "
+            "name the store directory, for example '__marimo__/persist'"
+        )
+    return os.path.abspath(os.fspath(path))
 
 
 def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
@@ -276,7 +293,9 @@ class FsPersistentStore(NamedObjects):
     - `tombstone_ttl_days`: how long a snapshot remembers deleted keys, so a
       machine syncing late cannot bring them back.
     - `object_grace_seconds`: object GC spares objects younger than this
-      (they may belong to entries not visible here yet).
+      (they may belong to entries not visible here yet), and a damaged
+      object this young stays in place instead of going to quarantine (it
+      may be a sync tool's copy still arriving).
     - `lock_timeout`: seconds to wait for a local lock; on timeout a put
       goes on without it and a cleanup is skipped and reported.
     - `signing_key`: a PEM Ed25519 private key file; every entry put is
@@ -319,15 +338,8 @@ class FsPersistentStore(NamedObjects):
         trusted_signers: Collection[str] = (),
         allow_other_files: bool = False,
     ) -> None:
-        if not isinstance(path, str | os.PathLike):
-            raise ConfigError(f"path must be a str or os.PathLike, got {path!r}")
-        if not os.fspath(path):
-            raise ConfigError(
-                "path must not be empty (it would make the working directory a store); "
-                "name the store directory, for example '__marimo__/persist'"
-            )
         self._config: dict[str, Any] = {
-            "path": os.path.abspath(os.fspath(path)),
+            "path": _store_path(path),
             "object_id_mode": object_id_mode,
             "auto_variables_format": auto_variables_format,
             "inline_threshold": inline_threshold,
@@ -379,6 +391,7 @@ class FsPersistentStore(NamedObjects):
         self._index = EntryIndex()
         self._log_reader = LogReader(self.layout.log)
         self._snapshot_names: tuple[str, ...] | None = None
+        self._unreadable = UnreadableFiles()
         self._last_refresh = -float("inf")
         self._verified = VerifiedObjects(self.layout.local)
         self._watch: ChangeNotifier | None = None
@@ -387,6 +400,7 @@ class FsPersistentStore(NamedObjects):
         self._reader_objects = ObjectDirectory(
             self.layout.objects,
             quarantine_dir=self.layout.quarantine,
+            quarantine_after_seconds=object_grace_seconds,
             temp_path=lambda: "",  # the reading side never writes objects
             durable=False,
             verify_reads=verify_reads,
@@ -438,7 +452,9 @@ class FsPersistentStore(NamedObjects):
         Putting the same key with the same contents again is a no-op that
         returns the stored metadata; with different contents it raises
         `ExecutionKeyClash`. Without `created_at`, the key gets the current
-        time (moved on by a millisecond if that run is taken).
+        time, or one millisecond after the newest `created_at` this store has
+        seen if that is later (a writer whose clock runs ahead cannot make
+        later runs look older), moved on by a millisecond if that run is taken.
         """
         if not isinstance(entry, Entry):
             raise InvalidArgumentError(f"put() takes an Entry, got {type(entry).__name__}")
@@ -567,7 +583,10 @@ class FsPersistentStore(NamedObjects):
     ) -> ExecutionKey:
         if key.created_at is not None:
             return key
-        pinned = key.at(now_ms())
+        # A hybrid logical clock: a run written after another was seen comes
+        # after it, whatever the writers' clocks say (a clock ahead by a day
+        # must not make every later run look older).
+        pinned = key.at(max(now_ms(), self._index.newest_created_at() + 1))
         while True:
             present = self._index.exact(pinned)
             # A run deleted in this very millisecond keeps its key dead: move on.
@@ -651,7 +670,7 @@ class FsPersistentStore(NamedObjects):
         passed over (without a warning or an error: nothing is loaded here).
         """
         for stored in self._candidates(key, exact=False):
-            if self._objects_present(stored) and self._admits(stored, quiet=True):
+            if self._objects_here(stored) and self._admits(stored, quiet=True):
                 return stored.metadata
         return None
 
@@ -847,9 +866,13 @@ class FsPersistentStore(NamedObjects):
             elif now - self._last_refresh < self.refresh_interval:
                 return
         self._last_refresh = now
-        names = self._list_snapshots()
-        if names != self._snapshot_names:
-            self._reload(names)
+        try:
+            names = self._list_snapshots()
+            if names != self._snapshot_names:
+                self._reload(names)
+            self._unreadable.read(self.layout.snapshots)
+        except OSError as error:  # snapshots/ unreadable right now: go on with what we know
+            self._unreadable.failed(self.layout.snapshots, error)
         for decoded in self._log_reader.read_new():
             _apply(decoded, self._index)
 
@@ -1004,7 +1027,9 @@ class FsPersistentStore(NamedObjects):
         lock). `dry_run` changes nothing and reports what would be dropped.
         """
         report = CleanupReport(dry_run=dry_run)
-        if not self.layout.require_store_directory():
+        if not self.layout.require_store_directory(
+            allow_other_files=self._config["allow_other_files"]
+        ):
             return report
         if not dry_run:
             self._flush_accesses()  # so that this process's hits count for LRU
@@ -1038,9 +1063,16 @@ class FsPersistentStore(NamedObjects):
         state, reader, snapshots = self._merged_state()
         live = state.live()
         decisions = dict(strategy([stored.metadata for stored in live], now))
-        for stored in live:
-            if stored.metadata.key not in decisions and not self._objects_present(stored):
-                decisions[stored.metadata.key] = "objects missing or damaged"
+        # Late is not lost: an entry whose objects are not here (yet) stays,
+        # a miss, until it has dangled on this machine for the grace period.
+        dangling = [
+            s.metadata.key
+            for s in live
+            if s.metadata.key not in decisions and self._objects_here(s) is False
+        ]
+        temp_path = None if report.dry_run else self._writing_for_this_process().temp_path()
+        since = dangling_since(self.layout.local, dangling, now, temp_path=temp_path)
+        decisions.update(overdue(since, now))
         sizes = {stored.metadata.key: stored.metadata.content_size for stored in live}
         report.dropped = [
             DroppedEntry(key, reason, sizes[key]) for key, reason in decisions.items()
@@ -1050,8 +1082,12 @@ class FsPersistentStore(NamedObjects):
             return
         for key in decisions:
             state.add_tombstone(key, now)
-        self._write_snapshot(state, reader, snapshots, now, report)
-        delete_consumed_segments(self.layout.log, reader.segments(), report)
+        retire = in_git_work_tree(self.path)  # never delete under git (see _retired.py)
+        self._write_snapshot(state, reader, snapshots, now, report, retire=retire)
+        temp = self._writing_for_this_process().temp_path
+        delete_consumed_segments(
+            self.layout.log, reader.segments(), report, retire=retire, temp_path=temp
+        )
         delete_stale_temp_files(self.layout.tmp, report)
         prune_ledgers(
             self.layout.local,
@@ -1059,7 +1095,7 @@ class FsPersistentStore(NamedObjects):
             self._writing_for_this_process().temp_path(),
         )
         if include_content:
-            self._collect_garbage(state, reader, report)
+            self._collect_garbage(state, reader, report, retire=retire)
 
     def _merged_state(self) -> tuple[StoreState, LogReader, SnapshotSet]:
         """Every head merged, plus every log record after them: the whole
@@ -1080,6 +1116,8 @@ class FsPersistentStore(NamedObjects):
         snapshots: SnapshotSet,
         now: int,
         report: CleanupReport,
+        *,
+        retire: bool,
     ) -> None:
         horizon = now - int(self.tombstone_ttl_days * _DAY_MS)
         # Offsets only for segments that still exist: a deleted segment that a
@@ -1111,7 +1149,7 @@ class FsPersistentStore(NamedObjects):
         # (A snapshot that arrived after they were read is not in the list.)
         for snapshot in snapshots.files:
             if snapshot.path != path:
-                _fs.unlink(snapshot.path)
+                remove(snapshot.path, retire=retire, temp_path=writing.temp_path)
                 report.snapshots_deleted += 1
         # A damaged snapshot goes to quarantine once it is old: a young one may
         # be another machine's snapshot still arriving through a sync tool.
@@ -1124,19 +1162,28 @@ class FsPersistentStore(NamedObjects):
                     name = f"{os.path.basename(damaged)}.{now}"
                     _fs.replace(damaged, os.path.join(self.layout.quarantine, name))
 
-    def _objects_present(self, stored: StoredEntry) -> bool:
-        objects = self._reader_objects
+    def _objects_here(self, stored: StoredEntry) -> bool | None:
+        """Whether every object file of the entry is here at its recorded size.
+
+        False: one is absent or has another size (not delivered yet, or
+        still being copied: the entry dangles). None: none is known to be
+        absent, but one cannot be read right now."""
+        here: bool | None = True
         for ref in stored.metadata.objects().values():
             if ref.inline or ref.size == 0:
                 continue
             try:
-                if os.stat(objects.path_of(ref.id)).st_size != ref.size:
+                if _fs.stat(self._reader_objects.path_of(ref.id)).st_size != ref.size:
                     return False
-            except OSError:
+            except (FileNotFoundError, NotADirectoryError):
                 return False
-        return True
+            except OSError:
+                here = None
+        return here
 
-    def _collect_garbage(self, state: StoreState, reader: LogReader, report: CleanupReport) -> None:
+    def _collect_garbage(
+        self, state: StoreState, reader: LogReader, report: CleanupReport, *, retire: bool
+    ) -> None:
         with self._objects_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
             if not acquired:
                 report.skipped.append("object GC: puts held the objects lock; objects kept")
@@ -1149,7 +1196,14 @@ class FsPersistentStore(NamedObjects):
                 for object_id, ref in stored.metadata.objects().items()
                 if not ref.inline
             }
-            collect_garbage(self.layout.objects, referenced, self.object_grace_seconds, report)
+            collect_garbage(
+                self.layout.objects,
+                referenced,
+                self.object_grace_seconds,
+                report,
+                retire=retire,
+                temp_path=self._writing_for_this_process().temp_path,
+            )
 
     def _maybe_clean_up_in_background(self) -> None:
         """Start a cleanup thread when a trigger fired; the put does not wait."""
@@ -1174,23 +1228,33 @@ class FsPersistentStore(NamedObjects):
 
     # -- checking and repairing ----------------------------------------------------
 
-    def verify(self, *, repair: bool = False, progress: Progress | None = None) -> VerifyReport:
+    def verify(
+        self,
+        *,
+        repair: bool = False,
+        drop_dangling: bool = False,
+        progress: Progress | None = None,
+    ) -> VerifyReport:
         """Check every file of the store; with `repair`, fix what is wrong.
 
         Rehashes every object (conflicted copies and misplaced files too),
         checks every snapshot and segment byte for byte and every entry's
         objects, and looks at `format.json`, `.gitignore`, `.gitattributes`
         and `tmp/`. With `repair=True`: verified copies go to their true
-        names, damaged files to `quarantine/`, entries whose objects are
-        missing or damaged are dropped, stale temp files are deleted, and a
-        fresh snapshot is written; a second `verify()` then reports nothing.
+        names, damaged files to `quarantine/`, stale temp files are deleted,
+        and a fresh snapshot is written; a second `verify()` then reports
+        nothing but the entries that still dangle. An entry whose objects are
+        missing or damaged (a *dangling* entry: perhaps a sync tool has not
+        delivered them yet) is kept as a miss until it has dangled on this
+        machine for 7 days, as in every cleanup; `drop_dangling=True` drops
+        it at once.
         `progress(bytes_hashed, total_bytes)` is called while hashing.
         Never needed for correctness: every read verifies what it loads.
         """
         from marimo_store._verify import verify_store  # noqa: PLC0415 - rarely used
 
         try:
-            return verify_store(self, repair=repair, progress=progress)
+            return verify_store(self, repair=repair, drop_dangling=drop_dangling, progress=progress)
         except StoreIOError:
             raise
         except OSError as error:
@@ -1229,8 +1293,11 @@ class FsPersistentStore(NamedObjects):
     def _too_many_segments(self) -> bool:
         """Whether the log holds more segment files than a cleanup should let
         pile up. Every process that only reads still leaves one small segment
-        (its access records), so entry counts alone would never trigger."""
-        return len(self._log_reader.segments()) > _MAX_SEGMENTS_BEFORE_CLEANUP
+        (its access records), so entry counts alone would never trigger.
+        The markers of retired segments (a store in git) do not count."""
+        segments = self._log_reader.segments().values()
+        files = sum(1 for s in segments if s.segment_id or s.size > MAX_MARKER_BYTES)
+        return files > _MAX_SEGMENTS_BEFORE_CLEANUP
 
     def _exit(self) -> None:
         """At interpreter exit: clean up what this instance stored (or the

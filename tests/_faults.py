@@ -12,6 +12,9 @@ which perform the real operation and, as planned:
   write (a write cut short by the crash);
 - **inject** an `OSError` (`EIO`, `ENOSPC`, `EACCES`, ...) at the k-th
   operation, once or on every operation from then on (`persistent`);
+- **replace** the file the k-th operation is about with one of the same
+  size and other bytes (`replace_at`), as a sync tool delivering a newer
+  copy does in the middle of a read;
 - keep a **journal** of what the durable state would be, so that a power
   cut can be applied afterwards (`power_cut`): data written but never
   fsynced is dropped (truncated or zero-filled, as file systems show after a
@@ -29,6 +32,7 @@ import contextlib
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from io import FileIO
 from typing import Any, BinaryIO
 
 from marimo_store import _fs
@@ -48,6 +52,11 @@ OPERATIONS = (
 )
 """Every function of `_fs` that changes the file system (`write_new_file`
 is made of these and is not replaced)."""
+
+READ_OPERATIONS = ("stat", "open_read", "fstat", "read", "read_into", "map_read", "scandir")
+"""Every function of `_fs` that reads: instrumented only when a test asks
+(`instrumented(ops, READ_OPERATIONS)`), so the write-side enumerations
+count what they always counted."""
 
 
 class SimulatedCrash(BaseException):
@@ -97,8 +106,10 @@ class FileOps:
         fault_at: int | None = None,
         fault_errno: int = 0,
         persistent: bool = False,
+        replace_at: int | None = None,
     ) -> None:
         self.shadow_dir = shadow_dir
+        self.replace_at = replace_at
         self.crash_at = crash_at
         self.torn = torn
         self.fault_at = fault_at
@@ -132,6 +143,9 @@ class FileOps:
         ):
             self.faults_raised += 1
             raise OSError(self.fault_errno, os.strerror(self.fault_errno), path)
+        if self.replace_at == self.count and os.path.isfile(path):
+            self.faults_raised += 1
+            _replace_with_other_bytes(path)
         return False
 
     # -- the replaced functions --------------------------------------------------------
@@ -225,6 +239,42 @@ class FileOps:
         self._before("touch", path)
         self._real["touch"](path)
 
+    # -- the replaced read functions (READ_OPERATIONS) ------------------------------------
+
+    def stat(self, path: str) -> os.stat_result:
+        self._before("stat", path)
+        result: os.stat_result = self._real["stat"](path)
+        return result
+
+    def open_read(self, path: str) -> FileIO:
+        self._before("open_read", path)
+        file: FileIO = self._real["open_read"](path)
+        return file
+
+    def fstat(self, file: FileIO) -> os.stat_result:
+        self._before("fstat", str(file.name))
+        result: os.stat_result = self._real["fstat"](file)
+        return result
+
+    def read(self, file: FileIO, count: int = -1) -> bytes:
+        self._before("read", str(file.name))
+        data: bytes = self._real["read"](file, count)
+        return data
+
+    def read_into(self, file: FileIO, view: memoryview) -> int:
+        self._before("read_into", str(file.name))
+        count: int = self._real["read_into"](file, view)
+        return count
+
+    def map_read(self, file: FileIO, size: int) -> Any:
+        self._before("map_read", str(file.name))
+        return self._real["map_read"](file, size)
+
+    def scandir(self, path: str) -> list[os.DirEntry[str]]:
+        self._before("scandir", path)
+        listing: list[os.DirEntry[str]] = self._real["scandir"](path)
+        return listing
+
     # -- the journal -------------------------------------------------------------------
 
     def _record_of(self, file: BinaryIO) -> _File:
@@ -278,12 +328,26 @@ class FileOps:
                 os.link(change.saved, change.target)
 
 
+def _replace_with_other_bytes(path: str) -> None:
+    """Another file of the same size takes `path`'s name (what a sync tool
+    delivering a newer version does while a reader has the old one open)."""
+    with open(path, "rb") as file:
+        data = bytearray(file.read())
+    if data:
+        data[len(data) // 2] ^= 0xFF
+    temp = f"{path}.replacing"
+    with open(temp, "wb") as file:
+        file.write(data)
+    os.replace(temp, path)
+
+
 @contextlib.contextmanager
-def instrumented(ops: FileOps) -> Iterator[FileOps]:
-    """Route every `_fs` operation through `ops` for the duration of the block."""
-    originals = {name: getattr(_fs, name) for name in OPERATIONS}
+def instrumented(ops: FileOps, operations: tuple[str, ...] = OPERATIONS) -> Iterator[FileOps]:
+    """Route the `_fs` `operations` (every write, by default) through `ops`
+    for the duration of the block."""
+    originals = {name: getattr(_fs, name) for name in operations}
     ops._real = originals
-    for name in OPERATIONS:
+    for name in operations:
         setattr(_fs, name, getattr(ops, name))
     try:
         yield ops

@@ -130,6 +130,40 @@ GC_EVERY = 3
 """Cleaner iterations between two with object GC."""
 
 
+class RecordedDefault(DefaultCleanupStrategy):
+    """The default strategy, appending every key it drops (and the rule) to
+    a file that every process of the test shares: which completed puts a
+    cleanup dropped on purpose. Every cleanup goes through it, exit and
+    background ones included."""
+
+    __slots__ = ()
+
+    def __call__(
+        self, entries: Collection[EntryMetadata], now_ms: int
+    ) -> Mapping[ExecutionKey, str]:
+        decisions = super().__call__(entries, now_ms)
+        drops = os.environ.get("MARIMO_STORE_STRESS_DROPS")
+        if decisions and drops:
+            lines = "".join(
+                f"{k.block_id} {k.module_hash} {k.created_at} {why}\n"
+                for k, why in decisions.items()
+            )
+            with open(drops, "a") as file:
+                file.write(lines)
+        return decisions
+
+
+def recorded_drops(path: str) -> dict[tuple[str, str, int], str]:
+    """Every key `RecordedDefault` dropped, with its rule."""
+    found: dict[tuple[str, str, int], str] = {}
+    if os.path.exists(path):
+        with open(path) as file:
+            for line in file:
+                block, module, created_at, rule = line.rstrip("\n").split(" ", 3)
+                found.setdefault((block, module, int(created_at)), rule)
+    return found
+
+
 def stress_key_space(rng: random.Random) -> tuple[str, str]:
     return f"b{rng.randrange(STRESS_BLOCKS):02d}", f"m{rng.randrange(STRESS_MODULES):02d}"
 
@@ -143,7 +177,7 @@ def clean_loop(path: str, seconds: float, seed: int, name: str, queue: Any) -> N
 
     def body() -> dict[str, Any]:
         rng = random.Random(seed)
-        store = FsPersistentStore(path, object_grace_seconds=0)
+        store = FsPersistentStore(path, object_grace_seconds=0, cleanup_strategy=RecordedDefault())
         deadline = time.monotonic() + seconds
         stats: dict[str, Any] = {
             "cleanups": 0,
@@ -178,13 +212,14 @@ def put_get_loop(path: str, seconds: float, seed: int, name: str, queue: Any) ->
 
     def body() -> dict[str, Any]:
         rng = random.Random(seed)
-        store = FsPersistentStore(path, object_grace_seconds=0)
+        store = FsPersistentStore(path, object_grace_seconds=0, cleanup_strategy=RecordedDefault())
         deadline = time.monotonic() + seconds
-        stats = {"puts": 0, "gets": 0, "hits": 0, "put_then_hit": 0}
+        stats: dict[str, Any] = {"puts": 0, "gets": 0, "hits": 0, "put_then_hit": 0, "keys": []}
         while time.monotonic() < deadline:
             block, module = stress_key_space(rng)
             expected = stress_value(block, module)
-            store.put(Entry.of(ExecutionKey(block, module), expected))
+            stored = store.put(Entry.of(ExecutionKey(block, module), expected))
+            stats["keys"].append([block, module, stored.created_at])  # the ledger
             stats["puts"] += 1
             # The key just put: a miss only if a cleanup dropped it meanwhile.
             entry = store.get(ExecutionKey(block, module))

@@ -44,6 +44,18 @@ def make_store(store_path: Path) -> Iterator[StoreFactory]:
 
 
 @pytest.fixture
+def make_quarantining_store(make_store: StoreFactory) -> StoreFactory:
+    """`make_store` with `object_grace_seconds=0`: a read moves a damaged
+    object to quarantine at once (a young one otherwise stays in place: it
+    may be a sync tool's copy still arriving)."""
+
+    def make(path: Path | None = None, **options: Any) -> FsPersistentStore:
+        return make_store(path, **{"object_grace_seconds": 0, **options})
+
+    return make
+
+
+@pytest.fixture
 def store(make_store: StoreFactory) -> FsPersistentStore:
     """A store with default options."""
     return make_store()
@@ -186,4 +198,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=int(os.environ.get("MARIMO_STORE_FUZZ_MUTATIONS", "600")),
         help="mutations of the corruption fuzzer (tests/test_fuzz.py)",
+    )
+    parser.addoption(
+        "--git-rounds",
+        type=int,
+        default=int(os.environ.get("MARIMO_STORE_GIT_ROUNDS", "20")),
+        help="rounds of put, cleanup and git pull in two clones (tests/test_real_tools.py)",
+    )
+    parser.addoption(
+        "--rsync-rounds",
+        type=int,
+        default=int(os.environ.get("MARIMO_STORE_RSYNC_ROUNDS", "10")),
+        help="rounds of rsync with log/ before objects/ (tests/test_late_not_lost.py)",
+    )
+    parser.addoption(
+        "--flight-runs",
+        type=int,
+        default=int(os.environ.get("MARIMO_STORE_FLIGHT_RUNS", "1")),
+        help="runs of 16 processes x 20 keys in tests/test_single_flight.py",
     )

@@ -113,13 +113,17 @@ def check_recovery(scenario: Scenario, root: Path, *, damage_allowed: bool) -> N
         assert not tmp.exists() or list(tmp.iterdir()) == []
         assert snapshot_names(root) == {f"{report.snapshot}.snap"}
         assert len(list((root / "log").iterdir())) == 1, sorted((root / "log").iterdir())
-        assert object_files(root) == set(referenced_objects(live))
+        # (An entry whose objects a power cut lost dangles, a miss, until the
+        # grace of docs/format.md §10.9 ends: its objects may still arrive.)
+        assert object_files(root) <= set(referenced_objects(live))
+        if not damage_allowed:
+            assert object_files(root) == set(referenced_objects(live))
         store.close()
         again = open_for(scenario, root)
         assert read_everything(again, universe) == present | {NEXT}
         # verify() finds nothing a crash left; after lost writes, what it
         # finds (a zero-filled .gitignore, say) one repair fixes.
-        found = again.verify(repair=damage_allowed).problems
+        found = again.verify(repair=damage_allowed, drop_dangling=True).problems
         assert damage_allowed or found == [], found
         assert again.verify().problems == []
         again.close()

@@ -106,6 +106,13 @@ def tolerating_store_warnings() -> Iterator[list[warnings.WarningMessage]]:
 # -- damaged objects -------------------------------------------------------------------
 
 
+@pytest.fixture
+def make_store(make_quarantining_store: StoreFactory) -> StoreFactory:
+    """Damaged objects go to quarantine at once here: nothing in these tests
+    is a sync tool's copy still arriving (test_young_damaged_object_stays)."""
+    return make_quarantining_store
+
+
 READERS = ["writer", "verified", "fresh"]
 
 
@@ -126,6 +133,34 @@ def reader_before_damage(
     if reader != "fresh":
         assert store.get(key) is not None
     return store
+
+
+@pytest.mark.parametrize("heal", ["late copy", "put"])
+def test_young_damaged_object_stays_until_the_right_bytes_arrive(
+    store_path: Path, heal: str
+) -> None:
+    """A damaged object younger than `object_grace_seconds` may be a sync
+    tool's copy still arriving (a placeholder of zeros, a prefix): it stays
+    in place (moving it away would make the tool delete it everywhere). The
+    complete copy, or a put of the same bytes, makes the entry load."""
+    store = FsPersistentStore(store_path, cleanup_on_exit=False)
+    key = ExecutionKey("block", "big-text")
+    ref = store.put(Entry.of(key, {"x": BIG_TEXT})).variables["x"]
+    path = object_file(store_path, ref)
+    good = path.read_bytes()
+    path.write_bytes(bytes(len(good)))  # a placeholder of the right size
+    with pytest.warns(StoreWarning, match="left in place"):
+        assert store.get(key) is None
+    assert path.read_bytes() == bytes(len(good))
+    assert not (store_path / "quarantine").exists()
+    if heal == "late copy":
+        path.write_bytes(good)
+    else:
+        store.put(Entry.of(ExecutionKey("other", "m"), {"x": BIG_TEXT}))  # same bytes
+        assert path.read_bytes() == good
+    for reader in (store, FsPersistentStore(store_path, cleanup_on_exit=False)):
+        entry = reader.get(key)
+        assert entry is not None and entry.variables["x"] == BIG_TEXT
 
 
 @pytest.mark.parametrize("reader", READERS)
@@ -579,3 +614,32 @@ print("alive", sum(hit is not None for hit in hits))
     )
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
     assert result.stdout.startswith("alive")
+
+
+# -- damage to a writer's own live segment ----------------------------------------------
+
+
+@pytest.mark.parametrize("offset", [0, 20, -3], ids=["header", "first record", "last record"])
+@pytest.mark.parametrize("repair", [False, True], ids=["next put", "repair"])
+def test_a_writer_moves_on_from_damage_to_its_own_segment(
+    make_store: StoreFactory, store_path: Path, offset: int, repair: bool
+) -> None:
+    """Records after damage are invisible to every reader, so a writer that
+    finds its live segment changed (at its next put, or because a repair
+    moved it to quarantine) starts a new one: no later put is lost."""
+    writer = make_store()
+    writer.put(Entry.of(ExecutionKey("b", "before"), {"x": 1}))
+    (segment,) = (store_path / "log").iterdir()
+    with tolerating_store_warnings():
+        flip_byte(segment, offset % segment.stat().st_size)
+        if repair:
+            assert any(p.kind == "damaged segment" for p in writer.verify(repair=True).problems)
+        for i in range(3):
+            writer.put(Entry.of(ExecutionKey("b", f"after{i}"), {"x": i}))
+        fresh = make_store()
+        for i in range(3):
+            entry = fresh.get(ExecutionKey("b", f"after{i}"))
+            assert entry is not None and entry.variables["x"] == i
+        writer.verify(repair=True)
+        assert make_store().verify().problems == []
+        assert all(make_store().get(ExecutionKey("b", f"after{i}")) for i in range(3))

@@ -1,5 +1,6 @@
 """`single_flight=True`: concurrent processes compute a key once; a killed or
-hung computing process delays the others by at most the lease.
+hung computing process delays the others by at most the lease. 16
+processes on 20 keys compute each key once (`--flight-runs N` repeats it).
 
 Real processes (see `_flight_workers.py`): the test decides when the one
 computing finishes, and kills (`SIGKILL`) or stops (`SIGSTOP`) it.
@@ -8,6 +9,7 @@ computing finishes, and kills (`SIGKILL`) or stops (`SIGSTOP`) it.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -127,3 +129,55 @@ def test_a_hung_computing_process_delays_the_others_by_the_lease_only(
     assert lease * 0.5 < waited < lease + 10.0, f"waited {waited:.2f} s"
     results = run.finish()
     assert list(results.values()) == ["49"]
+
+
+PROCESSES, KEYS = 16, 20
+
+
+def many_keys(run_dir: Path, seed: int, kill: bool) -> tuple[dict[int, list[int]], set[int]]:
+    """16 processes call a slow cached function on 20 keys (each in its own
+    order); with `kill`, random ones are SIGKILLed meanwhile. Which pids
+    started computing each key (in order), and which pids were killed."""
+    run_dir.mkdir()
+    store = run_dir / "store"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), "many", str(store), str(run_dir), str(KEYS), str(i)]
+        )
+        for i in range(PROCESSES)
+    ]
+    (run_dir / "go").touch()
+    killed: set[int] = set()
+    rng = random.Random(seed)
+    if kill:
+        for victim in rng.sample(processes, 4):
+            time.sleep(rng.uniform(0.05, 0.4))
+            victim.kill()
+            killed.add(victim.pid)
+    for process in processes:
+        process.wait(TIMEOUT)
+    survivors = [p.returncode for p in processes if p.pid not in killed]
+    assert survivors == [0] * len(survivors), survivors
+    runs: dict[int, list[tuple[int, int]]] = {}
+    for marker in run_dir.glob("ran-*"):
+        _, key, pid, at = marker.name.split("-")
+        runs.setdefault(int(key), []).append((int(at), int(pid)))
+    return {key: [pid for _, pid in sorted(found)] for key, found in runs.items()}, killed
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["no kills", "random SIGKILLs"])
+def test_sixteen_processes_compute_each_of_twenty_keys_once(
+    tmp_path: Path, request: pytest.FixtureRequest, kill: bool
+) -> None:
+    """A caller that takes the lease always looks the key up again first: one
+    computation per key, and a second one only after the first computing
+    process was killed."""
+    duplicates = 0
+    for run in range(request.config.getoption("--flight-runs")):
+        runs, killed = many_keys(tmp_path / f"run{run}", run, kill)
+        assert set(runs) == set(range(KEYS)), sorted(runs)
+        for key, pids in runs.items():
+            duplicates += len(pids) - 1
+            # Every computation but the last was by a process that was killed.
+            assert set(pids[:-1]) <= killed, (key, pids, killed)
+    print(f"single_flight, {'with' if kill else 'without'} kills: {duplicates} duplicates")

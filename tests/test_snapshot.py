@@ -307,9 +307,11 @@ def test_custom_strategy_and_reasons(make_store: StoreFactory) -> None:
     assert keys_of(make_store()) == set()
 
 
-def test_entries_whose_objects_are_gone_are_dropped(
+def test_entries_whose_objects_are_gone_stay_until_they_arrive(
     make_store: StoreFactory, store_path: Path
 ) -> None:
+    """Late is not lost: a cleanup keeps an entry whose objects are gone (a
+    miss), and it loads once they are back (docs/format.md §10.9)."""
     store = make_store()
     base = now_ms() - 60_000
     intact = put(store, "x", "intact", base)
@@ -319,13 +321,16 @@ def test_entries_whose_objects_are_gone_are_dropped(
     assert not ref.inline
     (store_path / "objects" / ref.id[:2] / ref.id[2:]).unlink()
 
-    report = make_store().cleanup(drop_nothing)
-    assert [d.key for d in report.dropped] == [broken_key]
-    assert "missing" in report.dropped[0].reason
-    assert report.entries_kept == 1
+    report = make_store().cleanup(drop_nothing, include_content=True)
+    assert report.dropped == []
+    assert report.entries_kept == 2
     fresh = make_store()
-    assert keys_of(fresh) == {intact}
+    assert keys_of(fresh) == {intact, broken_key}
+    assert fresh.get(broken_key) is None
     assert_loads(fresh, [intact])
+    # The object arrives again (here: another entry with the same value).
+    store.put(Entry.of(ExecutionKey("z", "again", base + 2), value("broken")))
+    assert_loads(make_store(), [intact, broken_key])
 
 
 def test_include_content_deletes_objects_of_dropped_entries(

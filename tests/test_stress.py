@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import _stress_workers as sw
+import pytest
 from _checks import (
     check_every_entry_loads,
     missing_objects,
@@ -132,8 +133,12 @@ class DropAll:
 # -- 1. cleanups racing puts and gets ----------------------------------------------------
 
 
-def test_concurrent_cleanups_with_puts_and_gets(store_path: Path) -> None:
+def test_concurrent_cleanups_with_puts_and_gets(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = str(store_path)
+    drops = store_path.parent / "drops.log"
+    monkeypatch.setenv("MARIMO_STORE_STRESS_DROPS", str(drops))  # (workers inherit it)
     seconds = STRESS_SECONDS
     reports = run_workers(
         [
@@ -144,6 +149,7 @@ def test_concurrent_cleanups_with_puts_and_gets(store_path: Path) -> None:
         ],
         timeout=seconds + 120,
     )
+    ledger = [tuple(key) for name in ("putter-0", "putter-1") for key in reports[name].pop("keys")]
     print(reports)
     # The test tested something: cleanups, object GC, puts and hits all happened.
     putters = [reports["putter-0"], reports["putter-1"]]
@@ -155,10 +161,27 @@ def test_concurrent_cleanups_with_puts_and_gets(store_path: Path) -> None:
     assert sum(c["objects_deleted"] for c in cleaners) > 0
 
     with no_store_warnings():
-        final = FsPersistentStore(store_path, object_grace_seconds=0, cleanup_on_exit=False)
+        final = FsPersistentStore(
+            store_path,
+            object_grace_seconds=0,
+            cleanup_on_exit=False,
+            cleanup_strategy=sw.RecordedDefault(),
+        )
         report = final.cleanup(include_content=True)
         assert report.skipped == []
         assert not [d for d in report.dropped if "missing" in d.reason], report.dropped
+        # No completed put is lost: each loads unless a strategy rule dropped it.
+        dropped = sw.recorded_drops(str(drops))
+        lost = [
+            key
+            for key in ledger
+            if key not in dropped
+            and final.get(ExecutionKey(*key), exact_match_created_at=True) is None
+        ]
+        print(
+            f"{len(ledger)} puts, {len(set(ledger) & set(dropped))} dropped by rules, lost {lost}"
+        )
+        assert lost == []
         assert len(snapshot_names(store_path)) == 1
         final.close()
 

@@ -33,7 +33,13 @@ def register(add: Register) -> None:
     verify.add_argument(
         "--repair",
         action="store_true",
-        help="also fix what is found: rename, quarantine, drop dangling entries, new snapshot",
+        help="also fix what is found: rename, quarantine, new snapshot",
+    )
+    verify.add_argument(
+        "--drop-dangling",
+        action="store_true",
+        help="with --repair, drop entries whose objects are missing now "
+        "(by default they stay, as misses, until they have dangled 7 days here)",
     )
     verify.set_defaults(run=run_verify)
     doctor = add(
@@ -47,7 +53,7 @@ def register(add: Register) -> None:
 def run_verify(args: argparse.Namespace, out: Output) -> int:
     store = open_store(args.store)
     with out.progress("hashing objects", unit="bytes") as update:
-        report = store.verify(repair=args.repair, progress=update)
+        report = store.verify(repair=args.repair, drop_dangling=args.drop_dangling, progress=update)
     if out.json_mode:
         out.document(verify_document(report))
     else:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from _hostile import CLI_COMMANDS, Tripwire, environment
 
-from marimo_store import Entry, ExecutionKey, FsPersistentStore, StoreFormatError
+from marimo_store import ConfigError, Entry, ExecutionKey, FsPersistentStore, StoreFormatError
 from marimo_store._verified import ledger_name
 
 WORKER = Path(__file__).with_name("_hostile_worker.py")
@@ -178,12 +178,37 @@ def _foreign(tmp_path: Path, kind: str) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["regular file", "directory of something else"])
-def test_maintenance_of_a_path_that_is_no_store_fails(kind: str, tmp_path: Path) -> None:
+def test_a_path_that_is_no_store_is_refused_or_left_alone(kind: str, tmp_path: Path) -> None:
+    """Opening refuses it (`ConfigError`); a store opened with
+    `allow_other_files` on a directory of other files has nothing to
+    maintain yet, and changes none of them."""
     path = _foreign(tmp_path, kind)
     before = _snapshot_of(path)
     with environment(tmp_path / "home"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        with pytest.raises(ConfigError, match="directory"):
+            FsPersistentStore(path, cleanup_on_exit=False)
+        if kind == "directory of something else":
+            store = FsPersistentStore(path, cleanup_on_exit=False, allow_other_files=True)
+            assert store.cleanup().dropped == []
+            assert store.verify(repair=True).problems == []
+            store.doctor()
+    assert _snapshot_of(path) == before
+
+
+@pytest.mark.parametrize("kind", ["regular file", "directory of something else"])
+def test_maintenance_of_a_store_path_replaced_after_opening_fails(
+    kind: str, tmp_path: Path
+) -> None:
+    """A store whose directory became a file, or someone else's folder,
+    after it was opened: cleanup, verify and doctor refuse to work on it."""
+    path = tmp_path / "store"
+    with environment(tmp_path / "home"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         store = FsPersistentStore(path, cleanup_on_exit=False)
+        foreign = _foreign(tmp_path, kind)
+        os.replace(foreign, path)
+        before = _snapshot_of(path)
         for operation in (store.cleanup, store.verify, store.doctor):
             with pytest.raises(StoreFormatError, match="store"):
                 operation()

@@ -214,7 +214,11 @@ def _check_reads(path: Path, expected_call: int) -> None:
 def _maintain(path: Path) -> None:
     store = quiet_store(path)
     try:
-        for operation in (store.cleanup, store.doctor, lambda: store.verify(repair=True)):
+        for operation in (
+            store.cleanup,
+            store.doctor,
+            lambda: store.verify(repair=True, drop_dangling=True),
+        ):
             with contextlib.suppress(StoreError):
                 operation()
         report = store.verify()

@@ -205,6 +205,14 @@ class Replicator:
         self.stats["delivered"] += 1
         return True
 
+    def deliver_logs(self) -> int:
+        """Deliver every queued change under `log/` now, before any object
+        (rsync's order: `log/` sorts before `objects/`); how many."""
+        first = [i for i, (_, event) in enumerate(self.pending) if event.path.startswith("log")]
+        for index in reversed(first):
+            self.deliver(index)
+        return len(first)
+
     def duplicate(self) -> bool:
         """Deliver an old event again: a duplicate, or a stale version."""
         if not self.history:

@@ -13,11 +13,22 @@ worker processes, a SIGKILL), or one of the tool's moves. After every step:
 At the end: quiescence (the tool delivers everything), one full exchange
 (every replica holds every file), a cleanup on each replica; then every
 replica must hold the same live entries, and every one of them must load
-with a right value.
+with a right value. And **no completed put is lost**: every put that
+returned (the ledger) loads, with a right value, on every replica, unless
+a cleanup strategy dropped its key (every decision of every strategy, in
+every process, is recorded with its rule in `drops.log`), or, with
+`object_grace_seconds=0`, object GC deleted an object of an entry it could
+not see yet, or a read quarantined a copy still arriving (the documented
+cost of no grace; counted apart).
+
+Schedules also deliver every queued log change before any object
+(`deliver-logs`: rsync's order), and make object files unreadable
+(`EACCES` on stat and open) for a few steps.
 """
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import random
@@ -31,6 +42,7 @@ from typing import Any, Protocol
 from _replicator import TOOLS, Replicator
 from _values import BLOCKS, MODULES, Ledger, value_of
 
+import marimo_store._fs as fs
 import marimo_store.store as store_module
 from marimo_store import (
     DefaultCleanupStrategy,
@@ -53,9 +65,13 @@ ACTIONS = {
     "reopen": 3,
     "scan": 14,
     "deliver": 26,
+    "deliver-logs": 3,
+    "unreadable": 2,
     "duplicate": 3,
     "resurrect": 2,
 }
+UNREADABLE_STEPS = (1, 8)
+"""How many steps an object file stays unreadable."""
 
 
 class DropModule:
@@ -68,7 +84,38 @@ class DropModule:
         return {e.key: "dropped" for e in entries if e.key.module_hash == self.module}
 
 
-def strategy_named(name: str) -> Any:
+class Recorded:
+    """A strategy that appends each of its decisions (key and rule) to a
+    file shared by every process of the schedule: which puts a cleanup
+    dropped on purpose, and why."""
+
+    def __init__(self, name: str, drops: str) -> None:
+        self.name = name
+        self.drops = drops
+
+    def __call__(self, entries: Collection[EntryMetadata], now_ms: int) -> dict[ExecutionKey, str]:
+        decisions = dict(_strategy(self.name)(entries, now_ms))
+        if decisions:
+            lines = "".join(
+                f"{k.block_id} {k.module_hash} {k.created_at} {self.name}: {why}\n"
+                for k, why in decisions.items()
+            )
+            with open(self.drops, "a") as file:
+                file.write(lines)
+        return decisions
+
+
+def read_drops(drops: Path) -> dict[tuple[str, str, int], str]:
+    """Every key a strategy dropped, with the rule (the first one recorded)."""
+    found: dict[tuple[str, str, int], str] = {}
+    if drops.exists():
+        for line in drops.read_text().splitlines():
+            block, module, created_at, rule = line.split(" ", 3)
+            found.setdefault((block, module, int(created_at)), rule)
+    return found
+
+
+def _strategy(name: str) -> Any:
     if name == "keep-all":
         return DefaultCleanupStrategy(max_entries_per_block=None, max_entries_per_module=None)
     if name.startswith("drop-"):
@@ -76,8 +123,9 @@ def strategy_named(name: str) -> Any:
     return DefaultCleanupStrategy()
 
 
-def store_options(grace: float, *, exit_cleanup: bool) -> dict[str, Any]:
+def store_options(grace: float, drops: str, *, exit_cleanup: bool) -> dict[str, Any]:
     return {
+        "cleanup_strategy": Recorded("default", drops),
         "refresh_interval": 0,
         # No background cleanup for an old log: cleanups are the schedule's
         # steps (and exits'), so a seed mostly replays the same schedule. One
@@ -134,10 +182,11 @@ class Replica(Protocol):
 class InProcessReplica:
     """A replica whose store lives in this process."""
 
-    def __init__(self, root: Path, grace: float) -> None:
+    def __init__(self, root: Path, grace: float, drops: str) -> None:
         self.root = root
         self.grace = grace
-        self.store = FsPersistentStore(root, **store_options(grace, exit_cleanup=False))
+        self.drops = drops
+        self.store = FsPersistentStore(root, **store_options(grace, drops, exit_cleanup=False))
 
     def put(self, block: str, module: str, created_at: int | None, variant: int) -> int | None:
         return do_put(self.store, block, module, created_at, variant)
@@ -146,12 +195,13 @@ class InProcessReplica:
         return do_get(self.store, block, module, created_at)
 
     def cleanup(self, strategy: str, gc: bool) -> None:
-        self.store.cleanup(strategy_named(strategy), include_content=gc)
+        self.store.cleanup(Recorded(strategy, self.drops), include_content=gc)
 
     def reopen(self, rng: random.Random) -> None:
         if rng.random() < 0.5:
             self.store.close()  # else abandoned, as by a process that never closed it
-        self.store = FsPersistentStore(self.root, **store_options(self.grace, exit_cleanup=False))
+        options = store_options(self.grace, self.drops, exit_cleanup=False)
+        self.store = FsPersistentStore(self.root, **options)
 
     def settle(self) -> None:
         settle(self.store)
@@ -166,9 +216,10 @@ class ProcessReplica:
 
     CONTEXT = multiprocessing.get_context("forkserver")
 
-    def __init__(self, root: Path, grace: float) -> None:
+    def __init__(self, root: Path, grace: float, drops: str) -> None:
         self.root = root
         self.grace = grace
+        self.drops = drops
         self._start()
 
     def _start(self) -> None:
@@ -176,7 +227,9 @@ class ProcessReplica:
 
         self.conn, child = self.CONTEXT.Pipe()
         self.process = self.CONTEXT.Process(
-            target=_worker.serve, args=(str(self.root), self.grace, child), daemon=True
+            target=_worker.serve,
+            args=(str(self.root), self.grace, self.drops, child),
+            daemon=True,
         )
         self.process.start()
         child.close()
@@ -251,6 +304,10 @@ class Schedule:
         self.roots = [workdir / f"replica{i}" for i in range(replicas)]
         self.steps = self.rng.randrange(*steps)
         self.make_replica = make_replica or InProcessReplica
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.drops = workdir / "drops.log"
+        self.unreadable: dict[str, int] = {}  # object file -> the step it reads again
+        self.step = 0
         self.ledger = Ledger()
         self.replicator = Replicator(
             self.roots, self.rng, self.tool, sync_local_dirs=self.sync_local_dirs
@@ -262,7 +319,7 @@ class Schedule:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", StoreWarning)  # damage is expected here
-                with seeded_writer_ids(self.rng):
+                with seeded_writer_ids(self.rng), self._unreadable_files():
                     self._run()
         except AssertionError as error:
             raise AssertionError(
@@ -271,16 +328,50 @@ class Schedule:
             ) from error
         return {**self.stats, **self.replicator.stats}
 
+    @contextmanager
+    def _unreadable_files(self) -> Iterator[None]:
+        """Object files in `self.unreadable` fail `stat` and `open` with EACCES
+        (in this process: replicas with their store here, and fresh opens)."""
+        real = {name: getattr(fs, name) for name in ("stat", "open_read")}
+
+        def failing(name: str) -> Any:
+            def call(path: str) -> Any:
+                if self.unreadable.get(path, -1) > self.step:
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+                return real[name](path)
+
+            return call
+
+        for name in real:
+            setattr(fs, name, failing(name))
+        try:
+            yield
+        finally:
+            for name, function in real.items():
+                setattr(fs, name, function)
+
+    def _make_unreadable(self, index: int) -> None:
+        objects = [p for p in (self.roots[index] / "objects").rglob("*") if p.is_file()]
+        if objects:
+            path = self.rng.choice(sorted(objects))
+            self.unreadable[str(path)] = self.step + self.rng.randrange(*UNREADABLE_STEPS)
+            self.stats["unreadable"] = self.stats.get("unreadable", 0) + 1
+
     def _run(self) -> None:
-        replicas: list[Replica] = [self.make_replica(root, self.grace) for root in self.roots]
+        drops = str(self.drops)
+        replicas: list[Replica] = [
+            self.make_replica(root, self.grace, drops) for root in self.roots
+        ]
         try:
             actions, weights = zip(*ACTIONS.items(), strict=True)
             for step in range(self.steps):
+                self.step = step
                 action = self.rng.choices(actions, weights)[0]
                 target = self.rng.randrange(len(replicas))
                 self.log.append(f"{step}: {action} at replica {target}")
                 self._act(action, replicas[target], target)
                 self._check_opens(self.rng.randrange(len(replicas)))
+            self.unreadable.clear()  # every file reads again
             for replica in replicas:
                 replica.settle()
             self.replicator.quiesce()
@@ -293,7 +384,7 @@ class Schedule:
         self._check_converged()
 
     def _act(self, action: str, replica: Replica, index: int) -> None:
-        rng, replicator = self.rng, self.replicator
+        rng = self.rng
         if action == "put":
             self._put(replica)
         elif action == "get":
@@ -306,14 +397,25 @@ class Schedule:
         elif action in ("cleanup", "gc"):
             strategy = rng.choice(("default", "keep-all", f"drop-{rng.choice(MODULES)}"))
             replica.cleanup(strategy, gc=action == "gc")
+            self.stats[action] = self.stats.get(action, 0) + 1
             self.log[-1] += f" {strategy}"
         elif action == "reopen":
             replica.reopen(rng)
-        elif action == "scan":
+        else:
+            self._act_on_files(action, index)
+
+    def _act_on_files(self, action: str, index: int) -> None:
+        """What the sync tool (or a failing disk) does to the replicas' files."""
+        replicator = self.replicator
+        if action == "scan":
             replicator.scan(index)
         elif action == "deliver":
-            for _ in range(rng.randrange(1, 6)):
+            for _ in range(self.rng.randrange(1, 6)):
                 replicator.deliver()
+        elif action == "deliver-logs":
+            self.stats["log first"] = self.stats.get("log first", 0) + replicator.deliver_logs()
+        elif action == "unreadable":
+            self._make_unreadable(index)
         elif action == "duplicate":
             replicator.duplicate()
         elif action == "resurrect":
@@ -346,7 +448,7 @@ class Schedule:
 
     def _check_opens(self, index: int) -> None:
         """A fresh store opens on the replica, lists its entries and reads one."""
-        options = store_options(self.grace, exit_cleanup=False)
+        options = store_options(self.grace, str(self.drops), exit_cleanup=False)
         store = FsPersistentStore(self.roots[index], **options)
         entries = store.entries()
         self.stats["opens"] += 1
@@ -364,18 +466,27 @@ class Schedule:
     def _check_converged(self) -> None:
         """The same live entries everywhere; each loads right or is a miss
         (an object a sync tool left with the right size and the wrong bytes
-        passes a cleanup, which checks sizes only); after `verify(repair=True)`
-        a second `verify()` finds nothing and every live entry loads."""
+        passes a cleanup, which checks sizes only, and a placeholder may
+        hold an object's name while the right bytes are a conflicted copy);
+        after `verify(repair=True)` no completed put is lost, a second
+        `verify()` finds nothing and every live entry loads."""
         live = []
+        options = store_options(self.grace, str(self.drops), exit_cleanup=False)
         for root in self.roots:
-            store = FsPersistentStore(root, **store_options(self.grace, exit_cleanup=False))
+            store = FsPersistentStore(root, **options)
             live.append({m.key: m.contents for m in store.entries()})
             self._check_loads(store, root, every=False)
-            report = store.verify(repair=True)
+            # Without a grace, what GC deleted under an unseen entry stays
+            # missing (counted by _check_no_put_lost): drop those entries.
+            report = store.verify(repair=True, drop_dangling=self.grace == 0)
             self.stats["repaired problems"] = self.stats.get("repaired problems", 0) + len(
                 report.problems
             )
             assert report.skipped == [], report.skipped
+            store.close()
+        self._check_no_put_lost(options)
+        for root in self.roots:
+            store = FsPersistentStore(root, **options)
             second = store.verify().problems
             assert second == [], f"{root.name}: after a repair, verify() found {second}"
             self._check_loads(store, root, every=True)
@@ -390,6 +501,36 @@ class Schedule:
                     f"{root.name} {only_here}, only in {self.roots[0].name} {only_there}, "
                     f"different contents {differ[:5]}"
                 )
+
+    def _check_no_put_lost(self, options: dict[str, Any]) -> None:
+        """Every put that returned loads, with a right value, on every
+        replica, unless a strategy dropped its key (the rule is named), or
+        object GC without a grace deleted its objects (counted apart)."""
+        dropped = read_drops(self.drops)
+        lost: list[str] = []
+        for root in self.roots:
+            store = FsPersistentStore(root, **options)
+            for (block, module, created_at), _ in sorted(self.ledger.variants.items()):
+                rule = dropped.get((block, module, created_at))
+                if rule is not None:
+                    self.stats[f"puts dropped by {rule.split(':')[0]}"] = (
+                        self.stats.get(f"puts dropped by {rule.split(':')[0]}", 0) + 1
+                    )
+                    continue
+                entry = store.get(ExecutionKey(block, module, created_at), True)
+                if entry is None:
+                    lost.append(f"{root.name}: {block}/{module}@{created_at}")
+                    continue
+                problem = self.ledger.check(block, module, created_at, dict(entry.variables))
+                assert problem is None, f"{root.name}: wrong value: {problem}"
+            store.close()
+        if lost and self.grace == 0:
+            # No grace: GC may delete an object whose entry has not arrived,
+            # and a read quarantines a copy still arriving (docs/sync.md).
+            self.stats["puts lost with object_grace_seconds=0"] = len(lost)
+            return
+        self.stats["lost puts"] = len(lost)
+        assert not lost, f"completed puts lost: {lost[:6]}"
 
     def _check_loads(self, store: FsPersistentStore, root: Path, *, every: bool) -> None:
         """Each live entry loads with a right value (or, unless `every`, misses)."""

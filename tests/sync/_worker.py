@@ -12,14 +12,14 @@ import traceback
 import warnings
 from multiprocessing.connection import Connection
 
-from _simulation import do_get, do_put, settle, store_options, strategy_named
+from _simulation import Recorded, do_get, do_put, settle, store_options
 
 from marimo_store import FsPersistentStore, StoreWarning
 
 
-def serve(root: str, grace: float, conn: Connection) -> None:
+def serve(root: str, grace: float, drops: str, conn: Connection) -> None:
     warnings.simplefilter("ignore", StoreWarning)
-    store = FsPersistentStore(root, **store_options(grace, exit_cleanup=True))
+    store = FsPersistentStore(root, **store_options(grace, drops, exit_cleanup=True))
     while True:
         command, args = conn.recv()
         if command == "exit":
@@ -35,7 +35,7 @@ def serve(root: str, grace: float, conn: Connection) -> None:
                 result = settle(store)
             else:
                 strategy, gc = args
-                store.cleanup(strategy_named(strategy), include_content=gc)
+                store.cleanup(Recorded(strategy, drops), include_content=gc)
                 result = None
             conn.send(("ok", result))
         except BaseException:

@@ -38,8 +38,20 @@ def test_sync_schedules(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     totals = run_schedules(tmp_path, request.config.getoption("--schedule-seed"), count)
     assert totals["schedules"] == count
     if count >= 100:  # the schedules exercised what they are for
-        for what in ("hits", "conflicts", "partial", "stale", "resurrected", "deletes", "clashes"):
+        for what in (
+            "hits",
+            "conflicts",
+            "partial",
+            "stale",
+            "resurrected",
+            "deletes",
+            "clashes",
+            "log first",
+            "unreadable",
+            "gc",
+        ):
             assert totals[what] > 0, (what, dict(totals))
+    assert totals["lost puts"] == 0  # (each schedule asserts it too)
 
 
 def test_sync_schedules_with_worker_processes(
@@ -50,3 +62,4 @@ def test_sync_schedules_with_worker_processes(
     totals = run_schedules(tmp_path, first, count, ProcessReplica)
     assert totals["schedules"] == count
     assert totals["opens"] > 0
+    assert totals["lost puts"] == 0
