@@ -111,3 +111,24 @@ def test_with_the_opt_in_the_projects_git_files_stay_untouched(tmp_path: Path) -
     ).stdout
     assert "set" not in attributes.replace("unspecified", ""), attributes
     assert FsPersistentStore(project, allow_other_files=True).load_variable(KEY, "x") == [1, 2, 3]
+
+
+def test_a_replica_holding_only_the_stores_gitignore_is_a_store_with_nothing_to_do(
+    tmp_path: Path,
+) -> None:
+    """A sync tool may deliver the store's generated `.gitignore` before any
+    other file: maintenance on that replica has nothing to do yet (it must
+    not call the folder someone else's)."""
+    source = FsPersistentStore(tmp_path / "source", cleanup_on_exit=False)
+    source.put(Entry.of(ExecutionKey("b", "m"), {"v": 1}))
+    source.close()
+    replica = tmp_path / "replica"
+    replica.mkdir()
+    shutil.copy2(tmp_path / "source" / ".gitignore", replica / ".gitignore")
+    store = FsPersistentStore(replica, cleanup_on_exit=False)
+    assert store.cleanup().dropped == []
+    assert store.verify().problems == []
+    assert (replica / ".gitignore").read_bytes() == (
+        tmp_path / "source" / ".gitignore"
+    ).read_bytes()
+    store.close()
