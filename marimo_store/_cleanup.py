@@ -106,7 +106,10 @@ def last_used(entry: EntryMetadata) -> int:
 
 
 class DefaultCleanupStrategy(Value):
-    """Keep what is likely to be used again, within count, age and size limits.
+    """Keep what is likely to be used again, within size, age and count limits.
+
+    By default only the size limit is on (1 GB, as diskcache's): no result
+    of a sweep that fits it is ever dropped. The count limits are opt-in.
 
     - the newest `max_entries_per_module` runs of each computation
       `(block_id, module_hash)`, and the newest `max_entries_per_block`
@@ -138,11 +141,11 @@ class DefaultCleanupStrategy(Value):
 
     def __init__(
         self,
-        max_entries_per_block: int | None = 3,
-        max_entries_per_module: int | None = 2,
+        max_entries_per_block: int | None = None,
+        max_entries_per_module: int | None = None,
         max_entry_age_days: float | None = None,
-        max_total_content_size: int | str | None = None,
-        max_calls_per_function: int | None = 1000,
+        max_total_content_size: int | str | None = "1GB",
+        max_calls_per_function: int | None = None,
     ) -> None:
         _check_count(max_entries_per_block, "max_entries_per_block")
         _check_count(max_entries_per_module, "max_entries_per_module")
@@ -256,17 +259,22 @@ class CleanupReport:
     `dropped` lists every entry removed with its reason. `bytes_freed` and
     `objects_deleted` count object files deleted by object GC (only with
     `include_content`); `skipped` says what was not done and why (a busy
-    lock, for instance), so a cleanup never fails silently.
+    lock, for instance), so a cleanup never fails silently; `spared` says
+    which unreferenced objects object GC kept and why (`objects_spared` and
+    `bytes_spared` count them).
     """
 
     __slots__ = (
         "bytes_freed",
+        "bytes_spared",
         "dropped",
         "dry_run",
         "entries_kept",
         "objects_deleted",
+        "objects_spared",
         "segments_deleted",
         "skipped",
+        "spared",
         "snapshot",
         "snapshots_deleted",
         "temp_files_deleted",
@@ -282,7 +290,10 @@ class CleanupReport:
         self.temp_files_deleted = 0
         self.objects_deleted = 0
         self.bytes_freed = 0
+        self.objects_spared = 0
+        self.bytes_spared = 0
         self.skipped: list[str] = []
+        self.spared: list[str] = []
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in sorted(self.__slots__))
@@ -290,17 +301,34 @@ class CleanupReport:
 
 
 def collect_garbage(
-    objects_dir: str, referenced: Collection[str], grace_seconds: float, report: CleanupReport
+    objects_dir: str,
+    referenced: Collection[str],
+    dropped: Mapping[str, int],
+    grace_seconds: float,
+    report: CleanupReport,
 ) -> None:
-    """Delete objects no live entry references and nobody touched lately.
+    """Delete the objects no live entry references, by the rule of docs/format.md §10.7.
 
-    Called under the exclusive objects lock. An object younger than the
-    grace period (by mtime *and* ctime: a dedup put refreshes the mtime, a
-    sync tool delivering the file sets the ctime) may belong to an entry
-    that is not visible here yet, so it stays. Each file is stat'ed again
-    right before it is deleted and spared if it changed.
+    Called under the exclusive objects lock, after re-reading the log: a put
+    holds the shared lock from writing (or reusing) its objects until its
+    record is appended, so no put is in flight here and every finished one
+    is in `referenced`. What is left unreferenced is of two kinds:
+
+    - `dropped` (object id -> when its last referencing entry was dropped,
+      ms): objects of entries this store knew and dropped. They go at once,
+      unless the file was written, touched by a deduplicating put or
+      delivered by a sync tool after the drop: then somebody may use it
+      again, and it waits like an unknown one.
+    - unknown objects: maybe another machine's put whose log has not arrived
+      yet (sync tools can deliver `objects/` before `log/`, and `rsync -a`
+      keeps old mtimes). They go only once `grace_seconds` passed since this
+      machine first saw them: by mtime *and* ctime, which a delivery sets.
+
+    Each file is stat'ed again right before it is deleted and spared if it
+    changed. What is spared is counted in the report, with the reason.
     """
     grace_ns = int(grace_seconds * 1e9)
+    young = _Spared()
     try:
         fans = [e for e in os.scandir(objects_dir) if len(e.name) == 2 and e.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
@@ -316,7 +344,11 @@ def collect_garbage(
                 continue
             try:
                 seen = os.stat(item.path)
-                if time.time_ns() - max(seen.st_mtime_ns, seen.st_ctime_ns) < grace_ns:
+                seen_ns = max(seen.st_mtime_ns, seen.st_ctime_ns)
+                dropped_at = dropped.get(object_id)
+                unused_since_drop = dropped_at is not None and seen_ns < dropped_at * 1_000_000
+                if not unused_since_drop and time.time_ns() - seen_ns < grace_ns:
+                    young.add(seen.st_size)
                     continue
                 now = os.stat(item.path)
             except FileNotFoundError:
@@ -331,6 +363,28 @@ def collect_garbage(
             _fs.unlink(item.path)
             report.objects_deleted += 1
             report.bytes_freed += seen.st_size
+    if young.count:
+        report.objects_spared += young.count
+        report.bytes_spared += young.size
+        report.spared.append(
+            f"{young.count} objects ({young.size} bytes) that no entry known here references, "
+            f"first seen here less than object_grace_seconds ({grace_seconds:g} s) ago: they may "
+            "belong to another machine's entries whose log has not arrived yet"
+        )
+
+
+class _Spared:
+    """A count of spared objects and their bytes."""
+
+    __slots__ = ("count", "size")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.size = 0
+
+    def add(self, size: int) -> None:
+        self.count += 1
+        self.size += size
 
 
 def delete_consumed_segments(

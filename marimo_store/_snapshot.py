@@ -64,13 +64,24 @@ class StoreState:
 
     `consumed`: segment id -> (bytes consumed, when a cleanup last saw the
     segment); `ancestors`: ids of every snapshot this state descends from ->
-    their created_at.
+    their created_at; `dropped`: entries this merge saw and a tombstone
+    removed, with the tombstone's time (object GC knows their objects were
+    referenced and no longer are).
     """
 
-    __slots__ = ("ancestors", "consumed", "entries", "heads", "last_access", "tombstones")
+    __slots__ = (
+        "ancestors",
+        "consumed",
+        "dropped",
+        "entries",
+        "heads",
+        "last_access",
+        "tombstones",
+    )
 
     def __init__(self, heads: list[str] | None = None) -> None:
         self.entries: dict[ExecutionKey, StoredEntry] = {}
+        self.dropped: dict[ExecutionKey, StoredEntry] = {}
         self.tombstones: dict[ExecutionKey, int] = {}
         self.last_access: dict[ExecutionKey, int] = {}
         self.consumed: dict[str, tuple[int, int]] = {}
@@ -80,13 +91,16 @@ class StoreState:
     def add_entry(self, stored: StoredEntry) -> None:
         key = stored.metadata.key
         if key in self.tombstones:
+            self.dropped.setdefault(key, stored)
             return
         present = self.entries.get(key)
         self.entries[key] = stored if present is None else winner(present, stored)
 
     def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None:
         self.tombstones[key] = max(deleted_at, self.tombstones.get(key, 0))
-        self.entries.pop(key, None)
+        stored = self.entries.pop(key, None)
+        if stored is not None:
+            self.dropped[key] = stored
 
     def add_access(self, key: ExecutionKey, accessed_at: int) -> None:
         if accessed_at > self.last_access.get(key, 0):

@@ -259,7 +259,8 @@ class FsPersistentStore(NamedObjects):
       and snapshots after a miss where no change notification runs, and
       before a put in any case (0: on every miss, with no watch).
     - `cleanup_strategy`: what `cleanup()` drops; default
-      `DefaultCleanupStrategy()` (3 entries per block, 2 per computation).
+      `DefaultCleanupStrategy()` (least recently used above 1 GB; count
+      limits opt-in).
     - `entry_merge_timeout_seconds`: a put starts a background cleanup when
       the oldest entry not yet in a snapshot is older than this.
     - `max_entries_in_log`: ... or when more entries than this wait in the
@@ -985,9 +986,12 @@ class FsPersistentStore(NamedObjects):
         merge every head and the log after them, apply the strategy (and drop
         entries whose objects are gone), write the new snapshot and fsync it,
         then delete the snapshots it replaces, the log segments it fully
-        holds, and stale temp files. With `include_content`, also delete
-        unreferenced objects (object GC, under the exclusive `objects`
-        lock). `dry_run` changes nothing and reports what would be dropped.
+        holds, and stale temp files; then delete the objects no entry
+        references any more (object GC, under the exclusive `objects` lock:
+        objects of dropped entries at once, unknown ones after
+        `object_grace_seconds`; docs/cleanup.md). `include_content=False`
+        skips object GC (None, the default, and True run it). `dry_run`
+        changes nothing and reports what would be dropped.
         """
         report = CleanupReport(dry_run=dry_run)
         if not os.path.isdir(self.path):
@@ -1005,7 +1009,7 @@ class FsPersistentStore(NamedObjects):
                     )
                     return report
                 self._clean_up_locked(
-                    strategy or self.cleanup_strategy, bool(include_content), report
+                    strategy or self.cleanup_strategy, include_content is not False, report
                 )
         except StoreIOError:
             raise
@@ -1036,6 +1040,7 @@ class FsPersistentStore(NamedObjects):
             return
         for key in decisions:
             state.add_tombstone(key, now)
+        dropped = state.dropped  # before the snapshot: what it forgets, GC still knows
         self._write_snapshot(state, reader, snapshots, now, report)
         delete_consumed_segments(self.layout.log, reader.segments(), report)
         delete_stale_temp_files(self.layout.tmp, report)
@@ -1045,7 +1050,7 @@ class FsPersistentStore(NamedObjects):
             self._writing_for_this_process().temp_path(),
         )
         if include_content:
-            self._collect_garbage(state, reader, report)
+            self._collect_garbage(state, dropped, reader, report)
 
     def _merged_state(self) -> tuple[StoreState, LogReader, SnapshotSet]:
         """Every head merged, plus every log record after them: the whole
@@ -1122,7 +1127,13 @@ class FsPersistentStore(NamedObjects):
                 return False
         return True
 
-    def _collect_garbage(self, state: StoreState, reader: LogReader, report: CleanupReport) -> None:
+    def _collect_garbage(
+        self,
+        state: StoreState,
+        dropped: Mapping[ExecutionKey, StoredEntry],
+        reader: LogReader,
+        report: CleanupReport,
+    ) -> None:
         with self._objects_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
             if not acquired:
                 report.skipped.append("object GC: puts held the objects lock; objects kept")
@@ -1130,12 +1141,20 @@ class FsPersistentStore(NamedObjects):
             for header, record in reader.read_new():  # puts that finished meanwhile
                 _apply(header, record, state)
             referenced = {
-                object_id
+                ref.id
                 for stored in state.entries.values()
-                for object_id, ref in stored.metadata.objects().items()
+                for ref in stored.metadata.objects().values()
                 if not ref.inline
             }
-            collect_garbage(self.layout.objects, referenced, self.object_grace_seconds, report)
+            dropped_at: dict[str, int] = {}
+            for key, stored in dropped.items():
+                at = state.tombstones.get(key, 0)
+                for ref in stored.metadata.objects().values():
+                    if not ref.inline:
+                        dropped_at[ref.id] = max(at, dropped_at.get(ref.id, 0))
+            collect_garbage(
+                self.layout.objects, referenced, dropped_at, self.object_grace_seconds, report
+            )
 
     def _maybe_clean_up_in_background(self) -> None:
         """Start a cleanup thread when a trigger fired; the put does not wait."""
@@ -1221,7 +1240,7 @@ class FsPersistentStore(NamedObjects):
         segments that readers left), then seal."""
         try:
             if self.cleanup_on_exit and (self._wrote_entries or self._too_many_segments()):
-                self.cleanup(include_content=False)
+                self.cleanup()
             self.close()
         except Exception as error:  # exit must never fail because of the cache
             warnings.warn(

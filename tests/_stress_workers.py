@@ -243,12 +243,14 @@ def dedup_value(block: str, module: str) -> dict[str, Any]:
     }
 
 
-def dedup_put_loop(path: str, seconds: float, worker: int, name: str, queue: Any) -> None:
+def dedup_put_loop(  # noqa: PLR0917 - a spawned Process passes its args positionally
+    path: str, seconds: float, worker: int, grace: float, name: str, queue: Any
+) -> None:
     """Put new keys with pooled values; the key just put must load right away."""
 
     def body() -> dict[str, Any]:
         store = FsPersistentStore(
-            path, object_grace_seconds=0, cleanup_strategy=keep_newest_strategy()
+            path, object_grace_seconds=grace, cleanup_strategy=keep_newest_strategy()
         )
         deadline = time.monotonic() + seconds
         i = 0
@@ -269,11 +271,13 @@ def dedup_put_loop(path: str, seconds: float, worker: int, name: str, queue: Any
     _report(queue, name, body)
 
 
-def gc_loop(path: str, seconds: float, name: str, queue: Any) -> None:
-    """Cleanup with object GC (grace 0) in a loop."""
+def gc_loop(path: str, seconds: float, grace: float, name: str, queue: Any) -> None:
+    """Cleanup with object GC in a loop. With a long `grace`, only the objects
+    of entries the cleanup saw dropped can go: the objects lock, not the
+    grace, is what keeps the racing puts' objects."""
 
     def body() -> dict[str, Any]:
-        store = FsPersistentStore(path, object_grace_seconds=0)
+        store = FsPersistentStore(path, object_grace_seconds=grace)
         deadline = time.monotonic() + seconds
         stats = {"cleanups": 0, "dropped": 0, "objects_deleted": 0, "skipped": 0}
         while time.monotonic() < deadline:

@@ -259,7 +259,9 @@ def test_cleanup_dry_run_lists_exactly_what_cleanup_removes(home: Path, tmp_path
     listed = run_cli(home, "ls", "--json", "--store", str(path)).json()["entries"]
     everything = {entry["id"] for entry in listed}
 
-    planned = run_cli(home, "cleanup", "--dry-run", "--json", "--store", str(path))
+    # Count limits are opt-in (the default strategy only limits the size).
+    limits = ("--max-entries-per-block", "3", "--max-entries-per-module", "2")
+    planned = run_cli(home, "cleanup", "--dry-run", "--json", *limits, "--store", str(path))
     assert planned.code == 0
     plan = planned.json()
     assert plan["dry_run"] is True
@@ -278,7 +280,7 @@ def test_cleanup_dry_run_lists_exactly_what_cleanup_removes(home: Path, tmp_path
     assert {entry["id"] for entry in unchanged} == everything
     assert len(everything) == 9
 
-    done = run_cli(home, "cleanup", "--json", "--store", str(path)).json()
+    done = run_cli(home, "cleanup", "--json", *limits, "--store", str(path)).json()
     assert done["dry_run"] is False
     assert done["snapshot"]
     assert done["dropped"] == plan["dropped"]

@@ -31,11 +31,20 @@ def register(add: Register) -> None:
         help="compact the log into a snapshot and drop what the cleanup strategy says",
     )
     cleanup.add_argument("--dry-run", action="store_true", help="change nothing; list the drops")
-    cleanup.add_argument(
-        "--include-content",
-        action="store_true",
-        help="also delete objects no entry references (object GC)",
+    content = cleanup.add_mutually_exclusive_group()
+    content.add_argument(
+        "--keep-content",
+        dest="include_content",
+        action="store_false",
+        help="skip object GC (by default it deletes the objects no entry references)",
     )
+    content.add_argument(
+        "--include-content",
+        dest="include_content",
+        action="store_true",
+        help="run object GC (the default; kept for scripts that say so)",
+    )
+    cleanup.set_defaults(include_content=True)
     limits = cleanup.add_argument_group("strategy overrides (this run only; 'none' lifts a limit)")
     for name, default in strategy_defaults().items():
         limits.add_argument(
@@ -99,6 +108,8 @@ def run_cleanup(args: argparse.Namespace, out: Output) -> int:
         return 0
     for reason in report.skipped:
         out.warning(reason)
+    for reason in report.spared:
+        out.line(f"spared {reason}")
     if report.dropped:
         _dropped_table(report, labels, out)
     freed = sum(d.content_size for d in report.dropped)
@@ -156,5 +167,8 @@ def cleanup_document(report: CleanupReport) -> dict[str, Any]:
         "temp_files_deleted": report.temp_files_deleted,
         "objects_deleted": report.objects_deleted,
         "bytes_freed": report.bytes_freed,
+        "objects_spared": report.objects_spared,
+        "bytes_spared": report.bytes_spared,
+        "spared": list(report.spared),
         "skipped": list(report.skipped),
     }
