@@ -102,6 +102,7 @@ if TYPE_CHECKING:
     from marimo_store._changes import ChangeNotifier
     from marimo_store._entry import StoredFormat
     from marimo_store._findings import Finding, VerifyReport
+    from marimo_store._objects import MmapMode
     from marimo_store._trust import VerifyMode
     from marimo_store._verify import Progress
     from marimo_store._versions import VersionPolicy
@@ -132,6 +133,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "object_id_mode": ("deduplication", "execution_key_qualified"),
     "auto_variables_format": ("pickle", "json"),
     "durability": ("flush", "fsync"),
+    "mmap_mode": ("c", "r"),
 }
 
 
@@ -254,7 +256,12 @@ class FsPersistentStore(NamedObjects):
       classes by value with cloudpickle; when False they raise
       `SerializationError`.
     - `memory_map`: load out-of-band buffers (numpy arrays, ...) by memory
-      mapping (read-only arrays, no copy) rather than reading them.
+      mapping (no copy) rather than reading them into memory.
+    - `mmap_mode`: how they are mapped, as joblib's option of that name:
+      `"c"` (default) copy-on-write, so a hit returns writable arrays as the
+      miss did, and a write copies the page it touches, privately (the
+      object file never changes); `"r"` read-only arrays (a write raises
+      `ValueError`; the miss still returns the function's own value).
     - `refresh_interval`: seconds between re-reads of other writers' logs
       and snapshots after a miss where no change notification runs, and
       before a put in any case (0: on every miss, with no watch).
@@ -298,6 +305,7 @@ class FsPersistentStore(NamedObjects):
         verify_reads: bool = True,
         cloudpickle_fallback: bool = True,
         memory_map: bool = True,
+        mmap_mode: MmapMode = "c",
         refresh_interval: float = 0.2,
         cleanup_strategy: CleanupStrategy | None = None,
         entry_merge_timeout_seconds: float = 3600,
@@ -321,6 +329,7 @@ class FsPersistentStore(NamedObjects):
             "verify_reads": verify_reads,
             "cloudpickle_fallback": cloudpickle_fallback,
             "memory_map": memory_map,
+            "mmap_mode": mmap_mode,
             "refresh_interval": refresh_interval,
             "cleanup_strategy": cleanup_strategy,
             "entry_merge_timeout_seconds": entry_merge_timeout_seconds,
@@ -344,6 +353,7 @@ class FsPersistentStore(NamedObjects):
         self.verify_reads = verify_reads
         self.cloudpickle_fallback = cloudpickle_fallback
         self.memory_map = memory_map
+        self.mmap_mode: MmapMode = mmap_mode
         self.refresh_interval = float(refresh_interval)
         self.cleanup_strategy: CleanupStrategy = cleanup_strategy or DefaultCleanupStrategy()
         self.entry_merge_timeout_seconds = float(entry_merge_timeout_seconds)
@@ -948,13 +958,12 @@ class FsPersistentStore(NamedObjects):
         return contents
 
     def _load_value(self, stored: StoredEntry, ref: ObjectRef) -> Any:
-        # A bytes value is copied out whole anyway: mapping saves one copy.
+        mode = self.mmap_mode if self.memory_map else None
+        # A bytes value is copied out whole anyway: a read-only map saves one copy.
         stream = self._read_object(
-            stored, ref, memory_map=self.memory_map and ref.format == "bytes"
+            stored, ref, memory_map="r" if self.memory_map and ref.format == "bytes" else None
         )
-        loaded = [
-            self._read_object(stored, buffer, memory_map=self.memory_map) for buffer in ref.buffers
-        ]
+        loaded = [self._read_object(stored, buffer, memory_map=mode) for buffer in ref.buffers]
         buffers = [buffer for buffer in loaded if buffer is not None]
         if stream is None or len(buffers) != len(loaded):
             return MISSING
@@ -963,7 +972,9 @@ class FsPersistentStore(NamedObjects):
         except Exception as error:  # a value that no longer loads is a miss, not a crash
             return unloadable(error, stored.metadata.key, stacklevel=4)
 
-    def _read_object(self, stored: StoredEntry, ref: ObjectRef, *, memory_map: bool) -> Any:
+    def _read_object(
+        self, stored: StoredEntry, ref: ObjectRef, *, memory_map: MmapMode | None
+    ) -> Any:
         """An object's verified bytes (from the record when inline), or None.
         With `verify_signatures` on, a recorded SHA-256 is checked too."""
         if ref.inline:
