@@ -55,6 +55,7 @@ from marimo_store._errors import (
 )
 from marimo_store._hashing import content_digest
 from marimo_store._locks import LocalLock
+from marimo_store._named import missing_store_methods
 from marimo_store._serialize import MISSING
 from marimo_store._value import Value
 from marimo_store.config import anchor_directory
@@ -64,22 +65,20 @@ from marimo_store.store import FsPersistentStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-    from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
+    from typing import Any, Generic, Literal, ParamSpec, TypeAlias, TypeVar, overload
 
     from marimo_store._entry import ContentFormat
 
     P = ParamSpec("P")
     R = TypeVar("R")
     OnError: TypeAlias = Literal["warn", "raise"]
-    Store: TypeAlias = FsPersistentStore | LegacyPersistentStore
+    from marimo_store._protocol import Store
+
     StoreResolver: TypeAlias = Callable[[str], Store]
     """Gives the store of a call, from the directory of the function's file."""
 
     class _Generic(Generic[P, R]):
         pass
-
-    class _Store(Protocol):
-        def get(self, key: ExecutionKey) -> Entry | None: ...
 
 else:
     P = R = None
@@ -215,12 +214,11 @@ class _Flight:
     """
 
     def __init__(self, store: Store, key: ExecutionKey, lease: float) -> None:
-        if isinstance(store, FsPersistentStore):
-            locks = store.layout.locks
-        else:
-            locks = os.path.join(store.path, ".locks")
+        locks = _lock_directory(store)
         name = content_digest(f"{key.block_id}\x00{key.module_hash}".encode()).hex()
-        self._lock = LocalLock(os.path.join(locks, "flights", name + ".lock"))
+        self._lock = (
+            None if locks is None else LocalLock(os.path.join(locks, "flights", name + ".lock"))
+        )
         self._deadline = time.monotonic() + lease
         self._held = contextlib.ExitStack()
         self.holding = False
@@ -237,6 +235,8 @@ class _Flight:
             pause = min(pause * 2, _LONGEST_PAUSE)
 
     def _try_enter(self) -> bool:
+        if self._lock is None:
+            return True  # a store with no directory: compute without a lease
         try:
             self.holding = self._held.enter_context(self._lock.hold(exclusive=True, timeout=0))
         except OSError:
@@ -250,7 +250,7 @@ class _Flight:
 
     def __exit__(self, *exc_info: object) -> None:
         try:
-            if self.holding and self.completed:
+            if self._lock is not None and self.holding and self.completed:
                 # The result is stored: later callers find it without a lease.
                 with contextlib.suppress(OSError):
                     _fs.unlink(self._lock.path)
@@ -526,7 +526,7 @@ class _BoundCachedFunction:
         return getattr(self._cached, name)
 
 
-def _lookup(store: _Store, key: ExecutionKey) -> Any:
+def _lookup(store: Store, key: ExecutionKey) -> Any:
     entry = store.get(key)
     if entry is None:
         return MISSING
@@ -555,7 +555,7 @@ def _names(value: str | Iterable[str], argument: str) -> tuple[str, ...]:
 class CacheDecorator:
     """`persistent_cache` and `app.persistent_cache`: bare, or with options.
 
-    - `store`: where results go (default: the App's store);
+    - `store`: where results go, any `Store` (default: the App's store);
     - `name`: the block id, instead of the hash of the function's code
       (entries of every version of the code are then one block for cleanup);
     - `format`: `"auto"` (the store's default), `"pickle"` or `"json"`;
@@ -652,13 +652,31 @@ class _Fixed:
 
 
 def check_store(store: object) -> Store:
-    """`store` if it is one `persistent_cache` and `App` can use, else
-    `InvalidArgumentError` naming it."""
-    if not isinstance(store, FsPersistentStore | LegacyPersistentStore):
+    """`store` if it implements the `Store` protocol (every store of this
+    library does), else `InvalidArgumentError` naming what it lacks."""
+    missing = missing_store_methods(store)
+    if missing:
         raise InvalidArgumentError(
-            f"store must be an FsPersistentStore or LegacyPersistentStore, got {store!r}"
+            "store must be a Store (FsPersistentStore, MemoryStore, TieredStore, "
+            "LegacyPersistentStore, or anything implementing the marimo_store.Store "
+            f"protocol); {store!r} has no {', '.join(missing)}"
         )
-    return store
+    return store  # type: ignore[return-value]
+
+
+def _lock_directory(store: Store) -> str | None:
+    """Where a store keeps the lock files of single-flight leases: its
+    `locks/` (for a `TieredStore`, that of its first tier on disk); None
+    for a store with no directory (a `MemoryStore`)."""
+    if isinstance(store, FsPersistentStore):
+        return store.layout.locks
+    if isinstance(store, LegacyPersistentStore):
+        return os.path.join(store.path, ".locks")
+    for tier in getattr(store, "tiers", ()):
+        found = _lock_directory(tier)
+        if found is not None:
+            return found
+    return None
 
 
 def _fixed(store: Store) -> StoreResolver:
