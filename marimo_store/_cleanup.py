@@ -209,6 +209,14 @@ class DefaultCleanupStrategy(Value):
                     drop[entry.key] = reason.format(limit=limit)
 
 
+CLEARED = "cleared (clear())"
+
+
+def drop_everything(entries: Collection[EntryMetadata], now_ms: int) -> Mapping[ExecutionKey, str]:
+    """The strategy of `clear()`: every live entry goes."""
+    return dict.fromkeys((entry.key for entry in entries), CLEARED)
+
+
 def _evict_to_fit(entries: list[EntryMetadata], limit: int) -> list[ExecutionKey]:
     """Keys to evict, least recently used first, until the rest fits `limit`."""
     references: dict[str, int] = defaultdict(int)

@@ -30,6 +30,7 @@ from marimo_store._cleanup import (
     collect_garbage,
     delete_consumed_segments,
     delete_stale_temp_files,
+    drop_everything,
 )
 from marimo_store._entry import (
     Entry,
@@ -1031,6 +1032,14 @@ class FsPersistentStore(NamedObjects):
                 self._snapshot_names = None  # adopt the new snapshot at the next lookup
                 self._wrote_entries = False
         return report
+
+    def clear(self, *, dry_run: bool = False) -> CleanupReport:
+        """Drop every entry and delete the objects they used: a cleanup whose
+        strategy drops everything (so the same lock, snapshot and object GC
+        rules; objects of entries still arriving from another machine wait
+        `object_grace_seconds`, as the report's `spared` says). Entries put
+        while it runs are kept. `dry_run` lists what would go."""
+        return self.cleanup(drop_everything, dry_run=dry_run)
 
     def _clean_up_locked(
         self, strategy: CleanupStrategy, include_content: bool, report: CleanupReport

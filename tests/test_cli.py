@@ -690,6 +690,7 @@ def test_docs_show_every_command_and_its_json_fields(
         "show": ("show", "train/m1"),
         "export-json": ("export-json", "settings"),
         "cleanup": ("cleanup", "--dry-run", "--max-entries-per-block", "1"),
+        "clear": ("clear", "--dry-run"),
         "migrate": ("migrate", str(cache), "--store", str(tmp_path / "imported")),
         "keygen": ("keygen", str(tmp_path / "key.pem")),
         "watch": ("watch", "--existing", "--timeout", "0"),

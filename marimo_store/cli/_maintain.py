@@ -1,16 +1,20 @@
-"""`cleanup`: what the store keeps, and (with `--dry-run`) what it would drop.
+"""`cleanup` and `clear`: what the store keeps, and (with `--dry-run`) what it would drop.
 
 The options of `DefaultCleanupStrategy` become command-line options of the
 same names (`--max-entries-per-block 5`), read from its signature so that
 the two cannot drift; each overrides the store's configured strategy for
 this run only. `none` (or -1, as in configuration files) lifts a limit.
+`clear` drops every entry: on a terminal it asks first (`--yes` does not);
+elsewhere it needs `--yes`, so that no script empties a store by mistake.
 """
 
 from __future__ import annotations
 
+import sys
+
 from marimo_store._cleanup import DefaultCleanupStrategy
-from marimo_store._errors import ConfigError, StoreError
-from marimo_store.cli._output import size_text, time_text
+from marimo_store._errors import ConfigError, InvalidArgumentError, StoreError
+from marimo_store.cli._output import EXIT_FINDINGS, EXIT_OK, size_text, time_text
 from marimo_store.cli._target import SHORT_ID, entry_id, key_document, label_of, open_store
 from marimo_store.config import NO_LIMIT, strategy_defaults
 
@@ -56,6 +60,10 @@ def register(add: Register) -> None:
             help=f"default: {default}",
         )
     cleanup.set_defaults(run=run_cleanup)
+    clear = add("clear", help="drop every entry and delete the objects they used")
+    clear.add_argument("--dry-run", action="store_true", help="change nothing; list the drops")
+    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    clear.set_defaults(run=run_clear)
 
 
 class _Unset:
@@ -100,12 +108,45 @@ def run_cleanup(args: argparse.Namespace, out: Output) -> int:
     labels = {} if out.json_mode else {m.key: m for m in store.entries()}
     with out.activity("cleaning up" if not args.dry_run else "deciding what to drop"):
         report = store.cleanup(strategy, include_content=args.include_content, dry_run=args.dry_run)
+    return _show_report(report, labels, out)
+
+
+def run_clear(args: argparse.Namespace, out: Output) -> int:
+    store = open_store(args.store)
+    labels = {} if out.json_mode else {m.key: m for m in store.entries()}
+    if not args.dry_run and not args.yes:
+        plan = store.clear(dry_run=True)
+        if not _confirmed(plan, store.path, out):
+            out.line("cancelled: nothing was deleted")
+            return EXIT_FINDINGS
+    with out.activity("clearing" if not args.dry_run else "listing the entries"):
+        report = store.clear(dry_run=args.dry_run)
+    return _show_report(report, labels, out)
+
+
+def _confirmed(plan: CleanupReport, path: str, out: Output) -> bool:
+    """Ask on the terminal whether to clear; off a terminal, `--yes` is required."""
+    if not sys.stdin.isatty():
+        raise InvalidArgumentError(
+            f"clear drops every entry of {path}; it asks for confirmation on a terminal, "
+            "and elsewhere needs --yes"
+        )
+    size = size_text(sum(d.content_size for d in plan.dropped))
+    out.stderr.write(f"Drop all {len(plan.dropped)} entries ({size}) of {path}? [y/N] ")
+    out.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _show_report(
+    report: CleanupReport, labels: dict[ExecutionKey, EntryMetadata], out: Output
+) -> int:
+    """Print what a cleanup (or clear) did, as a table or as its JSON document."""
     if report.snapshot is None and not report.dry_run and report.skipped:
         raise StoreError(f"cleanup skipped: {'; '.join(report.skipped)}")
     document = cleanup_document(report)
     if out.json_mode:
         out.document(document)
-        return 0
+        return EXIT_OK
     for reason in report.skipped:
         out.warning(reason)
     for reason in report.spared:
