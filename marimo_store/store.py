@@ -128,6 +128,9 @@ _WATCH_SAFETY_SECONDS = 5.0
 """With change notification, a miss still re-reads after this long: some
 file systems (FUSE mounts, container volume mounts) fail to report changes."""
 _MAX_ANCESTORS = 1000
+MAX_INLINE_THRESHOLD = 1 << 20
+"""Values kept inside log records stay small: a record holds every inline
+value of its entry, and every reader of the log reads every record."""
 _MAX_SEGMENTS_BEFORE_CLEANUP = 64
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
@@ -244,7 +247,7 @@ class FsPersistentStore(NamedObjects):
     - `auto_variables_format`: what `format="auto"` means (`"pickle"` or
       `"json"`).
     - `inline_threshold`: serialized values smaller than this many bytes
-      are kept inside the entry record instead of as files.
+      (at most 1 MiB) are kept inside the entry record instead of as files.
     - `durability`: `"flush"` (default) hands writes to the OS; a power cut
       may lose the newest entries, which then read as misses, never as
       wrong values (every read is verified). `"fsync"` makes each `put`
@@ -1318,8 +1321,15 @@ def validate_options(config: Mapping[str, Any]) -> None:
                 f"{name} must be one of {', '.join(map(repr, allowed))}, got {config[name]!r}"
             )
     threshold = config["inline_threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
-        raise ConfigError(f"inline_threshold must be an int >= 0, got {threshold!r}")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int)
+        or not 0 <= threshold <= MAX_INLINE_THRESHOLD
+    ):
+        raise ConfigError(
+            f"inline_threshold must be an int from 0 to {MAX_INLINE_THRESHOLD} (1 MiB), "
+            f"got {threshold!r}"
+        )
     limit = config["max_entries_in_log"]
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < -1:
         raise ConfigError(

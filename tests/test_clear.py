@@ -11,15 +11,14 @@ import os
 import pty
 import select
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from _checks import object_files
+from _scripts import COMMAND, command_environment
+from _scripts import run_command as run
 
 from marimo_store import Entry, ExecutionKey, FsPersistentStore
-
-SCRIPT = Path(sys.executable).with_name("marimo-store")
 
 
 def fill(path: Path) -> list[ExecutionKey]:
@@ -33,36 +32,16 @@ def fill(path: Path) -> list[ExecutionKey]:
     return keys
 
 
-def environment(home: Path) -> dict[str, str]:
-    return {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / "xdg")}
-
-
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The command with no terminal anywhere (stdin included)."""
-    done = subprocess.run(
-        [str(SCRIPT), *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        cwd=home,
-        env=environment(home),
-        timeout=60,
-        check=False,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
 def run_on_a_terminal(home: Path, answer: str, *args: str) -> tuple[int, str]:
     """The command on a pseudo-terminal, typing `answer` at its prompt."""
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
-        [str(SCRIPT), *args],
+        [str(COMMAND), *args],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
         cwd=home,
-        env=environment(home),
+        env=command_environment(home),
     )
     os.close(terminal)
     output = b""

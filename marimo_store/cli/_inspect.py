@@ -15,7 +15,9 @@ from marimo_store._cleanup import last_used
 from marimo_store._errors import NotFoundError
 from marimo_store._layout import parse_format
 from marimo_store._log import SEGMENT_SUFFIX, writer_of_file
+from marimo_store._marimo_keys import holds_json
 from marimo_store._snapshot import SNAPSHOT_SUFFIX, read_snapshots
+from marimo_store.cli._numbers import positive_count
 from marimo_store.cli._output import size_text, time_text
 from marimo_store.cli._target import (
     SHORT_ID,
@@ -61,7 +63,7 @@ def register(add: Register) -> None:
     ls.add_argument("--kind", choices=("call", "named", "entry"), help="only entries of this kind")
     ls.add_argument("--sort", choices=tuple(SORTS), default="created", help="default: created")
     ls.add_argument("--reverse", action="store_true", help="oldest / smallest first")
-    ls.add_argument("--limit", type=int, metavar="N", help="at most N entries")
+    ls.add_argument("--limit", type=positive_count, metavar="N", help="at most N entries")
     ls.set_defaults(run=run_ls)
 
     show = add("show", help="one entry: key, variables, sizes, formats, environment")
@@ -347,6 +349,22 @@ def _signature(store: FsPersistentStore, metadata: EntryMetadata) -> dict[str, A
 # -- export-json ---------------------------------------------------------------------
 
 
+def _exportable(name: str, stored_format: str) -> bool:
+    """A JSON value: stored as JSON, or the bytes of a marimo `.json`/`.jsonl` key."""
+    return stored_format == "json" or (stored_format == "bytes" and holds_json(name))
+
+
+def _decode_marimo_json(name: str, data: bytes) -> Any:
+    """marimo's JSON bytes decoded (a `.jsonl` key: the list of its lines);
+    `ValueError` when they are not JSON. Nothing is ever unpickled."""
+    import json  # noqa: PLC0415 - only export-json decodes JSON
+
+    text = data.decode("utf-8")
+    if name.endswith(".jsonl"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
 def run_export_json(args: argparse.Namespace, out: Output) -> int:
     store = open_store(args.store)
     metadata = select_entry(store, args.key)
@@ -358,15 +376,24 @@ def run_export_json(args: argparse.Namespace, out: Output) -> int:
             f"entry {entry_id(metadata.key)} has no variable {', '.join(map(repr, missing))} "
             f"(it has {', '.join(map(repr, sorted(variables))) or 'none'})"
         )
-    exported = [name for name in wanted if variables[name].format == "json"]
+    exported = [name for name in wanted if _exportable(name, variables[name].format)]
     if not exported:
         formats = ", ".join(f"{name} ({variables[name].format})" for name in wanted)
         raise NotFoundError(
             f"entry {entry_id(metadata.key)} has no JSON-format variable to export: {formats}; "
             "export-json never unpickles"
         )
-    values = {name: store.load_variable(metadata.key, name) for name in exported}
-    skipped = {name: variables[name].format for name in wanted if name not in values}
+    values: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for name in exported:
+        if variables[name].format == "json":
+            values[name] = store.load_variable(metadata.key, name)
+            continue
+        try:
+            values[name] = _decode_marimo_json(name, store.load_bytes(metadata.key, name))
+        except ValueError as error:
+            skipped[name] = f"bytes, not valid JSON ({error})"
+    skipped.update({name: variables[name].format for name in wanted if name not in exported})
     for name, stored_format in skipped.items():
         out.warning(f"skipped {name!r}: stored as {stored_format}, not JSON")
     out.document(

@@ -10,13 +10,14 @@ elsewhere it needs `--yes`, so that no script empties a store by mistake.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from marimo_store._cleanup import DefaultCleanupStrategy
 from marimo_store._errors import ConfigError, InvalidArgumentError, StoreError
 from marimo_store.cli._output import EXIT_FINDINGS, EXIT_OK, size_text, time_text
 from marimo_store.cli._target import SHORT_ID, entry_id, key_document, label_of, open_store
-from marimo_store.config import NO_LIMIT, strategy_defaults
+from marimo_store.config import NO_LIMIT, read_settings, strategy_defaults
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,20 +51,37 @@ def register(add: Register) -> None:
     )
     cleanup.set_defaults(include_content=True)
     limits = cleanup.add_argument_group("strategy overrides (this run only; 'none' lifts a limit)")
+    configured, where = _configured_strategy()
     for name, default in strategy_defaults().items():
+        value = getattr(configured, name)
         limits.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=_limit,
             default=_UNSET,
-            metavar="N" if isinstance(default, int) else "VALUE",
-            help=f"default: {default}",
+            metavar=_METAVARS.get(name, "N"),
+            help=f"default: {'none' if value is None else value}"
+            + (f" (set in {where})" if value != default else ""),
         )
     cleanup.set_defaults(run=run_cleanup)
     clear = add("clear", help="drop every entry and delete the objects they used")
     clear.add_argument("--dry-run", action="store_true", help="change nothing; list the drops")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     clear.set_defaults(run=run_clear)
+
+
+_METAVARS = {"max_total_content_size": "SIZE", "max_entry_age_days": "DAYS"}
+
+
+def _configured_strategy() -> tuple[DefaultCleanupStrategy, str]:
+    """The strategy the configuration files of the working directory give
+    (what `cleanup` uses), and the files that set it; the built-in one when
+    they set none or cannot be read (the command itself then says why)."""
+    try:
+        settings = read_settings(os.getcwd())
+    except StoreError:
+        return DefaultCleanupStrategy(), ""
+    return settings.cleanup_strategy or DefaultCleanupStrategy(), ", ".join(settings.sources)
 
 
 class _Unset:
