@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 from marimo_store import _fs
-from marimo_store._entry import CALL_METADATA_KEY, EntryMetadata, ExecutionKey
+from marimo_store._entry import CALL_METADATA_KEY, EXPIRE, EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
 from marimo_store._hashing import HEX_DIGITS
 from marimo_store._log import (
@@ -100,6 +100,15 @@ def is_function_call(entry: EntryMetadata) -> bool:
     return CALL_METADATA_KEY in entry.user_metadata
 
 
+def expiry_of(entry: EntryMetadata) -> int | None:
+    """When a call stored with `persistent_cache(expire=...)` expires (ms), else None."""
+    record = entry.user_metadata.get(CALL_METADATA_KEY)
+    expire = record.get(EXPIRE) if isinstance(record, Mapping) else None
+    if isinstance(expire, int) and not isinstance(expire, bool) and expire > 0:
+        return entry.created_at + expire
+    return None
+
+
 def last_used(entry: EntryMetadata) -> int:
     """When an entry was last written or read (ms): the recency LRU goes by."""
     return max(entry.created_at, entry.last_access or 0)
@@ -119,6 +128,7 @@ class DefaultCleanupStrategy(Value):
       them the block rule gives way to `max_calls_per_function`, the most
       recently used calls of each function (one block) that are kept;
     - entries not used (written or read) for `max_entry_age_days`;
+    - calls of a `persistent_cache(expire=...)` function older than that;
     - above `max_total_content_size` (bytes or a string like `"10GB"`;
       objects shared by several entries count once), the least recently
       used entries go first, an entry that is the newest of its block only
@@ -164,6 +174,10 @@ class DefaultCleanupStrategy(Value):
         self, entries: Collection[EntryMetadata], now_ms: int
     ) -> Mapping[ExecutionKey, str]:
         drop: dict[ExecutionKey, str] = {}
+        for entry in entries:
+            expires = expiry_of(entry)
+            if expires is not None and expires < now_ms:
+                drop[entry.key] = "expired (its function's expire=)"
         self._keep_newest(entries, drop)
         if self.max_entry_age_days is not None:
             horizon = now_ms - int(self.max_entry_age_days * _DAY_MS)

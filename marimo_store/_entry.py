@@ -35,6 +35,8 @@ CALL_METADATA_KEY = "persistent_cache"
 """The user metadata key under which `persistent_cache` records a call's
 function and key components; it also marks the entry as a function call
 for cleanup (see `DefaultCleanupStrategy.max_calls_per_function`)."""
+EXPIRE = "expire_ms"
+"""In a call's record: its function's `expire=` in ms, which cleanup honours."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

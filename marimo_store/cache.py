@@ -46,7 +46,14 @@ from marimo_store._callhash import (
     is_async,
     is_generator,
 )
-from marimo_store._entry import CALL_METADATA_KEY, Entry, EntryMetadata, ExecutionKey
+from marimo_store._entry import (
+    CALL_METADATA_KEY,
+    EXPIRE,
+    Entry,
+    EntryMetadata,
+    ExecutionKey,
+    now_ms,
+)
 from marimo_store._errors import (
     InvalidArgumentError,
     SerializationError,
@@ -100,17 +107,38 @@ _LONGEST_PAUSE = 0.1
 
 
 class CacheInfo(Value):
-    """`hits` and `misses` of this wrapper in this process; `entries` and
-    `bytes` (distinct objects, each counted once) of its block in the store."""
+    """`hits` and `misses` of this wrapper in this process; as in
+    `functools.lru_cache`, `maxsize` (how many calls the store's cleanup keeps
+    of this function: its `max_calls_per_function`, None when unbounded by
+    count) and `currsize` (how many are stored); `entries` (the same as
+    `currsize`) and `bytes` (distinct objects, each counted once) of its
+    block in the store."""
 
-    __slots__ = ("hits", "misses", "entries", "bytes")
+    __slots__ = ("hits", "misses", "maxsize", "currsize", "entries", "bytes")
     hits: int
     misses: int
+    maxsize: int | None
+    currsize: int
     entries: int
     bytes: int
 
-    def __init__(self, hits: int, misses: int, entries: int, bytes: int) -> None:
-        self._assign(hits=hits, misses=misses, entries=entries, bytes=bytes)
+    def __init__(  # noqa: PLR0917 - a Value is rebuilt from positional fields (pickle)
+        self,
+        hits: int,
+        misses: int,
+        maxsize: int | None,
+        currsize: int,
+        entries: int,
+        bytes: int,
+    ) -> None:
+        self._assign(
+            hits=hits,
+            misses=misses,
+            maxsize=maxsize,
+            currsize=currsize,
+            entries=entries,
+            bytes=bytes,
+        )
 
 
 class Explanation:
@@ -279,6 +307,7 @@ class CachedFunction(_Generic[P, R]):
         pin_modules: bool | Collection[str],
         on_error: OnError,
         single_flight: bool | float,
+        expire: float | None = None,
     ) -> None:
         if not isinstance(func, types.FunctionType):
             raise InvalidArgumentError(
@@ -289,6 +318,7 @@ class CachedFunction(_Generic[P, R]):
                 f"cannot cache {func.__qualname__}: a generator's result is an iterator "
                 "that cannot be stored; return a list instead"
             )
+        _check_ignored(func, ignore)
         functools.update_wrapper(self, func)
         self._options: dict[str, Any] = {
             "name": name,
@@ -298,6 +328,7 @@ class CachedFunction(_Generic[P, R]):
             "pin_modules": pin_modules,
             "on_error": on_error,
             "single_flight": single_flight,
+            "expire": expire,
         }
         try:
             self._hasher = CallHasher(
@@ -311,6 +342,7 @@ class CachedFunction(_Generic[P, R]):
         self._format: ContentFormat = format
         self._on_error: OnError = on_error
         self._lease = _lease_seconds(single_flight)
+        self._expire_ms = _expire_ms(expire)
         self._async = is_async(func)
         self._hits = 0
         self._misses = 0
@@ -350,7 +382,7 @@ class CachedFunction(_Generic[P, R]):
             return self._call_async(args, kwargs)  # type: ignore[return-value]
         store = self._resolve(self._anchor)
         call = self._hasher.key(args, kwargs)
-        value = _lookup(store, call.key)
+        value = _lookup(store, call.key, self._expire_ms)
         if value is not MISSING:
             self._hits += 1
             return value  # type: ignore[no-any-return]
@@ -374,7 +406,7 @@ class CachedFunction(_Generic[P, R]):
         coroutine_function: Any = self.__wrapped__
         store = self._resolve(self._anchor)
         call = self._hasher.key(args, kwargs)
-        value = _lookup(store, call.key)
+        value = _lookup(store, call.key, self._expire_ms)
         if value is not MISSING:
             self._hits += 1
             return value
@@ -401,14 +433,17 @@ class CachedFunction(_Generic[P, R]):
         if not flight.waited:
             return MISSING
         store.refresh()  # it was put a moment ago: do not wait for refresh_interval
-        value = _lookup(store, call.key)
+        value = _lookup(store, call.key, self._expire_ms)
         if value is not MISSING:
             self._hits += 1
         return value
 
     def _save(self, store: Store, call: CallKey, result: Any) -> bool:
         """Store a result; on failure warn (or raise, with `on_error="raise"`)."""
-        metadata = {CALL_METADATA_KEY: {"function": self._function, "components": call.components}}
+        call_record: dict[str, Any] = {"function": self._function, "components": call.components}
+        if self._expire_ms is not None:
+            call_record[EXPIRE] = self._expire_ms  # cleanup drops the call once it expired
+        metadata = {CALL_METADATA_KEY: call_record}
         entry = Entry.of(call.key, {RESULT: result}, user_metadata=metadata, format=self._format)
         try:
             store.put(entry)
@@ -429,13 +464,23 @@ class CachedFunction(_Generic[P, R]):
 
     def cache_info(self) -> CacheInfo:
         """Hits and misses here; entries and bytes of this function's block in the store."""
-        entries = self._own_entries(self._resolve(self._anchor))
+        store = self._resolve(self._anchor)
+        entries = self._own_entries(store)
         objects = {
             object_id: ref.size
             for metadata in entries
             for object_id, ref in metadata.objects().items()
         }
-        return CacheInfo(self._hits, self._misses, len(entries), sum(objects.values()))
+        strategy = getattr(store, "cleanup_strategy", None)
+        maxsize = getattr(strategy, "max_calls_per_function", None)
+        return CacheInfo(
+            self._hits,
+            self._misses,
+            maxsize if isinstance(maxsize, int) else None,
+            len(entries),
+            len(entries),
+            sum(objects.values()),
+        )
 
     def cache_clear(self) -> int:
         """Delete this block's entries (tombstones); reset the counters.
@@ -489,6 +534,35 @@ class CachedFunction(_Generic[P, R]):
         )
 
 
+_CO_VARARGS = 0x04
+_CO_VARKEYWORDS = 0x08
+
+
+def _check_ignored(func: types.FunctionType, ignore: Collection[str]) -> None:
+    """Refuse `ignore=` names that name nothing the key is made of: a typo
+    would otherwise silently leave the argument in the key (joblib raises too).
+
+    A name may be a parameter, or a global or closure variable the function
+    can read (`helper.name`: one its helper `helper` reads). A function with
+    `**kwargs` takes any keyword, so any name may be an argument of it.
+    Reads only the code object: no `inspect` at decoration.
+    """
+    code = func.__code__
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & _CO_VARARGS)
+    if code.co_flags & _CO_VARKEYWORDS:
+        return
+    parameters = code.co_varnames[:count]
+    readable = {*parameters, *code.co_freevars, *func.__globals__}
+    unknown = [name for name in ignore if name.split(".", 1)[0] not in readable]
+    if unknown:
+        raise InvalidArgumentError(
+            f"ignore={tuple(ignore)!r}: {', '.join(map(repr, unknown))} is neither a parameter "
+            f"of {func.__qualname__} (its parameters: {', '.join(parameters) or 'none'}) nor a "
+            "global of its module nor one of its closure variables"
+        )
+
+
 def _unpickle_cached(
     by_value: bytes, resolve: StoreResolver, options: dict[str, Any], anchor: str
 ) -> CachedFunction[Any, Any]:
@@ -526,11 +600,27 @@ class _BoundCachedFunction:
         return getattr(self._cached, name)
 
 
-def _lookup(store: Store, key: ExecutionKey) -> Any:
+def _lookup(store: Store, key: ExecutionKey, expire_ms: int | None) -> Any:
+    """The stored result of a call, or MISSING: none stored, or (with
+    `expire=`) only one older than that, which is computed again."""
     entry = store.get(key)
     if entry is None:
         return MISSING
+    created_at = entry.key.created_at
+    if expire_ms is not None and created_at is not None and now_ms() - created_at > expire_ms:
+        return MISSING
     return entry.variables.get(RESULT, MISSING)
+
+
+def _expire_ms(expire: float | None) -> int | None:
+    """`expire=` in milliseconds; `InvalidArgumentError` unless None or > 0 seconds."""
+    if expire is None:
+        return None
+    if isinstance(expire, bool) or not isinstance(expire, int | float) or not expire > 0:
+        raise InvalidArgumentError(
+            f"expire must be a number of seconds > 0 or None, got {expire!r}"
+        )
+    return max(1, int(expire * 1000))
 
 
 def _lease_seconds(single_flight: bool | float) -> float | None:
@@ -568,7 +658,9 @@ class CacheDecorator:
       the result cannot be stored;
     - `single_flight`: concurrent callers of one key on this machine wait
       for the first one instead of computing too; True, or the lease in
-      seconds (default 600): nobody waits longer than that.
+      seconds (default 600): nobody waits longer than that;
+    - `expire`: seconds after which a stored result is computed again (as
+      diskcache's `expire`); cleanup drops expired calls.
     """
 
     def __init__(self, resolve: StoreResolver) -> None:
@@ -593,6 +685,7 @@ class CacheDecorator:
             pin_modules: bool | Iterable[str] = False,
             on_error: OnError = "warn",
             single_flight: bool | float = False,
+            expire: float | None = None,
         ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
     def __call__(
@@ -608,6 +701,7 @@ class CacheDecorator:
         pin_modules: bool | Iterable[str] = False,
         on_error: OnError = "warn",
         single_flight: bool | float = False,
+        expire: float | None = None,
     ) -> Any:
         if name is not None and (not isinstance(name, str) or not name or "\x00" in name):
             raise InvalidArgumentError(f"name must be a non-empty str, got {name!r}")
@@ -616,6 +710,7 @@ class CacheDecorator:
         if on_error not in ("warn", "raise"):
             raise InvalidArgumentError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
         _lease_seconds(single_flight)
+        _expire_ms(expire)
         resolve = self._resolve if store is None else _fixed(store)
         options: dict[str, Any] = {
             "name": name,
@@ -627,6 +722,7 @@ class CacheDecorator:
             ),
             "on_error": on_error,
             "single_flight": single_flight,
+            "expire": expire,
         }
 
         def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
