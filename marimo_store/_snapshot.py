@@ -75,6 +75,7 @@ class StoreState:
         "dropped",
         "entries",
         "heads",
+        "hits",
         "last_access",
         "tombstones",
     )
@@ -84,6 +85,7 @@ class StoreState:
         self.dropped: dict[ExecutionKey, StoredEntry] = {}
         self.tombstones: dict[ExecutionKey, int] = {}
         self.last_access: dict[ExecutionKey, int] = {}
+        self.hits: dict[ExecutionKey, int] = {}
         self.consumed: dict[str, tuple[int, int]] = {}
         self.heads: list[str] = heads or []
         self.ancestors: dict[str, int] = {}
@@ -102,19 +104,27 @@ class StoreState:
         if stored is not None:
             self.dropped[key] = stored
 
-    def add_access(self, key: ExecutionKey, accessed_at: int) -> None:
+    def add_access(self, key: ExecutionKey, accessed_at: int, hits: int = 0) -> None:
         if accessed_at > self.last_access.get(key, 0):
             self.last_access[key] = accessed_at
+        if hits:
+            self.hits[key] = self.hits.get(key, 0) + hits
+
+    def add_counted_hits(self, key: ExecutionKey, hits: int) -> None:
+        """A head's count: heads may share history, so the largest one counts."""
+        if hits > self.hits.get(key, 0):
+            self.hits[key] = hits
 
     def live(self) -> list[StoredEntry]:
         """Live entries with their last access filled in."""
         found = []
         for key, stored in self.entries.items():
-            accessed = self.last_access.get(key)
-            if accessed is None or accessed == stored.metadata.last_access:
+            accessed = self.last_access.get(key, stored.metadata.last_access)
+            hits = self.hits.get(key, stored.metadata.hits)
+            if accessed == stored.metadata.last_access and hits == stored.metadata.hits:
                 found.append(stored)
             else:
-                metadata = stored.metadata.replace(last_access=accessed)
+                metadata = stored.metadata.replace(last_access=accessed, hits=hits)
                 found.append(StoredEntry(metadata, stored.inline))
         return found
 
@@ -314,10 +324,15 @@ def _decode_snapshot_entry(record: dict[str, Any] | None) -> StoredEntry | None:
     if record is None:
         return None
     stored = decode_entry(record, None)
-    last_access = record.get("la")
-    if stored is not None and isinstance(last_access, int) and not isinstance(last_access, bool):
-        stored = StoredEntry(stored.metadata.replace(last_access=last_access), stored.inline)
-    return stored
+    if stored is None:
+        return None
+    last_access, hits = record.get("la"), record.get("hc")
+    changes: dict[str, int] = {}
+    if isinstance(last_access, int) and not isinstance(last_access, bool):
+        changes["last_access"] = last_access
+    if isinstance(hits, int) and not isinstance(hits, bool) and hits > 0:
+        changes["hits"] = hits
+    return StoredEntry(stored.metadata.replace(**changes), stored.inline) if changes else stored
 
 
 def _damaged(path: str, reason: str) -> None:
@@ -382,6 +397,8 @@ def encode_snapshot(state: StoreState, *, writer: str, created_at: int) -> tuple
         record = encode_entry(stored, None)
         if stored.metadata.last_access is not None:
             record["la"] = stored.metadata.last_access
+        if stored.metadata.hits:
+            record["hc"] = stored.metadata.hits
         entry_frames.append(frame(pack(record)))
     tombstones = sorted([*_key_fields(key), at] for key, at in state.tombstones.items())
     tombstone_frame = frame(msgpack.packb(tombstones, use_bin_type=True))
@@ -474,6 +491,8 @@ def merge(heads: list[SnapshotFile]) -> StoreState:
             state.add_entry(stored)
             if stored.metadata.last_access is not None:
                 state.add_access(stored.metadata.key, stored.metadata.last_access)
+            if stored.metadata.hits:
+                state.add_counted_hits(stored.metadata.key, stored.metadata.hits)
         for segment, (offset, seen) in head.consumed.items():
             known_offset, known_seen = state.consumed.get(segment, (0, 0))
             state.consumed[segment] = (max(offset, known_offset), max(seen, known_seen))

@@ -116,7 +116,7 @@ if TYPE_CHECKING:
 
         def add_entry(self, stored: StoredEntry) -> None: ...
         def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None: ...
-        def add_access(self, key: ExecutionKey, accessed_at: int) -> None: ...
+        def add_access(self, key: ExecutionKey, accessed_at: int, hits: int = 0) -> None: ...
 
 
 _DAY_MS = 86_400_000
@@ -218,7 +218,9 @@ def _apply(header: Mapping[str, Any], record: Mapping[str, Any], target: _Record
         if key is None or not isinstance(at, int) or isinstance(at, bool):
             return
         if kind == ACCESS_TYPE:
-            target.add_access(key, at)
+            hits = record.get("n", 1)  # a record without a count (older writers): one hit
+            valid = isinstance(hits, int) and not isinstance(hits, bool) and hits > 0
+            target.add_access(key, at, hits if valid else 1)
         else:
             target.add_tombstone(key, at)
 
@@ -226,6 +228,12 @@ def _apply(header: Mapping[str, Any], record: Mapping[str, Any], target: _Record
 def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
     """A log record about one entry: an access or a tombstone."""
     return {"t": record_type, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
+
+
+def _access_record(key: ExecutionKey, at: int, hits: int) -> dict[str, Any]:
+    """An access record: the entry was last read at `at`, `hits` times since
+    this writer's previous record of it."""
+    return {**_key_record(ACCESS_TYPE, key, at), "n": hits}
 
 
 def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
@@ -400,6 +408,7 @@ class FsPersistentStore(NamedObjects):
         self._accesses_noted: dict[ExecutionKey, int] = {}
         self._pending_accesses: dict[ExecutionKey, int] = {}
         self._pending_since = 0
+        self._hits_waiting: dict[ExecutionKey, int] = {}
         self._background: threading.Thread | None = None
         self._trigger_not_before = 0.0
 
@@ -913,14 +922,17 @@ class FsPersistentStore(NamedObjects):
         next put, `close()`, `cleanup()`, exit, or until the oldest has
         waited `_ACCESS_RECORD_INTERVAL_MS`. So a process that only reads
         never pays for creating a log segment on its first hit, and steady
-        hits pay no write. (A killed process loses its last batch: recency
-        is a cleanup hint, never a correctness matter.)
+        hits pay no write. Every hit is counted (each record carries the hits
+        since the writer's previous one), for the hit counts of `ls` and
+        `info`. (A killed process loses its last batch: recency and counts
+        are statistics, never a correctness matter.)
         """
         now = now_ms()
-        if (
-            self._cannot_write
-            or now - self._accesses_noted.get(key, 0) < _ACCESS_RECORD_INTERVAL_MS
-        ):
+        if self._cannot_write:
+            return
+        waiting = self._hits_waiting
+        waiting[key] = waiting.get(key, 0) + 1
+        if now - self._accesses_noted.get(key, 0) < _ACCESS_RECORD_INTERVAL_MS:
             return
         self._accesses_noted[key] = now
         with self._lock:
@@ -940,14 +952,25 @@ class FsPersistentStore(NamedObjects):
         collecting: hits still work.
         """
         with self._lock:
-            if not self._pending_accesses or self._cannot_write:
+            if not (self._pending_accesses or self._hits_waiting) or self._cannot_write:
                 return
             pending, self._pending_accesses = self._pending_accesses, {}
-            records = [_key_record(ACCESS_TYPE, key, at) for key, at in pending.items()]
+            hits, self._hits_waiting = self._hits_waiting, {}
+            counted = [
+                (key, at, max(count, 1))
+                for key, count in {**dict.fromkeys(pending, 0), **hits}.items()
+                if (at := pending.get(key) or self._accesses_noted.get(key, 0))
+            ]
+            if not counted:
+                return
+            records = [_access_record(key, at, count) for key, at, count in counted]
             try:
                 self._append(writing or self._writing_for_this_process(), *records)
             except (OSError, StoreIOError):
                 self._cannot_write = True
+                return
+            for key, at, count in counted:
+                self._index.add_access(key, at, count)  # our own records are not read back
 
     def _load_contents(self, stored: StoredEntry) -> dict[str, dict[str, Any]] | None:
         contents: dict[str, dict[str, Any]] = {}

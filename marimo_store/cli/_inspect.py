@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 
-from marimo_store._cleanup import last_used
+from marimo_store._cleanup import is_function_call, last_used
 from marimo_store._errors import NotFoundError
 from marimo_store._layout import parse_format
 from marimo_store._log import SEGMENT_SUFFIX, writer_of_file
@@ -112,6 +112,23 @@ def run_info(args: argparse.Namespace, out: Output) -> int:
             right=("entries",),
             wrap=("writer",),
         )
+    if info["functions"]:
+        out.table(
+            ("function", "calls", "hits", "misses", "size"),
+            [
+                (
+                    f["function"],
+                    str(f["calls"]),
+                    str(f["hits"]),
+                    str(f["misses"]),
+                    size_text(f["size"]),
+                )
+                for f in info["functions"]
+            ],
+            title="cached functions (every process)",
+            right=("calls", "hits", "misses", "size"),
+            wrap=("function",),
+        )
     return 0
 
 
@@ -160,7 +177,28 @@ def store_info(store: FsPersistentStore) -> dict[str, Any]:
         "segments": segments,
         "writers": writers,
         "last_cleanup": max((head.created_at for head in snapshots.heads), default=None),
+        "functions": _functions(entries),
     }
+
+
+def _functions(entries: Iterable[EntryMetadata]) -> list[dict[str, Any]]:
+    """Per `persistent_cache` function: its stored calls (each one a miss that
+    computed it), the hits on them, and their distinct bytes."""
+    calls: dict[str, list[EntryMetadata]] = {}
+    for metadata in entries:
+        if is_function_call(metadata):
+            calls.setdefault(label_of(metadata), []).append(metadata)
+    rows = [
+        {
+            "function": function,
+            "calls": len(group),
+            "hits": sum(m.hits for m in group),
+            "misses": len(group),
+            "size": sum({ref.id: ref.size for m in group for ref in m.objects().values()}.values()),
+        }
+        for function, group in calls.items()
+    ]
+    return sorted(rows, key=lambda row: (-row["hits"], row["function"]))
 
 
 def _files_under(directory: str) -> tuple[int, int]:
@@ -215,7 +253,7 @@ def run_ls(args: argparse.Namespace, out: Output) -> int:
         out.document({"entries": [entry_summary(m) for m in entries]})
         return 0
     out.table(
-        ("id", "kind", "name", "created", "last used", "size", "variables"),
+        ("id", "kind", "name", "created", "last used", "hits", "size", "variables"),
         [
             (
                 entry_id(m.key)[:SHORT_ID],
@@ -223,12 +261,13 @@ def run_ls(args: argparse.Namespace, out: Output) -> int:
                 label_of(m),
                 time_text(m.created_at),
                 time_text(m.last_access),
+                str(m.hits),
                 size_text(m.content_size),
                 ", ".join(f"{name} ({ref.format})" for name, ref in sorted(m.variables.items())),
             )
             for m in entries
         ],
-        right=("size",),
+        right=("hits", "size"),
         wrap=("name", "variables"),
     )
     total = sum(m.content_size for m in entries)

@@ -172,6 +172,7 @@ def entry_header(metadata: EntryMetadata) -> dict[str, Any]:
         "label": label_of(metadata),
         **key_document(metadata.key),
         "last_access": metadata.last_access,
+        "hits": metadata.hits,
         "size": metadata.content_size,
     }
 
