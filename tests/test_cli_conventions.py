@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from _scripts import run_command as run
 
-from marimo_store import Entry, ExecutionKey, FsPersistentStore
+from marimo_store import Entry, ExecutionKey, FsPersistentStore, LegacyPersistentStore
 from marimo_store.marimo import MarimoStore
 
 
@@ -80,3 +80,24 @@ def test_export_json_still_exports_json_format_variables(tmp_path: Path) -> None
     store.close()
     done = run(tmp_path, "export-json", "settings", "--store", str(path))
     assert json.loads(done.stdout)["variables"] == {"config": {"lr": 0.1}}
+
+
+def test_reading_commands_accept_marimos_own_cache_folder(tmp_path: Path) -> None:
+    """`ls`, `show` and `export-json` read any store through the `Store`
+    protocol, marimo's `__marimo__/cache` included; the others say why not."""
+    cache = tmp_path / "project" / "__marimo__" / "cache"
+    legacy = LegacyPersistentStore(cache)
+    legacy.put(Entry.of(ExecutionKey("train", "m1"), {"loss": 0.5}))
+    legacy.put(Entry.of(ExecutionKey("settings", "s1"), {"config": {"lr": 0.1}}, format="json"))
+    for where in (("--store", str(cache)), ()):
+        cwd = tmp_path / "project"
+        listed = run(cwd, "--json", "ls", *where)
+        assert listed.returncode == 0, listed.stderr
+        labels = sorted(entry["label"] for entry in json.loads(listed.stdout)["entries"])
+        assert labels == ["settings", "train"]
+        shown = json.loads(run(cwd, "--json", "show", "train", *where).stdout)
+        assert shown["signature"]["status"] == "unsigned"
+        exported = json.loads(run(cwd, "export-json", "settings", *where).stdout)
+        assert exported["variables"] == {"config": {"lr": 0.1}}
+        info = run(cwd, "info", *where)
+        assert info.returncode == 2 and "marimo-store migrate" in info.stderr

@@ -27,10 +27,12 @@ from marimo_store.cli._target import (
     key_document,
     kind_of,
     label_of,
+    open_any_store,
     open_store,
     ref_document,
     select_entry,
 )
+from marimo_store.legacy import LegacyPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -244,7 +246,7 @@ def _segments_and_writers(log_dir: str) -> tuple[int, int]:
 
 
 def run_ls(args: argparse.Namespace, out: Output) -> int:
-    store = open_store(args.store)
+    store = open_any_store(args.store)
     entries = _filtered(store.entries(), args)
     entries.sort(key=SORTS[args.sort], reverse=(args.sort != "name") != args.reverse)
     if args.limit is not None:
@@ -289,7 +291,7 @@ def _filtered(entries: Iterable[EntryMetadata], args: argparse.Namespace) -> lis
 
 
 def run_show(args: argparse.Namespace, out: Output) -> int:
-    store = open_store(args.store)
+    store = open_any_store(args.store)
     metadata = select_entry(store, args.key)
     document = entry_details(store, metadata)
     if out.json_mode:
@@ -345,7 +347,9 @@ def _objects_text(objects: list[dict[str, Any]]) -> str:
     )
 
 
-def entry_details(store: FsPersistentStore, metadata: EntryMetadata) -> dict[str, Any]:
+def entry_details(
+    store: FsPersistentStore | LegacyPersistentStore, metadata: EntryMetadata
+) -> dict[str, Any]:
     """The `show` document (docs/cli.md)."""
     environment = metadata.environment
     runs = store.history(metadata.key.replace(created_at=None))
@@ -366,11 +370,15 @@ def entry_details(store: FsPersistentStore, metadata: EntryMetadata) -> dict[str
     }
 
 
-def _signature(store: FsPersistentStore, metadata: EntryMetadata) -> dict[str, Any]:
+def _signature(
+    store: FsPersistentStore | LegacyPersistentStore, metadata: EntryMetadata
+) -> dict[str, Any]:
     """What the store makes of the entry's signature (checking one needs
     `cryptography`; without it the claim is shown as `unchecked`)."""
     from marimo_store._errors import ConfigError  # noqa: PLC0415
 
+    if isinstance(store, LegacyPersistentStore):
+        return {"status": "unsigned", "signer": None, "reason": "marimo's cache files are unsigned"}
     try:
         status = store.signature_status(metadata.key)
     except ConfigError as error:
@@ -405,7 +413,7 @@ def _decode_marimo_json(name: str, data: bytes) -> Any:
 
 
 def run_export_json(args: argparse.Namespace, out: Output) -> int:
-    store = open_store(args.store)
+    store = open_any_store(args.store)
     metadata = select_entry(store, args.key)
     variables = metadata.variables
     wanted = args.variable or sorted(variables)
@@ -429,7 +437,8 @@ def run_export_json(args: argparse.Namespace, out: Output) -> int:
             values[name] = store.load_variable(metadata.key, name)
             continue
         try:
-            values[name] = _decode_marimo_json(name, store.load_bytes(metadata.key, name))
+            data = store.load_variable(metadata.key, name)  # a bytes value: nothing unpickled
+            values[name] = _decode_marimo_json(name, bytes(data))
         except ValueError as error:
             skipped[name] = f"bytes, not valid JSON ({error})"
     skipped.update({name: variables[name].format for name in wanted if name not in exported})
