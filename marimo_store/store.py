@@ -1096,7 +1096,7 @@ class FsPersistentStore(NamedObjects):
             self._writing_for_this_process().temp_path(),
         )
         if include_content:
-            self._collect_garbage(state, dropped, reader, report)
+            self._collect_garbage(state, dropped, reader, now, report)
 
     def _merged_state(self) -> tuple[StoreState, LogReader, SnapshotSet]:
         """Every head merged, plus every log record after them: the whole
@@ -1178,8 +1178,13 @@ class FsPersistentStore(NamedObjects):
         state: StoreState,
         dropped: Mapping[ExecutionKey, StoredEntry],
         reader: LogReader,
+        started: int,
         report: CleanupReport,
     ) -> None:
+        """Object GC (see `collect_garbage`). A drop counts from its tombstone's
+        time, but never from later than this cleanup's start (`started`, ms):
+        a tombstone from a machine whose clock is ahead must not make a file
+        written, reused or delivered since look older than its drop."""
         with self._objects_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
             if not acquired:
                 report.skipped.append("object GC: puts held the objects lock; objects kept")
@@ -1194,7 +1199,7 @@ class FsPersistentStore(NamedObjects):
             }
             dropped_at: dict[str, int] = {}
             for key, stored in dropped.items():
-                at = state.tombstones.get(key, 0)
+                at = min(state.tombstones.get(key, 0), started)
                 for ref in stored.metadata.objects().values():
                     if not ref.inline:
                         dropped_at[ref.id] = max(at, dropped_at.get(ref.id, 0))

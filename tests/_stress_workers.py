@@ -124,6 +124,8 @@ def _report(queue: Any, name: str, body: Any) -> None:
 
 # -- 1. cleanup concurrency ----------------------------------------------------------
 
+COUNTED = DefaultCleanupStrategy(max_entries_per_block=3, max_entries_per_module=2)
+"""What the cleanup stress keeps (count limits are opt-in: it needs drops)."""
 STRESS_BLOCKS = 20
 STRESS_MODULES = 50
 GC_EVERY = 3
@@ -143,7 +145,7 @@ def clean_loop(path: str, seconds: float, seed: int, name: str, queue: Any) -> N
 
     def body() -> dict[str, Any]:
         rng = random.Random(seed)
-        store = FsPersistentStore(path, object_grace_seconds=0)
+        store = FsPersistentStore(path, object_grace_seconds=0, cleanup_strategy=COUNTED)
         deadline = time.monotonic() + seconds
         stats: dict[str, Any] = {
             "cleanups": 0,
@@ -178,7 +180,7 @@ def put_get_loop(path: str, seconds: float, seed: int, name: str, queue: Any) ->
 
     def body() -> dict[str, Any]:
         rng = random.Random(seed)
-        store = FsPersistentStore(path, object_grace_seconds=0)
+        store = FsPersistentStore(path, object_grace_seconds=0, cleanup_strategy=COUNTED)
         deadline = time.monotonic() + seconds
         stats = {"puts": 0, "gets": 0, "hits": 0, "put_then_hit": 0}
         while time.monotonic() < deadline:

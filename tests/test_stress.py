@@ -156,17 +156,19 @@ def test_concurrent_cleanups_with_puts_and_gets(store_path: Path) -> None:
     assert sum(c["objects_deleted"] for c in cleaners) > 0
 
     with no_store_warnings():
-        final = FsPersistentStore(store_path, object_grace_seconds=0, cleanup_on_exit=False)
+        final = FsPersistentStore(
+            store_path, object_grace_seconds=0, cleanup_on_exit=False, cleanup_strategy=sw.COUNTED
+        )
         report = final.cleanup(include_content=True)
         assert report.skipped == []
         assert not [d for d in report.dropped if "missing" in d.reason], report.dropped
         assert len(snapshot_names(store_path)) == 1
         final.close()
 
-        fresh = FsPersistentStore(store_path, cleanup_on_exit=False)
+        fresh = FsPersistentStore(store_path, cleanup_on_exit=False, cleanup_strategy=sw.COUNTED)
         entries = check_every_entry_loads(store_path, fresh, sw.stress_value)
         assert entries
-        # What is left is what the default strategy keeps: nothing more to drop.
+        # What is left is what the strategy keeps: nothing more to drop.
         assert fresh.cleanup(dry_run=True).dropped == []
         per_block: dict[str, int] = {}
         for metadata in entries:

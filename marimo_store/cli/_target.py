@@ -44,24 +44,34 @@ def open_store(path: str | None) -> FsPersistentStore:
     """
     store = open_any_store(path)
     if isinstance(store, LegacyPersistentStore):
-        raise NotSupportedError(
-            f"the store here is marimo's own cache folder {store.path} (one pickle file "
-            "per entry: no log, snapshots or metadata to inspect); import it with "
-            f"`marimo-store migrate {store.path}`"
-        )
+        raise _use_migrate(store.path)
     return store
+
+
+def _use_migrate(path: str) -> NotSupportedError:
+    return NotSupportedError(
+        f"the store here is marimo's own cache folder {path} (one pickle file "
+        "per entry: no log, snapshots or metadata to inspect); import it with "
+        f"`marimo-store migrate {path}`"
+    )
 
 
 def open_any_store(path: str | None) -> FsPersistentStore | LegacyPersistentStore:
     """As `open_store`, and marimo's own cache folder too: the one `App()`
     would read here, or `--store` naming a `__marimo__/cache` folder. The
     commands that only read entries (`ls`, `show`, `export-json`) work on
-    it through the `Store` protocol; the others need `open_store`."""
+    it through the `Store` protocol; the others need `open_store`. A folder
+    of marimo's own cache files, which only `migrate` reads, is an error
+    naming it, not an empty listing."""
+    store: FsPersistentStore | LegacyPersistentStore
     if path is not None and _is_marimo_cache(path):
-        return LegacyPersistentStore(path)
-    store = resolve_store(os.getcwd(), _config(path))
+        store = LegacyPersistentStore(path)
+    else:
+        store = resolve_store(os.getcwd(), _config(path))
     if not isinstance(store, LegacyPersistentStore):
         _require_store(store.path)
+    elif not store.entries():
+        raise _use_migrate(store.path)
     return store
 
 
