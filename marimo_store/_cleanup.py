@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from marimo_store._log import SegmentState
 
 _DAY_MS = 86_400_000
+_DROP_SLACK_NS = 1_000_000_000
+"""File times within a second after a drop still count as before it: file
+system timestamps can run slightly ahead of the clock that stamped the
+drop. Puts in flight here are kept by the objects lock, not by this."""
 _STALE_TEMP_SECONDS = 86_400
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
@@ -368,7 +372,9 @@ def collect_garbage(
                 seen = os.stat(item.path)
                 seen_ns = max(seen.st_mtime_ns, seen.st_ctime_ns)
                 dropped_at = dropped.get(object_id)
-                unused_since_drop = dropped_at is not None and seen_ns < dropped_at * 1_000_000
+                unused_since_drop = (
+                    dropped_at is not None and seen_ns < dropped_at * 1_000_000 + _DROP_SLACK_NS
+                )
                 if not unused_since_drop and time.time_ns() - seen_ns < grace_ns:
                     young.add(seen.st_size)
                     continue
