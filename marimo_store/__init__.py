@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from marimo_store._findings import Finding, VerifyProblem, VerifyReport
     from marimo_store._handles import ObjectHandle
     from marimo_store._migrate import MigrationReport, migrate_marimo_cache
+    from marimo_store._protocol import Store
     from marimo_store.app import App, persistent_cache
     from marimo_store.cache import CachedFunction, CacheInfo, Explanation
     from marimo_store.legacy import LegacyPersistentStore
@@ -71,6 +72,7 @@ _LAZY = {
     "MemoryStore": "marimo_store.memory",
     "MigrationReport": "marimo_store._migrate",
     "ObjectHandle": "marimo_store._handles",
+    "Store": "marimo_store._protocol",
     "TieredStore": "marimo_store.tiered",
     "migrate_marimo_cache": "marimo_store._migrate",
     "VerifyProblem": "marimo_store._findings",
@@ -125,6 +127,7 @@ __all__ = [
     "ObjectRef",
     "SerializationError",
     "SignatureStatus",
+    "Store",
     "StoreError",
     "StoreFormatError",
     "StoreIOError",

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 from marimo_store import _fs
-from marimo_store._entry import CALL_METADATA_KEY, EntryMetadata, ExecutionKey
+from marimo_store._entry import CALL_METADATA_KEY, EXPIRE, EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
 from marimo_store._hashing import HEX_DIGITS
 from marimo_store._layout import scan_real_directory
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from marimo_store._log import SegmentState
 
 _DAY_MS = 86_400_000
+_DROP_SLACK_NS = 1_000_000_000
+"""File times within a second after a drop still count as before it: file
+system timestamps can run slightly ahead of the clock that stamped the
+drop. Puts in flight here are kept by the objects lock, not by this."""
 _STALE_TEMP_SECONDS = 86_400
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
@@ -102,13 +106,25 @@ def is_function_call(entry: EntryMetadata) -> bool:
     return CALL_METADATA_KEY in entry.user_metadata
 
 
+def expiry_of(entry: EntryMetadata) -> int | None:
+    """When a call stored with `persistent_cache(expire=...)` expires (ms), else None."""
+    record = entry.user_metadata.get(CALL_METADATA_KEY)
+    expire = record.get(EXPIRE) if isinstance(record, Mapping) else None
+    if isinstance(expire, int) and not isinstance(expire, bool) and expire > 0:
+        return entry.created_at + expire
+    return None
+
+
 def last_used(entry: EntryMetadata) -> int:
     """When an entry was last written or read (ms): the recency LRU goes by."""
     return max(entry.created_at, entry.last_access or 0)
 
 
 class DefaultCleanupStrategy(Value):
-    """Keep what is likely to be used again, within count, age and size limits.
+    """Keep what is likely to be used again, within size, age and count limits.
+
+    By default only the size limit is on (1 GB, as diskcache's): no result
+    of a sweep that fits it is ever dropped. The count limits are opt-in.
 
     - the newest `max_entries_per_module` runs of each computation
       `(block_id, module_hash)`, and the newest `max_entries_per_block`
@@ -118,6 +134,7 @@ class DefaultCleanupStrategy(Value):
       them the block rule gives way to `max_calls_per_function`, the most
       recently used calls of each function (one block) that are kept;
     - entries not used (written or read) for `max_entry_age_days`;
+    - calls of a `persistent_cache(expire=...)` function older than that;
     - above `max_total_content_size` (bytes or a string like `"10GB"`;
       objects shared by several entries count once), the least recently
       used entries go first, an entry that is the newest of its block only
@@ -140,11 +157,11 @@ class DefaultCleanupStrategy(Value):
 
     def __init__(
         self,
-        max_entries_per_block: int | None = 3,
-        max_entries_per_module: int | None = 2,
+        max_entries_per_block: int | None = None,
+        max_entries_per_module: int | None = None,
         max_entry_age_days: float | None = None,
-        max_total_content_size: int | str | None = None,
-        max_calls_per_function: int | None = 1000,
+        max_total_content_size: int | str | None = "1GB",
+        max_calls_per_function: int | None = None,
     ) -> None:
         _check_count(max_entries_per_block, "max_entries_per_block")
         _check_count(max_entries_per_module, "max_entries_per_module")
@@ -163,6 +180,10 @@ class DefaultCleanupStrategy(Value):
         self, entries: Collection[EntryMetadata], now_ms: int
     ) -> Mapping[ExecutionKey, str]:
         drop: dict[ExecutionKey, str] = {}
+        for entry in entries:
+            expires = expiry_of(entry)
+            if expires is not None and expires < now_ms:
+                drop[entry.key] = "expired (its function's expire=)"
         self._keep_newest(entries, drop)
         if self.max_entry_age_days is not None:
             horizon = now_ms - int(self.max_entry_age_days * _DAY_MS)
@@ -206,6 +227,14 @@ class DefaultCleanupStrategy(Value):
                 members.sort(key=order, reverse=True)
                 for entry in members[limit:]:
                     drop[entry.key] = reason.format(limit=limit)
+
+
+CLEARED = "cleared (clear())"
+
+
+def drop_everything(entries: Collection[EntryMetadata], now_ms: int) -> Mapping[ExecutionKey, str]:
+    """The strategy of `clear()`: every live entry goes."""
+    return dict.fromkeys((entry.key for entry in entries), CLEARED)
 
 
 def _evict_to_fit(entries: list[EntryMetadata], limit: int) -> list[ExecutionKey]:
@@ -258,17 +287,22 @@ class CleanupReport:
     `dropped` lists every entry removed with its reason. `bytes_freed` and
     `objects_deleted` count object files deleted by object GC (only with
     `include_content`); `skipped` says what was not done and why (a busy
-    lock, for instance), so a cleanup never fails silently.
+    lock, for instance), so a cleanup never fails silently; `spared` says
+    which unreferenced objects object GC kept and why (`objects_spared` and
+    `bytes_spared` count them).
     """
 
     __slots__ = (
         "bytes_freed",
+        "bytes_spared",
         "dropped",
         "dry_run",
         "entries_kept",
         "objects_deleted",
+        "objects_spared",
         "segments_deleted",
         "skipped",
+        "spared",
         "snapshot",
         "snapshots_deleted",
         "temp_files_deleted",
@@ -284,7 +318,10 @@ class CleanupReport:
         self.temp_files_deleted = 0
         self.objects_deleted = 0
         self.bytes_freed = 0
+        self.objects_spared = 0
+        self.bytes_spared = 0
         self.skipped: list[str] = []
+        self.spared: list[str] = []
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in sorted(self.__slots__))
@@ -294,22 +331,36 @@ class CleanupReport:
 def collect_garbage(
     objects_dir: str,
     referenced: Collection[str],
+    dropped: Mapping[str, int],
     grace_seconds: float,
     report: CleanupReport,
     *,
     retire: bool,
     temp_path: Callable[[], str],
 ) -> None:
-    """Delete (`retire`: retire, see `_retired.py`) objects no live entry
-    references and nobody touched lately.
+    """Delete (`retire`: retire, see `_retired.py`) the objects no live
+    entry references, by the rule of docs/format.md §10.7.
 
-    Called under the exclusive objects lock. An object younger than the
-    grace period (by mtime *and* ctime: a dedup put refreshes the mtime, a
-    sync tool delivering the file sets the ctime) may belong to an entry
-    that is not visible here yet, so it stays. Each file is stat'ed again
-    right before it is deleted and spared if it changed.
+    Called under the exclusive objects lock, after re-reading the log: a put
+    holds the shared lock from writing (or reusing) its objects until its
+    record is appended, so no put is in flight here and every finished one
+    is in `referenced`. What is left unreferenced is of two kinds:
+
+    - `dropped` (object id -> when its last referencing entry was dropped,
+      ms): objects of entries this store knew and dropped. They go at once,
+      unless the file was written, touched by a deduplicating put or
+      delivered by a sync tool after the drop: then somebody may use it
+      again, and it waits like an unknown one.
+    - unknown objects: maybe another machine's put whose log has not arrived
+      yet (sync tools can deliver `objects/` before `log/`, and `rsync -a`
+      keeps old mtimes). They go only once `grace_seconds` passed since this
+      machine first saw them: by mtime *and* ctime, which a delivery sets.
+
+    Each file is stat'ed again right before it is deleted and spared if it
+    changed. What is spared is counted in the report, with the reason.
     """
     grace_ns = int(grace_seconds * 1e9)
+    young = _Spared()
     fans = [
         e
         for e in scan_real_directory(objects_dir)
@@ -326,7 +377,13 @@ def collect_garbage(
                 continue
             try:
                 seen = os.stat(item.path)
-                if time.time_ns() - max(seen.st_mtime_ns, seen.st_ctime_ns) < grace_ns:
+                seen_ns = max(seen.st_mtime_ns, seen.st_ctime_ns)
+                dropped_at = dropped.get(object_id)
+                unused_since_drop = (
+                    dropped_at is not None and seen_ns < dropped_at * 1_000_000 + _DROP_SLACK_NS
+                )
+                if not unused_since_drop and time.time_ns() - seen_ns < grace_ns:
+                    young.add(seen.st_size)
                     continue
                 if is_retired(item.path, seen.st_size):
                     continue
@@ -343,6 +400,28 @@ def collect_garbage(
             remove(item.path, retire=retire, temp_path=temp_path)
             report.objects_deleted += 1
             report.bytes_freed += seen.st_size
+    if young.count:
+        report.objects_spared += young.count
+        report.bytes_spared += young.size
+        report.spared.append(
+            f"{young.count} objects ({young.size} bytes) that no entry known here references, "
+            f"first seen here less than object_grace_seconds ({grace_seconds:g} s) ago: they may "
+            "belong to another machine's entries whose log has not arrived yet"
+        )
+
+
+class _Spared:
+    """A count of spared objects and their bytes."""
+
+    __slots__ = ("count", "size")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.size = 0
+
+    def add(self, size: int) -> None:
+        self.count += 1
+        self.size += size
 
 
 def delete_consumed_segments(

@@ -66,11 +66,11 @@ _SYNC_ADVICE = {
     ),
 }
 _COMMON_SYNC_ADVICE = (
-    " Several machines may put and get at the same time. Run object GC "
-    "(cleanup(include_content=True)) on one machine only, or keep object_grace_seconds "
-    "above the longest time a machine stays offline; with several machines cleaning up, "
-    "object_id_mode='execution_key_qualified' keeps one machine's GC away from another's "
-    "objects. See docs/sync.md."
+    " Several machines may put and get at the same time. Object GC (every cleanup "
+    "unless include_content=False) keeps an object that arrives before its log for "
+    "object_grace_seconds: keep that above the longest a machine's log lags behind its "
+    "objects; with several machines cleaning up, object_id_mode='execution_key_qualified' "
+    "keeps one machine's GC away from another's objects. See docs/sync.md."
 )
 
 
@@ -203,8 +203,9 @@ def diagnose(store: FsPersistentStore) -> list[Finding]:
                 "network-filesystem",
                 "warning",
                 f"The store is on a network file system ({fs_type}). Values stay correct, "
-                "but locks do not reach other machines: run object GC "
-                "(cleanup(include_content=True)) from one machine only, or use "
+                "but locks do not reach other machines: object GC (every cleanup unless "
+                "include_content=False) then relies on object_grace_seconds alone for "
+                "another machine's puts in flight; on more than one machine, use "
                 "object_id_mode='execution_key_qualified'.",
                 (store.path,),
             )

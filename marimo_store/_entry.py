@@ -35,6 +35,8 @@ CALL_METADATA_KEY = "persistent_cache"
 """The user metadata key under which `persistent_cache` records a call's
 function and key components; it also marks the entry as a function call
 for cleanup (see `DefaultCleanupStrategy.max_calls_per_function`)."""
+EXPIRE = "expire_ms"
+"""In a call's record: its function's `expire=` in ms, which cleanup honours."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -200,16 +202,27 @@ class EntryMetadata(Value):
     """Everything about an entry except its values; never needs unpickling.
 
     `signature` is the entry's signature when its writer had a signing key
-    (None otherwise).
+    (None otherwise). `last_access` and `hits` come from the access records
+    of every process (docs/format.md §6.6): when it was last read, and how
+    many times (a statistic: a killed process's last batch is not counted).
     """
 
-    __slots__ = ("key", "contents", "environment", "user_metadata", "last_access", "signature")
+    __slots__ = (
+        "key",
+        "contents",
+        "environment",
+        "user_metadata",
+        "last_access",
+        "signature",
+        "hits",
+    )
     key: ExecutionKey
     contents: Mapping[str, Mapping[str, ObjectRef]]
     environment: Environment
     user_metadata: Mapping[str, Any]
     last_access: int | None
     signature: EntrySignature | None
+    hits: int
 
     def __init__(  # noqa: PLR0917 - a Value is rebuilt from positional fields (pickle)
         self,
@@ -219,6 +232,7 @@ class EntryMetadata(Value):
         user_metadata: Mapping[str, Any] = _EMPTY,
         last_access: int | None = None,
         signature: EntrySignature | None = None,
+        hits: int = 0,
     ) -> None:
         self._assign(
             key=key,
@@ -227,6 +241,7 @@ class EntryMetadata(Value):
             user_metadata=user_metadata,
             last_access=last_access,
             signature=signature,
+            hits=hits,
         )
 
     @property

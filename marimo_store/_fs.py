@@ -327,9 +327,10 @@ def read_into(file: FileIO, view: memoryview) -> int:
     return file.readinto(view) or 0
 
 
-def map_read(file: FileIO, size: int) -> mmap.mmap:
-    """Map `size` bytes of a file read-only (0: the whole file)."""
-    return mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ)
+def map_read(file: FileIO, size: int, *, copy: bool = False) -> mmap.mmap:
+    """Map `size` bytes of a file (0: the whole file): read-only, or with
+    `copy` copy-on-write (writes change the map, never the file)."""
+    return mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY if copy else mmap.ACCESS_READ)
 
 
 def scandir(path: str) -> list[os.DirEntry[str]]:

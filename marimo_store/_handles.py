@@ -33,7 +33,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from marimo_store._named import Store
+    from marimo_store._protocol import Store
 
 HANDLE = "handle"
 """The `module_hash` of a handle's entry; its `block_id` is the content id."""

@@ -37,6 +37,10 @@ class EntryIndex:
         self._added: dict[tuple[str, str], dict[int, StoredEntry]] = {}
         self._removed: dict[ExecutionKey, int] = {}
         self._accessed: dict[ExecutionKey, int] = {}
+        self._counted_hits: dict[ExecutionKey, int] = {}
+        """Hits of entries as the merged heads counted them (else the entry's own)."""
+        self._new_hits: dict[ExecutionKey, int] = {}
+        """Hits that access records read after the snapshot add."""
         self.log_entries = 0
         """Entry records the log added on top of the snapshot (a cleanup trigger)."""
         self.oldest_log_entry: int | None = None
@@ -48,6 +52,7 @@ class EntryIndex:
                 self._insert(stored)
             self._removed.update(merged.tombstones)
             self._accessed.update(merged.last_access)
+            self._counted_hits.update(merged.hits)
 
     @property
     def base_truncated(self) -> bool:
@@ -97,10 +102,13 @@ class EntryIndex:
         """A tombstone: the entry is gone whatever else says it exists."""
         self._removed[key] = max(deleted_at, self._removed.get(key, 0))
 
-    def add_access(self, key: ExecutionKey, accessed_at: int) -> None:
-        """An access record: keeps the latest time an entry was read."""
+    def add_access(self, key: ExecutionKey, accessed_at: int, hits: int = 0) -> None:
+        """An access record: keeps the latest time an entry was read, and
+        adds the hits it counts."""
         if accessed_at > self._accessed.get(key, 0):
             self._accessed[key] = accessed_at
+        if hits:
+            self._new_hits[key] = self._new_hits.get(key, 0) + hits
 
     def _runs(self, block_id: str, module_hash: str) -> dict[int, StoredEntry]:
         runs: dict[int, StoredEntry] = {}
@@ -146,8 +154,11 @@ class EntryIndex:
         for key, stored in merged.items():
             if key in self._removed:
                 continue
-            accessed = self._accessed.get(key)
-            if accessed is not None and accessed > (stored.metadata.last_access or 0):
-                yield StoredEntry(stored.metadata.replace(last_access=accessed), stored.inline)
+            metadata = stored.metadata
+            accessed = max(self._accessed.get(key, 0), metadata.last_access or 0) or None
+            hits = self._counted_hits.get(key, metadata.hits) + self._new_hits.get(key, 0)
+            if accessed != metadata.last_access or hits != metadata.hits:
+                metadata = metadata.replace(last_access=accessed, hits=hits)
+                yield StoredEntry(metadata, stored.inline)
             else:
                 yield stored

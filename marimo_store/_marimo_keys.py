@@ -53,6 +53,13 @@ BLOB = "blob"
 """A lazy entry's blob: `<block>/<hash>/...`, written before its manifest."""
 
 _LAZY_MANIFEST_SUFFIX = ".jsonl"
+_JSON_SUFFIXES = (".json", _LAZY_MANIFEST_SUFFIX)
+
+
+def holds_json(key: str) -> bool:
+    """Whether marimo stores JSON (`.json`) or JSON lines (`.jsonl`) under
+    `key`: bytes it decodes as JSON, never unpickles."""
+    return key.endswith(_JSON_SUFFIXES)
 
 
 class MarimoKey(Value):

@@ -24,31 +24,13 @@ from marimo_store._versions import check_policy, check_versions
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import datetime
-    from collections.abc import Iterable
     from types import TracebackType
-    from typing import Any, Protocol, TypeVar
+    from typing import Any, TypeVar
 
     from marimo_store._entry import ContentFormat, Environment, StoredFormat
     from marimo_store._handles import ObjectHandle
+    from marimo_store._protocol import Store
     from marimo_store._versions import VersionPolicy
-
-    class Store(Protocol):
-        """What a store provides for named objects and handles."""
-
-        def put(self, entry: Entry) -> EntryMetadata: ...
-        def get(
-            self,
-            key: ExecutionKey,
-            exact_match_created_at: bool = False,
-            *,
-            version_policy: VersionPolicy = "warn",
-        ) -> Entry | None: ...
-        def history(self, key: ExecutionKey) -> list[EntryMetadata]: ...
-        def delete_entries(self, keys: Iterable[ExecutionKey]) -> int: ...
-        def entries(self) -> list[EntryMetadata]: ...
-        def load_variable(self, key: ExecutionKey, name: str, *, kind: str = ...) -> Any: ...
-        def refresh(self) -> None: ...
-        def close(self) -> None: ...
 
     S = TypeVar("S")
 
@@ -61,6 +43,23 @@ VALUE = "value"
 """The variable holding a named object (or a handle's object)."""
 
 MAX_NAME_LENGTH = 256
+
+STORE_METHODS = (
+    "put",
+    "get",
+    "history",
+    "delete_entries",
+    "entries",
+    "load_variable",
+    "refresh",
+    "close",
+)
+"""The methods of the `Store` protocol (`_protocol.py`), checkable without `typing`."""
+
+
+def missing_store_methods(candidate: object) -> list[str]:
+    """The `Store` methods `candidate` lacks: none for every store."""
+    return [name for name in STORE_METHODS if not callable(getattr(candidate, name, None))]
 
 
 def check_name(name: object) -> str:

@@ -27,8 +27,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from io import FileIO
+    from typing import Literal, TypeAlias
 
     from marimo_store._hashing import Buffer
+
+    MmapMode: TypeAlias = Literal["c", "r"]
 
 EMPTY_OBJECT_ID = content_digest(b"").hex()
 """The empty object is implicit: never written, always present."""
@@ -136,12 +139,19 @@ class ObjectDirectory:
             self._verified.add_digest(object_id, seen, digest)
 
     def read(
-        self, object_id: str, size: int, *, memory_map: bool, digest: bytes | None = None
+        self,
+        object_id: str,
+        size: int,
+        *,
+        memory_map: MmapMode | None,
+        digest: bytes | None = None,
     ) -> memoryview | None:
         """The bytes of an object, or None when it is missing or damaged.
 
-        `memory_map` gives a read-only view backed by the page cache (numpy
-        arrays built on it are read-only); otherwise a private, writable copy.
+        `memory_map` maps the file instead of reading it: `"c"` copy-on-write
+        (a writable view whose writes stay private to this process: the file
+        never changes), `"r"` read-only (numpy arrays built on it are
+        read-only). None: a private, writable copy in memory.
         Damage (wrong size or hash) moves the file to quarantine and warns.
         With `digest` (a signed entry's SHA-256 of the object), the bytes must
         also match it: checked once per unchanged file per process, whatever
@@ -182,10 +192,12 @@ class ObjectDirectory:
         return memoryview(data)
 
     @staticmethod
-    def _load(file: FileIO, size: int, *, memory_map: bool) -> mmap.mmap | bytearray | None:
+    def _load(
+        file: FileIO, size: int, *, memory_map: MmapMode | None
+    ) -> mmap.mmap | bytearray | None:
         """Map or read `size` bytes; None if the file shrank under us."""
-        if memory_map:
-            return _fs.map_read(file, size)
+        if memory_map is not None:
+            return _fs.map_read(file, size, copy=memory_map == "c")
         data = bytearray(size)
         view = memoryview(data)
         done = 0

@@ -245,15 +245,17 @@ def decode_entry(record: Mapping[str, Any], context: Environment | None) -> Stor
 
 class KeyRecord(Value):
     """A decoded access or tombstone record: `kind` (`ACCESS_TYPE` or
-    `TOMBSTONE_TYPE`), the run it is about, and when (`at`, ms)."""
+    `TOMBSTONE_TYPE`), the run it is about, when (`at`, ms), and for an
+    access how many hits it counts (`hits`, at least 1)."""
 
-    __slots__ = ("kind", "key", "at")
+    __slots__ = ("kind", "key", "at", "hits")
     kind: str
     key: ExecutionKey
     at: int
+    hits: int
 
-    def __init__(self, kind: str, key: ExecutionKey, at: int) -> None:
-        self._assign(kind=kind, key=key, at=at)
+    def __init__(self, kind: str, key: ExecutionKey, at: int, hits: int = 1) -> None:
+        self._assign(kind=kind, key=key, at=at, hits=hits)
 
 
 LOG_RECORD_TYPES = (ENTRY_TYPE, ACCESS_TYPE, TOMBSTONE_TYPE)
@@ -283,7 +285,8 @@ def decode_log_record(
     key, at = key_from_fields(record.get("k")), record.get("at")
     if key is None or not is_timestamp(at):
         return None
-    return KeyRecord(kind, key, at)
+    hits = record.get("n", 1)  # a record without a count (older writers): one hit
+    return KeyRecord(kind, key, at, hits if is_timestamp(hits) and hits > 0 else 1)
 
 
 def same_contents(

@@ -339,8 +339,9 @@ def unloadable(error: Exception, key: ExecutionKey, *, where: str = "", stacklev
 def deserialize(stored: StoredFormat, stream: Buffer, buffers: Sequence[Buffer]) -> Any:
     """Rebuild a value from its stream and out-of-band buffers.
 
-    Buffers that are read-only (memory maps) give read-only arrays; that is
-    deliberate: writing into them would change the cache behind its back.
+    Read-only buffers (`mmap_mode="r"`) give read-only arrays; writable ones
+    (private copies, copy-on-write maps) writable arrays, whose writes never
+    reach the cache.
     A `bytes` value comes back as one `bytes` object, its pieces joined.
     """
     if stored == "bytes":

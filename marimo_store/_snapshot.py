@@ -68,15 +68,28 @@ class StoreState:
 
     `consumed`: segment id -> (bytes consumed, when a cleanup last saw the
     segment); `ancestors`: ids of every snapshot this state descends from ->
-    their created_at.
+    their created_at; `dropped`: entries this merge saw and a tombstone
+    removed, with the tombstone's time (object GC knows their objects were
+    referenced and no longer are).
     """
 
-    __slots__ = ("ancestors", "consumed", "entries", "heads", "last_access", "tombstones")
+    __slots__ = (
+        "ancestors",
+        "consumed",
+        "dropped",
+        "entries",
+        "heads",
+        "hits",
+        "last_access",
+        "tombstones",
+    )
 
     def __init__(self, heads: list[str] | None = None) -> None:
         self.entries: dict[ExecutionKey, StoredEntry] = {}
+        self.dropped: dict[ExecutionKey, StoredEntry] = {}
         self.tombstones: dict[ExecutionKey, int] = {}
         self.last_access: dict[ExecutionKey, int] = {}
+        self.hits: dict[ExecutionKey, int] = {}
         self.consumed: dict[str, tuple[int, int]] = {}
         self.heads: list[str] = heads or []
         self.ancestors: dict[str, int] = {}
@@ -84,27 +97,38 @@ class StoreState:
     def add_entry(self, stored: StoredEntry) -> None:
         key = stored.metadata.key
         if key in self.tombstones:
+            self.dropped.setdefault(key, stored)
             return
         present = self.entries.get(key)
         self.entries[key] = stored if present is None else winner(present, stored)
 
     def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None:
         self.tombstones[key] = max(deleted_at, self.tombstones.get(key, 0))
-        self.entries.pop(key, None)
+        stored = self.entries.pop(key, None)
+        if stored is not None:
+            self.dropped[key] = stored
 
-    def add_access(self, key: ExecutionKey, accessed_at: int) -> None:
+    def add_access(self, key: ExecutionKey, accessed_at: int, hits: int = 0) -> None:
         if accessed_at > self.last_access.get(key, 0):
             self.last_access[key] = accessed_at
+        if hits:
+            self.hits[key] = self.hits.get(key, 0) + hits
+
+    def add_counted_hits(self, key: ExecutionKey, hits: int) -> None:
+        """A head's count: heads may share history, so the largest one counts."""
+        if hits > self.hits.get(key, 0):
+            self.hits[key] = hits
 
     def live(self) -> list[StoredEntry]:
         """Live entries with their last access filled in."""
         found = []
         for key, stored in self.entries.items():
-            accessed = self.last_access.get(key)
-            if accessed is None or accessed == stored.metadata.last_access:
+            accessed = self.last_access.get(key, stored.metadata.last_access)
+            hits = self.hits.get(key, stored.metadata.hits)
+            if accessed == stored.metadata.last_access and hits == stored.metadata.hits:
                 found.append(stored)
             else:
-                metadata = stored.metadata.replace(last_access=accessed)
+                metadata = stored.metadata.replace(last_access=accessed, hits=hits)
                 found.append(StoredEntry(metadata, stored.inline))
         return found
 
@@ -308,10 +332,15 @@ def _decode_snapshot_entry(record: dict[str, Any] | None) -> StoredEntry | None:
     if record is None:
         return None
     stored = decode_entry(record, None)
-    last_access = record.get("la")
-    if stored is not None and is_timestamp(last_access):
-        stored = StoredEntry(stored.metadata.replace(last_access=last_access), stored.inline)
-    return stored
+    if stored is None:
+        return None
+    last_access, hits = record.get("la"), record.get("hc")
+    changes: dict[str, int] = {}
+    if is_timestamp(last_access):
+        changes["last_access"] = last_access
+    if is_timestamp(hits) and hits > 0:  # a count: the same bounds as a time
+        changes["hits"] = hits
+    return StoredEntry(stored.metadata.replace(**changes), stored.inline) if changes else stored
 
 
 def _damaged(path: str, reason: str) -> None:
@@ -386,6 +415,8 @@ def encode_snapshot(state: StoreState, *, writer: str, created_at: int) -> tuple
         record = encode_entry(stored, None)
         if stored.metadata.last_access is not None:
             record["la"] = stored.metadata.last_access
+        if stored.metadata.hits:
+            record["hc"] = stored.metadata.hits
         entry_frames.append(frame(pack(record)))
     tombstones = sorted([*_key_fields(key), at] for key, at in state.tombstones.items())
     tombstone_frame = frame(msgpack.packb(tombstones, use_bin_type=True))
@@ -482,6 +513,8 @@ def merge(heads: list[SnapshotFile]) -> StoreState:
             state.add_entry(stored)
             if stored.metadata.last_access is not None:
                 state.add_access(stored.metadata.key, stored.metadata.last_access)
+            if stored.metadata.hits:
+                state.add_counted_hits(stored.metadata.key, stored.metadata.hits)
         for segment, (offset, seen) in head.consumed.items():
             known_offset, known_seen = state.consumed.get(segment, (0, 0))
             state.consumed[segment] = (max(offset, known_offset), max(seen, known_seen))

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
-    from marimo_store.cache import Store
+    from marimo_store._protocol import Store
+    from marimo_store.store import FsPersistentStore
 
 
 _current: contextvars.ContextVar[tuple[App, ...]] = contextvars.ContextVar(
@@ -133,7 +134,9 @@ def _current_store(anchor: str) -> Store:
     return (app or default_app(anchor)).store
 
 
-def resolve_store(directory: str, config: Mapping[str, Any] | None = None) -> Store:
+def resolve_store(
+    directory: str, config: Mapping[str, Any] | None = None
+) -> FsPersistentStore | LegacyPersistentStore:
     """The store for a notebook or script in `directory` (see the module docstring)."""
     settings = read_settings(directory, config)
     if settings.dir_path is not None:

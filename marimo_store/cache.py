@@ -46,7 +46,14 @@ from marimo_store._callhash import (
     is_async,
     is_generator,
 )
-from marimo_store._entry import CALL_METADATA_KEY, Entry, EntryMetadata, ExecutionKey
+from marimo_store._entry import (
+    CALL_METADATA_KEY,
+    EXPIRE,
+    Entry,
+    EntryMetadata,
+    ExecutionKey,
+    now_ms,
+)
 from marimo_store._errors import (
     InvalidArgumentError,
     SerializationError,
@@ -55,6 +62,7 @@ from marimo_store._errors import (
 )
 from marimo_store._hashing import content_digest
 from marimo_store._locks import LocalLock
+from marimo_store._named import missing_store_methods
 from marimo_store._serialize import MISSING
 from marimo_store._value import Value
 from marimo_store.config import anchor_directory
@@ -64,22 +72,20 @@ from marimo_store.store import FsPersistentStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-    from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
+    from typing import Any, Generic, Literal, ParamSpec, TypeAlias, TypeVar, overload
 
     from marimo_store._entry import ContentFormat
 
     P = ParamSpec("P")
     R = TypeVar("R")
     OnError: TypeAlias = Literal["warn", "raise"]
-    Store: TypeAlias = FsPersistentStore | LegacyPersistentStore
+    from marimo_store._protocol import Store
+
     StoreResolver: TypeAlias = Callable[[str], Store]
     """Gives the store of a call, from the directory of the function's file."""
 
     class _Generic(Generic[P, R]):
         pass
-
-    class _Store(Protocol):
-        def get(self, key: ExecutionKey) -> Entry | None: ...
 
 else:
     P = R = None
@@ -101,19 +107,41 @@ _LONGEST_PAUSE = 0.1
 
 
 class CacheInfo(Value):
-    """`hits` and `misses` of this wrapper in this process; `entries` and
-    `bytes` (distinct objects, each counted once) of its block in the store;
-    `store`: where that store is (`store_location`)."""
+    """`hits` and `misses` of this wrapper in this process; as in
+    `functools.lru_cache`, `maxsize` (how many calls the store's cleanup keeps
+    of this function: its `max_calls_per_function`, None when unbounded by
+    count) and `currsize` (how many are stored); `entries` (the same as
+    `currsize`) and `bytes` (distinct objects, each counted once) of its
+    block in the store; `store`: where that store is (`store_location`)."""
 
-    __slots__ = ("hits", "misses", "entries", "bytes", "store")
+    __slots__ = ("hits", "misses", "maxsize", "currsize", "entries", "bytes", "store")
     hits: int
     misses: int
+    maxsize: int | None
+    currsize: int
     entries: int
     bytes: int
     store: str
 
-    def __init__(self, hits: int, misses: int, entries: int, bytes: int, store: str) -> None:
-        self._assign(hits=hits, misses=misses, entries=entries, bytes=bytes, store=store)
+    def __init__(  # noqa: PLR0917 - a Value is rebuilt from positional fields (pickle)
+        self,
+        hits: int,
+        misses: int,
+        maxsize: int | None,
+        currsize: int,
+        entries: int,
+        bytes: int,
+        store: str,
+    ) -> None:
+        self._assign(
+            hits=hits,
+            misses=misses,
+            maxsize=maxsize,
+            currsize=currsize,
+            entries=entries,
+            bytes=bytes,
+            store=store,
+        )
 
 
 def store_location(store: Store) -> str:
@@ -235,12 +263,11 @@ class _Flight:
     """
 
     def __init__(self, store: Store, key: ExecutionKey, lease: float) -> None:
-        if isinstance(store, FsPersistentStore):
-            locks = store.layout.locks
-        else:
-            locks = os.path.join(store.path, ".locks")
+        locks = _lock_directory(store)
         name = content_digest(f"{key.block_id}\x00{key.module_hash}".encode()).hex()
-        self._lock = LocalLock(os.path.join(locks, "flights", name + ".lock"))
+        self._lock = (
+            None if locks is None else LocalLock(os.path.join(locks, "flights", name + ".lock"))
+        )
         self._deadline = time.monotonic() + lease
         self._held = contextlib.ExitStack()
         self.holding = False
@@ -255,6 +282,8 @@ class _Flight:
             pause = min(pause * 2, _LONGEST_PAUSE)
 
     def _try_enter(self) -> bool:
+        if self._lock is None:
+            return True  # a store with no directory: compute without a lease
         try:
             self.holding = self._held.enter_context(self._lock.hold(exclusive=True, timeout=0))
         except OSError:
@@ -268,7 +297,7 @@ class _Flight:
 
     def __exit__(self, *exc_info: object) -> None:
         try:
-            if self.holding and self.completed:
+            if self._lock is not None and self.holding and self.completed:
                 # The result is stored: later callers find it without a lease.
                 with contextlib.suppress(OSError):
                     _fs.unlink(self._lock.path)
@@ -297,6 +326,7 @@ class CachedFunction(_Generic[P, R]):
         pin_modules: bool | Collection[str],
         on_error: OnError,
         single_flight: bool | float,
+        expire: float | None = None,
     ) -> None:
         if not isinstance(func, types.FunctionType):
             raise InvalidArgumentError(
@@ -307,6 +337,7 @@ class CachedFunction(_Generic[P, R]):
                 f"cannot cache {func.__qualname__}: a generator's result is an iterator "
                 "that cannot be stored; return a list instead"
             )
+        _check_ignored(func, ignore)
         functools.update_wrapper(self, func)
         self._options: dict[str, Any] = {
             "name": name,
@@ -316,6 +347,7 @@ class CachedFunction(_Generic[P, R]):
             "pin_modules": pin_modules,
             "on_error": on_error,
             "single_flight": single_flight,
+            "expire": expire,
         }
         try:
             self._hasher = CallHasher(
@@ -329,6 +361,7 @@ class CachedFunction(_Generic[P, R]):
         self._format: ContentFormat = format
         self._on_error: OnError = on_error
         self._lease = _lease_seconds(single_flight)
+        self._expire_ms = _expire_ms(expire)
         self._async = is_async(func)
         self._hits = 0
         self._misses = 0
@@ -368,7 +401,7 @@ class CachedFunction(_Generic[P, R]):
             return self._call_async(args, kwargs)  # type: ignore[return-value]
         store = self._resolve(self._anchor)
         call = self._hasher.key(args, kwargs)
-        value = _lookup(store, call.key)
+        value = _lookup(store, call.key, self._expire_ms)
         if value is not MISSING:
             self._hits += 1
             return value  # type: ignore[no-any-return]
@@ -392,7 +425,7 @@ class CachedFunction(_Generic[P, R]):
         coroutine_function: Any = self.__wrapped__
         store = self._resolve(self._anchor)
         call = self._hasher.key(args, kwargs)
-        value = _lookup(store, call.key)
+        value = _lookup(store, call.key, self._expire_ms)
         if value is not MISSING:
             self._hits += 1
             return value
@@ -424,14 +457,17 @@ class CachedFunction(_Generic[P, R]):
         taken at once). Only a miss here computes: one computation per key
         unless the computing process dies."""
         store.refresh()  # it was put a moment ago: do not wait for refresh_interval
-        value = _lookup(store, call.key)
+        value = _lookup(store, call.key, self._expire_ms)
         if value is not MISSING:
             self._hits += 1
         return value
 
     def _save(self, store: Store, call: CallKey, result: Any) -> bool:
         """Store a result; on failure warn (or raise, with `on_error="raise"`)."""
-        metadata = {CALL_METADATA_KEY: {"function": self._function, "components": call.components}}
+        call_record: dict[str, Any] = {"function": self._function, "components": call.components}
+        if self._expire_ms is not None:
+            call_record[EXPIRE] = self._expire_ms  # cleanup drops the call once it expired
+        metadata = {CALL_METADATA_KEY: call_record}
         entry = Entry.of(call.key, {RESULT: result}, user_metadata=metadata, format=self._format)
         try:
             store.put(entry)
@@ -459,8 +495,16 @@ class CachedFunction(_Generic[P, R]):
             for metadata in entries
             for object_id, ref in metadata.objects().items()
         }
+        strategy = getattr(store, "cleanup_strategy", None)
+        maxsize = getattr(strategy, "max_calls_per_function", None)
         return CacheInfo(
-            self._hits, self._misses, len(entries), sum(objects.values()), store_location(store)
+            self._hits,
+            self._misses,
+            maxsize if isinstance(maxsize, int) else None,
+            len(entries),
+            len(entries),
+            sum(objects.values()),
+            store_location(store),
         )
 
     def cache_clear(self) -> int:
@@ -507,6 +551,35 @@ class CachedFunction(_Generic[P, R]):
         return explained(hit=False, nearest=nearest, changed=tuple(changed), reasons=reasons)
 
 
+_CO_VARARGS = 0x04
+_CO_VARKEYWORDS = 0x08
+
+
+def _check_ignored(func: types.FunctionType, ignore: Collection[str]) -> None:
+    """Refuse `ignore=` names that name nothing the key is made of: a typo
+    would otherwise silently leave the argument in the key (joblib raises too).
+
+    A name may be a parameter, or a global or closure variable the function
+    can read (`helper.name`: one its helper `helper` reads). A function with
+    `**kwargs` takes any keyword, so any name may be an argument of it.
+    Reads only the code object: no `inspect` at decoration.
+    """
+    code = func.__code__
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & _CO_VARARGS)
+    if code.co_flags & _CO_VARKEYWORDS:
+        return
+    parameters = code.co_varnames[:count]
+    readable = {*parameters, *code.co_freevars, *func.__globals__}
+    unknown = [name for name in ignore if name.split(".", 1)[0] not in readable]
+    if unknown:
+        raise InvalidArgumentError(
+            f"ignore={tuple(ignore)!r}: {', '.join(map(repr, unknown))} is neither a parameter "
+            f"of {func.__qualname__} (its parameters: {', '.join(parameters) or 'none'}) nor a "
+            "global of its module nor one of its closure variables"
+        )
+
+
 def _unpickle_cached(
     by_value: bytes, resolve: StoreResolver, options: dict[str, Any], anchor: str
 ) -> CachedFunction[Any, Any]:
@@ -544,11 +617,27 @@ class _BoundCachedFunction:
         return getattr(self._cached, name)
 
 
-def _lookup(store: _Store, key: ExecutionKey) -> Any:
+def _lookup(store: Store, key: ExecutionKey, expire_ms: int | None) -> Any:
+    """The stored result of a call, or MISSING: none stored, or (with
+    `expire=`) only one older than that, which is computed again."""
     entry = store.get(key)
     if entry is None:
         return MISSING
+    created_at = entry.key.created_at
+    if expire_ms is not None and created_at is not None and now_ms() - created_at > expire_ms:
+        return MISSING
     return entry.variables.get(RESULT, MISSING)
+
+
+def _expire_ms(expire: float | None) -> int | None:
+    """`expire=` in milliseconds; `InvalidArgumentError` unless None or > 0 seconds."""
+    if expire is None:
+        return None
+    if isinstance(expire, bool) or not isinstance(expire, int | float) or not expire > 0:
+        raise InvalidArgumentError(
+            f"expire must be a number of seconds > 0 or None, got {expire!r}"
+        )
+    return max(1, int(expire * 1000))
 
 
 def _lease_seconds(single_flight: bool | float) -> float | None:
@@ -573,7 +662,7 @@ def _names(value: str | Iterable[str], argument: str) -> tuple[str, ...]:
 class CacheDecorator:
     """`persistent_cache` and `app.persistent_cache`: bare, or with options.
 
-    - `store`: where results go (default: the App's store);
+    - `store`: where results go, any `Store` (default: the App's store);
     - `name`: the block id, instead of the hash of the function's code
       (entries of every version of the code are then one block for cleanup);
     - `format`: `"auto"` (the store's default), `"pickle"` or `"json"`;
@@ -586,7 +675,9 @@ class CacheDecorator:
       the result cannot be stored;
     - `single_flight`: concurrent callers of one key on this machine wait
       for the first one instead of computing too; True, or the lease in
-      seconds (default 600): nobody waits longer than that.
+      seconds (default 600): nobody waits longer than that;
+    - `expire`: seconds after which a stored result is computed again (as
+      diskcache's `expire`); cleanup drops expired calls.
     """
 
     def __init__(self, resolve: StoreResolver) -> None:
@@ -611,6 +702,7 @@ class CacheDecorator:
             pin_modules: bool | Iterable[str] = False,
             on_error: OnError = "warn",
             single_flight: bool | float = False,
+            expire: float | None = None,
         ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
     def __call__(
@@ -626,6 +718,7 @@ class CacheDecorator:
         pin_modules: bool | Iterable[str] = False,
         on_error: OnError = "warn",
         single_flight: bool | float = False,
+        expire: float | None = None,
     ) -> Any:
         if name is not None and (not isinstance(name, str) or not name or "\x00" in name):
             raise InvalidArgumentError(f"name must be a non-empty str, got {name!r}")
@@ -634,6 +727,7 @@ class CacheDecorator:
         if on_error not in ("warn", "raise"):
             raise InvalidArgumentError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
         _lease_seconds(single_flight)
+        _expire_ms(expire)
         resolve = self._resolve if store is None else _fixed(store)
         options: dict[str, Any] = {
             "name": name,
@@ -645,6 +739,7 @@ class CacheDecorator:
             ),
             "on_error": on_error,
             "single_flight": single_flight,
+            "expire": expire,
         }
 
         def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
@@ -670,13 +765,31 @@ class _Fixed:
 
 
 def check_store(store: object) -> Store:
-    """`store` if it is one `persistent_cache` and `App` can use, else
-    `InvalidArgumentError` naming it."""
-    if not isinstance(store, FsPersistentStore | LegacyPersistentStore):
+    """`store` if it implements the `Store` protocol (every store of this
+    library does), else `InvalidArgumentError` naming what it lacks."""
+    missing = missing_store_methods(store)
+    if missing:
         raise InvalidArgumentError(
-            f"store must be an FsPersistentStore or LegacyPersistentStore, got {store!r}"
+            "store must be a Store (FsPersistentStore, MemoryStore, TieredStore, "
+            "LegacyPersistentStore, or anything implementing the marimo_store.Store "
+            f"protocol); {store!r} has no {', '.join(missing)}"
         )
-    return store
+    return store  # type: ignore[return-value]
+
+
+def _lock_directory(store: Store) -> str | None:
+    """Where a store keeps the lock files of single-flight leases: its
+    `locks/` (for a `TieredStore`, that of its first tier on disk); None
+    for a store with no directory (a `MemoryStore`)."""
+    if isinstance(store, FsPersistentStore):
+        return store.layout.locks
+    if isinstance(store, LegacyPersistentStore):
+        return os.path.join(store.path, ".locks")
+    for tier in getattr(store, "tiers", ()):
+        found = _lock_directory(tier)
+        if found is not None:
+            return found
+    return None
 
 
 def _fixed(store: Store) -> StoreResolver:

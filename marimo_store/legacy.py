@@ -447,7 +447,8 @@ class _Mapped:
             with open(self._found.path, "rb") as file:
                 size = os.fstat(file.fileno()).st_size
                 if size == self._size and size > 0:
-                    self._map = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ)
+                    # Copy-on-write: arrays are writable, as on the miss; the file never changes.
+                    self._map = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY)
                 elif size != self._size:
                     _warn(f"{self._found.path} has {size} bytes, its header says {self._size}")
         except OSError as error:

@@ -37,6 +37,7 @@ from marimo_store._marimo_keys import (
     MANIFEST,
     PERSIST_DIR,
     MarimoKey,
+    holds_json,
     marimo_entry,
     parse_marimo_key,
 )
@@ -231,7 +232,7 @@ def _unpickled(key: str) -> bool:
     what `get` returns without checks of its own, so with `verify_signatures`
     on such bytes come only from trusted entries (docs/security.md).
     """
-    return not key.endswith((".json", ".jsonl"))
+    return not holds_json(key)
 
 
 def _as_bytes(value: object, key: str) -> bytes:

@@ -230,7 +230,9 @@ class MemoryStore(NamedObjects):
                 return MISSING  # evicted or deleted since it was looked up
             self._recency.move_to_end(metadata.key)
             stream = self._objects[ref.id]
-            buffers = [self._objects[buffer.id] for buffer in ref.buffers]
+            # Private copies: a hit returns writable arrays, as the miss did,
+            # and writing into them never changes what the store holds.
+            buffers = [bytearray(self._objects[buffer.id]) for buffer in ref.buffers]
         try:
             return deserialize(ref.format, stream, buffers)
         except Exception as error:  # a value that no longer loads is a miss, not a crash

@@ -30,6 +30,7 @@ from marimo_store._cleanup import (
     collect_garbage,
     delete_consumed_segments,
     delete_stale_temp_files,
+    drop_everything,
 )
 from marimo_store._dangling import dangling_since, overdue
 from marimo_store._entry import (
@@ -62,6 +63,8 @@ from marimo_store._log import (
     SegmentWriter,
     new_writer_id,
     pack,
+    writer_is_local,
+    writer_of,
 )
 from marimo_store._named import NamedObjects
 from marimo_store._objects import ObjectDirectory
@@ -103,6 +106,7 @@ if TYPE_CHECKING:
     from marimo_store._changes import ChangeNotifier
     from marimo_store._entry import StoredFormat
     from marimo_store._findings import Finding, VerifyReport
+    from marimo_store._objects import MmapMode
     from marimo_store._trust import VerifyMode
     from marimo_store._verify import Progress
     from marimo_store._versions import VersionPolicy
@@ -115,7 +119,7 @@ if TYPE_CHECKING:
 
         def add_entry(self, stored: StoredEntry) -> None: ...
         def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None: ...
-        def add_access(self, key: ExecutionKey, accessed_at: int) -> None: ...
+        def add_access(self, key: ExecutionKey, accessed_at: int, hits: int = 0) -> None: ...
 
 
 _DAY_MS = 86_400_000
@@ -127,12 +131,16 @@ _WATCH_SAFETY_SECONDS = 5.0
 """With change notification, a miss still re-reads after this long: some
 file systems (FUSE mounts, container volume mounts) fail to report changes."""
 _MAX_ANCESTORS = 1000
+MAX_INLINE_THRESHOLD = 1 << 20
+"""Values kept inside log records stay small: a record holds every inline
+value of its entry, and every reader of the log reads every record."""
 _MAX_SEGMENTS_BEFORE_CLEANUP = 64
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "object_id_mode": ("deduplication", "execution_key_qualified"),
     "auto_variables_format": ("pickle", "json"),
     "durability": ("flush", "fsync"),
+    "mmap_mode": ("c", "r"),
 }
 
 
@@ -204,7 +212,7 @@ def _apply(decoded: StoredEntry | KeyRecord, target: _RecordTarget) -> None:
     if isinstance(decoded, StoredEntry):
         target.add_entry(decoded)
     elif decoded.kind == ACCESS_TYPE:
-        target.add_access(decoded.key, decoded.at)
+        target.add_access(decoded.key, decoded.at, decoded.hits)
     else:
         target.add_tombstone(decoded.key, decoded.at)
 
@@ -242,6 +250,19 @@ def _log_location(path: str) -> None:
     logging.getLogger("marimo_store").info("marimo_store: writing to the store at %s", path)
 
 
+def _access_record(key: ExecutionKey, at: int, hits: int) -> dict[str, Any]:
+    """An access record: the entry was last read at `at`, `hits` times since
+    this writer's previous record of it."""
+    return {**_key_record(ACCESS_TYPE, key, at), "n": hits}
+
+
+def _shared_with_other_hosts(state: StoreState) -> bool:
+    """Whether a writer on another host wrote any segment the merged state
+    knows (snapshots keep the ids of consumed segments): a store synced
+    between machines."""
+    return not all(writer_is_local(writer_of(segment)[0]) for segment in state.consumed)
+
+
 def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
     store = reference()
     if store is not None:
@@ -264,7 +285,7 @@ class FsPersistentStore(NamedObjects):
     - `auto_variables_format`: what `format="auto"` means (`"pickle"` or
       `"json"`).
     - `inline_threshold`: serialized values smaller than this many bytes
-      are kept inside the entry record instead of as files.
+      (at most 1 MiB) are kept inside the entry record instead of as files.
     - `durability`: `"flush"` (default) hands writes to the OS; a power cut
       may lose the newest entries, which then read as misses, never as
       wrong values (every read is verified). `"fsync"` makes each `put`
@@ -277,12 +298,18 @@ class FsPersistentStore(NamedObjects):
       classes by value with cloudpickle; when False they raise
       `SerializationError`.
     - `memory_map`: load out-of-band buffers (numpy arrays, ...) by memory
-      mapping (read-only arrays, no copy) rather than reading them.
+      mapping (no copy) rather than reading them into memory.
+    - `mmap_mode`: how they are mapped, as joblib's option of that name:
+      `"c"` (default) copy-on-write, so a hit returns writable arrays as the
+      miss did, and a write copies the page it touches, privately (the
+      object file never changes); `"r"` read-only arrays (a write raises
+      `ValueError`; the miss still returns the function's own value).
     - `refresh_interval`: seconds between re-reads of other writers' logs
       and snapshots after a miss where no change notification runs, and
       before a put in any case (0: on every miss, with no watch).
     - `cleanup_strategy`: what `cleanup()` drops; default
-      `DefaultCleanupStrategy()` (3 entries per block, 2 per computation).
+      `DefaultCleanupStrategy()` (least recently used above 1 GB; count
+      limits opt-in).
     - `entry_merge_timeout_seconds`: a put starts a background cleanup when
       the oldest entry not yet in a snapshot is older than this.
     - `max_entries_in_log`: ... or when more entries than this wait in the
@@ -325,6 +352,7 @@ class FsPersistentStore(NamedObjects):
         verify_reads: bool = True,
         cloudpickle_fallback: bool = True,
         memory_map: bool = True,
+        mmap_mode: MmapMode = "c",
         refresh_interval: float = 0.2,
         cleanup_strategy: CleanupStrategy | None = None,
         entry_merge_timeout_seconds: float = 3600,
@@ -347,6 +375,7 @@ class FsPersistentStore(NamedObjects):
             "verify_reads": verify_reads,
             "cloudpickle_fallback": cloudpickle_fallback,
             "memory_map": memory_map,
+            "mmap_mode": mmap_mode,
             "refresh_interval": refresh_interval,
             "cleanup_strategy": cleanup_strategy,
             "entry_merge_timeout_seconds": entry_merge_timeout_seconds,
@@ -371,6 +400,7 @@ class FsPersistentStore(NamedObjects):
         self.verify_reads = verify_reads
         self.cloudpickle_fallback = cloudpickle_fallback
         self.memory_map = memory_map
+        self.mmap_mode: MmapMode = mmap_mode
         self.refresh_interval = float(refresh_interval)
         self.cleanup_strategy: CleanupStrategy = cleanup_strategy or DefaultCleanupStrategy()
         self.entry_merge_timeout_seconds = float(entry_merge_timeout_seconds)
@@ -415,6 +445,7 @@ class FsPersistentStore(NamedObjects):
         self._accesses_noted: dict[ExecutionKey, int] = {}
         self._pending_accesses: dict[ExecutionKey, int] = {}
         self._pending_since = 0
+        self._hits_waiting: dict[ExecutionKey, int] = {}
         self._background: threading.Thread | None = None
         self._trigger_not_before = 0.0
 
@@ -935,14 +966,17 @@ class FsPersistentStore(NamedObjects):
         next put, `close()`, `cleanup()`, exit, or until the oldest has
         waited `_ACCESS_RECORD_INTERVAL_MS`. So a process that only reads
         never pays for creating a log segment on its first hit, and steady
-        hits pay no write. (A killed process loses its last batch: recency
-        is a cleanup hint, never a correctness matter.)
+        hits pay no write. Every hit is counted (each record carries the hits
+        since the writer's previous one), for the hit counts of `ls` and
+        `info`. (A killed process loses its last batch: recency and counts
+        are statistics, never a correctness matter.)
         """
         now = now_ms()
-        if (
-            self._cannot_write
-            or now - self._accesses_noted.get(key, 0) < _ACCESS_RECORD_INTERVAL_MS
-        ):
+        if self._cannot_write:
+            return
+        waiting = self._hits_waiting
+        waiting[key] = waiting.get(key, 0) + 1
+        if now - self._accesses_noted.get(key, 0) < _ACCESS_RECORD_INTERVAL_MS:
             return
         self._accesses_noted[key] = now
         with self._lock:
@@ -962,14 +996,25 @@ class FsPersistentStore(NamedObjects):
         collecting: hits still work.
         """
         with self._lock:
-            if not self._pending_accesses or self._cannot_write:
+            if not (self._pending_accesses or self._hits_waiting) or self._cannot_write:
                 return
             pending, self._pending_accesses = self._pending_accesses, {}
-            records = [_key_record(ACCESS_TYPE, key, at) for key, at in pending.items()]
+            hits, self._hits_waiting = self._hits_waiting, {}
+            counted = [
+                (key, at, max(count, 1))
+                for key, count in {**dict.fromkeys(pending, 0), **hits}.items()
+                if (at := pending.get(key) or self._accesses_noted.get(key, 0))
+            ]
+            if not counted:
+                return
+            records = [_access_record(key, at, count) for key, at, count in counted]
             try:
                 self._append(writing or self._writing_for_this_process(), *records)
             except (OSError, StoreIOError):
                 self._cannot_write = True
+                return
+            for key, at, count in counted:
+                self._index.add_access(key, at, count)  # our own records are not read back
 
     def _load_contents(self, stored: StoredEntry) -> dict[str, dict[str, Any]] | None:
         contents: dict[str, dict[str, Any]] = {}
@@ -984,13 +1029,12 @@ class FsPersistentStore(NamedObjects):
         return contents
 
     def _load_value(self, stored: StoredEntry, ref: ObjectRef) -> Any:
-        # A bytes value is copied out whole anyway: mapping saves one copy.
+        mode = self.mmap_mode if self.memory_map else None
+        # A bytes value is copied out whole anyway: a read-only map saves one copy.
         stream = self._read_object(
-            stored, ref, memory_map=self.memory_map and ref.format == "bytes"
+            stored, ref, memory_map="r" if self.memory_map and ref.format == "bytes" else None
         )
-        loaded = [
-            self._read_object(stored, buffer, memory_map=self.memory_map) for buffer in ref.buffers
-        ]
+        loaded = [self._read_object(stored, buffer, memory_map=mode) for buffer in ref.buffers]
         buffers = [buffer for buffer in loaded if buffer is not None]
         if stream is None or len(buffers) != len(loaded):
             return MISSING
@@ -999,7 +1043,9 @@ class FsPersistentStore(NamedObjects):
         except Exception as error:  # a value that no longer loads is a miss, not a crash
             return unloadable(error, stored.metadata.key, stacklevel=4)
 
-    def _read_object(self, stored: StoredEntry, ref: ObjectRef, *, memory_map: bool) -> Any:
+    def _read_object(
+        self, stored: StoredEntry, ref: ObjectRef, *, memory_map: MmapMode | None
+    ) -> Any:
         """An object's verified bytes (from the record when inline), or None.
         With `verify_signatures` on, a recorded SHA-256 is checked too."""
         if ref.inline:
@@ -1022,9 +1068,12 @@ class FsPersistentStore(NamedObjects):
         merge every head and the log after them, apply the strategy (and drop
         entries whose objects are gone), write the new snapshot and fsync it,
         then delete the snapshots it replaces, the log segments it fully
-        holds, and stale temp files. With `include_content`, also delete
-        unreferenced objects (object GC, under the exclusive `objects`
-        lock). `dry_run` changes nothing and reports what would be dropped.
+        holds, and stale temp files; then delete the objects no entry
+        references any more (object GC, under the exclusive `objects` lock:
+        objects of dropped entries at once, unknown ones after
+        `object_grace_seconds`; docs/cleanup.md). `include_content=False`
+        skips object GC (None, the default, and True run it). `dry_run`
+        changes nothing and reports what would be dropped.
         """
         report = CleanupReport(dry_run=dry_run)
         if not self.layout.require_store_directory(
@@ -1044,7 +1093,7 @@ class FsPersistentStore(NamedObjects):
                     )
                     return report
                 self._clean_up_locked(
-                    strategy or self.cleanup_strategy, bool(include_content), report
+                    strategy or self.cleanup_strategy, include_content is not False, report
                 )
         except StoreIOError:
             raise
@@ -1055,6 +1104,14 @@ class FsPersistentStore(NamedObjects):
                 self._snapshot_names = None  # adopt the new snapshot at the next lookup
                 self._wrote_entries = False
         return report
+
+    def clear(self, *, dry_run: bool = False) -> CleanupReport:
+        """Drop every entry and delete the objects they used: a cleanup whose
+        strategy drops everything (so the same lock, snapshot and object GC
+        rules; objects of entries still arriving from another machine wait
+        `object_grace_seconds`, as the report's `spared` says). Entries put
+        while it runs are kept. `dry_run` lists what would go."""
+        return self.cleanup(drop_everything, dry_run=dry_run)
 
     def _clean_up_locked(
         self, strategy: CleanupStrategy, include_content: bool, report: CleanupReport
@@ -1082,6 +1139,7 @@ class FsPersistentStore(NamedObjects):
             return
         for key in decisions:
             state.add_tombstone(key, now)
+        dropped = state.dropped  # before the snapshot: what it forgets, GC still knows
         retire = in_git_work_tree(self.path)  # never delete under git (see _retired.py)
         self._write_snapshot(state, reader, snapshots, now, report, retire=retire)
         temp = self._writing_for_this_process().temp_path
@@ -1095,7 +1153,7 @@ class FsPersistentStore(NamedObjects):
             self._writing_for_this_process().temp_path(),
         )
         if include_content:
-            self._collect_garbage(state, reader, report, retire=retire)
+            self._collect_garbage(state, dropped, reader, now, report, retire=retire)
 
     def _merged_state(self) -> tuple[StoreState, LogReader, SnapshotSet]:
         """Every head merged, plus every log record after them: the whole
@@ -1182,8 +1240,25 @@ class FsPersistentStore(NamedObjects):
         return here
 
     def _collect_garbage(
-        self, state: StoreState, reader: LogReader, report: CleanupReport, *, retire: bool
+        self,
+        state: StoreState,
+        dropped: Mapping[ExecutionKey, StoredEntry],
+        reader: LogReader,
+        started: int,
+        report: CleanupReport,
+        *,
+        retire: bool,
     ) -> None:
+        """Object GC (see `collect_garbage`). A drop counts from its tombstone's
+        time, but never from later than this cleanup's start (`started`, ms):
+        a tombstone from a machine whose clock is ahead must not make a file
+        written, reused or delivered since look older than its drop.
+
+        Objects of dropped entries go at once only in a store no other host
+        has written to (every segment id the merged state knows is this
+        host's): in a shared store another machine may, unseen yet, have
+        reused one by deduplication, so they wait `object_grace_seconds`
+        like an object no entry known here references."""
         with self._objects_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
             if not acquired:
                 report.skipped.append("object GC: puts held the objects lock; objects kept")
@@ -1191,14 +1266,22 @@ class FsPersistentStore(NamedObjects):
             for decoded in reader.read_new():  # puts that finished meanwhile
                 _apply(decoded, state)
             referenced = {
-                object_id
+                ref.id
                 for stored in state.entries.values()
-                for object_id, ref in stored.metadata.objects().items()
+                for ref in stored.metadata.objects().values()
                 if not ref.inline
             }
+            dropped_at: dict[str, int] = {}
+            if not _shared_with_other_hosts(state):
+                for key, stored in dropped.items():
+                    at = min(state.tombstones.get(key, 0), started)
+                    for ref in stored.metadata.objects().values():
+                        if not ref.inline:
+                            dropped_at[ref.id] = max(at, dropped_at.get(ref.id, 0))
             collect_garbage(
                 self.layout.objects,
                 referenced,
+                dropped_at,
                 self.object_grace_seconds,
                 report,
                 retire=retire,
@@ -1304,7 +1387,7 @@ class FsPersistentStore(NamedObjects):
         segments that readers left), then seal."""
         try:
             if self.cleanup_on_exit and (self._wrote_entries or self._too_many_segments()):
-                self.cleanup(include_content=False)
+                self.cleanup()
             self.close()
         except Exception as error:  # exit must never fail because of the cache
             warnings.warn(
@@ -1362,8 +1445,15 @@ def validate_options(config: Mapping[str, Any]) -> None:
                 f"{name} must be one of {', '.join(map(repr, allowed))}, got {config[name]!r}"
             )
     threshold = config["inline_threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
-        raise ConfigError(f"inline_threshold must be an int >= 0, got {threshold!r}")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int)
+        or not 0 <= threshold <= MAX_INLINE_THRESHOLD
+    ):
+        raise ConfigError(
+            f"inline_threshold must be an int from 0 to {MAX_INLINE_THRESHOLD} (1 MiB), "
+            f"got {threshold!r}"
+        )
     limit = config["max_entries_in_log"]
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < -1:
         raise ConfigError(

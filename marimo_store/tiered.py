@@ -22,7 +22,7 @@ import warnings
 
 from marimo_store._entry import Entry, EntryMetadata, ExecutionKey, check_lookup_key
 from marimo_store._errors import InvalidArgumentError, NotFoundError, StoreError, StoreWarning
-from marimo_store._named import NamedObjects
+from marimo_store._named import NamedObjects, missing_store_methods
 from marimo_store._versions import check_policy, check_versions
 from marimo_store.memory import MemoryStore
 
@@ -31,19 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
     from typing import Any
 
-    from marimo_store._named import Store
+    from marimo_store._protocol import Store
     from marimo_store._versions import VersionPolicy
-
-_INTERFACE = (
-    "put",
-    "get",
-    "history",
-    "delete_entries",
-    "entries",
-    "load_variable",
-    "refresh",
-    "close",
-)
 
 
 class _EmptyMemoryTier:
@@ -75,7 +64,7 @@ class TieredStore(NamedObjects):
         if not tiers:
             raise InvalidArgumentError("TieredStore needs at least one tier")
         for tier in tiers:
-            missing = [name for name in _INTERFACE if not callable(getattr(tier, name, None))]
+            missing = missing_store_methods(tier)
             if missing:
                 raise InvalidArgumentError(
                     f"{tier!r} cannot be a tier of a TieredStore: it has no {', '.join(missing)}"

@@ -266,9 +266,9 @@ class FileOps:
         count: int = self._real["read_into"](file, view)
         return count
 
-    def map_read(self, file: FileIO, size: int) -> Any:
+    def map_read(self, file: FileIO, size: int, *, copy: bool = False) -> Any:
         self._before("map_read", str(file.name))
-        return self._real["map_read"](file, size)
+        return self._real["map_read"](file, size, copy=copy)
 
     def scandir(self, path: str) -> list[os.DirEntry[str]]:
         self._before("scandir", path)

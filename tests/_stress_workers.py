@@ -153,6 +153,11 @@ class RecordedDefault(DefaultCleanupStrategy):
         return decisions
 
 
+COUNTED = RecordedDefault(max_entries_per_block=3, max_entries_per_module=2)
+"""What the cleanup stress keeps (count limits are opt-in: it needs drops),
+recording what it drops."""
+
+
 def recorded_drops(path: str) -> dict[tuple[str, str, int], str]:
     """Every key `RecordedDefault` dropped, with its rule."""
     found: dict[tuple[str, str, int], str] = {}
@@ -177,7 +182,7 @@ def clean_loop(path: str, seconds: float, seed: int, name: str, queue: Any) -> N
 
     def body() -> dict[str, Any]:
         rng = random.Random(seed)
-        store = FsPersistentStore(path, object_grace_seconds=0, cleanup_strategy=RecordedDefault())
+        store = FsPersistentStore(path, object_grace_seconds=0, cleanup_strategy=COUNTED)
         deadline = time.monotonic() + seconds
         stats: dict[str, Any] = {
             "cleanups": 0,
@@ -212,7 +217,7 @@ def put_get_loop(path: str, seconds: float, seed: int, name: str, queue: Any) ->
 
     def body() -> dict[str, Any]:
         rng = random.Random(seed)
-        store = FsPersistentStore(path, object_grace_seconds=0, cleanup_strategy=RecordedDefault())
+        store = FsPersistentStore(path, object_grace_seconds=0, cleanup_strategy=COUNTED)
         deadline = time.monotonic() + seconds
         stats: dict[str, Any] = {"puts": 0, "gets": 0, "hits": 0, "put_then_hit": 0, "keys": []}
         while time.monotonic() < deadline:
@@ -278,12 +283,14 @@ def dedup_value(block: str, module: str) -> dict[str, Any]:
     }
 
 
-def dedup_put_loop(path: str, seconds: float, worker: int, name: str, queue: Any) -> None:
+def dedup_put_loop(  # noqa: PLR0917 - a spawned Process passes its args positionally
+    path: str, seconds: float, worker: int, grace: float, name: str, queue: Any
+) -> None:
     """Put new keys with pooled values; the key just put must load right away."""
 
     def body() -> dict[str, Any]:
         store = FsPersistentStore(
-            path, object_grace_seconds=0, cleanup_strategy=keep_newest_strategy()
+            path, object_grace_seconds=grace, cleanup_strategy=keep_newest_strategy()
         )
         deadline = time.monotonic() + seconds
         i = 0
@@ -304,11 +311,13 @@ def dedup_put_loop(path: str, seconds: float, worker: int, name: str, queue: Any
     _report(queue, name, body)
 
 
-def gc_loop(path: str, seconds: float, name: str, queue: Any) -> None:
-    """Cleanup with object GC (grace 0) in a loop."""
+def gc_loop(path: str, seconds: float, grace: float, name: str, queue: Any) -> None:
+    """Cleanup with object GC in a loop. With a long `grace`, only the objects
+    of entries the cleanup saw dropped can go: the objects lock, not the
+    grace, is what keeps the racing puts' objects."""
 
     def body() -> dict[str, Any]:
-        store = FsPersistentStore(path, object_grace_seconds=0)
+        store = FsPersistentStore(path, object_grace_seconds=grace)
         deadline = time.monotonic() + seconds
         stats = {"cleanups": 0, "dropped": 0, "objects_deleted": 0, "skipped": 0}
         while time.monotonic() < deadline:

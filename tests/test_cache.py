@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import types
 import warnings
 from typing import Any
@@ -19,6 +20,7 @@ from conftest import ModuleLoader, StoreFactory
 
 from marimo_store import (
     CacheInfo,
+    DefaultCleanupStrategy,
     FsPersistentStore,
     InvalidArgumentError,
     SerializationError,
@@ -357,7 +359,7 @@ def test_json_format_and_large_results(make_store: StoreFactory) -> None:
     first = big(1_000_000)
     again = big(1_000_000)
     assert np.array_equal(first, again)
-    assert not again.flags.writeable  # memory-mapped from the store
+    assert first.flags.writeable and again.flags.writeable  # the hit as the miss: copy-on-write
     assert big.cache_info().bytes >= first.nbytes
 
 
@@ -371,7 +373,7 @@ def test_cache_clear_tombstones_this_blocks_entries(
     other.f(1)
     assert module.f.cache_clear() == 2
     assert module.f.cache_info() == CacheInfo(
-        hits=0, misses=0, entries=0, bytes=0, store=probe.store.path
+        hits=0, misses=0, maxsize=None, currsize=0, entries=0, bytes=0, store=probe.store.path
     )
     assert other.f.cache_info().entries == 1  # another block
     module.f(1)
@@ -439,3 +441,63 @@ def test_bad_options_and_targets_are_refused(store: FsPersistentStore) -> None:
         persistent_cache(store=store)(numbers)
     with pytest.raises(InvalidArgumentError, match="decorates functions"):
         persistent_cache(store=store)(len)  # type: ignore[arg-type]
+
+
+def test_ignore_names_are_checked_at_decoration(make_store: StoreFactory) -> None:
+    store = make_store()
+
+    def train(data: list[int], epochs: int, progress: object = None) -> int:
+        return len(data) * epochs
+
+    with pytest.raises(InvalidArgumentError) as raised:
+        persistent_cache(store=store, ignore=("epohcs",))(train)
+    message = str(raised.value)
+    assert "'epohcs'" in message and "its parameters: data, epochs, progress" in message
+    cached = persistent_cache(store=store, ignore=("progress",))(train)
+    assert cached([1, 2], 3, progress=print) == cached([1, 2], 3, progress=None) == 6
+    assert cached.cache_info().hits == 1  # progress is not part of the key
+
+    def anything(**options: object) -> int:  # any keyword may be an argument
+        return len(options)
+
+    persistent_cache(store=store, ignore=("verbose",))(anything)
+
+
+def test_cache_info_has_functools_fields(make_store: StoreFactory) -> None:
+    store = make_store(cleanup_strategy=DefaultCleanupStrategy(max_calls_per_function=5))
+
+    @persistent_cache(store=store)
+    def double(x: int) -> int:
+        return 2 * x
+
+    for x in (1, 2, 2):
+        double(x)
+    info = double.cache_info()
+    assert (info.hits, info.misses, info.maxsize, info.currsize) == (1, 2, 5, 2)
+    unbounded = persistent_cache(store=make_store())(double.__wrapped__)
+    assert unbounded.cache_info().maxsize is None
+
+
+def test_expire_computes_old_results_again_and_cleanup_drops_them(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+
+    @persistent_cache(store=store, expire=0.3)
+    def stamp(x: int) -> float:
+        return time.monotonic()
+
+    first = stamp(1)
+    assert stamp(1) == first  # a hit while fresh
+    time.sleep(0.4)
+    second = stamp(1)
+    assert second != first  # expired: computed again
+    assert stamp(1) == second
+    info = stamp.cache_info()
+    assert (info.hits, info.misses) == (2, 2)
+    time.sleep(0.4)
+    report = store.cleanup()
+    assert {d.reason for d in report.dropped} == {"expired (its function's expire=)"}
+    assert len(report.dropped) == 2
+    with pytest.raises(InvalidArgumentError, match="expire must be"):
+        persistent_cache(store=store, expire=0)

@@ -253,7 +253,9 @@ def test_cleanup_dry_run_lists_exactly_what_cleanup_removes(home: Path, tmp_path
     listed = run_cli(home, "ls", "--json", "--store", str(path)).json()["entries"]
     everything = {entry["id"] for entry in listed}
 
-    planned = run_cli(home, "cleanup", "--dry-run", "--json", "--store", str(path))
+    # Count limits are opt-in (the default strategy only limits the size).
+    limits = ("--max-entries-per-block", "3", "--max-entries-per-module", "2")
+    planned = run_cli(home, "cleanup", "--dry-run", "--json", *limits, "--store", str(path))
     assert planned.code == 0
     plan = planned.json()
     assert plan["dry_run"] is True
@@ -272,7 +274,7 @@ def test_cleanup_dry_run_lists_exactly_what_cleanup_removes(home: Path, tmp_path
     assert {entry["id"] for entry in unchanged} == everything
     assert len(everything) == 9
 
-    done = run_cli(home, "cleanup", "--json", "--store", str(path)).json()
+    done = run_cli(home, "cleanup", "--json", *limits, "--store", str(path)).json()
     assert done["dry_run"] is False
     assert done["snapshot"]
     assert done["dropped"] == plan["dropped"]
@@ -686,6 +688,7 @@ def test_docs_show_every_command_and_its_json_fields(
         "show": ("show", "train/m1"),
         "export-json": ("export-json", "settings"),
         "cleanup": ("cleanup", "--dry-run", "--max-entries-per-block", "1"),
+        "clear": ("clear", "--dry-run"),
         "migrate": ("migrate", str(cache), "--store", str(tmp_path / "imported")),
         "keygen": ("keygen", str(tmp_path / "key.pem")),
         "watch": ("watch", "--existing", "--timeout", "0"),

@@ -215,7 +215,7 @@ def test_flipped_byte_in_numpy_buffer_is_a_quarantined_miss(
     loaded = writer.get(key)
     assert loaded is not None
     np.testing.assert_array_equal(loaded.variables["a"], array)
-    assert loaded.variables["a"].flags.writeable is not memory_map
+    assert loaded.variables["a"].flags.writeable  # a private copy, or copy-on-write pages
     del loaded  # release the memory map before damaging the file
 
     store = reader_before_damage(make_store, writer, reader, key, memory_map=memory_map)

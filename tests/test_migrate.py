@@ -127,9 +127,11 @@ def test_the_cleanup_strategy_decides_how_many_entries_of_a_block_stay(tmp_path:
     for i in range(5):
         write(tmp_path / "cache", f"f/D_arg{i}.pickle", pickle.dumps(i), mtime=1_700_000_000 + i)
     keep_all = DefaultCleanupStrategy(max_entries_per_block=None)
+    three = DefaultCleanupStrategy(max_entries_per_block=3)
     migrate_marimo_cache(tmp_path / "cache", tmp_path / "all", cleanup_strategy=keep_all)
-    migrate_marimo_cache(tmp_path / "cache", tmp_path / "default")
-    for name, strategy, kept in (("all", keep_all, 5), ("default", None, 3)):
+    migrate_marimo_cache(tmp_path / "cache", tmp_path / "three", cleanup_strategy=three)
+    migrate_marimo_cache(tmp_path / "cache", tmp_path / "default")  # count limits are opt-in
+    for name, strategy, kept in (("all", keep_all, 5), ("three", three, 3), ("default", None, 5)):
         store = MarimoStore(tmp_path / name, cleanup_strategy=strategy)
         store.store.cleanup()
         found = [i for i in range(5) if store.get(f"f/D_arg{i}.pickle") is not None]

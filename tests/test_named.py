@@ -207,9 +207,12 @@ def test_cleanup_keeps_the_newest_versions_of_a_name(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         store.load("checkpoint", at=created[1])
 
-    # The default strategy: a name's versions are the runs of one computation,
-    # so the per-computation limit (2) applies as well as the per-block one (3).
-    store.cleanup()
+    # The default strategy has no count limit: every version fitting 1 GB stays.
+    assert store.cleanup().dropped == []
+    # A name's versions are the runs of one computation, so a per-computation
+    # limit (2) applies as well as a per-block one (3).
+    counted = DefaultCleanupStrategy(max_entries_per_block=3, max_entries_per_module=2)
+    store.cleanup(counted)
     assert [v.created_at for v in store.info("checkpoint").versions] == created[:3:-1]
     assert store.load("other") == "untouched"
     fresh = FsPersistentStore(tmp_path / "store")

@@ -7,6 +7,7 @@ puts, and the metadata recorded with each entry.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import mmap
 import pickle
@@ -86,6 +87,14 @@ def is_memory_mapped(value: Any) -> bool:
             return True
         current = current.obj if isinstance(current, memoryview) else getattr(current, "base", None)
     raise AssertionError("base chain too long")
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def object_file(root: Path, ref: ObjectRef) -> Path:
@@ -256,7 +265,8 @@ def test_big_array_is_one_out_of_band_buffer(big_array: BigArray) -> None:
 
 
 @pytest.mark.parametrize("instance", ["same", "fresh"])
-def test_big_array_loads_memory_mapped_and_read_only(big_array: BigArray, instance: str) -> None:
+def test_big_array_loads_memory_mapped_copy_on_write(big_array: BigArray, instance: str) -> None:
+    """Writable as the value that was put, without a copy; writes stay private."""
     if instance == "same":
         store = big_array.writer
         got = loaded(store, big_array.key, "array")
@@ -266,17 +276,33 @@ def test_big_array_loads_memory_mapped_and_read_only(big_array: BigArray, instan
     assert got.dtype == np.float64
     assert got.shape == big_array.array.shape
     np.testing.assert_array_equal(got, big_array.array)
-    assert got.flags.writeable is False
+    assert got.flags.writeable is True
     assert is_memory_mapped(got)
-    with pytest.raises(ValueError, match="read-only"):
-        got[0] = 1.0
+    (buffer,) = big_array.metadata.variables["array"].buffers
+    path = object_file(big_array.path, buffer)
+    before = file_digest(path)
+    got[::100_000] = -7.0  # a few pages: each is copied, privately, when written
+    assert got[100_000] == -7.0
+    assert file_digest(path) == before
+    with FsPersistentStore(big_array.path) as store:
+        np.testing.assert_array_equal(loaded(store, big_array.key, "array"), big_array.array)
+
+
+def test_big_array_with_mmap_mode_r_is_read_only(big_array: BigArray) -> None:
+    with FsPersistentStore(big_array.path, mmap_mode="r") as store:
+        got = loaded(store, big_array.key, "array")
+        np.testing.assert_array_equal(got, big_array.array)
+        assert got.flags.writeable is False
+        assert is_memory_mapped(got)
+        with pytest.raises(ValueError, match="read-only"):
+            got[0] = 1.0
 
 
 def test_big_array_load_variable_is_memory_mapped(big_array: BigArray) -> None:
     with FsPersistentStore(big_array.path) as store:
         got = store.load_variable(big_array.key, "array")
     np.testing.assert_array_equal(got, big_array.array)
-    assert got.flags.writeable is False
+    assert got.flags.writeable is True
     assert is_memory_mapped(got)
 
 

@@ -12,9 +12,6 @@ import hashlib
 import os
 import shutil
 import struct
-import subprocess
-import sys
-import textwrap
 import time
 import warnings
 from collections.abc import Collection, Iterator, Mapping
@@ -24,6 +21,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from _scripts import run_python
 from conftest import StoreFactory
 
 from marimo_store import (
@@ -40,7 +38,19 @@ from tests._files import flip_byte
 
 FRAME = struct.Struct("<IQ")  # u32 length | u64 xxh3-64 checksum, little endian
 FOOTER = struct.Struct("<QQ8s")  # tombstones frame offset, table frame offset, magic
-SUBPROCESS_TIMEOUT = 60
+COUNTED = DefaultCleanupStrategy(max_entries_per_block=3, max_entries_per_module=2)
+"""Count limits these tests drop by (the default strategy has none: only a size limit)."""
+
+
+@pytest.fixture
+def make_store(make_store: StoreFactory) -> StoreFactory:
+    """conftest's `make_store`, with the `COUNTED` strategy unless told otherwise."""
+
+    def make(path: Path | None = None, **options: Any) -> FsPersistentStore:
+        options.setdefault("cleanup_strategy", COUNTED)
+        return make_store(path, **options)
+
+    return make
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -166,18 +176,6 @@ def sync(source: Path, destination: Path) -> list[str]:
                 shutil.copy2(path, target)
                 copied.append(str(path.relative_to(source)))
     return copied
-
-
-def run_python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def populate(store: FsPersistentStore, base: int) -> tuple[list[ExecutionKey], list[ExecutionKey]]:
@@ -347,7 +345,7 @@ def test_include_content_deletes_objects_of_dropped_entries(
         if not ref.inline
     }
     assert dropped_objects
-    without = store.cleanup(drop_nothing)  # without include_content: no object GC
+    without = store.cleanup(drop_nothing, include_content=False)  # no object GC
     assert without.objects_deleted == without.bytes_freed == 0
 
     report = make_store(object_grace_seconds=0).cleanup(include_content=True)
@@ -747,8 +745,12 @@ def test_old_log_entry_starts_a_background_cleanup(
 
 EXIT_SCRIPT = """
 import sys
-from marimo_store import Entry, ExecutionKey, FsPersistentStore
-store = FsPersistentStore(sys.argv[1], cleanup_on_exit=sys.argv[2] == "1")
+from marimo_store import DefaultCleanupStrategy, Entry, ExecutionKey, FsPersistentStore
+store = FsPersistentStore(
+    sys.argv[1],
+    cleanup_on_exit=sys.argv[2] == "1",
+    cleanup_strategy=DefaultCleanupStrategy(max_entries_per_block=3),
+)
 base = int(sys.argv[3])
 for i in range(10):
     name = f"m{i}"
@@ -769,7 +771,7 @@ def test_cleanup_on_exit(make_store: StoreFactory, store_path: Path, cleanup_on_
     store = make_store()
     if cleanup_on_exit:
         assert len(snapshot_files(store_path)) == 1
-        assert keys_of(store) == set(keys[-3:])  # the default strategy: 3 per block
+        assert keys_of(store) == set(keys[-3:])  # the script's strategy: 3 per block
         assert_loads(store, keys[-3:])
         assert_misses(store, keys[:-3])
     else:

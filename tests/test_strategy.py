@@ -101,13 +101,24 @@ def no_count_rules(**options: object) -> DefaultCleanupStrategy:
 
 
 def test_defaults() -> None:
+    """Size-based by default (diskcache's 1 GB); every count limit is opt-in."""
     strategy = DefaultCleanupStrategy()
-    assert strategy.max_entries_per_block == 3
-    assert strategy.max_entries_per_module == 2
+    assert strategy.max_entries_per_block is None
+    assert strategy.max_entries_per_module is None
     assert strategy.max_entry_age_days is None
-    assert strategy.max_total_content_size is None
-    assert strategy.max_calls_per_function == 1000
+    assert strategy.max_total_content_size == "1GB"
+    assert strategy.max_calls_per_function is None
     assert run(strategy, []) == {}
+
+
+def test_default_keeps_a_whole_sweep_that_fits_the_size_limit() -> None:
+    t = NOW - DAY
+    calls = [meta("f", f"args{i}", t + i, call=True, size=100) for i in range(20_000)]
+    runs = [meta("cell", f"m{i}", t + i, size=100) for i in range(50)]
+    assert run(DefaultCleanupStrategy(), [*calls, *runs]) == {}
+    big = [meta("f", f"big{i}", t - 10 + i, call=True, size=400_000_000) for i in range(3)]
+    dropped = run(DefaultCleanupStrategy(), [*calls, *big])
+    assert set(dropped) == {big[0].key}  # above 1 GB: the least recently used goes
 
 
 def test_calls_of_a_function_are_kept_by_recency_of_use_not_per_block() -> None:
@@ -116,7 +127,7 @@ def test_calls_of_a_function_are_kept_by_recency_of_use_not_per_block() -> None:
     t = NOW - DAY
     calls = [meta("f", f"args{i}", t + i, call=True) for i in range(10)]
     cells = [meta("cell", f"m{i}", t + i) for i in range(10)]
-    default = DefaultCleanupStrategy()
+    default = DefaultCleanupStrategy(max_entries_per_block=3, max_entries_per_module=2)
     assert set(run(default, [*calls, *cells])) == {cell.key for cell in cells[:7]}
 
     # The oldest call was read a minute ago: least recently used go first.

@@ -162,10 +162,7 @@ def test_concurrent_cleanups_with_puts_and_gets(
 
     with no_store_warnings():
         final = FsPersistentStore(
-            store_path,
-            object_grace_seconds=0,
-            cleanup_on_exit=False,
-            cleanup_strategy=sw.RecordedDefault(),
+            store_path, object_grace_seconds=0, cleanup_on_exit=False, cleanup_strategy=sw.COUNTED
         )
         report = final.cleanup(include_content=True)
         assert report.skipped == []
@@ -185,10 +182,10 @@ def test_concurrent_cleanups_with_puts_and_gets(
         assert len(snapshot_names(store_path)) == 1
         final.close()
 
-        fresh = FsPersistentStore(store_path, cleanup_on_exit=False)
+        fresh = FsPersistentStore(store_path, cleanup_on_exit=False, cleanup_strategy=sw.COUNTED)
         entries = check_every_entry_loads(store_path, fresh, sw.stress_value)
         assert entries
-        # What is left is what the default strategy keeps: nothing more to drop.
+        # What is left is what the strategy keeps: nothing more to drop.
         assert fresh.cleanup(dry_run=True).dropped == []
         per_block: dict[str, int] = {}
         for metadata in entries:
@@ -200,9 +197,13 @@ def test_concurrent_cleanups_with_puts_and_gets(
 # -- 2. object GC --------------------------------------------------------------------------
 
 
-def test_gc_spares_objects_younger_than_the_grace_period(
-    make_store: StoreFactory, store_path: Path
+def test_gc_deletes_dropped_objects_at_once_and_spares_young_unknown_ones(
+    make_store: StoreFactory, store_path: Path, tmp_path: Path
 ) -> None:
+    """Objects of an entry the cleanup dropped go whatever the grace; an object
+    no known entry references (here: delivered from another store, with an old
+    mtime as `cp -p` and `rsync -a` keep it) waits the grace, and the report
+    says so."""
     store = make_store(object_grace_seconds=3600)
     key = ExecutionKey("gc", "young")
     value = {"big": "g" * 5000, "arr": sw.pool_array(0)}
@@ -213,30 +214,46 @@ def test_gc_spares_objects_younger_than_the_grace_period(
     paths = [object_path(store_path, object_id) for object_id in objects]
     assert all(path.is_file() for path in paths)
 
-    report = store.cleanup(DropAll(), include_content=True)
+    elsewhere = FsPersistentStore(tmp_path / "elsewhere", cleanup_on_exit=False)
+    elsewhere.put(Entry.of(ExecutionKey("gc", "remote"), {"big": "r" * 5000}))
+    (remote,) = referenced_objects(elsewhere.entries())
+    source = object_path(tmp_path / "elsewhere", remote)
+    old = time.time() - 86_400
+    os.utime(source, (old, old))
+    delivered = object_path(store_path, remote)
+    delivered.parent.mkdir(exist_ok=True)
+    subprocess.run(["cp", "-p", str(source), str(delivered)], check=True)
+    assert delivered.stat().st_mtime < time.time() - 3600  # only its ctime is new
+
+    report = store.cleanup(DropAll())
     assert [d.key for d in report.dropped] == [metadata.key]
-    assert report.objects_deleted == 0
     assert report.skipped == []
-    assert all(path.is_file() for path in paths)  # unreferenced, but young
+    assert report.objects_deleted == 2
+    assert not any(path.exists() for path in paths)  # dropped here: no grace needed
+    assert delivered.is_file()  # unknown and first seen just now
+    assert report.objects_spared == 1
+    assert report.bytes_spared == delivered.stat().st_size
+    assert len(report.spared) == 1 and "object_grace_seconds (3600 s)" in report.spared[0]
     assert store.get(key) is None
 
     collector = make_store(object_grace_seconds=0)
-    report = collector.cleanup(DropAll(), include_content=True)
-    assert report.skipped == []
-    assert report.objects_deleted >= 2
-    assert not any(path.exists() for path in paths)
+    report = collector.cleanup(DropAll())
+    assert report.skipped == [] and report.spared == []
+    assert report.objects_deleted == 1
     assert object_files(store_path) == set()
-    assert collector.get(key) is None
 
 
-def test_gc_racing_deduplicating_puts_never_deletes_live_objects(store_path: Path) -> None:
+@pytest.mark.parametrize("grace", [0, 3600], ids=["no-grace", "hour-grace"])
+def test_gc_racing_deduplicating_puts_never_deletes_live_objects(
+    store_path: Path, grace: float
+) -> None:
     path = str(store_path)
     seconds = GC_STRESS_SECONDS
     reports = run_workers(
         [
-            ("gc", sw.gc_loop, (path, seconds)),
-            ("dedup-0", sw.dedup_put_loop, (path, seconds, 0)),
-            ("dedup-1", sw.dedup_put_loop, (path, seconds, 1)),
+            ("gc", sw.gc_loop, (path, seconds, grace)),
+            ("dedup-0", sw.dedup_put_loop, (path, seconds, 0, grace)),
+            ("dedup-1", sw.dedup_put_loop, (path, seconds, 1, grace)),
         ],
         timeout=seconds + 120,
     )

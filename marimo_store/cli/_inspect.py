@@ -11,11 +11,13 @@ from __future__ import annotations
 import fnmatch
 import os
 
-from marimo_store._cleanup import last_used
+from marimo_store._cleanup import is_function_call, last_used
 from marimo_store._errors import NotFoundError
 from marimo_store._layout import parse_format
 from marimo_store._log import SEGMENT_SUFFIX, writer_of_file
+from marimo_store._marimo_keys import holds_json
 from marimo_store._snapshot import SNAPSHOT_SUFFIX, read_snapshots
+from marimo_store.cli._numbers import positive_count
 from marimo_store.cli._output import size_text, time_text
 from marimo_store.cli._target import (
     SHORT_ID,
@@ -25,10 +27,12 @@ from marimo_store.cli._target import (
     key_document,
     kind_of,
     label_of,
+    open_any_store,
     open_store,
     ref_document,
     select_entry,
 )
+from marimo_store.legacy import LegacyPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,7 +65,7 @@ def register(add: Register) -> None:
     ls.add_argument("--kind", choices=("call", "named", "entry"), help="only entries of this kind")
     ls.add_argument("--sort", choices=tuple(SORTS), default="created", help="default: created")
     ls.add_argument("--reverse", action="store_true", help="oldest / smallest first")
-    ls.add_argument("--limit", type=int, metavar="N", help="at most N entries")
+    ls.add_argument("--limit", type=positive_count, metavar="N", help="at most N entries")
     ls.set_defaults(run=run_ls)
 
     show = add("show", help="one entry: key, variables, sizes, formats, environment")
@@ -109,6 +113,23 @@ def run_info(args: argparse.Namespace, out: Output) -> int:
             title="snapshot heads (merged at the next cleanup)",
             right=("entries",),
             wrap=("writer",),
+        )
+    if info["functions"]:
+        out.table(
+            ("function", "calls", "hits", "misses", "size"),
+            [
+                (
+                    f["function"],
+                    str(f["calls"]),
+                    str(f["hits"]),
+                    str(f["misses"]),
+                    size_text(f["size"]),
+                )
+                for f in info["functions"]
+            ],
+            title="cached functions (every process)",
+            right=("calls", "hits", "misses", "size"),
+            wrap=("function",),
         )
     return 0
 
@@ -158,7 +179,28 @@ def store_info(store: FsPersistentStore) -> dict[str, Any]:
         "segments": segments,
         "writers": writers,
         "last_cleanup": max((head.created_at for head in snapshots.heads), default=None),
+        "functions": _functions(entries),
     }
+
+
+def _functions(entries: Iterable[EntryMetadata]) -> list[dict[str, Any]]:
+    """Per `persistent_cache` function: its stored calls (each one a miss that
+    computed it), the hits on them, and their distinct bytes."""
+    calls: dict[str, list[EntryMetadata]] = {}
+    for metadata in entries:
+        if is_function_call(metadata):
+            calls.setdefault(label_of(metadata), []).append(metadata)
+    rows = [
+        {
+            "function": function,
+            "calls": len(group),
+            "hits": sum(m.hits for m in group),
+            "misses": len(group),
+            "size": sum({ref.id: ref.size for m in group for ref in m.objects().values()}.values()),
+        }
+        for function, group in calls.items()
+    ]
+    return sorted(rows, key=lambda row: (-row["hits"], row["function"]))
 
 
 def _files_under(directory: str) -> tuple[int, int]:
@@ -204,7 +246,7 @@ def _segments_and_writers(log_dir: str) -> tuple[int, int]:
 
 
 def run_ls(args: argparse.Namespace, out: Output) -> int:
-    store = open_store(args.store)
+    store = open_any_store(args.store)
     entries = _filtered(store.entries(), args)
     entries.sort(key=SORTS[args.sort], reverse=(args.sort != "name") != args.reverse)
     if args.limit is not None:
@@ -213,7 +255,7 @@ def run_ls(args: argparse.Namespace, out: Output) -> int:
         out.document({"entries": [entry_summary(m) for m in entries]})
         return 0
     out.table(
-        ("id", "kind", "name", "created", "last used", "size", "variables"),
+        ("id", "kind", "name", "created", "last used", "hits", "size", "variables"),
         [
             (
                 entry_id(m.key)[:SHORT_ID],
@@ -221,12 +263,13 @@ def run_ls(args: argparse.Namespace, out: Output) -> int:
                 label_of(m),
                 time_text(m.created_at),
                 time_text(m.last_access),
+                str(m.hits),
                 size_text(m.content_size),
                 ", ".join(f"{name} ({ref.format})" for name, ref in sorted(m.variables.items())),
             )
             for m in entries
         ],
-        right=("size",),
+        right=("hits", "size"),
         wrap=("name", "variables"),
     )
     total = sum(m.content_size for m in entries)
@@ -248,7 +291,7 @@ def _filtered(entries: Iterable[EntryMetadata], args: argparse.Namespace) -> lis
 
 
 def run_show(args: argparse.Namespace, out: Output) -> int:
-    store = open_store(args.store)
+    store = open_any_store(args.store)
     metadata = select_entry(store, args.key)
     document = entry_details(store, metadata)
     if out.json_mode:
@@ -304,7 +347,9 @@ def _objects_text(objects: list[dict[str, Any]]) -> str:
     )
 
 
-def entry_details(store: FsPersistentStore, metadata: EntryMetadata) -> dict[str, Any]:
+def entry_details(
+    store: FsPersistentStore | LegacyPersistentStore, metadata: EntryMetadata
+) -> dict[str, Any]:
     """The `show` document (docs/cli.md)."""
     environment = metadata.environment
     runs = store.history(metadata.key.replace(created_at=None))
@@ -325,11 +370,15 @@ def entry_details(store: FsPersistentStore, metadata: EntryMetadata) -> dict[str
     }
 
 
-def _signature(store: FsPersistentStore, metadata: EntryMetadata) -> dict[str, Any]:
+def _signature(
+    store: FsPersistentStore | LegacyPersistentStore, metadata: EntryMetadata
+) -> dict[str, Any]:
     """What the store makes of the entry's signature (checking one needs
     `cryptography`; without it the claim is shown as `unchecked`)."""
     from marimo_store._errors import ConfigError  # noqa: PLC0415
 
+    if isinstance(store, LegacyPersistentStore):
+        return {"status": "unsigned", "signer": None, "reason": "marimo's cache files are unsigned"}
     try:
         status = store.signature_status(metadata.key)
     except ConfigError as error:
@@ -347,8 +396,24 @@ def _signature(store: FsPersistentStore, metadata: EntryMetadata) -> dict[str, A
 # -- export-json ---------------------------------------------------------------------
 
 
+def _exportable(name: str, stored_format: str) -> bool:
+    """A JSON value: stored as JSON, or the bytes of a marimo `.json`/`.jsonl` key."""
+    return stored_format == "json" or (stored_format == "bytes" and holds_json(name))
+
+
+def _decode_marimo_json(name: str, data: bytes) -> Any:
+    """marimo's JSON bytes decoded (a `.jsonl` key: the list of its lines);
+    `ValueError` when they are not JSON. Nothing is ever unpickled."""
+    import json  # noqa: PLC0415 - only export-json decodes JSON
+
+    text = data.decode("utf-8")
+    if name.endswith(".jsonl"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
 def run_export_json(args: argparse.Namespace, out: Output) -> int:
-    store = open_store(args.store)
+    store = open_any_store(args.store)
     metadata = select_entry(store, args.key)
     variables = metadata.variables
     wanted = args.variable or sorted(variables)
@@ -358,15 +423,25 @@ def run_export_json(args: argparse.Namespace, out: Output) -> int:
             f"entry {entry_id(metadata.key)} has no variable {', '.join(map(repr, missing))} "
             f"(it has {', '.join(map(repr, sorted(variables))) or 'none'})"
         )
-    exported = [name for name in wanted if variables[name].format == "json"]
+    exported = [name for name in wanted if _exportable(name, variables[name].format)]
     if not exported:
         formats = ", ".join(f"{name} ({variables[name].format})" for name in wanted)
         raise NotFoundError(
             f"entry {entry_id(metadata.key)} has no JSON-format variable to export: {formats}; "
             "export-json never unpickles"
         )
-    values = {name: store.load_variable(metadata.key, name) for name in exported}
-    skipped = {name: variables[name].format for name in wanted if name not in values}
+    values: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for name in exported:
+        if variables[name].format == "json":
+            values[name] = store.load_variable(metadata.key, name)
+            continue
+        try:
+            data = store.load_variable(metadata.key, name)  # a bytes value: nothing unpickled
+            values[name] = _decode_marimo_json(name, bytes(data))
+        except ValueError as error:
+            skipped[name] = f"bytes, not valid JSON ({error})"
+    skipped.update({name: variables[name].format for name in wanted if name not in exported})
     for name, stored_format in skipped.items():
         out.warning(f"skipped {name!r}: stored as {stored_format}, not JSON")
     out.document(

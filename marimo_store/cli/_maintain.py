@@ -1,18 +1,23 @@
-"""`cleanup`: what the store keeps, and (with `--dry-run`) what it would drop.
+"""`cleanup` and `clear`: what the store keeps, and (with `--dry-run`) what it would drop.
 
 The options of `DefaultCleanupStrategy` become command-line options of the
 same names (`--max-entries-per-block 5`), read from its signature so that
 the two cannot drift; each overrides the store's configured strategy for
 this run only. `none` (or -1, as in configuration files) lifts a limit.
+`clear` drops every entry: on a terminal it asks first (`--yes` does not);
+elsewhere it needs `--yes`, so that no script empties a store by mistake.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+
 from marimo_store._cleanup import DefaultCleanupStrategy
-from marimo_store._errors import ConfigError, StoreError
-from marimo_store.cli._output import size_text, time_text
+from marimo_store._errors import ConfigError, InvalidArgumentError, StoreError
+from marimo_store.cli._output import EXIT_FINDINGS, EXIT_OK, size_text, time_text
 from marimo_store.cli._target import SHORT_ID, entry_id, key_document, label_of, open_store
-from marimo_store.config import NO_LIMIT, strategy_defaults
+from marimo_store.config import NO_LIMIT, read_settings, strategy_defaults
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,22 +36,52 @@ def register(add: Register) -> None:
         help="compact the log into a snapshot and drop what the cleanup strategy says",
     )
     cleanup.add_argument("--dry-run", action="store_true", help="change nothing; list the drops")
-    cleanup.add_argument(
-        "--include-content",
-        action="store_true",
-        help="also delete objects no entry references (object GC)",
+    content = cleanup.add_mutually_exclusive_group()
+    content.add_argument(
+        "--keep-content",
+        dest="include_content",
+        action="store_false",
+        help="skip object GC (by default it deletes the objects no entry references)",
     )
+    content.add_argument(
+        "--include-content",
+        dest="include_content",
+        action="store_true",
+        help="run object GC (the default; kept for scripts that say so)",
+    )
+    cleanup.set_defaults(include_content=True)
     limits = cleanup.add_argument_group("strategy overrides (this run only; 'none' lifts a limit)")
+    configured, where = _configured_strategy()
     for name, default in strategy_defaults().items():
+        value = getattr(configured, name)
         limits.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=_limit,
             default=_UNSET,
-            metavar="N" if isinstance(default, int) else "VALUE",
-            help=f"default: {default}",
+            metavar=_METAVARS.get(name, "N"),
+            help=f"default: {'none' if value is None else value}"
+            + (f" (set in {where})" if value != default else ""),
         )
     cleanup.set_defaults(run=run_cleanup)
+    clear = add("clear", help="drop every entry and delete the objects they used")
+    clear.add_argument("--dry-run", action="store_true", help="change nothing; list the drops")
+    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    clear.set_defaults(run=run_clear)
+
+
+_METAVARS = {"max_total_content_size": "SIZE", "max_entry_age_days": "DAYS"}
+
+
+def _configured_strategy() -> tuple[DefaultCleanupStrategy, str]:
+    """The strategy the configuration files of the working directory give
+    (what `cleanup` uses), and the files that set it; the built-in one when
+    they set none or cannot be read (the command itself then says why)."""
+    try:
+        settings = read_settings(os.getcwd())
+    except StoreError:
+        return DefaultCleanupStrategy(), ""
+    return settings.cleanup_strategy or DefaultCleanupStrategy(), ", ".join(settings.sources)
 
 
 class _Unset:
@@ -91,14 +126,49 @@ def run_cleanup(args: argparse.Namespace, out: Output) -> int:
     labels = {} if out.json_mode else {m.key: m for m in store.entries()}
     with out.activity("cleaning up" if not args.dry_run else "deciding what to drop"):
         report = store.cleanup(strategy, include_content=args.include_content, dry_run=args.dry_run)
+    return _show_report(report, labels, out)
+
+
+def run_clear(args: argparse.Namespace, out: Output) -> int:
+    store = open_store(args.store)
+    labels = {} if out.json_mode else {m.key: m for m in store.entries()}
+    if not args.dry_run and not args.yes:
+        plan = store.clear(dry_run=True)
+        if not _confirmed(plan, store.path, out):
+            out.line("cancelled: nothing was deleted")
+            return EXIT_FINDINGS
+    with out.activity("clearing" if not args.dry_run else "listing the entries"):
+        report = store.clear(dry_run=args.dry_run)
+    return _show_report(report, labels, out)
+
+
+def _confirmed(plan: CleanupReport, path: str, out: Output) -> bool:
+    """Ask on the terminal whether to clear; off a terminal, `--yes` is required."""
+    if not sys.stdin.isatty():
+        raise InvalidArgumentError(
+            f"clear drops every entry of {path}; it asks for confirmation on a terminal, "
+            "and elsewhere needs --yes"
+        )
+    size = size_text(sum(d.content_size for d in plan.dropped))
+    out.stderr.write(f"Drop all {len(plan.dropped)} entries ({size}) of {path}? [y/N] ")
+    out.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _show_report(
+    report: CleanupReport, labels: dict[ExecutionKey, EntryMetadata], out: Output
+) -> int:
+    """Print what a cleanup (or clear) did, as a table or as its JSON document."""
     if report.snapshot is None and not report.dry_run and report.skipped:
         raise StoreError(f"cleanup skipped: {'; '.join(report.skipped)}")
     document = cleanup_document(report)
     if out.json_mode:
         out.document(document)
-        return 0
+        return EXIT_OK
     for reason in report.skipped:
         out.warning(reason)
+    for reason in report.spared:
+        out.line(f"spared {reason}")
     if report.dropped:
         _dropped_table(report, labels, out)
     freed = sum(d.content_size for d in report.dropped)
@@ -156,5 +226,8 @@ def cleanup_document(report: CleanupReport) -> dict[str, Any]:
         "temp_files_deleted": report.temp_files_deleted,
         "objects_deleted": report.objects_deleted,
         "bytes_freed": report.bytes_freed,
+        "objects_spared": report.objects_spared,
+        "bytes_spared": report.bytes_spared,
+        "spared": list(report.spared),
         "skipped": list(report.skipped),
     }

@@ -42,15 +42,48 @@ def open_store(path: str | None) -> FsPersistentStore:
     `cleanup_on_exit` is off: a command changes the store only when that is
     what it was asked to do (`cleanup`, `verify --repair`, `migrate`).
     """
-    store = resolve_store(os.getcwd(), _config(path))
+    store = open_any_store(path)
     if isinstance(store, LegacyPersistentStore):
-        raise NotSupportedError(
-            f"the store here is marimo's own cache folder {store.path} (one pickle file "
-            "per entry: no log, snapshots or metadata to inspect); import it with "
-            f"`marimo-store migrate {store.path}`"
-        )
-    _require_store(store.path)
+        raise _use_migrate(store.path)
     return store
+
+
+def _use_migrate(path: str) -> NotSupportedError:
+    return NotSupportedError(
+        f"the store here is marimo's own cache folder {path} (one pickle file "
+        "per entry: no log, snapshots or metadata to inspect); import it with "
+        f"`marimo-store migrate {path}`"
+    )
+
+
+def open_any_store(path: str | None) -> FsPersistentStore | LegacyPersistentStore:
+    """As `open_store`, and marimo's own cache folder too: the one `App()`
+    would read here, or `--store` naming a `__marimo__/cache` folder. The
+    commands that only read entries (`ls`, `show`, `export-json`) work on
+    it through the `Store` protocol; the others need `open_store`. A folder
+    of marimo's own cache files, which only `migrate` reads, is an error
+    naming it, not an empty listing."""
+    store: FsPersistentStore | LegacyPersistentStore
+    if path is not None and _is_marimo_cache(path):
+        store = LegacyPersistentStore(path)
+    else:
+        store = resolve_store(os.getcwd(), _config(path))
+    if not isinstance(store, LegacyPersistentStore):
+        _require_store(store.path)
+    elif not store.entries():
+        raise _use_migrate(store.path)
+    return store
+
+
+def _is_marimo_cache(path: str) -> bool:
+    """A `__marimo__/cache` folder that is not a store of ours."""
+    absolute = os.path.abspath(path)
+    return (
+        os.path.basename(absolute) == LEGACY_DIR
+        and os.path.basename(os.path.dirname(absolute)) == MARIMO_DIR
+        and os.path.isdir(absolute)
+        and not any(os.path.exists(os.path.join(absolute, part)) for part in _STORE_PARTS)
+    )
 
 
 def open_import_target(path: str | None) -> FsPersistentStore:
@@ -130,7 +163,7 @@ def label_of(metadata: EntryMetadata) -> str:
     return metadata.key.block_id
 
 
-def select_entry(store: FsPersistentStore, text: str) -> EntryMetadata:
+def select_entry(store: FsPersistentStore | LegacyPersistentStore, text: str) -> EntryMetadata:
     """The entry `text` names: a prefix of its id or of its key text, or
     its label exactly. When every match is a run of one computation, the
     newest run (what `get` would return); otherwise `NotFoundError` listing
@@ -175,6 +208,7 @@ def entry_header(metadata: EntryMetadata) -> dict[str, Any]:
         "label": label_of(metadata),
         **key_document(metadata.key),
         "last_access": metadata.last_access,
+        "hits": metadata.hits,
         "size": metadata.content_size,
     }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+from marimo_store.cli._numbers import positive_count, positive_seconds, seconds
 from marimo_store.cli._output import size_text, time_text
 from marimo_store.cli._target import SHORT_ID, entry_summary, open_store
 
@@ -27,10 +28,10 @@ if TYPE_CHECKING:
 def register(add: Register) -> None:
     watch = add("watch", help="print entries as other processes and machines add them")
     watch.add_argument(
-        "--interval", type=float, default=0.5, metavar="SECONDS", help="default: 0.5"
+        "--interval", type=positive_seconds, default=0.5, metavar="SECONDS", help="default: 0.5"
     )
-    watch.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long")
-    watch.add_argument("--count", type=int, metavar="N", help="stop after N new entries")
+    watch.add_argument("--timeout", type=seconds, metavar="SECONDS", help="stop after this long")
+    watch.add_argument("--count", type=positive_count, metavar="N", help="stop after N new entries")
     watch.add_argument("--existing", action="store_true", help="first list the entries there are")
     watch.set_defaults(run=run_watch)
 
