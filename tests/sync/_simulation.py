@@ -42,7 +42,10 @@ from typing import Any, Protocol
 from _replicator import TOOLS, Replicator
 from _values import BLOCKS, MODULES, Ledger, value_of
 
+import marimo_store._dangling as dangling_module
 import marimo_store._fs as fs
+import marimo_store._log as log_module
+import marimo_store._verified as verified_module
 import marimo_store.store as store_module
 from marimo_store import (
     DefaultCleanupStrategy,
@@ -137,6 +140,32 @@ def store_options(grace: float, drops: str, *, exit_cleanup: bool) -> dict[str, 
     }
 
 
+_HOST_NAME_USERS = (log_module, dangling_module, verified_module)
+"""The modules that ask `host_name()` which machine this is."""
+
+
+def become_host(name: str) -> Any:
+    """Make this process machine `name` for the store (writer ids, which
+    writers are this machine's, this machine's ledgers in `local/`); returns
+    what to pass back to undo it. Each replica is another machine: with one
+    host name for all, every replica would think the others' writers its own."""
+    previous = log_module.host_name
+    for module in _HOST_NAME_USERS:
+        module.host_name = lambda: name
+    return previous
+
+
+@contextmanager
+def as_host(name: str) -> Iterator[None]:
+    """`become_host(name)` for the duration of the block."""
+    previous = become_host(name)
+    try:
+        yield
+    finally:
+        for module in _HOST_NAME_USERS:
+            module.host_name = previous
+
+
 def do_put(
     store: FsPersistentStore, block: str, module: str, created_at: int | None, variant: int
 ) -> int | None:
@@ -186,28 +215,35 @@ class InProcessReplica:
         self.root = root
         self.grace = grace
         self.drops = drops
-        self.store = FsPersistentStore(root, **store_options(grace, drops, exit_cleanup=False))
+        with as_host(root.name):
+            self.store = FsPersistentStore(root, **store_options(grace, drops, exit_cleanup=False))
 
     def put(self, block: str, module: str, created_at: int | None, variant: int) -> int | None:
-        return do_put(self.store, block, module, created_at, variant)
+        with as_host(self.root.name):
+            return do_put(self.store, block, module, created_at, variant)
 
     def get(self, block: str, module: str, created_at: int | None) -> tuple[int, Any] | None:
-        return do_get(self.store, block, module, created_at)
+        with as_host(self.root.name):
+            return do_get(self.store, block, module, created_at)
 
     def cleanup(self, strategy: str, gc: bool) -> None:
-        self.store.cleanup(Recorded(strategy, self.drops), include_content=gc)
+        with as_host(self.root.name):
+            self.store.cleanup(Recorded(strategy, self.drops), include_content=gc)
 
     def reopen(self, rng: random.Random) -> None:
-        if rng.random() < 0.5:
-            self.store.close()  # else abandoned, as by a process that never closed it
-        options = store_options(self.grace, self.drops, exit_cleanup=False)
-        self.store = FsPersistentStore(self.root, **options)
+        with as_host(self.root.name):
+            if rng.random() < 0.5:
+                self.store.close()  # else abandoned, as by a process that never closed it
+            options = store_options(self.grace, self.drops, exit_cleanup=False)
+            self.store = FsPersistentStore(self.root, **options)
 
     def settle(self) -> None:
-        settle(self.store)
+        with as_host(self.root.name):
+            settle(self.store)
 
     def close(self) -> None:
-        self.store.close()
+        with as_host(self.root.name):
+            self.store.close()
 
 
 class ProcessReplica:
@@ -276,8 +312,9 @@ def seeded_writer_ids(rng: random.Random) -> Iterator[None]:
     """Writer ids from the schedule's generator: a schedule replays the same
     file names (as far as the clock allows) when run again with its seed."""
     original = store_module.new_writer_id
-    host = store_module.new_writer_id().split("-")[0]
-    store_module.new_writer_id = lambda: f"{host}-{os.getpid()}-{rng.getrandbits(48):012x}"
+    store_module.new_writer_id = lambda: (
+        f"{log_module.host_name()}-{os.getpid()}-{rng.getrandbits(48):012x}"
+    )
     try:
         yield
     finally:
@@ -448,8 +485,12 @@ class Schedule:
 
     def _check_opens(self, index: int) -> None:
         """A fresh store opens on the replica, lists its entries and reads one."""
+        with as_host(self.roots[index].name):
+            self._check_open(self.roots[index])
+
+    def _check_open(self, root: Path) -> None:
         options = store_options(self.grace, str(self.drops), exit_cleanup=False)
-        store = FsPersistentStore(self.roots[index], **options)
+        store = FsPersistentStore(root, **options)
         entries = store.entries()
         self.stats["opens"] += 1
         if entries and self.rng.random() < 0.25:  # a hit writes an access record
@@ -473,24 +514,26 @@ class Schedule:
         live = []
         options = store_options(self.grace, str(self.drops), exit_cleanup=False)
         for root in self.roots:
-            store = FsPersistentStore(root, **options)
-            live.append({m.key: m.contents for m in store.entries()})
-            self._check_loads(store, root, every=False)
-            # Without a grace, what GC deleted under an unseen entry stays
-            # missing (counted by _check_no_put_lost): drop those entries.
-            report = store.verify(repair=True, drop_dangling=self.grace == 0)
-            self.stats["repaired problems"] = self.stats.get("repaired problems", 0) + len(
-                report.problems
-            )
-            assert report.skipped == [], report.skipped
-            store.close()
+            with as_host(root.name):  # each replica is another machine
+                store = FsPersistentStore(root, **options)
+                live.append({m.key: m.contents for m in store.entries()})
+                self._check_loads(store, root, every=False)
+                # Without a grace, what GC deleted under an unseen entry stays
+                # missing (counted by _check_no_put_lost): drop those entries.
+                report = store.verify(repair=True, drop_dangling=self.grace == 0)
+                self.stats["repaired problems"] = self.stats.get("repaired problems", 0) + len(
+                    report.problems
+                )
+                assert report.skipped == [], report.skipped
+                store.close()
         self._check_no_put_lost(options)
         for root in self.roots:
-            store = FsPersistentStore(root, **options)
-            second = store.verify().problems
-            assert second == [], f"{root.name}: after a repair, verify() found {second}"
-            self._check_loads(store, root, every=True)
-            store.close()
+            with as_host(root.name):  # each replica is another machine
+                store = FsPersistentStore(root, **options)
+                second = store.verify().problems
+                assert second == [], f"{root.name}: after a repair, verify() found {second}"
+                self._check_loads(store, root, every=True)
+                store.close()
         for root, entries in zip(self.roots[1:], live[1:], strict=True):
             if entries != live[0]:
                 only_here = sorted(set(entries) - set(live[0]), key=str)[:5]
@@ -509,21 +552,22 @@ class Schedule:
         dropped = read_drops(self.drops)
         lost: list[str] = []
         for root in self.roots:
-            store = FsPersistentStore(root, **options)
-            for (block, module, created_at), _ in sorted(self.ledger.variants.items()):
-                rule = dropped.get((block, module, created_at))
-                if rule is not None:
-                    self.stats[f"puts dropped by {rule.split(':')[0]}"] = (
-                        self.stats.get(f"puts dropped by {rule.split(':')[0]}", 0) + 1
-                    )
-                    continue
-                entry = store.get(ExecutionKey(block, module, created_at), True)
-                if entry is None:
-                    lost.append(f"{root.name}: {block}/{module}@{created_at}")
-                    continue
-                problem = self.ledger.check(block, module, created_at, dict(entry.variables))
-                assert problem is None, f"{root.name}: wrong value: {problem}"
-            store.close()
+            with as_host(root.name):  # each replica is another machine
+                store = FsPersistentStore(root, **options)
+                for (block, module, created_at), _ in sorted(self.ledger.variants.items()):
+                    rule = dropped.get((block, module, created_at))
+                    if rule is not None:
+                        self.stats[f"puts dropped by {rule.split(':')[0]}"] = (
+                            self.stats.get(f"puts dropped by {rule.split(':')[0]}", 0) + 1
+                        )
+                        continue
+                    entry = store.get(ExecutionKey(block, module, created_at), True)
+                    if entry is None:
+                        lost.append(f"{root.name}: {block}/{module}@{created_at}")
+                        continue
+                    problem = self.ledger.check(block, module, created_at, dict(entry.variables))
+                    assert problem is None, f"{root.name}: wrong value: {problem}"
+                store.close()
         if lost and self.grace == 0:
             # No grace: GC may delete an object whose entry has not arrived,
             # and a read quarantines a copy still arriving (docs/sync.md).

@@ -11,14 +11,16 @@ from __future__ import annotations
 import traceback
 import warnings
 from multiprocessing.connection import Connection
+from pathlib import Path
 
-from _simulation import Recorded, do_get, do_put, settle, store_options
+from _simulation import Recorded, become_host, do_get, do_put, settle, store_options
 
 from marimo_store import FsPersistentStore, StoreWarning
 
 
 def serve(root: str, grace: float, drops: str, conn: Connection) -> None:
     warnings.simplefilter("ignore", StoreWarning)
+    become_host(Path(root).name)  # each replica is another machine (for good: its exit cleanup too)
     store = FsPersistentStore(root, **store_options(grace, drops, exit_cleanup=True))
     while True:
         command, args = conn.recv()
