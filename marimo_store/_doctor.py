@@ -21,6 +21,7 @@ from marimo_store._conflicts import (
 from marimo_store._entry import now_ms
 from marimo_store._findings import Finding
 from marimo_store._marimo_config import ignored_store_finding
+from marimo_store._sync_folders import names_in, sync_folder_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,72 +75,10 @@ _COMMON_SYNC_ADVICE = (
 )
 
 
-def _sync_tool_at(directory: str, home: str) -> str | None:
-    """Which sync tool, if any, owns `directory` (as the root of its folder)."""
-    name = os.path.basename(directory)
-    parent = os.path.dirname(directory)
-
-    def has(marker: str) -> bool:
-        return os.path.exists(os.path.join(directory, marker))
-
-    if has(".dropbox") or has(".dropbox.cache"):
-        return "Dropbox"
-    if has(".stfolder"):
-        return "Syncthing"
-    if has(".owncloudsync.log") or any(
-        entry.startswith((".sync_", "._sync_")) and entry.endswith(".db")
-        for entry in _names(directory)
-    ):
-        return "Nextcloud/ownCloud"
-    if os.path.basename(parent) == "CloudStorage":
-        for prefix, tool in (
-            ("OneDrive", "OneDrive"),
-            ("GoogleDrive", "Google Drive"),
-            ("Dropbox", "Dropbox"),
-            ("iCloud", "iCloud Drive"),
-        ):
-            if name.startswith(prefix):
-                return tool
-    if name in {"Mobile Documents", "iCloudDrive"}:
-        return "iCloud Drive"
-    if parent == home and (name == "OneDrive" or name.startswith("OneDrive - ")):
-        return "OneDrive"
-    return None
-
-
-def _names(directory: str) -> list[str]:
-    try:
-        return os.listdir(directory)
-    except OSError:
-        return []
-
-
-def sync_folder_of(path: str) -> tuple[str, str] | None:
-    """`(tool, folder)` if `path` lies inside a folder a sync tool manages."""
-    home = os.path.realpath(os.path.expanduser("~"))
-    directory = os.path.realpath(path)
-    for variable, tool in (
-        ("OneDrive", "OneDrive"),
-        ("OneDriveCommercial", "OneDrive"),
-        ("OneDriveConsumer", "OneDrive"),
-    ):
-        root = os.environ.get(variable)
-        if root and (directory + os.sep).startswith(os.path.realpath(root) + os.sep):
-            return tool, os.path.realpath(root)
-    while True:
-        found = _sync_tool_at(directory, home)
-        if found is not None:
-            return found, directory
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            return None
-        directory = parent
-
-
 def _copies_in(directory: str, plausible: re.Pattern[str]) -> list[tuple[str, str]]:
     """`(tool, path)` of the sync-tool copies of store files in `directory`."""
     found = []
-    for name in _names(directory):
+    for name in names_in(directory):
         if plausible.fullmatch(name):
             continue
         copy = sync_copy_of(name, plausible)
@@ -151,9 +90,9 @@ def _copies_in(directory: str, plausible: re.Pattern[str]) -> list[tuple[str, st
 def _conflicted_copies(store: FsPersistentStore) -> list[tuple[str, str]]:
     layout = store.layout
     found = _copies_in(layout.snapshots, SNAPSHOT_NAME) + _copies_in(layout.log, SEGMENT_NAME)
-    for fan in _names(layout.objects):
+    for fan in names_in(layout.objects):
         found += _copies_in(os.path.join(layout.objects, fan), OBJECT_NAME)
-    for name in _names(layout.root):
+    for name in names_in(layout.root):
         copy = sync_copy_of(name)
         if copy is not None and copy[1] in GENERATED_NAMES and name not in GENERATED_NAMES:
             found.append((copy[0], os.path.join(layout.root, name)))

@@ -95,6 +95,7 @@ from marimo_store._snapshot import (
     merge,
     read_snapshots,
 )
+from marimo_store._sync_folders import sync_folder_of
 from marimo_store._trust import SignatureStatus, TrustPolicy, check_trust_options, needs_trust
 from marimo_store._verified import VerifiedObjects, prune_ledgers
 from marimo_store._versions import check_policy, check_versions
@@ -256,11 +257,14 @@ def _access_record(key: ExecutionKey, at: int, hits: int) -> dict[str, Any]:
     return {**_key_record(ACCESS_TYPE, key, at), "n": hits}
 
 
-def _shared_with_other_hosts(state: StoreState) -> bool:
-    """Whether a writer on another host wrote any segment the merged state
-    knows (snapshots keep the ids of consumed segments): a store synced
-    between machines."""
-    return not all(writer_is_local(writer_of(segment)[0]) for segment in state.consumed)
+def _shared_with_other_hosts(state: StoreState, path: str) -> bool:
+    """Whether another machine may write this store: a writer on another
+    host wrote a segment the merged state knows (snapshots keep the ids of
+    consumed segments), or the store lies in a sync tool's folder, where the
+    other machines' logs may simply not have arrived yet (their first sync)."""
+    if not all(writer_is_local(writer_of(segment)[0]) for segment in state.consumed):
+        return True
+    return sync_folder_of(path) is not None
 
 
 def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
@@ -1256,9 +1260,10 @@ class FsPersistentStore(NamedObjects):
 
         Objects of dropped entries go at once only in a store no other host
         has written to (every segment id the merged state knows is this
-        host's): in a shared store another machine may, unseen yet, have
-        reused one by deduplication, so they wait `object_grace_seconds`
-        like an object no entry known here references."""
+        host's) and that no sync tool's folder holds: in a shared store
+        another machine may, unseen yet, have reused one by deduplication,
+        so they wait `object_grace_seconds` like an object no entry known
+        here references."""
         with self._objects_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
             if not acquired:
                 report.skipped.append("object GC: puts held the objects lock; objects kept")
@@ -1272,7 +1277,7 @@ class FsPersistentStore(NamedObjects):
                 if not ref.inline
             }
             dropped_at: dict[str, int] = {}
-            if not _shared_with_other_hosts(state):
+            if not _shared_with_other_hosts(state, self.path):
                 for key, stored in dropped.items():
                     at = min(state.tombstones.get(key, 0), started)
                     for ref in stored.metadata.objects().values():

@@ -20,7 +20,7 @@ import pytest
 from _checks import object_files, referenced_objects
 from _scripts import run_python as run_script
 
-from marimo_store import Entry, ExecutionKey, FsPersistentStore, _log
+from marimo_store import CleanupReport, Entry, ExecutionKey, FsPersistentStore, _log
 
 TIMEOUT = 300
 SLACK_BYTES = 64 * 1024
@@ -183,6 +183,16 @@ def test_dropped_objects_go_at_once_while_unknown_ones_wait(store_path: Path) ->
     store.close()
 
 
+def put_three_drop_two(store: FsPersistentStore) -> CleanupReport:
+    """Three entries with objects of their own; drop two and clean up."""
+    keys = [
+        store.put(Entry.of(ExecutionKey("f", f"m{i}"), {"text": f"{i} " * 1000})).key
+        for i in range(3)
+    ]
+    assert store.delete_entries(keys[:2]) == 2
+    return store.cleanup()
+
+
 def test_in_a_store_another_host_writes_dropped_objects_wait_the_grace(
     store_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,12 +205,7 @@ def test_in_a_store_another_host_writes_dropped_objects_wait_the_grace(
         remote.put(Entry.of(ExecutionKey("remote", "m0"), {"text": "remote " * 1000}))
         remote.close()
     store = FsPersistentStore(store_path, cleanup_on_exit=False)
-    keys = [
-        store.put(Entry.of(ExecutionKey("f", f"m{i}"), {"text": f"{i} " * 1000})).key
-        for i in range(3)
-    ]
-    assert store.delete_entries(keys[:2]) == 2
-    report = store.cleanup()
+    report = put_three_drop_two(store)
     assert report.objects_deleted == 0 and report.objects_spared == 2, report
     assert len(object_files(store_path)) == 4
     store.close()
@@ -208,3 +213,26 @@ def test_in_a_store_another_host_writes_dropped_objects_wait_the_grace(
     assert impatient.cleanup().objects_deleted == 2
     assert object_files(store_path) == set(referenced_objects(impatient.entries()))
     impatient.close()
+
+
+@pytest.mark.parametrize(
+    ("folder", "marker"),
+    [("Dropbox", ".dropbox"), ("Sync", ".stfolder"), ("CloudStorage/OneDrive-Personal", None)],
+)
+def test_in_a_sync_folder_dropped_objects_wait_the_grace_before_other_logs_arrive(
+    tmp_path: Path, folder: str, marker: str | None
+) -> None:
+    """Before another machine's first log arrives, a store in a sync tool's
+    folder looks written by this host alone; but the tool propagates a
+    deletion to every copy, so an object deleted at once would vanish on a
+    machine that reused it (found by the sync simulator, seed 20415)."""
+    synced = tmp_path / folder
+    synced.mkdir(parents=True)
+    if marker is not None:
+        (synced / marker).touch()
+    store = FsPersistentStore(synced / "store", cleanup_on_exit=False)
+    report = put_three_drop_two(store)
+    assert report.objects_deleted == 0 and report.objects_spared == 2, report
+    assert len(object_files(synced / "store")) == 3
+    assert "sync-folder" in {finding.code for finding in store.doctor()}
+    store.close()

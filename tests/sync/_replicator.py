@@ -37,6 +37,27 @@ import time
 from pathlib import Path
 
 TOOLS = ("Dropbox", "Syncthing", "OneDrive", "iCloud")
+SYNC_FOLDERS = {
+    "Dropbox": ("Dropbox", ".dropbox"),
+    "Syncthing": ("Sync", ".stfolder"),
+    "OneDrive": ("Library/CloudStorage/OneDrive-Personal", None),
+    "iCloud": ("Library/Mobile Documents", None),
+}
+"""Where each tool keeps its folder on a machine, and the marker it leaves at
+that folder's root (OneDrive and iCloud are known by their place)."""
+
+
+def sync_folder(tool: str, machine: Path) -> Path:
+    """The folder `tool` syncs on the machine whose files are under `machine`,
+    made as the tool makes it: replicas live inside one, as a user's store does."""
+    place, marker = SYNC_FOLDERS[tool]
+    folder = machine / place
+    folder.mkdir(parents=True, exist_ok=True)
+    if marker is not None:
+        (folder / marker).touch()
+    return folder
+
+
 LOCAL_ONLY = ("locks",)
 IGNORABLE = ("tmp", "quarantine", "local")
 

@@ -21,6 +21,11 @@ every process, is recorded with its rule in `drops.log`), or, with
 not see yet, or a read quarantined a copy still arriving (the documented
 cost of no grace; counted apart).
 
+Each replica lies inside its machine's folder of the schedule's tool, with
+the tool's marker (`.dropbox`, `.stfolder`) or place (`CloudStorage`,
+`Mobile Documents`), as a real synced store does: object GC must know the
+store is shared before any other machine's log has arrived.
+
 Schedules also deliver every queued log change before any object
 (`deliver-logs`: rsync's order), and make object files unreadable
 (`EACCES` on stat and open) for a few steps.
@@ -39,7 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from _replicator import TOOLS, Replicator
+from _replicator import TOOLS, Replicator, sync_folder
 from _values import BLOCKS, MODULES, Ledger, value_of
 
 import marimo_store._dangling as dangling_module
@@ -338,7 +343,10 @@ class Schedule:
         self.tool = self.rng.choice(TOOLS)
         self.sync_local_dirs = self.rng.random() < 0.3
         self.grace = self.rng.choice((0.0, 3600.0))
-        self.roots = [workdir / f"replica{i}" for i in range(replicas)]
+        # Each replica is a machine's copy of a folder its sync tool manages.
+        self.roots = [
+            sync_folder(self.tool, workdir / f"machine{i}") / f"replica{i}" for i in range(replicas)
+        ]
         self.steps = self.rng.randrange(*steps)
         self.make_replica = make_replica or InProcessReplica
         workdir.mkdir(parents=True, exist_ok=True)
