@@ -25,7 +25,7 @@ A marimo_store `get` appends an access record to the log (LRU recency), so
 every marimo_store run gets a fresh copy of the built store: each process
 sees exactly one snapshot and an empty log. diskcache reads change nothing.
 
-    .venv/bin/python benchmarks/open.py [--counts 1000,10000,100000] [--repeat 7]
+    .venv/bin/python -m benchmarks.open [--counts 1000,10000,100000] [--repeat 7]
 """
 
 from __future__ import annotations
@@ -272,7 +272,8 @@ def machine_info(root: str) -> list[str]:
     import sqlite3
 
     import diskcache
-    from core import machine_info as core_machine_info
+
+    from benchmarks._common import machine_info as core_machine_info
 
     return [
         *core_machine_info(root),
