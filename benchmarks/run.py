@@ -525,7 +525,10 @@ def document(
         "[benchmarks/run.py](../benchmarks/run.py), which wrote this page. The "
         "workloads and how each is measured are described in that script's docstring; "
         "the scripts it reuses (core.py, open.py, cache.py, signing.py) print more "
-        "detail on their own.",
+        "detail on their own. All are modules of the `benchmarks` package, run from the "
+        "repository root: `make bench` or `python -m benchmarks.run` (`--quick`: under 2 "
+        "minutes, prints only), and `python -m benchmarks.core --help` (or `open`, "
+        "`cache`, `signing`, `refresh`) for one of them.",
         "",
         "## Machine",
         "",
