@@ -43,6 +43,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from benchmarks._common import machine_info as core_machine_info
+from benchmarks._common import micros_text, ratio_text
+
 STEADY_LOOKUPS = 1000
 
 # Each snippet takes its parameters from sys.argv, so the code is constant.
@@ -273,8 +276,6 @@ def machine_info(root: str) -> list[str]:
 
     import diskcache
 
-    from benchmarks._common import machine_info as core_machine_info
-
     return [
         *core_machine_info(root),
         f"- diskcache {diskcache.__version__}, SQLite {sqlite3.sqlite_version}",
@@ -290,14 +291,6 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
-def us(seconds: float) -> str:
-    return f"{seconds * 1e6:.1f} µs"
-
-
-def ratio(mine: float, theirs: float) -> str:
-    return f"{mine / theirs:.2f}x" if theirs > 0 else "n/a"
-
-
 def table(results: dict[int, dict[str, Any]], repeat: int) -> list[str]:
     """The Markdown table: one row per N and metric."""
     lines = [
@@ -311,37 +304,37 @@ def table(results: dict[int, dict[str, Any]], repeat: int) -> list[str]:
                 "whole cold process (import, open, 1 lookup)",
                 ms(r["marimo whole"]),
                 ms(r["diskcache whole"]),
-                ratio(r["marimo whole"], r["diskcache whole"]),
+                ratio_text(r["marimo whole"], r["diskcache whole"]),
             ),
             (
                 "… minus interpreter start-up",
                 ms(r["marimo whole"] - r["baseline"]),
                 ms(r["diskcache whole"] - r["baseline"]),
-                ratio(r["marimo whole"] - r["baseline"], r["diskcache whole"] - r["baseline"]),
+                ratio_text(r["marimo whole"] - r["baseline"], r["diskcache whole"] - r["baseline"]),
             ),
         ]
         for phase, label, unit in (
             ("import", "import", ms),
             ("open", "open (constructor)", ms),
             ("import+open", "import + open", ms),
-            ("first", "first lookup (incl. lazy loading)", us),
-            ("steady", f"steady lookup (median of {STEADY_LOOKUPS} random keys)", us),
+            ("first", "first lookup (incl. lazy loading)", micros_text),
+            ("steady", f"steady lookup (median of {STEADY_LOOKUPS} random keys)", micros_text),
         ):
             mine, theirs = r[f"marimo {phase}"], r[f"diskcache {phase}"]
-            rows.append((label, unit(mine), unit(theirs), ratio(mine, theirs)))
+            rows.append((label, unit(mine), unit(theirs), ratio_text(mine, theirs)))
         rows += [
             (
                 "build N entries (puts / sets in 1 transaction; not measured above)",
                 f"{r['built']:.2f} s",
                 f"{r['diskcache_built']:.2f} s",
-                ratio(r["built"], r["diskcache_built"]),
+                ratio_text(r["built"], r["diskcache_built"]),
             ),
             ("cleanup() time (snapshot of all N)", f"{r['cleanup']:.2f} s", "", ""),
             (
                 "size on disk",
                 f"{r['marimo_bytes'] / 1e6:.2f} MB",
                 f"{r['diskcache_bytes'] / 1e6:.2f} MB",
-                ratio(r["marimo_bytes"], r["diskcache_bytes"]),
+                ratio_text(r["marimo_bytes"], r["diskcache_bytes"]),
             ),
         ]
         for label, mine, theirs, rel in rows:
@@ -357,10 +350,10 @@ def targets(n: int, r: dict[str, Any]) -> list[str]:
         (
             "whole cold process ≤ 1.1x diskcache's",
             r["marimo whole"] <= 1.1 * r["diskcache whole"],
-            ratio(r["marimo whole"], r["diskcache whole"]),
+            ratio_text(r["marimo whole"], r["diskcache whole"]),
         ),
         ("import + open ≤ 20 ms", r["marimo import+open"] <= 0.020, ms(r["marimo import+open"])),
-        ("first lookup ≤ 0.5 ms", r["marimo first"] <= 0.0005, us(r["marimo first"])),
+        ("first lookup ≤ 0.5 ms", r["marimo first"] <= 0.0005, micros_text(r["marimo first"])),
     ]
     return [
         f"- {'PASS' if ok else 'FAIL'}: {label} (N={n:,}: {value})" for label, ok, value in checks
