@@ -21,7 +21,7 @@ reference named in the row; lower is better):
 Every round runs the libraries in turn, in an order that alternates, so
 whatever the first one pays (page faults, CPU frequency) is shared.
 
-    .venv/bin/python benchmarks/cache.py [--sizes-mib 1024,256] [--repeat 5] [--dir DIR]
+    .venv/bin/python -m benchmarks.cache [--sizes-mib 1024,256] [--repeat 5] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ from typing import Any
 
 import numpy as np
 import xxhash
-from core import (
+from diskcache import Cache
+from joblib import Memory
+
+from benchmarks._common import (
     alternating,
     bytes_text,
     disk_usage,
@@ -50,9 +53,6 @@ from core import (
     seconds_per_call,
     seconds_text,
 )
-from diskcache import Cache
-from joblib import Memory
-
 from marimo_store import FsPersistentStore, persistent_cache
 
 Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -150,7 +150,7 @@ def report(
     print("\n".join(machine_info(root)))
     sizes = ",".join(str(size) for size in args.sizes_mib)
     print(
-        f"- `benchmarks/cache.py --sizes-mib {sizes} --repeat {args.repeat}`; medians over "
+        f"- `python -m benchmarks.cache --sizes-mib {sizes} --repeat {args.repeat}`; medians over "
         f"{args.repeat} rounds, (min .. max) in brackets; lower is better"
     )
     print()

@@ -25,7 +25,7 @@ A marimo_store `get` appends an access record to the log (LRU recency), so
 every marimo_store run gets a fresh copy of the built store: each process
 sees exactly one snapshot and an empty log. diskcache reads change nothing.
 
-    .venv/bin/python benchmarks/open.py [--counts 1000,10000,100000] [--repeat 7]
+    .venv/bin/python -m benchmarks.open [--counts 1000,10000,100000] [--repeat 7]
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from benchmarks._common import machine_info as core_machine_info
+from benchmarks._common import micros_text, ratio_text
 
 STEADY_LOOKUPS = 1000
 
@@ -131,6 +134,7 @@ def build_marimo(path: str, n: int) -> tuple[float, float]:
     Returns (seconds for the puts, seconds for `cleanup()`).
     """
     from marimo_store import DefaultCleanupStrategy, Entry, ExecutionKey, FsPersistentStore
+    from marimo_store._retired import is_retired
 
     store = FsPersistentStore(path, cleanup_on_exit=False)
     start = time.perf_counter()
@@ -146,7 +150,14 @@ def build_marimo(path: str, n: int) -> tuple[float, float]:
     if report.entries_kept != n or report.dropped:
         raise SystemExit(f"cleanup kept {report.entries_kept} of {n} entries: {report}")
     snapshots = os.listdir(os.path.join(path, "snapshots"))
-    segments = os.listdir(os.path.join(path, "log"))
+    log = os.path.join(path, "log")
+    # In a git work tree (the default scratch directory is in the repository)
+    # cleanup retires a segment instead of deleting it (docs/format.md §10.7).
+    segments = [
+        name
+        for name in os.listdir(log)
+        if not is_retired(os.path.join(log, name), os.path.getsize(os.path.join(log, name)))
+    ]
     if len(snapshots) != 1 or segments:
         raise SystemExit(f"expected one snapshot and an empty log: {snapshots}, {segments}")
     return built, cleaned
@@ -272,7 +283,6 @@ def machine_info(root: str) -> list[str]:
     import sqlite3
 
     import diskcache
-    from core import machine_info as core_machine_info
 
     return [
         *core_machine_info(root),
@@ -289,14 +299,6 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
-def us(seconds: float) -> str:
-    return f"{seconds * 1e6:.1f} µs"
-
-
-def ratio(mine: float, theirs: float) -> str:
-    return f"{mine / theirs:.2f}x" if theirs > 0 else "n/a"
-
-
 def table(results: dict[int, dict[str, Any]], repeat: int) -> list[str]:
     """The Markdown table: one row per N and metric."""
     lines = [
@@ -310,37 +312,37 @@ def table(results: dict[int, dict[str, Any]], repeat: int) -> list[str]:
                 "whole cold process (import, open, 1 lookup)",
                 ms(r["marimo whole"]),
                 ms(r["diskcache whole"]),
-                ratio(r["marimo whole"], r["diskcache whole"]),
+                ratio_text(r["marimo whole"], r["diskcache whole"]),
             ),
             (
                 "… minus interpreter start-up",
                 ms(r["marimo whole"] - r["baseline"]),
                 ms(r["diskcache whole"] - r["baseline"]),
-                ratio(r["marimo whole"] - r["baseline"], r["diskcache whole"] - r["baseline"]),
+                ratio_text(r["marimo whole"] - r["baseline"], r["diskcache whole"] - r["baseline"]),
             ),
         ]
         for phase, label, unit in (
             ("import", "import", ms),
             ("open", "open (constructor)", ms),
             ("import+open", "import + open", ms),
-            ("first", "first lookup (incl. lazy loading)", us),
-            ("steady", f"steady lookup (median of {STEADY_LOOKUPS} random keys)", us),
+            ("first", "first lookup (incl. lazy loading)", micros_text),
+            ("steady", f"steady lookup (median of {STEADY_LOOKUPS} random keys)", micros_text),
         ):
             mine, theirs = r[f"marimo {phase}"], r[f"diskcache {phase}"]
-            rows.append((label, unit(mine), unit(theirs), ratio(mine, theirs)))
+            rows.append((label, unit(mine), unit(theirs), ratio_text(mine, theirs)))
         rows += [
             (
                 "build N entries (puts / sets in 1 transaction; not measured above)",
                 f"{r['built']:.2f} s",
                 f"{r['diskcache_built']:.2f} s",
-                ratio(r["built"], r["diskcache_built"]),
+                ratio_text(r["built"], r["diskcache_built"]),
             ),
             ("cleanup() time (snapshot of all N)", f"{r['cleanup']:.2f} s", "", ""),
             (
                 "size on disk",
                 f"{r['marimo_bytes'] / 1e6:.2f} MB",
                 f"{r['diskcache_bytes'] / 1e6:.2f} MB",
-                ratio(r["marimo_bytes"], r["diskcache_bytes"]),
+                ratio_text(r["marimo_bytes"], r["diskcache_bytes"]),
             ),
         ]
         for label, mine, theirs, rel in rows:
@@ -356,10 +358,10 @@ def targets(n: int, r: dict[str, Any]) -> list[str]:
         (
             "whole cold process ≤ 1.1x diskcache's",
             r["marimo whole"] <= 1.1 * r["diskcache whole"],
-            ratio(r["marimo whole"], r["diskcache whole"]),
+            ratio_text(r["marimo whole"], r["diskcache whole"]),
         ),
         ("import + open ≤ 20 ms", r["marimo import+open"] <= 0.020, ms(r["marimo import+open"])),
-        ("first lookup ≤ 0.5 ms", r["marimo first"] <= 0.0005, us(r["marimo first"])),
+        ("first lookup ≤ 0.5 ms", r["marimo first"] <= 0.0005, micros_text(r["marimo first"])),
     ]
     return [
         f"- {'PASS' if ok else 'FAIL'}: {label} (N={n:,}: {value})" for label, ok, value in checks

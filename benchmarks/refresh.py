@@ -18,7 +18,7 @@ a new key, then a put of it: what a `persistent_cache` miss does), and the
 latency until another process's new entry is seen by a reader that keeps
 missing on it (ms). The ratio column compares with `polling 0.2`.
 
-    .venv/bin/python benchmarks/refresh.py [--entries 10000] [--repeat 7]
+    .venv/bin/python -m benchmarks.refresh [--entries 10000] [--repeat 7]
 """
 
 from __future__ import annotations

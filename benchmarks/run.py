@@ -36,8 +36,12 @@ Every cell is a median over --repeat rounds (systems take turns in an
 alternating order within a round; marimo's notebook runs its rounds in its
 own process); ratio = system / marimo_store, lower is better.
 
-    .venv/bin/python benchmarks/run.py            # full: writes docs/benchmarks.md + PNG
-    .venv/bin/python benchmarks/run.py --quick    # under 2 minutes; prints only
+    .venv/bin/python -m benchmarks.run            # full: writes docs/benchmarks.md + PNG
+    .venv/bin/python -m benchmarks.run --quick    # under 2 minutes; prints only
+
+Run from the repository root: the scripts are modules of the `benchmarks`
+package and import each other (and their helpers, `_common.py`) by full
+name; each also runs on its own, the same way (`python -m benchmarks.core`).
 """
 
 from __future__ import annotations
@@ -56,15 +60,13 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import _common as common
+from benchmarks import cache as cache_bench
+from benchmarks import core, signing
+from benchmarks import open as open_bench
+from marimo_store import generate_signing_key, persistent_cache
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)  # the other benchmarks, when imported from the notebook or a test
-
-import cache as cache_bench  # noqa: E402
-import core  # noqa: E402
-import open as open_bench  # noqa: E402
-import signing  # noqa: E402
-
-from marimo_store import generate_signing_key, persistent_cache  # noqa: E402
 
 SYSTEMS = ("marimo_store", "joblib.Memory", "diskcache", "marimo FileStore", "floor")
 PEERS = SYSTEMS[1:4]
@@ -90,7 +92,7 @@ class Settings:
 
     def command(self) -> str:
         """The command line that measures these settings."""
-        return f"benchmarks/run.py{' --quick' if self.quick else ''} --repeat {self.repeat}"
+        return f"python -m benchmarks.run{' --quick' if self.quick else ''} --repeat {self.repeat}"
 
 
 class Row:
@@ -163,18 +165,18 @@ def large_results(root: str, size_mib: int, repeat: int) -> dict[str, dict[str, 
     # would hash on every call (a global a function reads is one of its inputs);
     # the other systems never look at globals. What is measured is the result.
     cached["marimo_store"] = persistent_cache(
-        store=core.open_store(libraries["marimo_store"][0]), ignore=("_PREPARED",)
+        store=common.open_store(libraries["marimo_store"][0]), ignore=("_PREPARED",)
     )(produce)
     times: dict[str, dict[str, list[float]]] = {
         name: {"miss": [], "hit": []} for name in (*cached, "floor")
     }
     for rep in range(repeat):
-        core.progress(f"large result: round {rep + 1}/{repeat}")
+        common.progress(f"large result: round {rep + 1}/{repeat}")
         prepare_result(rep, size_mib)
         # A new file each round, as the caches write: rewriting one file is
         # several times faster than writing a new one (its pages are reused).
         npy = os.path.join(root, f"result-{rep}.npy")
-        for name in core.alternating([*cached, "floor"], rep):
+        for name in common.alternating([*cached, "floor"], rep):
             os.sync()
             start = time.perf_counter()
             if name == "floor":
@@ -203,9 +205,9 @@ def small_results(root: str, count: int, repeat: int) -> dict[str, dict[str, lis
     cached = {_LIBRARY[name]: wrap(core.small_value) for name, (_, wrap) in libraries.items()}
     times: dict[str, dict[str, list[float]]] = {name: {"miss": [], "hit": []} for name in cached}
     for rep in range(repeat):
-        core.progress(f"small results: round {rep + 1}/{repeat}")
+        common.progress(f"small results: round {rep + 1}/{repeat}")
         calls = range(rep * count, (rep + 1) * count)
-        for name in core.alternating(list(cached), rep):
+        for name in common.alternating(list(cached), rep):
             function = cached[name]
             for kind in ("miss", "hit"):
                 start = time.perf_counter()
@@ -213,7 +215,7 @@ def small_results(root: str, count: int, repeat: int) -> dict[str, dict[str, lis
                     function(i)
                 times[name][kind].append((time.perf_counter() - start) / count)
     for name, (directory, _) in libraries.items():
-        apparent, allocated, _ = core.disk_usage(directory)
+        apparent, allocated, _ = common.disk_usage(directory)
         times[_LIBRARY[name]]["bytes"] = [apparent / (count * repeat)]
         times[_LIBRARY[name]]["du"] = [allocated / (count * repeat)]
     return times
@@ -234,7 +236,7 @@ def marimo_filestore(root: str, settings: Settings) -> dict[str, list[float]]:
         **{k: v for k, v in os.environ.items() if not k.startswith(("MARIMO", "XDG_"))},
         "HOME": home,
         "XDG_CONFIG_HOME": os.path.join(home, ".config"),
-        "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([common.REPO, os.environ.get("PYTHONPATH", "")]),
         "BENCH_OUT": out,
         "BENCH_REPEAT": str(settings.repeat),
         "BENCH_BATCH_SECONDS": str(settings.batch_seconds),
@@ -242,7 +244,7 @@ def marimo_filestore(root: str, settings: Settings) -> dict[str, list[float]]:
         "BENCH_ARG_SIZES": ",".join(map(str, settings.argument_mib)),
         "BENCH_RESULT_MIB": str(settings.result_mib),
     }
-    core.progress("marimo FileStore: running the notebook")
+    common.progress("marimo FileStore: running the notebook")
     done = subprocess.run(
         [sys.executable, notebook],
         cwd=directory,
@@ -266,7 +268,7 @@ def measure(root: str, settings: Settings) -> tuple[list[Row], list[Row]]:
     """Every workload; (comparison rows, marimo_store's own signing rows)."""
     repeat = settings.repeat
     rows: list[Row] = []
-    core.progress("tiny hits")
+    common.progress("tiny hits")
     tiny = cache_bench.tiny_hits(os.path.join(root, "tiny"), repeat, settings.batch_seconds)
     small = small_results(root, settings.small, repeat)
     arguments = {
@@ -319,7 +321,7 @@ def measure(root: str, settings: Settings) -> tuple[list[Row], list[Row]]:
     row.values["floor"] = [float(cache_bench.RESULT_BYTES)]
     rows.append(row)
 
-    core.progress(f"cold processes with {settings.open_entries} entries")
+    common.progress(f"cold processes with {settings.open_entries} entries")
     opened = open_bench.measure(
         settings.open_entries, repeat, os.path.join(root, "open"), random.Random(0)
     )
@@ -381,7 +383,7 @@ def signing_rows(root: str, settings: Settings) -> list[Row]:
     """signing.py: what signing and verifying cost marimo_store itself."""
     key = os.path.join(root, "signing", "key.pem")
     generate_signing_key(key)
-    core.progress("signing: tiny hits")
+    common.progress("signing: tiny hits")
     tiny = signing.tiny_hits(
         os.path.join(root, "signing"), key, settings.repeat, settings.batch_seconds
     )
@@ -421,7 +423,7 @@ def value_text(value: float, unit: str) -> str:
         if value >= MIB:
             return f"{value / MIB:,.1f} MiB"
         return f"{value:,.0f} B"
-    return core.seconds_text(value)
+    return common.seconds_text(value)
 
 
 def cell(row: Row, system: str) -> str:
@@ -523,7 +525,10 @@ def document(
         "[benchmarks/run.py](../benchmarks/run.py), which wrote this page. The "
         "workloads and how each is measured are described in that script's docstring; "
         "the scripts it reuses (core.py, open.py, cache.py, signing.py) print more "
-        "detail on their own.",
+        "detail on their own. All are modules of the `benchmarks` package, run from the "
+        "repository root: `make bench` or `python -m benchmarks.run` (`--quick`: under 2 "
+        "minutes, prints only), and `python -m benchmarks.core --help` (or `open`, "
+        "`cache`, `signing`, `refresh`) for one of them.",
         "",
         "## Machine",
         "",
@@ -567,7 +572,7 @@ def load_average() -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: under 2 minutes")
-    parser.add_argument("--repeat", type=core.positive, help="rounds (default 5; quick: 3)")
+    parser.add_argument("--repeat", type=common.positive, help="rounds (default 5; quick: 3)")
     parser.add_argument("--dir", help="parent of the scratch directory")
     parser.add_argument(
         "--output",
@@ -576,11 +581,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     settings = Settings(args.quick, args.repeat)
-    default = None if args.quick else os.path.join(os.path.dirname(HERE), "docs", "benchmarks.md")
+    default = None if args.quick else os.path.join(common.REPO, "docs", "benchmarks.md")
     output = args.output or default
     started, load_before = time.perf_counter(), load_average()
-    with core.scratch_directory(args.dir, "run-") as root:
-        machine = core.machine_info(root)
+    with common.scratch_directory(args.dir, "run-") as root:
+        machine = common.machine_info(root)
         rows, own = measure(root, settings)
     load = (load_before, load_average())
     picture = None
@@ -593,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if output is not None:
         with open(output, "w", encoding="utf-8") as file:
             file.write(text)
-    core.progress(f"done in {time.perf_counter() - started:.0f} s")
+    common.progress(f"done in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

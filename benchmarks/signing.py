@@ -17,7 +17,7 @@ medians over --repeat rounds, (min .. max) in brackets; lower is better:
    the object already verified in the machine's ledger and hashes nothing;
    "on" checks the SHA-256 (the ledger cannot vouch for it).
 
-    .venv/bin/python benchmarks/signing.py [--repeat 5] [--large-mib 256] [--dir DIR]
+    .venv/bin/python -m benchmarks.signing [--repeat 5] [--large-mib 256] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 import xxhash
-from core import (
+
+from benchmarks._common import (
     alternating,
     machine_info,
     micros_text,
@@ -46,7 +47,6 @@ from core import (
     seconds_per_call,
     seconds_text,
 )
-
 from marimo_store import Entry, ExecutionKey, generate_signing_key, persistent_cache
 
 MODES = ("unsigned, off", "signed, off", "signed, on", "signed, strict")
@@ -134,7 +134,7 @@ def report(
     print("# Signing benchmark: signed entries and verification modes\n")
     print("\n".join(machine_info(root)))
     print(
-        f"- `benchmarks/signing.py --repeat {args.repeat} --digest-mib {args.digest_mib} "
+        f"- `python -m benchmarks.signing --repeat {args.repeat} --digest-mib {args.digest_mib} "
         f"--large-mib {args.large_mib}`; medians over {args.repeat} rounds, (min .. max) in "
         "brackets; lower is better"
     )

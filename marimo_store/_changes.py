@@ -1,7 +1,7 @@
 """Which change notification a store gets here, and whether it gets one.
 
 Linux: inotify read on demand, with no thread (`_inotify.py`). Elsewhere
-(macOS FSEvents/kqueue, Windows): a watchdog observer (`_watch.py`). On a
+(macOS FSEvents/kqueue, Windows): a watchdog observer (`_watchdog_observer.py`). On a
 network file system neither: other machines' writes raise no local events,
 so the store polls every `refresh_interval`.
 """
@@ -149,7 +149,7 @@ def start_change_watch(root: str) -> ChangeNotifier | None:
         from marimo_store._inotify import InotifyWatch  # noqa: PLC0415
 
         return InotifyWatch.start(root)
-    from marimo_store._watch import ChangeWatch  # noqa: PLC0415 - imports watchdog
+    from marimo_store._watchdog_observer import ChangeWatch  # noqa: PLC0415 - imports watchdog
 
     return ChangeWatch.start(root)
 
@@ -158,6 +158,6 @@ def native_watching() -> bool:
     """Whether this platform has event-driven watching (else the store polls)."""
     if USE_INOTIFY:
         return True
-    from marimo_store._watch import native_watching as watchdog_is_native  # noqa: PLC0415
+    from marimo_store._watchdog_observer import native_watching as watchdog_is_native  # noqa: PLC0415
 
     return watchdog_is_native()

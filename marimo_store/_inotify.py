@@ -1,6 +1,6 @@
 """Change notification on Linux: inotify, read on demand, with no thread.
 
-watchdog's observer (used on other platforms, `_watch.py`) runs three
+watchdog's observer (used on other platforms, `_watchdog_observer.py`) runs three
 threads per process, and every write into a watched directory wakes them:
 each append to a log segment, the store's own included, then costs about
 50 µs of Python on those threads, fighting the writer for the GIL (a

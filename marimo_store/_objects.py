@@ -18,10 +18,10 @@ import warnings
 from marimo_store import _fs
 from marimo_store._entry import now_ms
 from marimo_store._errors import StoreWarning, warn_unreadable
+from marimo_store._hashed_objects import VerifiedObjects, fingerprint
 from marimo_store._hashing import CONTENT_HASH_BYTES, content_digest
 from marimo_store._retired import is_retired
 from marimo_store._signing import object_digest
-from marimo_store._verified import VerifiedObjects, fingerprint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ _PREALLOCATE_MIN_BYTES = 1024 * 1024
 class ObjectDirectory:
     """Writes, reads and verifies the objects of one store.
 
-    Verified files are remembered by fingerprint (see `_verified.py`), so a
+    Verified files are remembered by fingerprint (see `_hashed_objects.py`), so a
     file that has not changed since it was written or last hashed on this
     machine is not hashed again: that is what lets `get` memory-map a 1 GiB
     array in well under a millisecond without giving up verification.

@@ -53,6 +53,7 @@ from marimo_store._errors import (
     StoreWarning,
     UnreadableFiles,
 )
+from marimo_store._hashed_objects import VerifiedObjects, prune_ledgers
 from marimo_store._hashing import content_digest, text_digest
 from marimo_store._index import EntryIndex
 from marimo_store._layout import FORMAT_VERSION, Layout, check_store_directory, scan_real_directory
@@ -97,7 +98,6 @@ from marimo_store._snapshot import (
 )
 from marimo_store._sync_folders import sync_folder_of
 from marimo_store._trust import SignatureStatus, TrustPolicy, check_trust_options, needs_trust
-from marimo_store._verified import VerifiedObjects, prune_ledgers
 from marimo_store._versions import check_policy, check_versions
 
 TYPE_CHECKING = False

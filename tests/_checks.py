@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import _stress_workers as sw
+from workers import stress as stress_workers
 
 from marimo_store import EntryMetadata, FsPersistentStore
 
@@ -23,7 +23,7 @@ def no_store_warnings() -> Iterator[None]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
-    problems = sw.store_warnings(caught)
+    problems = stress_workers.store_warnings(caught)
     assert not problems, problems
 
 
@@ -78,7 +78,7 @@ def check_every_entry_loads(
     for metadata in entries:
         key = metadata.key
         entry = store.get(key, exact_match_created_at=True)
-        problem = sw.mismatch(
+        problem = stress_workers.mismatch(
             None if entry is None else entry.variables, value_of(key.block_id, key.module_hash)
         )
         assert problem is None, (key, problem)

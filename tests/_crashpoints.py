@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import _stress_workers as sw
 from _faults import FileOps, SimulatedCrash, instrumented
+from workers import stress as stress_workers
 
 import marimo_store.store as store_module
 from marimo_store import (
@@ -46,7 +46,7 @@ def value_of(block: str, module: str) -> dict[str, Any]:
     if n % 2 == 0:
         value["big"] = f"{block}/{module};" * 300  # an object file of its own
     if n % 3 == 0:
-        value["arr"] = sw.pool_array(n % 4)  # an out-of-band buffer, shared by value
+        value["arr"] = stress_workers.pool_array(n % 4)  # an out-of-band buffer, shared by value
     if block == LARGE[0]:  # 5 MiB: preallocated, and remembered as verified
         import numpy as np  # (`local/`)
 
@@ -248,7 +248,7 @@ def read_everything(store: FsPersistentStore, names: set[tuple[str, str]]) -> se
         entry = store.get(ExecutionKey(block, module))
         if entry is None:
             continue
-        problem = sw.mismatch(entry.variables, value_of(block, module))
+        problem = stress_workers.mismatch(entry.variables, value_of(block, module))
         assert problem is None, f"{block}/{module}: {problem}"
         present.add((block, module))
     return present

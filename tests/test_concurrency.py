@@ -8,9 +8,9 @@ import time
 import warnings
 from pathlib import Path
 
-import _workers
 import pytest
 from conftest import StoreFactory
+from workers import concurrency as concurrency_workers
 
 from marimo_store import Entry, ExecutionKey, StoreWarning
 
@@ -38,11 +38,11 @@ def _pid_of(writer_id: str) -> int:
 
 
 def test_concurrent_writers_lose_nothing(make_store: StoreFactory, store_path: Path) -> None:
-    workers, count = _workers.CONCURRENT_WORKERS, _workers.PUTS_PER_WORKER
+    workers, count = concurrency_workers.CONCURRENT_WORKERS, concurrency_workers.PUTS_PER_WORKER
     start = SPAWN.Barrier(workers + 1)  # all writers start together, with the reader
     processes = [
         SPAWN.Process(
-            target=_workers.put_many,
+            target=concurrency_workers.put_many,
             args=(str(store_path), worker, count, start, 0.002),
             name=f"writer-{worker}",
         )
@@ -61,9 +61,9 @@ def test_concurrent_writers_lose_nothing(make_store: StoreFactory, store_path: P
         while any(process.is_alive() for process in processes):
             for worker in range(workers):
                 i = (seen_while_writing * 37 + worker * 11) % count
-                entry = reader.get(_workers.concurrent_key(worker, i))
+                entry = reader.get(concurrency_workers.concurrent_key(worker, i))
                 if entry is not None:
-                    assert dict(entry.variables) == _workers.concurrent_value(worker, i)
+                    assert dict(entry.variables) == concurrency_workers.concurrent_value(worker, i)
             seen_while_writing += 1
             time.sleep(0.005)
         for process in processes:
@@ -75,7 +75,7 @@ def test_concurrent_writers_lose_nothing(make_store: StoreFactory, store_path: P
     # A fifth, fresh process sees every entry with its value.
     receiver, sender = SPAWN.Pipe(duplex=False)
     verifier = SPAWN.Process(
-        target=_workers.verify_all, args=(str(store_path), workers, count, sender)
+        target=concurrency_workers.verify_all, args=(str(store_path), workers, count, sender)
     )
     verifier.start()
     sender.close()
@@ -88,9 +88,9 @@ def test_concurrent_writers_lose_nothing(make_store: StoreFactory, store_path: P
         assert len(store.entries()) == workers * count
         for worker in range(workers):
             for i in range(count):
-                entry = store.get(_workers.concurrent_key(worker, i))
+                entry = store.get(concurrency_workers.concurrent_key(worker, i))
                 assert entry is not None, (worker, i)
-                assert dict(entry.variables) == _workers.concurrent_value(worker, i)
+                assert dict(entry.variables) == concurrency_workers.concurrent_value(worker, i)
 
     # A worker process never shows up under two writer ids (no file was
     # shared). Readers append access records under ids of their own, and the
@@ -119,7 +119,7 @@ def test_entry_from_another_process_is_seen_after_a_miss(
 
     parent_end, child_end = SPAWN.Pipe()
     writer = SPAWN.Process(
-        target=_workers.serve_puts,
+        target=concurrency_workers.serve_puts,
         args=(str(store_path), {"refresh_interval": refresh_interval}, child_end),
     )
     writer.start()
@@ -152,7 +152,9 @@ def test_entries_lists_other_processes_entries_without_reopening(
     reader = make_store(refresh_interval=0)
     assert reader.entries() == []
     parent_end, child_end = SPAWN.Pipe()
-    writer = SPAWN.Process(target=_workers.serve_puts, args=(str(store_path), {}, child_end))
+    writer = SPAWN.Process(
+        target=concurrency_workers.serve_puts, args=(str(store_path), {}, child_end)
+    )
     writer.start()
     child_end.close()
     try:
@@ -181,7 +183,7 @@ def test_forked_child_writes_its_own_segment(make_store: StoreFactory, store_pat
     fork = multiprocessing.get_context("fork")
     receiver, sender = fork.Pipe(duplex=False)
     child = fork.Process(
-        target=_workers.put_with_inherited_store,
+        target=concurrency_workers.put_with_inherited_store,
         args=(store, child_key, {"who": "child", "big": "c" * 3000}, sender),
     )
     child.start()

@@ -64,7 +64,7 @@ from _crashpoints import (
 )
 from _faults import FileOps, SimulatedCrash
 
-import marimo_store._verified as verified_module
+import marimo_store._hashed_objects as verified_module
 from marimo_store import Entry, ExecutionKey, FsPersistentStore, StoreWarning
 
 VARIANTS = ("crash", "torn", "lost", "lost-zeros", "lost-objects")

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import _object_workers
 import numpy as np
 import pytest
-from _object_workers import executions, sweep_function
 from conftest import StoreFactory
 from dask.distributed import Client, LocalCluster
+from workers import objects as object_workers
+from workers.objects import executions, sweep_function
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "dask_pipeline.py"
 
@@ -88,9 +88,7 @@ def test_a_handle_made_on_the_client_resolves_on_a_worker(
     assert len(pickle.dumps(handle)) < 1024
     first, _ = _workers(client)
     twin = pickle.loads(pickle.dumps(handle))  # shipped as a separate object
-    seen = client.submit(
-        _object_workers.resolve, handle, twin, workers=[first], pure=False
-    ).result()
+    seen = client.submit(object_workers.resolve, handle, twin, workers=[first], pure=False).result()
     assert seen["sum"] == pytest.approx(float(array.sum()))
     assert seen["shape"] == array.shape
     assert seen["same_object"]
@@ -101,7 +99,7 @@ def test_workers_save_named_objects_the_client_loads(
     client: Client, make_store: StoreFactory
 ) -> None:
     store = make_store(refresh_interval=0)
-    futures = client.map(functools.partial(_object_workers.save_square, store), range(6))
+    futures = client.map(functools.partial(object_workers.save_square, store), range(6))
     pids = set(client.gather(futures))
     assert os.getpid() not in pids
     assert store.names() == [f"square-{i}" for i in range(6)]

@@ -35,9 +35,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import _stress_workers as sw
 import pytest
 import xxhash
+from workers import stress as stress_workers
 
 from marimo_store import (
     DefaultCleanupStrategy,
@@ -58,7 +58,7 @@ def value_of(block: str, module: str) -> dict[str, Any]:
     if n % 2:
         value["big"] = f"{block}/{module};" * (80 + 40 * n)  # an object file
     if n % 4 == 0:
-        value["arr"] = sw.pool_array(n % 3)[: 9000 - n]  # an out-of-band buffer
+        value["arr"] = stress_workers.pool_array(n % 3)[: 9000 - n]  # an out-of-band buffer
     return value
 
 
@@ -170,7 +170,7 @@ def check_reads(store: FsPersistentStore) -> int:
     for block, module in KEYS:
         entry = store.get(ExecutionKey(block, module))
         if entry is not None:
-            problem = sw.mismatch(entry.variables, value_of(block, module))
+            problem = stress_workers.mismatch(entry.variables, value_of(block, module))
             assert problem is None, f"{block}/{module}: {problem}"
             hits += 1
     return hits

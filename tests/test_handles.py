@@ -9,10 +9,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import _object_workers
 import numpy as np
 import pytest
 from conftest import STORE_KINDS, StoreFactory, open_store
+from workers import objects as object_workers
 
 from marimo_store import (
     FsPersistentStore,
@@ -160,7 +160,7 @@ def test_a_spawned_process_resolves_handles_once(make_store: StoreFactory) -> No
     # Two separately pickled copies, as two tasks would receive them.
     first, second = pickle.loads(pickle.dumps(handle)), pickle.loads(pickle.dumps(handle))
     with SPAWN.Pool(1) as pool:
-        seen = pool.apply(_object_workers.resolve, (first, second))
+        seen = pool.apply(object_workers.resolve, (first, second))
     assert seen["sum"] == float(array.sum())
     assert seen["shape"] == array.shape
     assert seen["same_object"]

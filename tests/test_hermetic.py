@@ -20,7 +20,7 @@ TESTS = Path(__file__).parent
 RELEVANT = [
     "test_app.py",
     "test_config.py",
-    "test_marimo_store.py",
+    "test_marimo_plugin.py",
     "test_migrate.py",
     "test_store_directory.py",
     "test_doctor.py",

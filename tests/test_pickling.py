@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _workers
 import pytest
 from conftest import StoreFactory
+from workers import concurrency as concurrency_workers
 
 from marimo_store import Entry, ExecutionKey, FsPersistentStore
 
@@ -131,7 +131,7 @@ def test_spawned_worker_uses_the_pickled_store(make_store: StoreFactory, store_p
 
     receiver, sender = SPAWN.Pipe(duplex=False)
     child = SPAWN.Process(
-        target=_workers.read_and_put,
+        target=concurrency_workers.read_and_put,
         args=(store, expected, ("child", "m0", own_variables), sender),
     )
     child.start()

@@ -2,7 +2,7 @@
 hung computing process delays the others by at most the lease. 16
 processes on 20 keys compute each key once (`--flight-runs N` repeats it).
 
-Real processes (see `_flight_workers.py`): the test decides when the one
+Real processes (see `workers/flight.py`): the test decides when the one
 computing finishes, and kills (`SIGKILL`) or stops (`SIGSTOP`) it.
 """
 
@@ -12,14 +12,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import workers
 
-WORKER = Path(__file__).with_name("_flight_workers.py")
 TIMEOUT = 60.0
 
 
@@ -37,7 +36,8 @@ class Flight:
         for _ in range(count):
             self.processes.append(
                 subprocess.Popen(
-                    [sys.executable, str(WORKER), str(self.store), str(self.gate), str(self.lease)]
+                    workers.script("flight", str(self.store), str(self.gate), str(self.lease)),
+                    env=workers.environment(),
                 )
             )
         (self.gate / "go").touch()
@@ -142,7 +142,8 @@ def many_keys(run_dir: Path, seed: int, kill: bool) -> tuple[dict[int, list[int]
     store = run_dir / "store"
     processes = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), "many", str(store), str(run_dir), str(KEYS), str(i)]
+            workers.script("flight", "many", str(store), str(run_dir), str(KEYS), str(i)),
+            env=workers.environment(),
         )
         for i in range(PROCESSES)
     ]

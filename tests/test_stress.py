@@ -30,15 +30,14 @@ import queue
 import random
 import signal
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-import _stress_workers as sw
 import pytest
+import workers
 from _checks import (
     check_every_entry_loads,
     missing_objects,
@@ -49,6 +48,7 @@ from _checks import (
     snapshot_names,
 )
 from conftest import StoreFactory
+from workers import stress as stress_workers
 
 from marimo_store import (
     DefaultCleanupStrategy,
@@ -74,7 +74,6 @@ CHAOS_SECONDS = float(os.environ.get("MARIMO_STORE_CHAOS_SECONDS", "10"))
 CHAOS_PROCESSES = 8
 SEED = 20240611
 KEEP_ALL = DefaultCleanupStrategy(max_entries_per_block=None, max_entries_per_module=None)
-WORKERS_SCRIPT = str(Path(sw.__file__).resolve())
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -142,10 +141,10 @@ def test_concurrent_cleanups_with_puts_and_gets(
     seconds = STRESS_SECONDS
     reports = run_workers(
         [
-            ("cleaner-0", sw.clean_loop, (path, seconds, SEED + 2)),
-            ("cleaner-1", sw.clean_loop, (path, seconds, SEED + 3)),
-            ("putter-0", sw.put_get_loop, (path, seconds, SEED)),
-            ("putter-1", sw.put_get_loop, (path, seconds, SEED + 1)),
+            ("cleaner-0", stress_workers.clean_loop, (path, seconds, SEED + 2)),
+            ("cleaner-1", stress_workers.clean_loop, (path, seconds, SEED + 3)),
+            ("putter-0", stress_workers.put_get_loop, (path, seconds, SEED)),
+            ("putter-1", stress_workers.put_get_loop, (path, seconds, SEED + 1)),
         ],
         timeout=seconds + 120,
     )
@@ -162,13 +161,16 @@ def test_concurrent_cleanups_with_puts_and_gets(
 
     with no_store_warnings():
         final = FsPersistentStore(
-            store_path, object_grace_seconds=0, cleanup_on_exit=False, cleanup_strategy=sw.COUNTED
+            store_path,
+            object_grace_seconds=0,
+            cleanup_on_exit=False,
+            cleanup_strategy=stress_workers.COUNTED,
         )
         report = final.cleanup(include_content=True)
         assert report.skipped == []
         assert not [d for d in report.dropped if "missing" in d.reason], report.dropped
         # No completed put is lost: each loads unless a strategy rule dropped it.
-        dropped = sw.recorded_drops(str(drops))
+        dropped = stress_workers.recorded_drops(str(drops))
         lost = [
             key
             for key in ledger
@@ -182,8 +184,10 @@ def test_concurrent_cleanups_with_puts_and_gets(
         assert len(snapshot_names(store_path)) == 1
         final.close()
 
-        fresh = FsPersistentStore(store_path, cleanup_on_exit=False, cleanup_strategy=sw.COUNTED)
-        entries = check_every_entry_loads(store_path, fresh, sw.stress_value)
+        fresh = FsPersistentStore(
+            store_path, cleanup_on_exit=False, cleanup_strategy=stress_workers.COUNTED
+        )
+        entries = check_every_entry_loads(store_path, fresh, stress_workers.stress_value)
         assert entries
         # What is left is what the strategy keeps: nothing more to drop.
         assert fresh.cleanup(dry_run=True).dropped == []
@@ -206,7 +210,7 @@ def test_gc_deletes_dropped_objects_at_once_and_spares_young_unknown_ones(
     says so."""
     store = make_store(object_grace_seconds=3600)
     key = ExecutionKey("gc", "young")
-    value = {"big": "g" * 5000, "arr": sw.pool_array(0)}
+    value = {"big": "g" * 5000, "arr": stress_workers.pool_array(0)}
     store.put(Entry.of(key, value))
     (metadata,) = store.entries()
     objects = referenced_objects([metadata])
@@ -251,15 +255,15 @@ def test_gc_racing_deduplicating_puts_never_deletes_live_objects(
     seconds = GC_STRESS_SECONDS
     reports = run_workers(
         [
-            ("gc", sw.gc_loop, (path, seconds, grace)),
-            ("dedup-0", sw.dedup_put_loop, (path, seconds, 0, grace)),
-            ("dedup-1", sw.dedup_put_loop, (path, seconds, 1, grace)),
+            ("gc", stress_workers.gc_loop, (path, seconds, grace)),
+            ("dedup-0", stress_workers.dedup_put_loop, (path, seconds, 0, grace)),
+            ("dedup-1", stress_workers.dedup_put_loop, (path, seconds, 1, grace)),
         ],
         timeout=seconds + 120,
     )
     print(reports)
     puts = {worker: reports[f"dedup-{worker}"]["puts"] for worker in (0, 1)}
-    assert all(count > 3 * sw.KEEP_NEWEST for count in puts.values()), puts
+    assert all(count > 3 * stress_workers.KEEP_NEWEST for count in puts.values()), puts
     assert reports["gc"]["cleanups"] > 10
     assert reports["gc"]["dropped"] > 0
     assert reports["gc"]["objects_deleted"] > 0  # pooled values did go and come back
@@ -268,23 +272,26 @@ def test_gc_racing_deduplicating_puts_never_deletes_live_objects(
     with no_store_warnings():
         # Afterwards, as they were left: every live entry is complete and right.
         fresh = FsPersistentStore(store_path, cleanup_on_exit=False)
-        check_every_entry_loads(store_path, fresh, sw.dedup_value)
+        check_every_entry_loads(store_path, fresh, stress_workers.dedup_value)
         fresh.close()
 
         # One more GC with no grace: it keeps exactly the newest entries of each
         # block and exactly the objects they need.
         collector = FsPersistentStore(store_path, object_grace_seconds=0, cleanup_on_exit=False)
-        report = collector.cleanup(sw.keep_newest_strategy(), include_content=True)
+        report = collector.cleanup(stress_workers.keep_newest_strategy(), include_content=True)
         assert report.skipped == []
         assert not [d for d in report.dropped if "missing" in d.reason], report.dropped
         collector.close()
         fresh = FsPersistentStore(store_path, cleanup_on_exit=False)
-        entries = check_every_entry_loads(store_path, fresh, sw.dedup_value)
+        entries = check_every_entry_loads(store_path, fresh, stress_workers.dedup_value)
         expected = set()
         for worker, count in puts.items():
-            for block in range(sw.DEDUP_BLOCKS):
-                indices = [i for i in range(count) if i % sw.DEDUP_BLOCKS == block]
-                expected |= {sw.dedup_key(worker, i) for i in indices[-sw.KEEP_NEWEST :]}
+            for block in range(stress_workers.DEDUP_BLOCKS):
+                indices = [i for i in range(count) if i % stress_workers.DEDUP_BLOCKS == block]
+                expected |= {
+                    stress_workers.dedup_key(worker, i)
+                    for i in indices[-stress_workers.KEEP_NEWEST :]
+                }
         assert {(m.key.block_id, m.key.module_hash) for m in entries} == expected
         assert object_files(store_path) == set(referenced_objects(entries))
         fresh.close()
@@ -294,11 +301,12 @@ def test_gc_racing_deduplicating_puts_never_deletes_live_objects(
 
 
 class CleanupChild:
-    """A `_stress_workers.py cleanup-child` process, started ahead of time."""
+    """A `python -m workers.stress cleanup-child` process, started ahead of time."""
 
     def __init__(self, root: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, WORKERS_SCRIPT, "cleanup-child", str(root)],
+            workers.script("stress", "cleanup-child", str(root)),
+            env=workers.environment(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -349,8 +357,10 @@ def build_crash_store(root: Path) -> dict[tuple[str, str], EntryMetadata]:
     """CRASH_ENTRIES entries (inline, object and array values), one snapshot."""
     builder = FsPersistentStore(root, cleanup_on_exit=False)
     for i in range(CRASH_ENTRIES):
-        block, module = sw.crash_key(i)
-        builder.put(Entry.of(ExecutionKey(block, module), sw.stress_value(block, module)))
+        block, module = stress_workers.crash_key(i)
+        builder.put(
+            Entry.of(ExecutionKey(block, module), stress_workers.stress_value(block, module))
+        )
     builder.close()
     report = builder.cleanup(KEEP_ALL)
     assert report.skipped == []
@@ -374,8 +384,9 @@ def check_crash_sample(
             if expected is None:
                 assert entry is None, f"{block}/{module} was dropped, yet get returned it"
                 continue
-            problem = sw.mismatch(
-                None if entry is None else entry.variables, sw.stress_value(block, module)
+            problem = stress_workers.mismatch(
+                None if entry is None else entry.variables,
+                stress_workers.stress_value(block, module),
             )
             assert problem is None, f"{block}/{module}: {problem}"
             assert entry is not None and entry.key == expected.key
@@ -435,7 +446,7 @@ def test_sigkill_during_cleanup_leaves_a_consistent_store(tmp_path: Path) -> Non
         for iteration in range(CRASH_ITERATIONS):
             child = children[-1]
             before = snapshot_names(root)
-            strategy = sw.crash_strategy(iteration)
+            strategy = stress_workers.crash_strategy(iteration)
             dropped = set(strategy(list(live.values()), 0))
             after_commit = {name: m for name, m in live.items() if m.key not in dropped}
 
@@ -444,7 +455,9 @@ def test_sigkill_during_cleanup_leaves_a_consistent_store(tmp_path: Path) -> Non
             # The next child starts up on the other core while this one cleans up.
             children.append(CleanupChild(root))
             if iteration % LATE_KILL_EVERY == LATE_KILL_EVERY - 1:
-                assert sw.crash_include_content(iteration)  # a long tail after the commit
+                assert stress_workers.crash_include_content(
+                    iteration
+                )  # a long tail after the commit
                 wait_for_new_snapshot(root, before, timeout=10 * span)
                 # Every other one at once: while the old snapshot is being deleted.
                 if iteration % (2 * LATE_KILL_EVERY) != LATE_KILL_EVERY - 1:
@@ -508,13 +521,14 @@ def test_sigkill_during_cleanup_leaves_a_consistent_store(tmp_path: Path) -> Non
 
 
 class ChaosWorker:
-    """A `_stress_workers.py chaos` process writing its report lines to a file."""
+    """A `python -m workers.stress chaos` process writing its report lines to a file."""
 
     def __init__(self, root: Path, seed: int, logs: Path) -> None:
         self.log = logs / f"worker-{seed}.log"
         with open(self.log, "w") as output:
             self.process = subprocess.Popen(
-                [sys.executable, WORKERS_SCRIPT, "chaos", str(root), str(seed)],
+                workers.script("stress", "chaos", str(root), str(seed)),
+                env=workers.environment(),
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
@@ -605,7 +619,7 @@ def test_random_sigkill_of_busy_processes(tmp_path: Path) -> None:
     assert list((root / "log").iterdir()) == []  # all sealed, all in the snapshot
     assert len(snapshot_names(root)) == 1
     with no_store_warnings():
-        entries = check_every_entry_loads(root, final, sw.stress_value)
+        entries = check_every_entry_loads(root, final, stress_workers.stress_value)
         assert entries
         assert object_files(root) == set(referenced_objects(entries))
         assert final.verify().problems == []

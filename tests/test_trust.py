@@ -16,18 +16,17 @@ import os
 import pickle
 import shutil
 import subprocess
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import _trust_workers
 import msgpack
 import numpy as np
 import pytest
-from _trust_workers import JSON_VALUE, PLANTED, Tripwire
+import workers
 from conftest import StoreFactory
+from workers.trust import JSON_VALUE, PLANTED, Tripwire
 
 from marimo_store import (
     Entry,
@@ -39,12 +38,10 @@ from marimo_store import (
     generate_signing_key,
     persistent_cache,
 )
+from marimo_store._hashed_objects import fingerprint, ledger_name
 from marimo_store._hashing import content_digest
 from marimo_store._log import frame, pack, parse_frames, unpack
 from marimo_store._signing import KEY_ENV, KEY_FILE_ENV
-from marimo_store._verified import fingerprint, ledger_name
-
-WORKER = Path(_trust_workers.__file__)
 
 
 class Keys:
@@ -71,12 +68,12 @@ def marker(tmp_path: Path) -> Path:
 
 
 def plant(store_path: Path, key: Path | None, marker: Path, *specs: str) -> None:
-    """Entries `BLOCK:FORMAT` put by another process (see _trust_workers.py)."""
+    """Entries `BLOCK:FORMAT` put by another process (see workers/trust.py)."""
     environment = {k: v for k, v in os.environ.items() if k not in (KEY_ENV, KEY_FILE_ENV)}
     subprocess.run(
-        [sys.executable, str(WORKER), str(store_path), str(key or "-"), str(marker), *specs],
+        workers.script("trust", str(store_path), str(key or "-"), str(marker), *specs),
         check=True,
-        env=environment,
+        env=workers.environment(environment),
         timeout=120,
     )
 

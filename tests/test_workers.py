@@ -16,10 +16,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import _object_workers
 import pytest
-from _object_workers import executions, sweep_function
 from conftest import StoreFactory
+from workers import objects as object_workers
+from workers.objects import executions, sweep_function
 
 from marimo_store import App, CachedFunction
 
@@ -43,7 +43,7 @@ def test_a_sweep_on_workers_is_all_hits_everywhere_after(
     with SPAWN.Pool(2) as pool:
         assert pool.map(simulate, POINTS, chunksize=1) == expected
         # The store itself travels too: named objects saved by the workers.
-        worker_pids = set(pool.map(functools.partial(_object_workers.save_square, store), POINTS))
+        worker_pids = set(pool.map(functools.partial(object_workers.save_square, store), POINTS))
     assert len(executions(log)) == len(POINTS)
     assert _pids(log) <= worker_pids
     assert os.getpid() not in worker_pids
@@ -71,14 +71,14 @@ def test_a_cached_function_of_an_importable_module_pickles_by_reference(
     (tmp_path / "pipeline_stage.py").write_text(
         textwrap.dedent(
             f"""
-            import _object_workers
+            from workers import objects as object_workers
             from marimo_store import FsPersistentStore, persistent_cache
 
             STORE = FsPersistentStore({str(tmp_path / "store")!r})
 
             @persistent_cache(store=STORE)
             def cube(point):
-                _object_workers.record_execution({str(log)!r}, point)
+                object_workers.record_execution({str(log)!r}, point)
                 return point ** 3
             """
         )
@@ -131,7 +131,7 @@ def test_a_cached_function_of_an_app_pickles_with_the_app_store(
 
         @app.persistent_cache
         def double(point: int) -> int:
-            _object_workers.record_execution(log, point)
+            object_workers.record_execution(log, point)
             return 2 * point
 
         copy = pickle.loads(pickle.dumps(double))

@@ -5,7 +5,8 @@ A marimo notebook run as a script (`python marimo_filestore.py`), so that
 marimo caches as it does for its users: the store is `__marimo__/cache`
 beside this file. Parameters come from `$BENCH_*` variables and the results
 go to the JSON file `$BENCH_OUT`; the workload functions are those of
-benchmarks/cache.py, core.py and run.py (`$PYTHONPATH` holds benchmarks/).
+benchmarks/cache.py, core.py, _common.py and run.py (`$PYTHONPATH` holds the
+repository, whose `benchmarks` package they are).
 """
 
 import marimo
@@ -20,11 +21,12 @@ def _():
     import os
     import time
 
-    import cache as cache_bench
-    import core
     import marimo as mo
     import numpy as np
-    import run
+
+    from benchmarks import _common as common
+    from benchmarks import cache as cache_bench
+    from benchmarks import core, run
 
     repeat = int(os.environ["BENCH_REPEAT"])
     batch_seconds = float(os.environ["BENCH_BATCH_SECONDS"])
@@ -34,22 +36,22 @@ def _():
     cache_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__marimo__", "cache")
     results = {}
     return (
-        argument_sizes, batch_seconds, cache_bench, cache_dir, core, json, mo, np, os, repeat,
-        result_mib, results, run, small, time,
+        argument_sizes, batch_seconds, cache_bench, cache_dir, common, core, json, mo, np, os,
+        repeat, result_mib, results, run, small, time,
     )  # fmt: skip
 
 
 @app.cell
-def _(batch_seconds, cache_bench, core, mo, repeat, results):
+def _(batch_seconds, cache_bench, common, mo, repeat, results):
     add = mo.persistent_cache(cache_bench.add)
-    results["tiny hit"] = core.seconds_per_call({"add": lambda: add(1, 2)}, repeat, batch_seconds)[
-        "add"
-    ]
+    results["tiny hit"] = common.seconds_per_call(
+        {"add": lambda: add(1, 2)}, repeat, batch_seconds
+    )["add"]
     return
 
 
 @app.cell
-def _(cache_dir, core, mo, os, repeat, results, small, time):
+def _(cache_dir, common, core, mo, os, repeat, results, small, time):
     value = mo.persistent_cache(core.small_value)
     for _rep in range(repeat):  # new arguments each round: misses, then hits
         _calls = range(_rep * small, (_rep + 1) * small)
@@ -61,7 +63,7 @@ def _(cache_dir, core, mo, os, repeat, results, small, time):
         for _i in _calls:
             value(_i)
         results.setdefault("small hit", []).append((time.perf_counter() - _start) / small)
-    _usage = core.disk_usage(os.path.join(cache_dir, "small_value"))
+    _usage = common.disk_usage(os.path.join(cache_dir, "small_value"))
     results["small bytes"] = [_usage[0] / (small * repeat)]
     results["small du"] = [_usage[1] / (small * repeat)]
     return
@@ -98,11 +100,11 @@ def _(mo, repeat, result_mib, results, run, time):
 
 
 @app.cell
-def _(cache_bench, cache_dir, core, json, mo, os, results):
+def _(cache_bench, cache_dir, common, json, mo, os, results):
     constant = mo.persistent_cache(cache_bench.constant)
     for _i in range(cache_bench.EQUAL_RESULT_CALLS):
         constant(_i)
-    results["equal bytes"] = [core.disk_usage(os.path.join(cache_dir, "constant"))[0]]
+    results["equal bytes"] = [common.disk_usage(os.path.join(cache_dir, "constant"))[0]]
     with open(os.environ["BENCH_OUT"], "w") as _out:
         json.dump(results, _out)
     return

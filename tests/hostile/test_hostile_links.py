@@ -29,7 +29,7 @@ import pytest
 from _hostile import CLI_COMMANDS, T0, Tripwire, environment, run_cli
 
 from marimo_store import Entry, ExecutionKey, FsPersistentStore, StoreError, persistent_cache
-from marimo_store._verified import ledger_name
+from marimo_store._hashed_objects import ledger_name
 
 BIG = np.arange(5 * 1024 * 1024 // 8, dtype=np.float64)  # 5 MiB: an object the ledger records
 KEY = ExecutionKey("block", "module", T0)

@@ -27,7 +27,7 @@ import pytest
 from _hostile import CLI_COMMANDS, Tripwire, environment
 
 from marimo_store import ConfigError, Entry, ExecutionKey, FsPersistentStore, StoreFormatError
-from marimo_store._verified import ledger_name
+from marimo_store._hashed_objects import ledger_name
 
 WORKER = Path(__file__).with_name("_hostile_worker.py")
 SCRIPT = Path(sys.executable).with_name("marimo-store")

@@ -49,8 +49,8 @@ from _values import BLOCKS, MODULES, Ledger, value_of
 
 import marimo_store._dangling as dangling_module
 import marimo_store._fs as fs
+import marimo_store._hashed_objects as verified_module
 import marimo_store._log as log_module
-import marimo_store._verified as verified_module
 import marimo_store.store as store_module
 from marimo_store import (
     DefaultCleanupStrategy,

@@ -25,7 +25,7 @@ import pytest
 
 import marimo_store._changes as changes_module
 import marimo_store._inotify as inotify_module
-import marimo_store._watch as watch_module
+import marimo_store._watchdog_observer as watch_module
 import marimo_store.store as store_module
 from marimo_store import Entry, ExecutionKey, FsPersistentStore
 

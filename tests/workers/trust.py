@@ -1,6 +1,6 @@
 """A second "machine" writing into a shared store folder, for tests/test_trust.py.
 
-    python _trust_workers.py STORE KEY MARKER BLOCK:FORMAT [BLOCK:FORMAT ...]
+    python -m workers.trust STORE KEY MARKER BLOCK:FORMAT [BLOCK:FORMAT ...]
 
 puts, with the signing key file KEY (`-` for none: unsigned entries), one
 entry per argument under `ExecutionKey(BLOCK, "planted")`: with FORMAT
@@ -43,7 +43,8 @@ def plant(store_path: str, key_file: str | None, marker: str, specs: list[str]) 
 
 
 if __name__ == "__main__":
-    import _trust_workers  # by name, so that Tripwire pickles as `_trust_workers.Tripwire`
+    # By name, so that Tripwire pickles as `workers.trust.Tripwire`:
+    from workers import trust  # noqa: PLW0406
 
     store_arg, key_arg, marker_arg, *spec_args = sys.argv[1:]
-    _trust_workers.plant(store_arg, None if key_arg == "-" else key_arg, marker_arg, spec_args)
+    trust.plant(store_arg, None if key_arg == "-" else key_arg, marker_arg, spec_args)

@@ -1,7 +1,7 @@
 """A worker process of the single-flight tests.
 
-    python _flight_workers.py STORE GATE_DIR LEASE
-    python _flight_workers.py many STORE RUN_DIR KEYS SEED
+    python -m workers.flight STORE GATE_DIR LEASE
+    python -m workers.flight many STORE RUN_DIR KEYS SEED
 
 Waits for `GATE_DIR/go`, then calls the cached `gated_square(7, GATE_DIR)`
 with `single_flight=LEASE` and writes the result to `GATE_DIR/result-<pid>`.

@@ -1,10 +1,10 @@
 """Functions run in other processes by tests/test_stress.py.
 
-Like `_workers.py`, this module is importable by name so that the "spawn"
+Like `concurrency.py`, this module is importable by name so that the "spawn"
 start method can run its functions in a fresh interpreter; it is also run as
-a script (`python _stress_workers.py cleanup-child <path>`) for the crash
+a script (`python -m workers.stress cleanup-child <path>`) for the crash
 test, which SIGKILLs that process in the middle of a cleanup, and as
-`python _stress_workers.py chaos <path> <seed>` for the chaos test.
+`python -m workers.stress chaos <path> <seed>` for the chaos test.
 
 Every stored value is a deterministic function of its key (`stress_value`),
 so whoever reads a value can tell whether it is the right one. Workers never
@@ -467,6 +467,5 @@ if __name__ == "__main__":
         chaos_worker(sys.argv[2], int(sys.argv[3]))
     else:
         sys.exit(
-            f"usage: {os.path.basename(__file__)} cleanup-child <store path> | "
-            "chaos <store path> <seed>"
+            "usage: python -m workers.stress cleanup-child <store path> | chaos <store path> <seed>"
         )
