@@ -25,7 +25,6 @@ from marimo_store import _fs
 from marimo_store._cleanup import (
     CleanupReport,
     CleanupStrategy,
-    DefaultCleanupStrategy,
     DroppedEntry,
     collect_garbage,
     delete_consumed_segments,
@@ -45,7 +44,6 @@ from marimo_store._entry import (
 )
 from marimo_store._environment import current_environment, platform_tag, python_version
 from marimo_store._errors import (
-    ConfigError,
     ExecutionKeyClash,
     InvalidArgumentError,
     NotFoundError,
@@ -68,6 +66,7 @@ from marimo_store._log import (
 )
 from marimo_store._named import NamedObjects
 from marimo_store._objects import ObjectDirectory
+from marimo_store._options import OPTION_NAMES, StoreOptions
 from marimo_store._records import (
     ACCESS_TYPE,
     TOMBSTONE_TYPE,
@@ -95,24 +94,22 @@ from marimo_store._snapshot import (
     merge,
     read_snapshots,
 )
-from marimo_store._trust import SignatureStatus, TrustPolicy, check_trust_options, needs_trust
+from marimo_store._trust import SignatureStatus, TrustPolicy, needs_trust
 from marimo_store._verified import VerifiedObjects, prune_ledgers
 from marimo_store._versions import check_policy, check_versions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Literal, Protocol, TypeAlias
+    from typing import Any, Literal, Protocol
 
     from marimo_store._changes import ChangeNotifier
     from marimo_store._entry import StoredFormat
     from marimo_store._findings import Finding, VerifyReport
     from marimo_store._objects import MmapMode
+    from marimo_store._options import Durability, ObjectIdMode
     from marimo_store._trust import VerifyMode
     from marimo_store._verify import Progress
     from marimo_store._versions import VersionPolicy
-
-    Durability: TypeAlias = Literal["flush", "fsync"]
-    ObjectIdMode: TypeAlias = Literal["deduplication", "execution_key_qualified"]
 
     class _RecordTarget(Protocol):
         """Where log records are applied: the live index or a cleanup's state."""
@@ -131,18 +128,7 @@ _WATCH_SAFETY_SECONDS = 5.0
 """With change notification, a miss still re-reads after this long: some
 file systems (FUSE mounts, container volume mounts) fail to report changes."""
 _MAX_ANCESTORS = 1000
-MAX_INLINE_THRESHOLD = 1 << 20
-"""Values kept inside log records stay small: a record holds every inline
-value of its entry, and every reader of the log reads every record."""
 _MAX_SEGMENTS_BEFORE_CLEANUP = 64
-
-_CHOICES: dict[str, tuple[Any, ...]] = {
-    "object_id_mode": ("deduplication", "execution_key_qualified"),
-    "auto_variables_format": ("pickle", "json"),
-    "durability": ("flush", "fsync"),
-    "mmap_mode": ("c", "r"),
-}
-
 
 _reopened: weakref.WeakValueDictionary[tuple[Any, ...], FsPersistentStore] = (
     weakref.WeakValueDictionary()
@@ -178,10 +164,10 @@ class _Writing:
         self.objects = ObjectDirectory(
             layout.objects,
             quarantine_dir=layout.quarantine,
-            quarantine_after_seconds=store.object_grace_seconds,
+            quarantine_after_seconds=store.options.object_grace_seconds,
             temp_path=self.temp_path,
-            durable=store.durability == "fsync",
-            verify_reads=store.verify_reads,
+            durable=store.options.durability == "fsync",
+            verify_reads=store.options.verify_reads,
             verified=store._verified,
         )
         self.header: dict[str, Any] = {
@@ -193,9 +179,9 @@ class _Writing:
             "platform": self.context.platform,
         }
         self.segments = SegmentWriter(
-            layout.log, self.writer_id, self.header, durable=store.durability == "fsync"
+            layout.log, self.writer_id, self.header, durable=store.options.durability == "fsync"
         )
-        layout.create(self.temp_path(), durable=store.durability == "fsync")
+        layout.create(self.temp_path(), durable=store.options.durability == "fsync")
 
     @property
     def own_segment_prefix(self) -> str:
@@ -215,19 +201,6 @@ def _apply(decoded: StoredEntry | KeyRecord, target: _RecordTarget) -> None:
         target.add_access(decoded.key, decoded.at, decoded.hits)
     else:
         target.add_tombstone(decoded.key, decoded.at)
-
-
-def _store_path(path: object) -> str:
-    """The absolute store path; `ConfigError` for what cannot name a store
-    directory (an empty path would make the working directory a store)."""
-    if not isinstance(path, str | os.PathLike):
-        raise ConfigError(f"path must be a str or os.PathLike, got {path!r}")
-    if not os.fspath(path):
-        raise ConfigError(
-            "path must not be empty (it would make the working directory a store); "
-            "name the store directory, for example '__marimo__/persist'"
-        )
-    return os.path.abspath(os.fspath(path))
 
 
 def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
@@ -345,78 +318,39 @@ class FsPersistentStore(NamedObjects):
         self,
         path: str | os.PathLike[str],
         *,
-        object_id_mode: ObjectIdMode = "deduplication",
-        auto_variables_format: Literal["pickle", "json"] = "pickle",
-        inline_threshold: int = 512,
-        durability: Durability = "flush",
-        verify_reads: bool = True,
-        cloudpickle_fallback: bool = True,
-        memory_map: bool = True,
-        mmap_mode: MmapMode = "c",
-        refresh_interval: float = 0.2,
-        cleanup_strategy: CleanupStrategy | None = None,
-        entry_merge_timeout_seconds: float = 3600,
-        max_entries_in_log: int = -1,
-        cleanup_on_exit: bool = True,
-        tombstone_ttl_days: float = 30,
-        object_grace_seconds: float = 3600,
-        lock_timeout: float = 10,
-        signing_key: str | os.PathLike[str] | None = None,
-        verify_signatures: VerifyMode = "off",
-        trusted_signers: Collection[str] = (),
-        allow_other_files: bool = False,
+        object_id_mode: ObjectIdMode = StoreOptions.object_id_mode,
+        auto_variables_format: Literal["pickle", "json"] = StoreOptions.auto_variables_format,
+        inline_threshold: int = StoreOptions.inline_threshold,
+        durability: Durability = StoreOptions.durability,
+        verify_reads: bool = StoreOptions.verify_reads,
+        cloudpickle_fallback: bool = StoreOptions.cloudpickle_fallback,
+        memory_map: bool = StoreOptions.memory_map,
+        mmap_mode: MmapMode = StoreOptions.mmap_mode,
+        refresh_interval: float = StoreOptions.refresh_interval,
+        cleanup_strategy: CleanupStrategy | None = StoreOptions.cleanup_strategy,
+        entry_merge_timeout_seconds: float = StoreOptions.entry_merge_timeout_seconds,
+        max_entries_in_log: int = StoreOptions.max_entries_in_log,
+        cleanup_on_exit: bool = StoreOptions.cleanup_on_exit,
+        tombstone_ttl_days: float = StoreOptions.tombstone_ttl_days,
+        object_grace_seconds: float = StoreOptions.object_grace_seconds,
+        lock_timeout: float = StoreOptions.lock_timeout,
+        signing_key: str | os.PathLike[str] | None = StoreOptions.signing_key,
+        verify_signatures: VerifyMode = StoreOptions.verify_signatures,
+        trusted_signers: Collection[str] = StoreOptions.trusted_signers,
+        allow_other_files: bool = StoreOptions.allow_other_files,
     ) -> None:
-        self._config: dict[str, Any] = {
-            "path": _store_path(path),
-            "object_id_mode": object_id_mode,
-            "auto_variables_format": auto_variables_format,
-            "inline_threshold": inline_threshold,
-            "durability": durability,
-            "verify_reads": verify_reads,
-            "cloudpickle_fallback": cloudpickle_fallback,
-            "memory_map": memory_map,
-            "mmap_mode": mmap_mode,
-            "refresh_interval": refresh_interval,
-            "cleanup_strategy": cleanup_strategy,
-            "entry_merge_timeout_seconds": entry_merge_timeout_seconds,
-            "max_entries_in_log": max_entries_in_log,
-            "cleanup_on_exit": cleanup_on_exit,
-            "tombstone_ttl_days": tombstone_ttl_days,
-            "object_grace_seconds": object_grace_seconds,
-            "lock_timeout": lock_timeout,
-            "signing_key": signing_key,
-            "verify_signatures": verify_signatures,
-            "trusted_signers": trusted_signers,
-            "allow_other_files": allow_other_files,
-        }
-        validate_options(self._config)
-        # Hashable and independent of order: the configuration is the store's identity.
-        self._config["trusted_signers"] = tuple(sorted(set(trusted_signers)))
-        self.path: str = self._config["path"]
-        self.object_id_mode: ObjectIdMode = object_id_mode
-        self.auto_variables_format = auto_variables_format
-        self.inline_threshold = inline_threshold
-        self.durability: Durability = durability
-        self.verify_reads = verify_reads
-        self.cloudpickle_fallback = cloudpickle_fallback
-        self.memory_map = memory_map
-        self.mmap_mode: MmapMode = mmap_mode
-        self.refresh_interval = float(refresh_interval)
-        self.cleanup_strategy: CleanupStrategy = cleanup_strategy or DefaultCleanupStrategy()
-        self.entry_merge_timeout_seconds = float(entry_merge_timeout_seconds)
-        self.max_entries_in_log = max_entries_in_log
-        self.cleanup_on_exit = cleanup_on_exit
-        self.tombstone_ttl_days = float(tombstone_ttl_days)
-        self.object_grace_seconds = float(object_grace_seconds)
-        self.lock_timeout = float(lock_timeout)
-        self.signing_key = signing_key
-        self.verify_signatures: VerifyMode = verify_signatures
-        self.trusted_signers: tuple[str, ...] = self._config["trusted_signers"]
+        arguments = dict(locals())
+        del arguments["self"]
+        self.options = options = StoreOptions.of(arguments)
+        self.path: str = options.path
         self._trust = TrustPolicy(
-            self.path, verify_signatures, load_signing_key(signing_key), self.trusted_signers
+            self.path,
+            options.verify_signatures,
+            load_signing_key(options.signing_key),
+            tuple(options.trusted_signers),
         )
         self.layout = Layout(self.path)
-        check_store_directory(self.path, allow_other_files=allow_other_files)
+        check_store_directory(self.path, allow_other_files=options.allow_other_files)
         self._lock = threading.RLock()
         self._index = EntryIndex()
         self._log_reader = LogReader(self.layout.log)
@@ -430,10 +364,10 @@ class FsPersistentStore(NamedObjects):
         self._reader_objects = ObjectDirectory(
             self.layout.objects,
             quarantine_dir=self.layout.quarantine,
-            quarantine_after_seconds=object_grace_seconds,
+            quarantine_after_seconds=options.object_grace_seconds,
             temp_path=lambda: "",  # the reading side never writes objects
             durable=False,
-            verify_reads=verify_reads,
+            verify_reads=options.verify_reads,
             verified=self._verified,
         )
         self._objects_lock = LocalLock(os.path.join(self.layout.locks, "objects.lock"))
@@ -454,18 +388,31 @@ class FsPersistentStore(NamedObjects):
     @property
     def config(self) -> Mapping[str, Any]:
         """The constructor arguments: all that a pickled copy carries."""
-        return MappingProxyType(self._config)
+        return MappingProxyType(self.options.config())
+
+    @property
+    def cleanup_strategy(self) -> CleanupStrategy:
+        """What `cleanup()` drops when it is given no strategy."""
+        return self.options.strategy
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other option as an attribute of the same name (`store.lock_timeout`)."""
+        options = self.__dict__.get("options")
+        if options is None or name not in OPTION_NAMES:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(options, name)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (type(self), dict(self._config)))
+        return (_reopen, (type(self), self.options.config()))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FsPersistentStore):
             return NotImplemented
-        return type(self) is type(other) and self._config == other._config
+        return type(self) is type(other) and self.options.config() == other.options.config()
 
     def __hash__(self) -> int:
-        return hash((type(self), tuple(sorted(self._config.items(), key=lambda kv: kv[0]))))
+        items = sorted(self.options.config().items(), key=lambda kv: kv[0])
+        return hash((type(self), tuple(items)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
@@ -490,13 +437,13 @@ class FsPersistentStore(NamedObjects):
         if not isinstance(entry, Entry):
             raise InvalidArgumentError(f"put() takes an Entry, got {type(entry).__name__}")
         user_metadata = check_user_metadata(entry.user_metadata)
-        requested = entry.format if entry.format != "auto" else self.auto_variables_format
+        requested = entry.format if entry.format != "auto" else self.options.auto_variables_format
         serialized = serialize_contents(
-            entry.contents, requested, cloudpickle_fallback=self.cloudpickle_fallback
+            entry.contents, requested, cloudpickle_fallback=self.options.cloudpickle_fallback
         )
         writing = self._writing_for_this_process()
         needs_files = any(
-            len(part) >= self.inline_threshold
+            len(part) >= self.options.inline_threshold
             for variables in serialized.values()
             for value in variables.values()
             for part in (value.stream, *value.buffers)
@@ -504,7 +451,7 @@ class FsPersistentStore(NamedObjects):
         # Object GC must not run between writing (or reusing) an object and
         # appending the record that references it: hold the shared lock.
         guard = (
-            self._objects_lock.hold(exclusive=False, timeout=self.lock_timeout)
+            self._objects_lock.hold(exclusive=False, timeout=self.options.lock_timeout)
             if needs_files
             else contextlib.nullcontext(True)
         )
@@ -513,7 +460,7 @@ class FsPersistentStore(NamedObjects):
                 if not locked:
                     warnings.warn(
                         f"marimo_store: {self.path}: object GC held the objects lock for "
-                        f"{self.lock_timeout:g} s; storing without it",
+                        f"{self.options.lock_timeout:g} s; storing without it",
                         StoreWarning,
                         stacklevel=2,
                     )
@@ -532,7 +479,7 @@ class FsPersistentStore(NamedObjects):
     ) -> StoredEntry:
         qualifier = (
             text_digest(f"{requested_key.block_id}\x00{requested_key.module_hash}").hex()
-            if self.object_id_mode == "execution_key_qualified"
+            if self.options.object_id_mode == "execution_key_qualified"
             else ""
         )
         inline: dict[str, bytes] = {}
@@ -600,7 +547,7 @@ class FsPersistentStore(NamedObjects):
     ) -> ObjectRef:
         """One object: inside the entry record when small, else a file."""
         size = len(data)
-        if size < self.inline_threshold:
+        if size < self.options.inline_threshold:
             object_id = content_digest(data).hex()
             inline[object_id] = bytes(data)
             return ObjectRef(object_id, size, stored_format, buffers, True)
@@ -894,7 +841,7 @@ class FsPersistentStore(NamedObjects):
             if watch is not None and not putting:
                 if not watch.take_change() and now - self._last_refresh < _WATCH_SAFETY_SECONDS:
                     return
-            elif now - self._last_refresh < self.refresh_interval:
+            elif now - self._last_refresh < self.options.refresh_interval:
                 return
         self._last_refresh = now
         try:
@@ -923,7 +870,7 @@ class FsPersistentStore(NamedObjects):
             self._watch = watch = None  # inherited through fork(): the parent's
         if watch is not None or not start or self._watch_unavailable:
             return watch
-        if self._watch_starting == pid or self.refresh_interval == 0:
+        if self._watch_starting == pid or self.options.refresh_interval == 0:
             return None
         if not os.path.isdir(self.path):
             return None  # a directory created later is watched from a later miss on
@@ -1029,10 +976,12 @@ class FsPersistentStore(NamedObjects):
         return contents
 
     def _load_value(self, stored: StoredEntry, ref: ObjectRef) -> Any:
-        mode = self.mmap_mode if self.memory_map else None
+        mode = self.options.mmap_mode if self.options.memory_map else None
         # A bytes value is copied out whole anyway: a read-only map saves one copy.
         stream = self._read_object(
-            stored, ref, memory_map="r" if self.memory_map and ref.format == "bytes" else None
+            stored,
+            ref,
+            memory_map="r" if self.options.memory_map and ref.format == "bytes" else None,
         )
         loaded = [self._read_object(stored, buffer, memory_map=mode) for buffer in ref.buffers]
         buffers = [buffer for buffer in loaded if buffer is not None]
@@ -1077,23 +1026,23 @@ class FsPersistentStore(NamedObjects):
         """
         report = CleanupReport(dry_run=dry_run)
         if not self.layout.require_store_directory(
-            allow_other_files=self._config["allow_other_files"]
+            allow_other_files=self.options.allow_other_files
         ):
             return report
         if not dry_run:
             self._flush_accesses()  # so that this process's hits count for LRU
         try:
             with self._modification_lock.hold(
-                exclusive=True, timeout=self.lock_timeout
+                exclusive=True, timeout=self.options.lock_timeout
             ) as acquired:
                 if not acquired:
                     report.skipped.append(
                         "another process is cleaning up "
-                        f"(modification lock busy for {self.lock_timeout:g} s)"
+                        f"(modification lock busy for {self.options.lock_timeout:g} s)"
                     )
                     return report
                 self._clean_up_locked(
-                    strategy or self.cleanup_strategy, include_content is not False, report
+                    strategy or self.options.strategy, include_content is not False, report
                 )
         except StoreIOError:
             raise
@@ -1177,7 +1126,7 @@ class FsPersistentStore(NamedObjects):
         *,
         retire: bool,
     ) -> None:
-        horizon = now - int(self.tombstone_ttl_days * _DAY_MS)
+        horizon = now - int(self.options.tombstone_ttl_days * _DAY_MS)
         # Offsets only for segments that still exist: a deleted segment that a
         # sync tool brings back is harmless to re-read (entries are idempotent
         # and tombstones keep dropped keys dropped), and the header stays as
@@ -1211,7 +1160,7 @@ class FsPersistentStore(NamedObjects):
                 report.snapshots_deleted += 1
         # A damaged snapshot goes to quarantine once it is old: a young one may
         # be another machine's snapshot still arriving through a sync tool.
-        old = time.time_ns() - int(self.object_grace_seconds * 1e9)
+        old = time.time_ns() - int(self.options.object_grace_seconds * 1e9)
         for damaged in snapshots.damaged:
             with contextlib.suppress(FileNotFoundError):
                 seen = os.stat(damaged)
@@ -1259,7 +1208,7 @@ class FsPersistentStore(NamedObjects):
         host's): in a shared store another machine may, unseen yet, have
         reused one by deduplication, so they wait `object_grace_seconds`
         like an object no entry known here references."""
-        with self._objects_lock.hold(exclusive=True, timeout=self.lock_timeout) as acquired:
+        with self._objects_lock.hold(exclusive=True, timeout=self.options.lock_timeout) as acquired:
             if not acquired:
                 report.skipped.append("object GC: puts held the objects lock; objects kept")
                 return
@@ -1282,7 +1231,7 @@ class FsPersistentStore(NamedObjects):
                 self.layout.objects,
                 referenced,
                 dropped_at,
-                self.object_grace_seconds,
+                self.options.object_grace_seconds,
                 report,
                 retire=retire,
                 temp_path=self._writing_for_this_process().temp_path,
@@ -1291,9 +1240,12 @@ class FsPersistentStore(NamedObjects):
     def _maybe_clean_up_in_background(self) -> None:
         """Start a cleanup thread when a trigger fired; the put does not wait."""
         index = self._index
-        too_many = 0 <= self.max_entries_in_log < index.log_entries
+        too_many = 0 <= self.options.max_entries_in_log < index.log_entries
         oldest = index.oldest_log_entry
-        too_old = oldest is not None and now_ms() - oldest > self.entry_merge_timeout_seconds * 1000
+        too_old = (
+            oldest is not None
+            and now_ms() - oldest > self.options.entry_merge_timeout_seconds * 1000
+        )
         if not (too_many or too_old or self._too_many_segments()):
             return
         if time.monotonic() < self._trigger_not_before:
@@ -1386,7 +1338,7 @@ class FsPersistentStore(NamedObjects):
         """At interpreter exit: clean up what this instance stored (or the
         segments that readers left), then seal."""
         try:
-            if self.cleanup_on_exit and (self._wrote_entries or self._too_many_segments()):
+            if self.options.cleanup_on_exit and (self._wrote_entries or self._too_many_segments()):
                 self.cleanup()
             self.close()
         except Exception as error:  # exit must never fail because of the cache
@@ -1431,54 +1383,3 @@ def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
             StoreWarning,
             stacklevel=1,
         )
-
-
-def validate_options(config: Mapping[str, Any]) -> None:
-    """Raise `ConfigError` naming the first option that is out of range.
-
-    `config` holds every constructor argument; configuration files check
-    their values through this too, so both say the same thing.
-    """
-    for name, allowed in _CHOICES.items():
-        if config[name] not in allowed:
-            raise ConfigError(
-                f"{name} must be one of {', '.join(map(repr, allowed))}, got {config[name]!r}"
-            )
-    threshold = config["inline_threshold"]
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, int)
-        or not 0 <= threshold <= MAX_INLINE_THRESHOLD
-    ):
-        raise ConfigError(
-            f"inline_threshold must be an int from 0 to {MAX_INLINE_THRESHOLD} (1 MiB), "
-            f"got {threshold!r}"
-        )
-    limit = config["max_entries_in_log"]
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < -1:
-        raise ConfigError(
-            f"max_entries_in_log must be an int >= 0, or -1 for no limit, got {limit!r}"
-        )
-    for name in (
-        "refresh_interval",
-        "entry_merge_timeout_seconds",
-        "tombstone_ttl_days",
-        "object_grace_seconds",
-        "lock_timeout",
-    ):
-        value = config[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-    for name in (
-        "verify_reads",
-        "cloudpickle_fallback",
-        "memory_map",
-        "cleanup_on_exit",
-        "allow_other_files",
-    ):
-        if not isinstance(config[name], bool):
-            raise ConfigError(f"{name} must be True or False, got {config[name]!r}")
-    check_trust_options(config)
-    strategy = config["cleanup_strategy"]
-    if strategy is not None and not callable(strategy):
-        raise ConfigError(f"cleanup_strategy must be callable, got {strategy!r}")
