@@ -78,6 +78,78 @@ def _no_check(name: str, value: Any) -> None:
     """Checked elsewhere (the trust options together by `check_trust_options`)."""
 
 
+ARGUMENTS_DOC = """Arguments (each also a `.marimo.toml` key of the same name):
+
+    - `path`: the store directory; created on the first `put`. It must be
+      missing, empty or a store: a directory holding other files (a project,
+      the working directory through `""`) raises `ConfigError`, since the
+      store's files at its root would mix with them.
+    - `object_id_mode`: `"deduplication"` (default) names objects by content
+      alone, so equal values share one file; `"execution_key_qualified"`
+      adds the entry's key to the name, so no object is shared across
+      entries (for stores that several machines clean up concurrently).
+    - `auto_variables_format`: what `format="auto"` means (`"pickle"` or
+      `"json"`).
+    - `inline_threshold`: serialized values smaller than this many bytes
+      (at most 1 MiB) are kept inside the entry record instead of as files.
+    - `durability`: `"flush"` (default) hands writes to the OS; a power cut
+      may lose the newest entries, which then read as misses, never as
+      wrong values (every read is verified). `"fsync"` makes each `put`
+      durable before it returns. Snapshots are always fsynced.
+    - `verify_reads`: check every object's hash before using it (default).
+      Objects this process wrote or already verified, and that have not
+      changed since, are not hashed again; objects of 4 MiB or more that
+      any process of this machine verified since boot neither.
+    - `cloudpickle_fallback`: pickle lambdas, closures and `__main__`
+      classes by value with cloudpickle; when False they raise
+      `SerializationError`.
+    - `memory_map`: load out-of-band buffers (numpy arrays, ...) by memory
+      mapping (no copy) rather than reading them into memory.
+    - `mmap_mode`: how they are mapped, as joblib's option of that name:
+      `"c"` (default) copy-on-write, so a hit returns writable arrays as the
+      miss did, and a write copies the page it touches, privately (the
+      object file never changes); `"r"` read-only arrays (a write raises
+      `ValueError`; the miss still returns the function's own value).
+    - `refresh_interval`: seconds between re-reads of other writers' logs
+      and snapshots after a miss where no change notification runs, and
+      before a put in any case (0: on every miss, with no watch).
+    - `cleanup_strategy`: what `cleanup()` drops; default
+      `DefaultCleanupStrategy()` (least recently used above 1 GB; count
+      limits opt-in).
+    - `entry_merge_timeout_seconds`: a put starts a background cleanup when
+      the oldest entry not yet in a snapshot is older than this.
+    - `max_entries_in_log`: ... or when more entries than this wait in the
+      log (-1: no limit).
+    - `cleanup_on_exit`: clean up at interpreter exit if this instance
+      stored entries, or if more than 64 log segments have piled up (never
+      raises).
+    - `tombstone_ttl_days`: how long a snapshot remembers deleted keys, so a
+      machine syncing late cannot bring them back.
+    - `object_grace_seconds`: object GC spares objects younger than this
+      (they may belong to entries not visible here yet), and a damaged
+      object this young stays in place instead of going to quarantine (it
+      may be a sync tool's copy still arriving).
+    - `lock_timeout`: seconds to wait for a local lock; on timeout a put
+      goes on without it and a cleanup is skipped and reported.
+    - `signing_key`: a PEM Ed25519 private key file; every entry put is
+      signed with it. None: `$MARIMO_STORE_SIGNING_KEY` (the PEM text) or
+      `$MARIMO_STORE_SIGNING_KEY_FILE` (a path) when set, else no signing.
+    - `verify_signatures`: `"off"` (default) loads what it finds; `"on"`
+      unpickles only values of entries signed by this store's key or a
+      `trusted_signers` key, after checking every object's SHA-256 (others
+      are a miss, with one warning per signer); `"strict"` raises
+      `UntrustedEntryError` instead. JSON and bytes values load either way.
+    - `trusted_signers`: fingerprints of the keys whose entries are trusted
+      (from arguments or the user's configuration file, never a project's).
+      docs/security.md has the threat model and a team's set-up.
+    - `allow_other_files`: make a store in a directory that holds other
+      files anyway. The store then writes no `.gitignore` or
+      `.gitattributes` there (they would apply to those files too).
+    """
+"""The arguments of `FsPersistentStore` (its docstring shows them): each is
+an option below."""
+
+
 class StoreOptions:
     """The checked options of one store (see `FsPersistentStore` for what
     each means), read as attributes; the class attributes are the defaults.
