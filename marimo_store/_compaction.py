@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import warnings
+from functools import partial
 
 from marimo_store import _fs
 from marimo_store._cleanup import (
@@ -28,6 +29,7 @@ from marimo_store._cleanup import (
     delete_consumed_segments,
     delete_stale_temp_files,
 )
+from marimo_store._cleanup_plan import CleanupPlan
 from marimo_store._dangling import dangling_since, overdue
 from marimo_store._entry import now_ms
 from marimo_store._errors import StoreIOError, StoreWarning
@@ -48,10 +50,10 @@ from marimo_store._verified import prune_ledgers
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import weakref
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Collection, Mapping
 
     from marimo_store._cleanup import CleanupStrategy
-    from marimo_store._entry import ExecutionKey
+    from marimo_store._entry import EntryMetadata, ExecutionKey
     from marimo_store._layout import Layout
     from marimo_store._options import StoreOptions
     from marimo_store._reader import EntryReader
@@ -64,6 +66,13 @@ _DAY_MS = 86_400_000
 _MAX_ANCESTORS = 1000
 _MAX_SEGMENTS_BEFORE_CLEANUP = 64
 _TRIGGER_BACKOFF_SECONDS = 30.0
+
+
+def _as_planned(
+    planned: Mapping[ExecutionKey, str], entries: Collection[EntryMetadata], now: int
+) -> dict[ExecutionKey, str]:
+    """The strategy of a plan being executed: its choices among `entries`."""
+    return {m.key: planned[m.key] for m in entries if m.key in planned}
 
 
 def _shared_with_other_hosts(state: StoreState) -> bool:
@@ -104,13 +113,49 @@ class Compactor:
     def run(
         self, strategy: CleanupStrategy, include_content: bool, *, dry_run: bool
     ) -> CleanupReport:
-        """See `FsPersistentStore.cleanup`."""
-        options = self._options
-        report = CleanupReport(dry_run=dry_run)
-        if not self._layout.require_store_directory(allow_other_files=options.allow_other_files):
+        """See `FsPersistentStore.cleanup`: a plan decided and executed under
+        one hold of the lock, or (`dry_run`) the plan's report."""
+        if dry_run:
+            return self.plan(strategy, include_content).report
+        return self._execute(strategy, None, include_content)
+
+    def plan(self, strategy: CleanupStrategy, include_content: bool) -> CleanupPlan:
+        """See `FsPersistentStore.plan_cleanup`."""
+        plan = CleanupPlan(self, include_content=include_content)
+        if self._is_store():
+            self._under_lock(plan.report, partial(self._plan_locked, strategy, plan))
+        return plan
+
+    def execute(self, plan: CleanupPlan) -> CleanupReport:
+        """Do what `plan` says, for its entries that are still live."""
+        return self._execute(None, plan.decisions, plan.include_content)
+
+    def _is_store(self) -> bool:
+        return self._layout.require_store_directory(
+            allow_other_files=self._options.allow_other_files
+        )
+
+    def _execute(
+        self,
+        strategy: CleanupStrategy | None,
+        planned: Mapping[ExecutionKey, str] | None,
+        include_content: bool,
+    ) -> CleanupReport:
+        report = CleanupReport()
+        if not self._is_store():
             return report
-        if not dry_run:
-            self._flush_accesses()  # so that this process's hits count for LRU
+        self._flush_accesses()  # so that this process's hits count for LRU
+        work = partial(self._clean_up_locked, strategy, planned, include_content, report)
+        if self._under_lock(report, work):
+            with self._lock:
+                self._live.forget_snapshots()  # adopt the new snapshot at the next lookup
+                self._writer.wrote_entries = False
+        return report
+
+    def _under_lock(self, report: CleanupReport, work: Callable[[], None]) -> bool:
+        """Run `work` under the exclusive `modification` lock; False (and why,
+        in `report.skipped`) when another process holds it too long."""
+        options = self._options
         try:
             with self._modification_lock.hold(
                 exclusive=True, timeout=options.lock_timeout
@@ -120,28 +165,28 @@ class Compactor:
                         "another process is cleaning up "
                         f"(modification lock busy for {options.lock_timeout:g} s)"
                     )
-                    return report
-                self._clean_up_locked(strategy, include_content, report)
+                    return False
+                work()
         except StoreIOError:
             raise
         except OSError as error:  # the lock file included (a read-only copy, a full disk)
             raise StoreIOError(f"cleanup of {options.path} failed: {error}") from error
-        if not dry_run:
-            with self._lock:
-                self._live.forget_snapshots()  # adopt the new snapshot at the next lookup
-                self._writer.wrote_entries = False
-        return report
+        return True
 
     def _temp_path(self) -> str:
         return self._writer.session_for_this_process().temp_path()
 
-    def _clean_up_locked(
-        self, strategy: CleanupStrategy, include_content: bool, report: CleanupReport
-    ) -> None:
-        layout = self._layout
-        now = now_ms()
-        state, reader, snapshots = self.merged_state()
-        live = state.live()
+    def _decide(
+        self,
+        live: list[StoredEntry],
+        strategy: CleanupStrategy,
+        now: int,
+        report: CleanupReport,
+        *,
+        planned: Mapping[ExecutionKey, str] | None = None,
+    ) -> dict[ExecutionKey, str]:
+        """What goes, and why: the strategy's choice (`planned`: only what a
+        plan chose) and the entries that dangled too long; into `report`."""
         decisions = dict(strategy([stored.metadata for stored in live], now))
         # Late is not lost: an entry whose objects are not here (yet) stays,
         # a miss, until it has dangled on this machine for the grace period.
@@ -151,15 +196,58 @@ class Compactor:
             if s.metadata.key not in decisions and self._reader.objects_here(s) is False
         ]
         temp_path = None if report.dry_run else self._temp_path()
-        since = dangling_since(layout.local, dangling, now, temp_path=temp_path)
+        since = dangling_since(self._layout.local, dangling, now, temp_path=temp_path)
         decisions.update(overdue(since, now))
+        if planned is not None:
+            decisions = {key: reason for key, reason in decisions.items() if key in planned}
         sizes = {stored.metadata.key: stored.metadata.content_size for stored in live}
         report.dropped = [
             DroppedEntry(key, reason, sizes[key]) for key, reason in decisions.items()
         ]
         report.entries_kept = len(live) - len(decisions)
-        if report.dry_run:
-            return
+        return decisions
+
+    def _plan_locked(self, strategy: CleanupStrategy, plan: CleanupPlan) -> None:
+        now = now_ms()
+        state, reader, snapshots = self.merged_state()
+        live = state.live()
+        decisions = self._decide(live, strategy, now, plan.report)
+        plan.decisions = decisions
+        kept = {
+            ref.id
+            for stored in live
+            if stored.metadata.key not in decisions
+            for ref in stored.metadata.objects().values()
+        }
+        plan.collected = {
+            ref.id: ref.size
+            for stored in live
+            if stored.metadata.key in decisions
+            for ref in stored.metadata.objects().values()
+            if not ref.inline and ref.id not in kept
+        }
+        plan.snapshots = [os.path.basename(snapshot.path) for snapshot in snapshots.files]
+        plan.segments = {
+            name: segment.offset
+            for name, segment in reader.segments().items()
+            if segment.segment_id
+        }
+
+    def _clean_up_locked(
+        self,
+        strategy: CleanupStrategy | None,
+        planned: Mapping[ExecutionKey, str] | None,
+        include_content: bool,
+        report: CleanupReport,
+    ) -> None:
+        layout = self._layout
+        now = now_ms()
+        state, reader, snapshots = self.merged_state()
+        live = state.live()
+        if planned is not None:
+            strategy = partial(_as_planned, planned)
+        assert strategy is not None
+        decisions = self._decide(live, strategy, now, report, planned=planned)
         for key in decisions:
             state.add_tombstone(key, now)
         dropped = state.dropped  # before the snapshot: what it forgets, GC still knows

@@ -48,6 +48,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal
 
+    from marimo_store._cleanup_plan import CleanupPlan
     from marimo_store._findings import Finding, VerifyReport
     from marimo_store._log import LogReader
     from marimo_store._objects import MmapMode
@@ -394,11 +395,19 @@ class FsPersistentStore(NamedObjects):
         objects of dropped entries at once, unknown ones after
         `object_grace_seconds`; docs/cleanup.md). `include_content=False`
         skips object GC (None, the default, and True run it). `dry_run`
-        changes nothing and reports what would be dropped.
+        changes nothing and reports what would be dropped (the report of
+        `plan_cleanup(strategy)`).
         """
         return self._compactor.run(
             strategy or self.options.strategy, include_content is not False, dry_run=dry_run
         )
+
+    def plan_cleanup(
+        self, strategy: CleanupStrategy | None = None, *, include_content: bool | None = None
+    ) -> CleanupPlan:
+        """What `cleanup(strategy)` would do, decided now without changing
+        anything; `plan.execute()` does it (see `CleanupPlan`, docs/cleanup.md)."""
+        return self._compactor.plan(strategy or self.options.strategy, include_content is not False)
 
     def clear(self, *, dry_run: bool = False) -> CleanupReport:
         """Drop every entry and delete the objects they used: a cleanup whose
