@@ -67,11 +67,11 @@ def reader(path: str, mode: str) -> FsPersistentStore:
     interval = 0 if mode == "polling 0" else 0.2
     store = FsPersistentStore(path, refresh_interval=interval, cleanup_on_exit=False)
     if mode == "polling 0.2":
-        store._watch_unavailable = True  # as where the platform cannot watch
+        store._live.watch_unavailable = True  # as where the platform cannot watch
     assert store.get(ExecutionKey("none", "none")) is None  # a miss: the watch starts
     if mode in WATCHING:
         deadline = time.monotonic() + 30
-        while store._watch is None:
+        while store._live.watch is None:
             assert time.monotonic() < deadline, "the watcher did not start"
             time.sleep(0.001)
     return store

@@ -16,7 +16,8 @@ Sources, nearest first; for each key the first source that sets it wins:
 `dir_path` for its path (relative to the file that sets it);
 `[fs_persister.default_cleanup_strategy]` keys are `DefaultCleanupStrategy`'s,
 where `-1` means "no limit" (TOML has no null). The allowed keys are read
-from the constructors' signatures, so they cannot drift from them. Anything
+from `StoreOptions` (where the store's constructor takes its defaults from)
+and from `DefaultCleanupStrategy`'s signature, so they cannot drift. Anything
 unknown or out of range is a `ConfigError` naming the file, the key and what
 is allowed.
 
@@ -37,9 +38,10 @@ import sys
 
 from marimo_store._cleanup import DefaultCleanupStrategy
 from marimo_store._errors import ConfigError
+from marimo_store._options import option_defaults, validate_options
 from marimo_store._trust import USER_LEVEL_OPTIONS, strictest
 from marimo_store._value import Value
-from marimo_store.store import FsPersistentStore, validate_options
+from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -124,7 +126,7 @@ def _keyword_defaults(function: Any) -> dict[str, Any]:
 @functools.cache
 def store_defaults() -> dict[str, Any]:
     """`[fs_persister.defaults]` keys (but `dir_path`) and their built-in values."""
-    defaults = _keyword_defaults(FsPersistentStore.__init__)
+    defaults = option_defaults()
     del defaults["cleanup_strategy"]  # a callable: its own table configures it
     return defaults
 

@@ -25,8 +25,8 @@ import pytest
 
 import marimo_store._changes as changes_module
 import marimo_store._inotify as inotify_module
+import marimo_store._refresh as refresh_module
 import marimo_store._watchdog_observer as watch_module
-import marimo_store.store as store_module
 from marimo_store import Entry, ExecutionKey, FsPersistentStore
 
 NEVER = 10**9
@@ -53,7 +53,7 @@ def watched_paths(backend: str) -> set[str]:
 @pytest.fixture
 def events_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """No safety re-read: only an event can make a miss refresh."""
-    monkeypatch.setattr(store_module, "_WATCH_SAFETY_SECONDS", NEVER)
+    monkeypatch.setattr(refresh_module, "_WATCH_SAFETY_SECONDS", NEVER)
 
 
 def put_in_another_process(root: Path, key: ExecutionKey, value: object) -> None:
@@ -79,19 +79,19 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30) -> float:
 def watching(store: FsPersistentStore) -> None:
     """A miss starts the watch in the background; wait until it runs."""
     assert store.get(ExecutionKey("w", "missing")) is None
-    wait_for(lambda: store._watch is not None)
+    wait_for(lambda: store._live.watch is not None)
 
 
 def count_refreshes(store: FsPersistentStore) -> list[int]:
     """A counter of the store's re-reads of snapshots/ (each refresh lists it once)."""
     counter = [0]
-    original = store._list_snapshots
+    original = store._live.list_snapshots
 
     def counting() -> tuple[str, ...]:
         counter[0] += 1
         return original()
 
-    store._list_snapshots = counting  # type: ignore[method-assign]
+    store._live.list_snapshots = counting  # type: ignore[method-assign]
     return counter
 
 
@@ -161,7 +161,7 @@ def test_polling_where_watching_fails(
     reader = FsPersistentStore(store_path, refresh_interval=0.05, cleanup_on_exit=False)
     put_in_another_process(store_path, ExecutionKey("w", "a"), {"v": 1})
     assert reader.get(ExecutionKey("w", "missing")) is None  # the watch fails to start
-    wait_for(lambda: reader._watch_unavailable)
+    wait_for(lambda: reader._live.watch_unavailable)
     refreshes = count_refreshes(reader)
     put_in_another_process(store_path, ExecutionKey("w", "b"), {"v": 2})
     wait_for(lambda: reader.get(ExecutionKey("w", "b")) is not None)
@@ -214,7 +214,7 @@ def test_import_open_and_hits_do_not_load_watchdog(store_path: Path, backend: st
         assert threading.active_count() == 1
         store.get(marimo_store.ExecutionKey("w", "miss"))  # starts watching, in the background
         deadline = time.monotonic() + 30
-        while store._watch is None:
+        while store._live.watch is None:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         if {backend == "inotify"}:  # no watchdog, and no thread once the watch runs
@@ -239,9 +239,9 @@ def test_import_open_and_hits_do_not_load_watchdog(store_path: Path, backend: st
 
 def _child_waits_for_the_parents_entry(store: FsPersistentStore, conn: Connection) -> None:
     try:
-        inherited = store._watch
+        inherited = store._live.watch
         watching(store)  # a watch of its own
-        own = store._watch
+        own = store._live.watch
         conn.send(("ready", inherited is not None, own is not None and own is not inherited))
         assert conn.recv() == "go"
         deadline = time.monotonic() + 30

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import marimo_store.store as store_module
+import marimo_store._writer as writer_module
 from marimo_store import DefaultCleanupStrategy, Entry, ExecutionKey, FsPersistentStore
 from marimo_store._entry import now_ms as real_now_ms
 
@@ -32,12 +32,12 @@ def _hermetic(home: Path) -> None:
 @contextlib.contextmanager
 def clock(offset_ms: int) -> Iterator[None]:
     """The writing machine's clock runs `offset_ms` ahead of the true time."""
-    original = store_module.now_ms
-    store_module.now_ms = lambda: real_now_ms() + offset_ms
+    original = writer_module.now_ms
+    writer_module.now_ms = lambda: real_now_ms() + offset_ms
     try:
         yield
     finally:
-        store_module.now_ms = original
+        writer_module.now_ms = original
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from _files import object_files
 from conftest import StoreFactory
 
-import marimo_store.store
+import marimo_store._writer
 from marimo_store import Entry, ExecutionKey, InvalidArgumentError
 
 KEY = ExecutionKey("block", "computation")
@@ -71,7 +71,7 @@ def test_a_put_after_a_delete_is_a_new_live_run(make_store: StoreFactory) -> Non
 def test_a_put_in_the_millisecond_of_a_deleted_run_gets_a_new_time(
     make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(marimo_store.store, "now_ms", lambda: 1_700_000_000_000)
+    monkeypatch.setattr(marimo_store._writer, "now_ms", lambda: 1_700_000_000_000)
     store = make_store()
     first = store.put(Entry.of(KEY, {"v": 1})).key
     store.delete_entries([KEY])

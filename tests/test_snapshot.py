@@ -816,9 +816,11 @@ def test_cleanup_of_a_missing_store_does_nothing(
 def test_put_in_the_millisecond_of_a_dropped_run_is_not_lost(
     make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import marimo_store.store as store_module
+    import marimo_store._compaction as compaction_module
+    import marimo_store._writer as writer_module
 
-    monkeypatch.setattr(store_module, "now_ms", lambda: 1_700_000_000_000)
+    for module in (writer_module, compaction_module):  # created_at, the cleanup's time
+        monkeypatch.setattr(module, "now_ms", lambda: 1_700_000_000_000)
     store = make_store(refresh_interval=0)
     key = ExecutionKey("same-ms", "m")
     first = store.put(Entry.of(key, {"v": 1}))

@@ -1,0 +1,447 @@
+"""`Compactor`: cleanup orchestration, snapshot retention and object GC of one store.
+
+A cleanup is the only way a snapshot is made. Under the local
+`modification` lock: merge every head and the log after them, apply the
+strategy (and drop entries whose objects are gone), write the new snapshot
+and fsync it, then delete the snapshots it replaces, the log segments it
+fully holds, and stale temp files; then delete the objects no entry
+references any more (object GC, under the exclusive `objects` lock, which
+every put that writes files holds shared: docs/cleanup.md). The invariant:
+nothing is deleted before the snapshot that supersedes it is durable, and
+no object is deleted that a record appended meanwhile references.
+`BackgroundCleanup` runs a cleanup in a thread when a put finds one due.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import warnings
+from functools import partial
+
+from marimo_store import _fs
+from marimo_store._cleanup import (
+    CleanupReport,
+    DroppedEntry,
+    collect_garbage,
+    delete_consumed_segments,
+    delete_stale_temp_files,
+)
+from marimo_store._cleanup_plan import CleanupPlan
+from marimo_store._dangling import dangling_since, overdue
+from marimo_store._entry import now_ms
+from marimo_store._errors import StoreIOError, StoreWarning
+from marimo_store._hashed_objects import prune_ledgers
+from marimo_store._locks import LocalLock
+from marimo_store._log import LogReader, writer_is_local, writer_of
+from marimo_store._refresh import apply_record
+from marimo_store._retired import MAX_MARKER_BYTES, in_git_work_tree, remove
+from marimo_store._snapshot import (
+    SNAPSHOT_SUFFIX,
+    SnapshotSet,
+    StoreState,
+    encode_snapshot,
+    merge,
+    read_snapshots,
+)
+from marimo_store._sync_folders import sync_folder_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import weakref
+    from collections.abc import Callable, Collection, Mapping
+
+    from marimo_store._cleanup import CleanupStrategy
+    from marimo_store._entry import EntryMetadata, ExecutionKey
+    from marimo_store._layout import Layout
+    from marimo_store._options import StoreOptions
+    from marimo_store._reader import EntryReader
+    from marimo_store._records import StoredEntry
+    from marimo_store._refresh import LiveIndex
+    from marimo_store._writer import EntryWriter
+    from marimo_store.store import FsPersistentStore
+
+_DAY_MS = 86_400_000
+_MAX_ANCESTORS = 1000
+_MAX_SEGMENTS_BEFORE_CLEANUP = 64
+_TRIGGER_BACKOFF_SECONDS = 30.0
+
+
+def _as_planned(
+    planned: Mapping[ExecutionKey, str], entries: Collection[EntryMetadata], now: int
+) -> dict[ExecutionKey, str]:
+    """The strategy of a plan being executed: its choices among `entries`."""
+    return {m.key: planned[m.key] for m in entries if m.key in planned}
+
+
+def _shared_with_other_hosts(state: StoreState, path: str) -> bool:
+    """Whether another machine may write this store: a writer on another
+    host wrote a segment the merged state knows (snapshots keep the ids of
+    consumed segments), or the store lies in a sync tool's folder, where the
+    other machines' logs may simply not have arrived yet (their first sync)."""
+    if not all(writer_is_local(writer_of(segment)[0]) for segment in state.consumed):
+        return True
+    return sync_folder_of(path) is not None
+
+
+class Compactor:
+    """Cleans up one store instance's directory (see the module docstring).
+
+    `flush_accesses()` writes this process's waiting access records first,
+    so that its hits count for LRU."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        options: StoreOptions,
+        live: LiveIndex,
+        writer: EntryWriter,
+        reader: EntryReader,
+        *,
+        lock: threading.RLock,
+        objects_lock: LocalLock,
+        flush_accesses: Callable[[], None],
+    ) -> None:
+        self._layout = layout
+        self._options = options
+        self._live = live
+        self._writer = writer
+        self._reader = reader
+        self._lock = lock
+        self._objects_lock = objects_lock
+        self._modification_lock = LocalLock(os.path.join(layout.locks, "modification.lock"))
+        self._flush_accesses = flush_accesses
+
+    def run(
+        self, strategy: CleanupStrategy, include_content: bool, *, dry_run: bool
+    ) -> CleanupReport:
+        """See `FsPersistentStore.cleanup`: a plan decided and executed under
+        one hold of the lock, or (`dry_run`) the plan's report."""
+        if dry_run:
+            return self.plan(strategy, include_content).report
+        return self._execute(strategy, None, include_content)
+
+    def plan(self, strategy: CleanupStrategy, include_content: bool) -> CleanupPlan:
+        """See `FsPersistentStore.plan_cleanup`."""
+        plan = CleanupPlan(self, include_content=include_content)
+        if self._is_store():
+            self._under_lock(plan.report, partial(self._plan_locked, strategy, plan))
+        return plan
+
+    def execute(self, plan: CleanupPlan) -> CleanupReport:
+        """Do what `plan` says, for its entries that are still live."""
+        return self._execute(None, plan.decisions, plan.include_content)
+
+    def _is_store(self) -> bool:
+        return self._layout.require_store_directory(
+            allow_other_files=self._options.allow_other_files
+        )
+
+    def _execute(
+        self,
+        strategy: CleanupStrategy | None,
+        planned: Mapping[ExecutionKey, str] | None,
+        include_content: bool,
+    ) -> CleanupReport:
+        report = CleanupReport()
+        if not self._is_store():
+            return report
+        self._flush_accesses()  # so that this process's hits count for LRU
+        work = partial(self._clean_up_locked, strategy, planned, include_content, report)
+        if self._under_lock(report, work):
+            with self._lock:
+                self._live.forget_snapshots()  # adopt the new snapshot at the next lookup
+                self._writer.wrote_entries = False
+        return report
+
+    def _under_lock(self, report: CleanupReport, work: Callable[[], None]) -> bool:
+        """Run `work` under the exclusive `modification` lock; False (and why,
+        in `report.skipped`) when another process holds it too long."""
+        options = self._options
+        try:
+            with self._modification_lock.hold(
+                exclusive=True, timeout=options.lock_timeout
+            ) as acquired:
+                if not acquired:
+                    report.skipped.append(
+                        "another process is cleaning up "
+                        f"(modification lock busy for {options.lock_timeout:g} s)"
+                    )
+                    return False
+                work()
+        except StoreIOError:
+            raise
+        except OSError as error:  # the lock file included (a read-only copy, a full disk)
+            raise StoreIOError(f"cleanup of {options.path} failed: {error}") from error
+        return True
+
+    def _temp_path(self) -> str:
+        return self._writer.session_for_this_process().temp_path()
+
+    def _decide(
+        self,
+        live: list[StoredEntry],
+        strategy: CleanupStrategy,
+        now: int,
+        report: CleanupReport,
+        *,
+        planned: Mapping[ExecutionKey, str] | None = None,
+    ) -> dict[ExecutionKey, str]:
+        """What goes, and why: the strategy's choice (`planned`: only what a
+        plan chose) and the entries that dangled too long; into `report`."""
+        decisions = dict(strategy([stored.metadata for stored in live], now))
+        # Late is not lost: an entry whose objects are not here (yet) stays,
+        # a miss, until it has dangled on this machine for the grace period.
+        dangling = [
+            s.metadata.key
+            for s in live
+            if s.metadata.key not in decisions and self._reader.objects_here(s) is False
+        ]
+        temp_path = None if report.dry_run else self._temp_path()
+        since = dangling_since(self._layout.local, dangling, now, temp_path=temp_path)
+        decisions.update(overdue(since, now))
+        if planned is not None:
+            decisions = {key: reason for key, reason in decisions.items() if key in planned}
+        sizes = {stored.metadata.key: stored.metadata.content_size for stored in live}
+        report.dropped = [
+            DroppedEntry(key, reason, sizes[key]) for key, reason in decisions.items()
+        ]
+        report.entries_kept = len(live) - len(decisions)
+        return decisions
+
+    def _plan_locked(self, strategy: CleanupStrategy, plan: CleanupPlan) -> None:
+        now = now_ms()
+        state, reader, snapshots = self.merged_state()
+        live = state.live()
+        decisions = self._decide(live, strategy, now, plan.report)
+        plan.decisions = decisions
+        kept = {
+            ref.id
+            for stored in live
+            if stored.metadata.key not in decisions
+            for ref in stored.metadata.objects().values()
+        }
+        plan.collected = {
+            ref.id: ref.size
+            for stored in live
+            if stored.metadata.key in decisions
+            for ref in stored.metadata.objects().values()
+            if not ref.inline and ref.id not in kept
+        }
+        plan.snapshots = [os.path.basename(snapshot.path) for snapshot in snapshots.files]
+        plan.segments = {
+            name: segment.offset
+            for name, segment in reader.segments().items()
+            if segment.segment_id
+        }
+
+    def _clean_up_locked(
+        self,
+        strategy: CleanupStrategy | None,
+        planned: Mapping[ExecutionKey, str] | None,
+        include_content: bool,
+        report: CleanupReport,
+    ) -> None:
+        layout = self._layout
+        now = now_ms()
+        state, reader, snapshots = self.merged_state()
+        live = state.live()
+        if planned is not None:
+            strategy = partial(_as_planned, planned)
+        assert strategy is not None
+        decisions = self._decide(live, strategy, now, report, planned=planned)
+        for key in decisions:
+            state.add_tombstone(key, now)
+        dropped = state.dropped  # before the snapshot: what it forgets, GC still knows
+        retire = in_git_work_tree(self._options.path)  # never delete under git (see _retired.py)
+        self._write_snapshot(state, reader, snapshots, now, report, retire=retire)
+        temp = self._writer.session_for_this_process().temp_path
+        delete_consumed_segments(
+            layout.log, reader.segments(), report, retire=retire, temp_path=temp
+        )
+        delete_stale_temp_files(layout.tmp, report)
+        prune_ledgers(layout.local, self._reader.objects.path_of, self._temp_path())
+        if include_content:
+            self._collect_garbage(state, dropped, reader, now, report, retire=retire)
+
+    def merged_state(self) -> tuple[StoreState, LogReader, SnapshotSet]:
+        """Every head merged, plus every log record after them: the whole
+        current state, the log reader that read it, and the snapshot files."""
+        snapshots = read_snapshots(self._layout.snapshots)
+        state = merge(snapshots.heads)
+        reader = LogReader(
+            self._layout.log, {segment: offset for segment, (offset, _) in state.consumed.items()}
+        )
+        for decoded in reader.read_new():
+            apply_record(decoded, state)
+        return state, reader, snapshots
+
+    def _write_snapshot(
+        self,
+        state: StoreState,
+        reader: LogReader,
+        snapshots: SnapshotSet,
+        now: int,
+        report: CleanupReport,
+        *,
+        retire: bool,
+    ) -> None:
+        layout = self._layout
+        horizon = now - int(self._options.tombstone_ttl_days * _DAY_MS)
+        # Offsets only for segments that still exist: a deleted segment that a
+        # sync tool brings back is harmless to re-read (entries are idempotent
+        # and tombstones keep dropped keys dropped), and the header stays as
+        # small as the set of live segments. A reader's offset is never less
+        # than what the heads had consumed (not even for a copy shorter than
+        # that: a sync tool still delivering it), so no offset moves back.
+        consumed: dict[str, tuple[int, int]] = {}
+        for segment in reader.segments().values():
+            if segment.segment_id:
+                known = max(consumed.get(segment.segment_id, (0, 0))[0], segment.offset)
+                consumed[segment.segment_id] = (known, now)
+        state.consumed = consumed
+        state.tombstones = {k: at for k, at in state.tombstones.items() if at >= horizon}
+        # Ancestors tell a snapshot a sync tool resurrects from a head. Bounded
+        # by age and count: a resurrected snapshot older than that only brings
+        # back entries that are valid (or misses), never wrong ones.
+        recent = sorted(state.ancestors.items(), key=lambda item: item[1], reverse=True)
+        state.ancestors = {k: at for k, at in recent[:_MAX_ANCESTORS] if at >= horizon}
+        session = self._writer.session_for_this_process()
+        snapshot_id, data = encode_snapshot(state, writer=session.writer_id, created_at=now)
+        _fs.makedirs(layout.snapshots)
+        path = os.path.join(layout.snapshots, snapshot_id + SNAPSHOT_SUFFIX)
+        _fs.write_new_file(path, data, temp_path=session.temp_path(), durable=True)
+        report.snapshot = snapshot_id
+        # Only now that the new one is durable. It merges every head, and every
+        # other file read is some head's ancestor: all of them are superseded.
+        # (A snapshot that arrived after they were read is not in the list.)
+        for snapshot in snapshots.files:
+            if snapshot.path != path:
+                remove(snapshot.path, retire=retire, temp_path=session.temp_path)
+                report.snapshots_deleted += 1
+        # A damaged snapshot goes to quarantine once it is old: a young one may
+        # be another machine's snapshot still arriving through a sync tool.
+        old = time.time_ns() - int(self._options.object_grace_seconds * 1e9)
+        for damaged in snapshots.damaged:
+            with contextlib.suppress(FileNotFoundError):
+                seen = os.stat(damaged)
+                if max(seen.st_mtime_ns, seen.st_ctime_ns) < old:
+                    _fs.makedirs(layout.quarantine)
+                    name = f"{os.path.basename(damaged)}.{now}"
+                    _fs.replace(damaged, os.path.join(layout.quarantine, name))
+
+    def _collect_garbage(
+        self,
+        state: StoreState,
+        dropped: Mapping[ExecutionKey, StoredEntry],
+        reader: LogReader,
+        started: int,
+        report: CleanupReport,
+        *,
+        retire: bool,
+    ) -> None:
+        """Object GC (see `collect_garbage`). A drop counts from its tombstone's
+        time, but never from later than this cleanup's start (`started`, ms):
+        a tombstone from a machine whose clock is ahead must not make a file
+        written, reused or delivered since look older than its drop.
+
+        Objects of dropped entries go at once only in a store no other host
+        has written to (every segment id the merged state knows is this
+        host's) and that no sync tool's folder holds: in a shared store
+        another machine may, unseen yet, have reused one by deduplication,
+        so they wait `object_grace_seconds` like an object no entry known
+        here references."""
+        options = self._options
+        with self._objects_lock.hold(exclusive=True, timeout=options.lock_timeout) as acquired:
+            if not acquired:
+                report.skipped.append("object GC: puts held the objects lock; objects kept")
+                return
+            for decoded in reader.read_new():  # puts that finished meanwhile
+                apply_record(decoded, state)
+            referenced = {
+                ref.id
+                for stored in state.entries.values()
+                for ref in stored.metadata.objects().values()
+                if not ref.inline
+            }
+            dropped_at: dict[str, int] = {}
+            if not _shared_with_other_hosts(state, self._layout.root):
+                for key, stored in dropped.items():
+                    at = min(state.tombstones.get(key, 0), started)
+                    for ref in stored.metadata.objects().values():
+                        if not ref.inline:
+                            dropped_at[ref.id] = max(at, dropped_at.get(ref.id, 0))
+            collect_garbage(
+                self._layout.objects,
+                referenced,
+                dropped_at,
+                options.object_grace_seconds,
+                report,
+                retire=retire,
+                temp_path=self._writer.session_for_this_process().temp_path,
+            )
+
+    def cleanup_due(self) -> bool:
+        """Whether a put should start a background cleanup: too many or too
+        old entries wait in the log, or too many segments piled up."""
+        index = self._live.index
+        too_many = 0 <= self._options.max_entries_in_log < index.log_entries
+        oldest = index.oldest_log_entry
+        timeout_ms = self._options.entry_merge_timeout_seconds * 1000
+        too_old = oldest is not None and now_ms() - oldest > timeout_ms
+        return too_many or too_old or self.too_many_segments()
+
+    def too_many_segments(self) -> bool:
+        """Whether the log holds more segment files than a cleanup should let
+        pile up. Every process that only reads still leaves one small segment
+        (its access records), so entry counts alone would never trigger.
+        The markers of retired segments (a store in git) do not count."""
+        segments = self._live.log_reader.segments().values()
+        files = sum(1 for s in segments if s.segment_id or s.size > MAX_MARKER_BYTES)
+        return files > _MAX_SEGMENTS_BEFORE_CLEANUP
+
+
+class BackgroundCleanup:
+    """The cleanup thread a put starts when one is due; the put does not wait."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._not_before = 0.0
+
+    def start(self, reference: weakref.ref[FsPersistentStore]) -> None:
+        """Start a cleanup of the store unless one runs or one started lately."""
+        if time.monotonic() < self._not_before:
+            return
+        if self.is_alive():
+            return
+        self._not_before = time.monotonic() + _TRIGGER_BACKOFF_SECONDS
+        self._thread = threading.Thread(
+            target=_clean_up_in_background,
+            args=(reference,),
+            name="marimo_store-cleanup",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
+    store = reference()
+    if store is None:
+        return
+    try:
+        store.cleanup()
+    except Exception as error:  # a background cleanup reports, it never kills anything
+        warnings.warn(
+            f"marimo_store: background cleanup of {store.path} failed: {error}",
+            StoreWarning,
+            stacklevel=1,
+        )
