@@ -32,16 +32,17 @@ import msgpack
 from marimo_store import _fs
 from marimo_store._entry import ExecutionKey, is_timestamp
 from marimo_store._errors import StoreWarning, warn_unreadable
-from marimo_store._hashing import content_digest, content_hasher, text_digest
-from marimo_store._layout import scan_real_directory
-from marimo_store._log import FRAME, frame, pack, read_at, read_frame, unpack, unpack_any
-from marimo_store._records import (
+from marimo_store._format.framing import FRAME, frame, pack, read_frame, unpack, unpack_any
+from marimo_store._format.layout import scan_real_directory
+from marimo_store._format.records import (
     StoredEntry,
     decode_entry,
     encode_entry,
     key_from_fields,
     winner,
 )
+from marimo_store._hashing import content_digest, content_hasher, text_digest
+from marimo_store._log import read_at
 from marimo_store._retired import MAX_MARKER_BYTES, is_marker
 
 TYPE_CHECKING = False

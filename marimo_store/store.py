@@ -53,30 +53,26 @@ from marimo_store._errors import (
     StoreWarning,
     UnreadableFiles,
 )
-from marimo_store._hashing import content_digest, text_digest
-from marimo_store._index import EntryIndex
-from marimo_store._layout import FORMAT_VERSION, Layout, check_store_directory, scan_real_directory
-from marimo_store._locks import LocalLock
-from marimo_store._log import (
-    HEADER_TYPE,
-    LogReader,
-    SegmentWriter,
-    new_writer_id,
-    pack,
-    writer_is_local,
-    writer_of,
-)
-from marimo_store._named import NamedObjects
-from marimo_store._objects import ObjectDirectory
-from marimo_store._records import (
+from marimo_store._format.framing import pack
+from marimo_store._format.layout import Layout, check_store_directory, scan_real_directory
+from marimo_store._format.records import (
     ACCESS_TYPE,
     TOMBSTONE_TYPE,
     KeyRecord,
     StoredEntry,
     check_user_metadata,
+    encode_access,
     encode_entry,
+    encode_key_record,
     same_contents,
 )
+from marimo_store._format.segments import segment_header, writer_of
+from marimo_store._hashing import content_digest, text_digest
+from marimo_store._index import EntryIndex
+from marimo_store._locks import LocalLock
+from marimo_store._log import LogReader, SegmentWriter, new_writer_id, writer_is_local
+from marimo_store._named import NamedObjects
+from marimo_store._objects import ObjectDirectory
 from marimo_store._retired import MAX_MARKER_BYTES, in_git_work_tree, remove
 from marimo_store._serialize import (
     MISSING,
@@ -184,14 +180,7 @@ class _Writing:
             verify_reads=store.verify_reads,
             verified=store._verified,
         )
-        self.header: dict[str, Any] = {
-            "t": HEADER_TYPE,
-            "v": FORMAT_VERSION,
-            "writer": self.writer_id,
-            "created_at": now_ms(),
-            "python": self.context.python,
-            "platform": self.context.platform,
-        }
+        self.header = segment_header(self.writer_id, now_ms(), self.context)
         self.segments = SegmentWriter(
             layout.log, self.writer_id, self.header, durable=store.durability == "fsync"
         )
@@ -232,7 +221,7 @@ def _store_path(path: object) -> str:
 
 def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
     """A log record about one entry: an access or a tombstone."""
-    return {"t": record_type, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
+    return encode_key_record(record_type, key, at)
 
 
 _locations_logged: set[str] = set()
@@ -253,7 +242,7 @@ def _log_location(path: str) -> None:
 def _access_record(key: ExecutionKey, at: int, hits: int) -> dict[str, Any]:
     """An access record: the entry was last read at `at`, `hits` times since
     this writer's previous record of it."""
-    return {**_key_record(ACCESS_TYPE, key, at), "n": hits}
+    return encode_access(key, at, hits)
 
 
 def _shared_with_other_hosts(state: StoreState) -> bool:
@@ -436,8 +425,8 @@ class FsPersistentStore(NamedObjects):
             verify_reads=verify_reads,
             verified=self._verified,
         )
-        self._objects_lock = LocalLock(os.path.join(self.layout.locks, "objects.lock"))
-        self._modification_lock = LocalLock(os.path.join(self.layout.locks, "modification.lock"))
+        self._objects_lock = LocalLock(self.layout.objects_lock)
+        self._modification_lock = LocalLock(self.layout.modification_lock)
         self._writing: _Writing | None = None
         self._cannot_write = False
         self._wrote_entries = False
@@ -1217,8 +1206,7 @@ class FsPersistentStore(NamedObjects):
                 seen = os.stat(damaged)
                 if max(seen.st_mtime_ns, seen.st_ctime_ns) < old:
                     _fs.makedirs(self.layout.quarantine)
-                    name = f"{os.path.basename(damaged)}.{now}"
-                    _fs.replace(damaged, os.path.join(self.layout.quarantine, name))
+                    _fs.replace(damaged, self.layout.quarantine_path(damaged, now))
 
     def _objects_here(self, stored: StoredEntry) -> bool | None:
         """Whether every object file of the entry is here at its recorded size.

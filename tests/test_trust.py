@@ -39,8 +39,8 @@ from marimo_store import (
     generate_signing_key,
     persistent_cache,
 )
+from marimo_store._format.framing import frame, pack, parse_frames, unpack
 from marimo_store._hashing import content_digest
-from marimo_store._log import frame, pack, parse_frames, unpack
 from marimo_store._signing import KEY_ENV, KEY_FILE_ENV
 from marimo_store._verified import fingerprint, ledger_name
 

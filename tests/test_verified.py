@@ -17,7 +17,7 @@ from _files import flip_byte, object_files
 from conftest import StoreFactory
 
 from marimo_store import Entry, ExecutionKey, StoreWarning
-from marimo_store._log import frame
+from marimo_store._format.framing import frame
 from marimo_store._verified import boot_id, fingerprint, ledger_name
 
 pytestmark = pytest.mark.skipif(boot_id() is None, reason="no boot id: nothing is shared")
