@@ -12,6 +12,7 @@ repair-then-clean check over thousands of random mutations.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import warnings
@@ -140,6 +141,48 @@ def test_damaged_object_is_quarantined_and_its_entry_dropped_on_request(
     assert not path.exists()
     assert list((root / "quarantine").iterdir())
     assert loads(root) == {0: True, 1: False, 2: True, 3: True, 4: True, 5: True}
+
+
+QUARANTINED_NAME = re.compile(r"(?P<name>.+)\.(?P<ms>\d{13})")
+
+
+@pytest.mark.usefixtures("quiet")
+def test_reads_and_repairs_name_quarantined_objects_alike(tmp_path: Path) -> None:
+    """docs/format.md §3.6: `<full object id>.<ms>`, whoever moves the file."""
+    root = tmp_path / "store"
+    store = build(root)
+    read, repaired = object_of(store, 0), object_of(store, 1)
+    flip(read)
+    flip(repaired)
+    assert loads(root, object_grace_seconds=0)[0] is False  # the read moves it
+    FsPersistentStore(root, cleanup_on_exit=False, object_grace_seconds=0).verify(repair=True)
+    names = [QUARANTINED_NAME.fullmatch(path.name) for path in (root / "quarantine").iterdir()]
+    assert sorted(match["name"] for match in names if match) == sorted(
+        path.parent.name + path.name for path in (read, repaired)
+    )
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize(
+    "naming", ["{id}.{ms}", "objects{id}.{ms}"], ids=["current", "before-issue-16"]
+)
+def test_a_needed_object_in_quarantine_is_restored_whatever_its_name(
+    tmp_path: Path, naming: str
+) -> None:
+    """Stores made before one function named quarantined files hold
+    `objects<id>.<ms>` from `verify(repair=True)`: still found by its bytes."""
+    root = tmp_path / "store"
+    store = build(root)
+    path = object_of(store, 2)
+    (root / "quarantine").mkdir(exist_ok=True)
+    object_id = path.parent.name + path.name
+    path.rename(root / "quarantine" / naming.format(id=object_id, ms=1795342038988))
+    assert ("quarantined object", naming.format(id=object_id, ms=1795342038988)) in kinds(
+        store.verify()
+    )
+    repair_and_recheck(root)
+    assert path.is_file()
+    assert all(loads(root).values())
 
 
 def _zero(path: Path, offset: int, length: int) -> None:
