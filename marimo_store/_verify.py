@@ -47,7 +47,10 @@ from marimo_store._format.framing import FRAME, unpack
 from marimo_store._format.layout import (
     GENERATED_NAMES,
     GITATTRIBUTES,
+    GITATTRIBUTES_FILE,
     GITIGNORE,
+    GITIGNORE_FILE,
+    SNAPSHOT_SUFFIX,
     scan_real_directory,
 )
 from marimo_store._format.names import SEGMENT_NAME, SNAPSHOT_NAME
@@ -71,7 +74,7 @@ from marimo_store._log import (
     writer_is_local,
 )
 from marimo_store._retired import MAX_MARKER_BYTES, is_marker
-from marimo_store._snapshot import SNAPSHOT_SUFFIX, SnapshotFile
+from marimo_store._snapshot import SnapshotFile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -526,7 +529,7 @@ class _Verifier:
         if not self.layout.check_format():
             self.find("damaged format.json", self.layout.format_file, "it is not a format file")
         generated = (
-            ((".gitignore", _REQUIRED_IGNORES), (".gitattributes", _REQUIRED_ATTRIBUTES))
+            ((GITIGNORE_FILE, _REQUIRED_IGNORES), (GITATTRIBUTES_FILE, _REQUIRED_ATTRIBUTES))
             if self.layout.owns_root()
             else ()  # they would govern files that are not the store's: left alone
         )

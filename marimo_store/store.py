@@ -54,7 +54,12 @@ from marimo_store._errors import (
     UnreadableFiles,
 )
 from marimo_store._format.framing import pack
-from marimo_store._format.layout import Layout, check_store_directory, scan_real_directory
+from marimo_store._format.layout import (
+    SNAPSHOT_SUFFIX,
+    Layout,
+    check_store_directory,
+    scan_real_directory,
+)
 from marimo_store._format.records import (
     ACCESS_TYPE,
     TOMBSTONE_TYPE,
@@ -84,7 +89,6 @@ from marimo_store._serialize import (
 )
 from marimo_store._signing import load_signing_key, object_digest
 from marimo_store._snapshot import (
-    SNAPSHOT_SUFFIX,
     SnapshotSet,
     StoreState,
     encode_snapshot,
