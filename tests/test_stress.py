@@ -43,11 +43,9 @@ from _checks import (
     check_every_entry_loads,
     missing_objects,
     no_store_warnings,
-    object_files,
-    object_path,
     referenced_objects,
-    snapshot_names,
 )
+from _layout import object_ids, object_path, snapshot_names
 from conftest import StoreFactory
 
 from marimo_store import (
@@ -240,7 +238,7 @@ def test_gc_deletes_dropped_objects_at_once_and_spares_young_unknown_ones(
     report = collector.cleanup(DropAll())
     assert report.skipped == [] and report.spared == []
     assert report.objects_deleted == 1
-    assert object_files(store_path) == set()
+    assert object_ids(store_path) == set()
 
 
 @pytest.mark.parametrize("grace", [0, 3600], ids=["no-grace", "hour-grace"])
@@ -286,7 +284,7 @@ def test_gc_racing_deduplicating_puts_never_deletes_live_objects(
                 indices = [i for i in range(count) if i % sw.DEDUP_BLOCKS == block]
                 expected |= {sw.dedup_key(worker, i) for i in indices[-sw.KEEP_NEWEST :]}
         assert {(m.key.block_id, m.key.module_hash) for m in entries} == expected
-        assert object_files(store_path) == set(referenced_objects(entries))
+        assert object_ids(store_path) == set(referenced_objects(entries))
         fresh.close()
 
 
@@ -490,7 +488,7 @@ def test_sigkill_during_cleanup_leaves_a_consistent_store(tmp_path: Path) -> Non
         assert len(snapshot_names(root)) == 1
         assert list((root / "tmp").iterdir()) == []  # the killed cleanups' temp files
         check_crash_store_fully(root, live, all_names)
-        assert object_files(root) == set(referenced_objects(live.values()))
+        assert object_ids(root) == set(referenced_objects(live.values()))
     elapsed = time.monotonic() - started
     print(
         f"crash test: {CRASH_ITERATIONS} iterations in {elapsed:.1f} s (build {built:.1f} s, "
@@ -607,6 +605,6 @@ def test_random_sigkill_of_busy_processes(tmp_path: Path) -> None:
     with no_store_warnings():
         entries = check_every_entry_loads(root, final, sw.stress_value)
         assert entries
-        assert object_files(root) == set(referenced_objects(entries))
+        assert object_ids(root) == set(referenced_objects(entries))
         assert final.verify().problems == []
     final.close()

@@ -26,6 +26,7 @@ import _trust_workers
 import msgpack
 import numpy as np
 import pytest
+from _layout import quarantine_dir
 from _trust_workers import JSON_VALUE, PLANTED, Tripwire
 from conftest import StoreFactory
 
@@ -311,7 +312,7 @@ def test_object_bytes_that_pass_xxh3_but_not_the_signed_digest_are_a_quarantined
     with pytest.warns(StoreWarning, match="do not match the signed digest"):
         assert reader.get(key) is None
     assert not marker.exists()
-    assert list((store_path / "quarantine").iterdir())
+    assert list(quarantine_dir(store_path).iterdir())
 
 
 @pytest.mark.skipif(ledger_name() is None, reason="the shared ledger needs a boot id (Linux)")

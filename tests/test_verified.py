@@ -13,7 +13,8 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from _files import flip_byte, object_files
+from _files import flip_byte
+from _layout import object_files
 from conftest import StoreFactory
 
 from marimo_store import Entry, ExecutionKey, StoreWarning
