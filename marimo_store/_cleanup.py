@@ -16,16 +16,10 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from marimo_store import _fs
 from marimo_store._entry import CALL_METADATA_KEY, EXPIRE, EntryMetadata, ExecutionKey
 from marimo_store._errors import ConfigError
-from marimo_store._hashing import HEX_DIGITS
-from marimo_store._layout import scan_real_directory
-from marimo_store._log import (
-    is_sealed,
-    newest_segments,
-    writer_is_gone,
-    writer_is_local,
-    writer_of,
-    writer_of_file,
-)
+from marimo_store._format.layout import scan_real_directory
+from marimo_store._format.objects import ObjectNames
+from marimo_store._format.segments import writer_of, writer_of_file
+from marimo_store._log import is_sealed, newest_segments, writer_is_gone, writer_is_local
 from marimo_store._retired import is_retired, remove
 from marimo_store._value import Value
 
@@ -361,45 +355,34 @@ def collect_garbage(
     """
     grace_ns = int(grace_seconds * 1e9)
     young = _Spared()
-    fans = [
-        e
-        for e in scan_real_directory(objects_dir)
-        if len(e.name) == 2 and e.is_dir(follow_symlinks=False)
-    ]
-    for fan in fans:
-        if not set(fan.name) <= HEX_DIGITS:
+    for path, object_id in ObjectNames(objects_dir).stored():
+        if object_id in referenced:
             continue
-        for item in scan_real_directory(fan.path):
-            object_id = fan.name + item.name
-            if len(object_id) not in (32, 48) or not set(item.name) <= HEX_DIGITS:
-                continue  # not an object name: not ours to delete
-            if object_id in referenced:
+        try:
+            seen = os.stat(path)
+            seen_ns = max(seen.st_mtime_ns, seen.st_ctime_ns)
+            dropped_at = dropped.get(object_id)
+            unused_since_drop = (
+                dropped_at is not None and seen_ns < dropped_at * 1_000_000 + _DROP_SLACK_NS
+            )
+            if not unused_since_drop and time.time_ns() - seen_ns < grace_ns:
+                young.add(seen.st_size)
                 continue
-            try:
-                seen = os.stat(item.path)
-                seen_ns = max(seen.st_mtime_ns, seen.st_ctime_ns)
-                dropped_at = dropped.get(object_id)
-                unused_since_drop = (
-                    dropped_at is not None and seen_ns < dropped_at * 1_000_000 + _DROP_SLACK_NS
-                )
-                if not unused_since_drop and time.time_ns() - seen_ns < grace_ns:
-                    young.add(seen.st_size)
-                    continue
-                if is_retired(item.path, seen.st_size):
-                    continue
-                now = os.stat(item.path)
-            except FileNotFoundError:
+            if is_retired(path, seen.st_size):
                 continue
-            if (now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (
-                seen.st_ino,
-                seen.st_size,
-                seen.st_mtime_ns,
-                seen.st_ctime_ns,
-            ):
-                continue
-            remove(item.path, retire=retire, temp_path=temp_path)
-            report.objects_deleted += 1
-            report.bytes_freed += seen.st_size
+            now = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if (now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (
+            seen.st_ino,
+            seen.st_size,
+            seen.st_mtime_ns,
+            seen.st_ctime_ns,
+        ):
+            continue
+        remove(path, retire=retire, temp_path=temp_path)
+        report.objects_deleted += 1
+        report.bytes_freed += seen.st_size
     if young.count:
         report.objects_spared += young.count
         report.bytes_spared += young.size

@@ -33,13 +33,14 @@ from marimo_store._cleanup_plan import CleanupPlan
 from marimo_store._dangling import dangling_since, overdue
 from marimo_store._entry import now_ms
 from marimo_store._errors import StoreIOError, StoreWarning
+from marimo_store._format.layout import SNAPSHOT_SUFFIX
+from marimo_store._format.segments import writer_of
 from marimo_store._hashed_objects import prune_ledgers
 from marimo_store._locks import LocalLock
-from marimo_store._log import LogReader, writer_is_local, writer_of
+from marimo_store._log import LogReader, writer_is_local
 from marimo_store._refresh import apply_record
 from marimo_store._retired import MAX_MARKER_BYTES, in_git_work_tree, remove
 from marimo_store._snapshot import (
-    SNAPSHOT_SUFFIX,
     SnapshotSet,
     StoreState,
     encode_snapshot,
@@ -55,10 +56,10 @@ if TYPE_CHECKING:
 
     from marimo_store._cleanup import CleanupStrategy
     from marimo_store._entry import EntryMetadata, ExecutionKey
-    from marimo_store._layout import Layout
+    from marimo_store._format.layout import Layout
+    from marimo_store._format.records import StoredEntry
     from marimo_store._options import StoreOptions
     from marimo_store._reader import EntryReader
-    from marimo_store._records import StoredEntry
     from marimo_store._refresh import LiveIndex
     from marimo_store._writer import EntryWriter
     from marimo_store.store import FsPersistentStore
@@ -111,7 +112,7 @@ class Compactor:
         self._reader = reader
         self._lock = lock
         self._objects_lock = objects_lock
-        self._modification_lock = LocalLock(os.path.join(layout.locks, "modification.lock"))
+        self._modification_lock = LocalLock(layout.modification_lock)
         self._flush_accesses = flush_accesses
 
     def run(
@@ -329,8 +330,7 @@ class Compactor:
                 seen = os.stat(damaged)
                 if max(seen.st_mtime_ns, seen.st_ctime_ns) < old:
                     _fs.makedirs(layout.quarantine)
-                    name = f"{os.path.basename(damaged)}.{now}"
-                    _fs.replace(damaged, os.path.join(layout.quarantine, name))
+                    _fs.replace(damaged, layout.quarantine_path(damaged, now))
 
     def _collect_garbage(
         self,

@@ -64,11 +64,3 @@ def sync_copy_of(name: str, plausible: re.Pattern[str] | None = None) -> tuple[s
         if original is not None and (plausible is None or plausible.fullmatch(original)):
             return tool, original
     return None
-
-
-OBJECT_NAME = re.compile(r"[0-9a-f]{30}(?:[0-9a-f]{16})?")
-"""An object's file name inside its fan-out directory (30 hex, or 46 when qualified)."""
-
-SNAPSHOT_NAME = re.compile(r"[0-9a-f]{32}\.snap")
-SEGMENT_NAME = re.compile(r"[a-z0-9-]+-\d+-[0-9a-f]{12}\.\d+\.log")
-GENERATED_NAMES = frozenset(("format.json", ".gitignore", ".gitattributes"))

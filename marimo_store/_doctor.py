@@ -11,15 +11,11 @@ import os
 from collections import Counter
 
 from marimo_store._cleanup import stale_temp_files
-from marimo_store._conflicts import (
-    GENERATED_NAMES,
-    OBJECT_NAME,
-    SEGMENT_NAME,
-    SNAPSHOT_NAME,
-    sync_copy_of,
-)
+from marimo_store._conflicts import sync_copy_of
 from marimo_store._entry import now_ms
 from marimo_store._findings import Finding
+from marimo_store._format.layout import GENERATED_NAMES
+from marimo_store._format.names import OBJECT_NAME, SEGMENT_NAME, SNAPSHOT_NAME
 from marimo_store._marimo_config import ignored_store_finding
 from marimo_store._sync_folders import names_in, sync_folder_of
 

@@ -38,9 +38,10 @@ import threading
 import msgpack
 
 from marimo_store import _fs
+from marimo_store._format.framing import frame, unpack_any
+from marimo_store._format.layout import scan_real_directory
 from marimo_store._hashing import HEX_DIGITS
-from marimo_store._layout import scan_real_directory
-from marimo_store._log import FrameStream, frame, host_name, unpack_any
+from marimo_store._log import FrameStream, host_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from marimo_store._entry import ExecutionKey
-from marimo_store._records import StoredEntry, winner
+from marimo_store._format.records import StoredEntry, winner
 from marimo_store._snapshot import SnapshotFile, StoreState
 
 TYPE_CHECKING = False

@@ -1,11 +1,15 @@
 """Local inter-process locks under `locks/`.
 
-Only two exist: `objects.lock` (shared while a put writes or reuses objects,
-exclusive while object GC deletes them) and `modification.lock` (exclusive
-while a cleanup writes a snapshot). They are local only: lock files are
-never trusted across machines (flock does not cross Dropbox or NFS
-reliably), which is why nothing correctness-critical depends on them beyond
-this machine.
+Three kinds exist (docs/format.md §10.6; their paths are
+`Layout.objects_lock`, `Layout.modification_lock` and `flight_lock` in
+`_format/layout.py`): `objects.lock` (shared while a put writes or reuses
+objects, exclusive while object GC deletes them), `modification.lock`
+(exclusive while a cleanup writes a snapshot), and one `flights/<name>.lock`
+per single-flight lease (exclusive while the first caller of a computation
+computes it, see `cache.py`). They are local only: lock files are never
+trusted across machines (flock does not cross Dropbox or NFS reliably),
+which is why nothing correctness-critical depends on them beyond this
+machine.
 
 On POSIX they are `flock` locks, opened per acquisition: the kernel drops a
 lock when its holder dies, so a killed process never leaves a lock behind

@@ -5,10 +5,8 @@ two processes or machines ever append to the same file: there is nothing to
 lock on the put path, and a sync tool never sees two versions of one file.
 Readers merge all segments.
 
-A record is framed as `u32 length | u64 xxh3-64(payload) | payload` (little
-endian), the payload being one msgpack document. A reader stops a segment at
-the first record that is incomplete (perhaps still being written) or fails
-its checksum (damaged); everything before it stays valid.
+The framing of records is `_format/framing.py`; the names, header and close
+record of a segment are `_format/segments.py`.
 """
 
 from __future__ import annotations
@@ -16,37 +14,37 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import struct
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 
-import msgpack
-
 from marimo_store import _fs
 from marimo_store._errors import StoreWarning, UnreadableFiles
-from marimo_store._hashing import record_checksum
-from marimo_store._layout import scan_real_directory
-from marimo_store._records import LOG_RECORD_TYPES, KeyRecord, StoredEntry, decode_log_record
-from marimo_store._retired import is_marker
+from marimo_store._format.framing import FRAME, frame, parse_frames, unpack
+from marimo_store._format.layout import scan_real_directory
+from marimo_store._format.records import (
+    LOG_RECORD_TYPES,
+    KeyRecord,
+    StoredEntry,
+    decode_log_record,
+)
+from marimo_store._format.segments import (
+    CLOSE_FRAME,
+    CLOSE_TYPE,
+    MAX_HEADER_BYTES,
+    SEGMENT_SUFFIX,
+    header_frame,
+    read_header,
+    segment_file_name,
+    writer_of,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from io import FileIO
     from typing import Any, BinaryIO
 
-FRAME = struct.Struct("<IQ")
-MAX_RECORD_BYTES = 256 * 1024 * 1024
-"""Larger lengths are damage, not records: refusing them bounds allocation."""
-
-MAX_HEADER_BYTES = 64 * 1024
-"""A segment whose first record is not a header within this many bytes is not a segment."""
-
 _NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-
-SEGMENT_SUFFIX = ".log"
-HEADER_TYPE = "header"
-CLOSE_TYPE = "close"
 
 
 @functools.cache
@@ -74,68 +72,6 @@ def new_writer_id() -> str:
     clients treat as an Office temp file).
     """
     return f"{host_name()}-{os.getpid()}-{os.urandom(6).hex()}"
-
-
-def frame(payload: bytes) -> bytes:
-    """A record as it is written to disk."""
-    return FRAME.pack(len(payload), record_checksum(payload)) + payload
-
-
-def pack(document: dict[str, Any]) -> bytes:
-    """The msgpack encoding of one record payload."""
-    return msgpack.packb(document, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-CLOSE_FRAME = frame(pack({"t": CLOSE_TYPE}))
-"""The close record, framed: always these bytes, and always a segment's last record."""
-
-
-class ParsedFrames:
-    """The good records at the start of a byte range, and where they end.
-
-    `damaged`: a complete record failed its checksum or length check (not
-    just a torn tail).
-    """
-
-    __slots__ = ("damaged", "end", "payloads")
-
-    def __init__(self, payloads: list[memoryview], end: int, *, damaged: bool) -> None:
-        self.payloads = payloads
-        self.end = end
-        self.damaged = damaged
-
-
-def parse_frames(data: memoryview, start: int = 0) -> ParsedFrames:
-    """Split `data[start:]` into verified record payloads."""
-    payloads: list[memoryview] = []
-    position = start
-    size = len(data)
-    while position + FRAME.size <= size:
-        length, checksum = FRAME.unpack_from(data, position)
-        body_start = position + FRAME.size
-        if length > MAX_RECORD_BYTES:
-            return ParsedFrames(payloads, position, damaged=True)
-        body_end = body_start + length
-        if body_end > size:
-            break  # torn or still being written
-        payload = data[body_start:body_end]
-        if record_checksum(payload) != checksum:
-            return ParsedFrames(payloads, position, damaged=True)
-        payloads.append(payload)
-        position = body_end
-    return ParsedFrames(payloads, position, damaged=False)
-
-
-def read_frame(data: memoryview, offset: int) -> memoryview | None:
-    """The verified payload of the one record at `offset`, or None."""
-    if offset < 0 or offset + FRAME.size > len(data):
-        return None
-    length, checksum = FRAME.unpack_from(data, offset)
-    end = offset + FRAME.size + length
-    if length > MAX_RECORD_BYTES or end > len(data):
-        return None
-    payload = data[offset + FRAME.size : end]
-    return payload if record_checksum(payload) == checksum else None
 
 
 _WINDOW_BYTES = 4 * 1024 * 1024
@@ -186,25 +122,6 @@ class FrameStream:
             if self.end + FRAME.size + length > self._size:
                 return  # torn or still being written
             want = FRAME.size + length
-
-
-def unpack_any(payload: memoryview) -> Any:
-    """Decode a verified payload; None for bytes that are no msgpack document.
-
-    A payload that passed its checksum may still come from a hostile
-    writer: map keys that cannot be hashed (TypeError), nesting too deep
-    for the decoder (ValueError) or trailing bytes are all just damage.
-    """
-    try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=False)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        return None
-
-
-def unpack(payload: memoryview) -> dict[str, Any] | None:
-    """Decode a verified payload; None for anything that is not a record map."""
-    document = unpack_any(payload)
-    return document if isinstance(document, dict) else None
 
 
 class SegmentWriter:
@@ -301,15 +218,13 @@ class SegmentWriter:
         _fs.makedirs(self.log_dir)
         while True:
             self._number += 1
-            self._path = os.path.join(
-                self.log_dir, f"{self.writer_id}.{self._number}{SEGMENT_SUFFIX}"
-            )
+            self._path = os.path.join(self.log_dir, segment_file_name(self.writer_id, self._number))
             try:
                 file = _fs.create_new(self._path, append=True)
             except FileExistsError:
                 continue  # a leftover of ours (or a synced copy): never append to it
             break
-        header = frame(pack({**self._header, "segment": self._number}))
+        header = header_frame(self._header, self._number)
         try:
             _fs.write_all(file, header)
             if self._durable:
@@ -328,42 +243,6 @@ class SegmentWriter:
 def _times(stat: os.stat_result) -> tuple[int, int]:
     """What any write to a file changes: its mtime and ctime (ns)."""
     return stat.st_mtime_ns, stat.st_ctime_ns
-
-
-class SegmentOpening:
-    """What the first record of a segment file says.
-
-    `header` and `segment_id` when it is a valid header (`end`: where the
-    records after it start); otherwise `problem` says why the file is not a
-    segment, or is empty while the file may still be a segment being created
-    or synced (its first record incomplete and short enough).
-    """
-
-    __slots__ = ("end", "header", "problem", "segment_id")
-
-    def __init__(
-        self, header: dict[str, Any] | None, segment_id: str, end: int, problem: str
-    ) -> None:
-        self.header = header
-        self.segment_id = segment_id
-        self.end = end
-        self.problem = problem
-
-
-def read_header(data: memoryview) -> SegmentOpening:
-    """Check the header record at the start of a segment's bytes."""
-    if is_marker(data):  # retired by a cleanup (a store in git): no segment, no damage
-        return SegmentOpening(None, "", 0, "")
-    first = read_frame(data, 0)
-    header = unpack(first) if first is not None else None
-    segment_id = segment_id_of(header) if header else None
-    if header is not None and header.get("t") == HEADER_TYPE and segment_id is not None:
-        return SegmentOpening(header, segment_id, FRAME.size + len(first or b""), "")
-    if first is not None or len(data) >= FRAME.size + MAX_HEADER_BYTES:
-        return SegmentOpening(None, "", 0, "it does not start with a header")
-    if len(data) >= FRAME.size and FRAME.unpack_from(data)[0] <= len(data):
-        return SegmentOpening(None, "", 0, "its header fails its checksum")
-    return SegmentOpening(None, "", 0, "")
 
 
 def _closed_before(file: FileIO, header_end: int, start: int, size: int) -> bool:
@@ -424,32 +303,10 @@ class SegmentState:
         return self.offset > self.size
 
 
-def segment_id_of(header: dict[str, Any]) -> str | None:
-    """`<writer>.<n>` for a valid segment header, else None."""
-    writer, number = header.get("writer"), header.get("segment")
-    if not isinstance(writer, str) or not writer or isinstance(number, bool):
-        return None
-    if not isinstance(number, int) or number < 0:
-        return None
-    return f"{writer}.{number}"
-
-
-def writer_of(segment_id: str) -> tuple[str, int]:
-    """The writer id and segment number of a segment id."""
-    writer, _, number = segment_id.rpartition(".")
-    return writer, int(number)
-
-
 def writer_is_local(writer_id: str) -> bool:
     """Whether a writer ran on this host: its files reach this directory
     directly, never half-delivered by a sync tool."""
     return _host_and_pid(writer_id)[0] == host_name()
-
-
-def writer_of_file(name: str) -> str | None:
-    """The writer id in a segment's own file name `<writer>.<n>.log`, if it has one."""
-    stem, dot, number = name.removesuffix(SEGMENT_SUFFIX).rpartition(".")
-    return stem if dot and number.isdigit() and name.endswith(SEGMENT_SUFFIX) else None
 
 
 def newest_segments(segment_ids: Iterable[str]) -> dict[str, int]:

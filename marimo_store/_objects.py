@@ -18,6 +18,7 @@ import warnings
 from marimo_store import _fs
 from marimo_store._entry import now_ms
 from marimo_store._errors import StoreWarning, warn_unreadable
+from marimo_store._format.objects import ObjectNames
 from marimo_store._hashed_objects import VerifiedObjects, fingerprint
 from marimo_store._hashing import CONTENT_HASH_BYTES, content_digest
 from marimo_store._retired import is_retired
@@ -40,8 +41,9 @@ _CONTENT_HEX = CONTENT_HASH_BYTES * 2
 _PREALLOCATE_MIN_BYTES = 1024 * 1024
 
 
-class ObjectDirectory:
-    """Writes, reads and verifies the objects of one store.
+class ObjectDirectory(ObjectNames):
+    """Writes, reads and verifies the objects of one store (named by
+    `ObjectNames`: docs/format.md §3.3, §3.6).
 
     Verified files are remembered by fingerprint (see `_hashed_objects.py`), so a
     file that has not changed since it was written or last hashed on this
@@ -60,17 +62,13 @@ class ObjectDirectory:
         verify_reads: bool,
         verified: VerifiedObjects,
     ) -> None:
-        self.root = root
+        super().__init__(root)
         self._quarantine_dir = quarantine_dir
         self._quarantine_after_seconds = quarantine_after_seconds
         self._temp_path = temp_path
         self._durable = durable
         self._verify_reads = verify_reads
         self._verified = verified
-
-    def path_of(self, object_id: str) -> str:
-        """The file name of an object: two hex characters of fan-out, then the rest."""
-        return os.path.join(self.root, object_id[:2], object_id[2:])
 
     def write(self, data: Buffer, *, qualifier: str = "", digest: bytes | None = None) -> str:
         """Store `data` unless an object with its bytes exists; return its id.
@@ -266,7 +264,7 @@ class ObjectDirectory:
             if (current.st_dev, current.st_ino) != (stat.st_dev, stat.st_ino):
                 return  # replaced meanwhile (e.g. re-put by another process): not ours to move
             _fs.makedirs(self._quarantine_dir)
-            name = f"{os.path.basename(os.path.dirname(path))}{os.path.basename(path)}"
-            _fs.replace(path, os.path.join(self._quarantine_dir, f"{name}.{now_ms()}"))
+            name = self.quarantine_name(path, now_ms())
+            _fs.replace(path, os.path.join(self._quarantine_dir, name))
         except OSError:
             pass  # another process moved or deleted it first; the miss stands

@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from typing import Any
 
     from marimo_store._entry import EntryMetadata, ExecutionKey, ObjectRef
+    from marimo_store._format.layout import Layout
+    from marimo_store._format.records import StoredEntry
     from marimo_store._hashed_objects import VerifiedObjects
-    from marimo_store._layout import Layout
     from marimo_store._objects import MmapMode
     from marimo_store._options import StoreOptions
-    from marimo_store._records import StoredEntry
     from marimo_store._refresh import LiveIndex
     from marimo_store._trust import SignatureStatus, TrustPolicy
     from marimo_store._versions import VersionPolicy

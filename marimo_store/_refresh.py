@@ -19,11 +19,11 @@ import weakref
 
 from marimo_store._entry import check_lookup_key
 from marimo_store._errors import UnreadableFiles
+from marimo_store._format.layout import SNAPSHOT_SUFFIX, scan_real_directory
+from marimo_store._format.records import ACCESS_TYPE, KeyRecord, StoredEntry
 from marimo_store._index import EntryIndex
-from marimo_store._layout import scan_real_directory
 from marimo_store._log import LogReader
-from marimo_store._records import ACCESS_TYPE, KeyRecord, StoredEntry
-from marimo_store._snapshot import SNAPSHOT_SUFFIX, merge, read_snapshots
+from marimo_store._snapshot import merge, read_snapshots
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from marimo_store._changes import ChangeNotifier
     from marimo_store._entry import EntryMetadata, ExecutionKey
-    from marimo_store._layout import Layout
+    from marimo_store._format.layout import Layout
     from marimo_store._options import StoreOptions
 
     class RecordTarget(Protocol):

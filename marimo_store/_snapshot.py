@@ -12,7 +12,7 @@ everything.
     frame(table)               count rows of <QQ: computation hash, offset of the entry's frame
     footer                     <QQ8s: tombstones frame offset, table frame offset, magic
 
-Every frame carries its own checksum (see _log.py), so a damaged entry is
+Every frame carries its own checksum (see _format/framing.py), so a damaged entry is
 dropped alone. The snapshot's identity is the xxh3-128 of its header
 payload, which includes the hash of everything after it: sync tools rename
 files, so the name is only a convenience.
@@ -32,23 +32,23 @@ import msgpack
 from marimo_store import _fs
 from marimo_store._entry import ExecutionKey, is_timestamp
 from marimo_store._errors import StoreWarning, warn_unreadable
-from marimo_store._hashing import content_digest, content_hasher, text_digest
-from marimo_store._layout import scan_real_directory
-from marimo_store._log import FRAME, frame, pack, read_at, read_frame, unpack, unpack_any
-from marimo_store._records import (
+from marimo_store._format.framing import FRAME, frame, pack, read_frame, unpack, unpack_any
+from marimo_store._format.layout import SNAPSHOT_SUFFIX, scan_real_directory
+from marimo_store._format.records import (
     StoredEntry,
     decode_entry,
     encode_entry,
     key_from_fields,
     winner,
 )
+from marimo_store._hashing import content_digest, content_hasher, text_digest
+from marimo_store._log import read_at
 from marimo_store._retired import MAX_MARKER_BYTES, is_marker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SNAPSHOT_SUFFIX = ".snap"
 SNAPSHOT_TYPE = "snapshot"
 SNAPSHOT_VERSION = 1
 _FOOTER = struct.Struct("<QQ8s")

@@ -30,8 +30,8 @@ import warnings
 
 from marimo_store._entry import EntrySignature
 from marimo_store._errors import ConfigError, StoreWarning, UntrustedEntryError
-from marimo_store._log import pack
-from marimo_store._records import StoredEntry, encode_entry
+from marimo_store._format.framing import pack
+from marimo_store._format.records import StoredEntry, encode_entry
 from marimo_store._signing import (
     KEY_ENV,
     KEY_FILE_ENV,

@@ -34,43 +34,47 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import re
 import time
 from collections.abc import Callable, Collection, Mapping
 
 from marimo_store import _fs
 from marimo_store._cleanup import stale_temp_files
-from marimo_store._conflicts import (
-    GENERATED_NAMES,
-    OBJECT_NAME,
-    SEGMENT_NAME,
-    SNAPSHOT_NAME,
-    sync_copy_of,
-)
+from marimo_store._conflicts import sync_copy_of
 from marimo_store._dangling import DANGLING_GRACE_DAYS
 from marimo_store._entry import EntryMetadata, ExecutionKey, now_ms
 from marimo_store._findings import VerifyProblem, VerifyReport
-from marimo_store._hashing import content_digest
-from marimo_store._layout import GITATTRIBUTES, GITIGNORE, scan_real_directory
-from marimo_store._log import (
+from marimo_store._format.framing import FRAME, unpack
+from marimo_store._format.layout import (
+    GENERATED_NAMES,
+    GITATTRIBUTES,
+    GITATTRIBUTES_FILE,
+    GITIGNORE,
+    GITIGNORE_FILE,
+    SNAPSHOT_SUFFIX,
+    scan_real_directory,
+)
+from marimo_store._format.names import SEGMENT_NAME, SNAPSHOT_NAME
+from marimo_store._format.objects import ObjectNames
+from marimo_store._format.records import LOG_RECORD_TYPES, decode_log_record
+from marimo_store._format.segments import (
     CLOSE_TYPE,
-    FRAME,
     MAX_HEADER_BYTES,
     SEGMENT_SUFFIX,
+    read_header,
+    writer_of,
+    writer_of_file,
+)
+from marimo_store._hashing import content_digest
+from marimo_store._log import (
     FrameStream,
     is_sealed,
     newest_segments,
     read_at,
-    read_header,
-    unpack,
     writer_is_gone,
     writer_is_local,
-    writer_of,
-    writer_of_file,
 )
-from marimo_store._records import LOG_RECORD_TYPES, decode_log_record
-from marimo_store._retired import MAX_MARKER_BYTES, is_marker, is_retired
-from marimo_store._snapshot import SNAPSHOT_SUFFIX, SnapshotFile
+from marimo_store._retired import MAX_MARKER_BYTES, is_marker
+from marimo_store._snapshot import SnapshotFile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,7 +85,6 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], object]
 """Called as `progress(bytes_hashed, total_bytes)` while objects are hashed."""
 
-_HEX_ID = re.compile(r"[0-9a-f]{32}(?:[0-9a-f]{16})?")
 _GENERATED_MAX_BYTES = 1024 * 1024
 """How much of `.gitignore` or `.gitattributes` is read (users may add lines)."""
 _SETTLE_SECONDS = 0.05
@@ -140,9 +143,6 @@ class _SegmentFile:
         return not self.damaged and self.end < self.size
 
 
-_LAYOUT_FILES = ("format.json", ".gitignore", ".gitattributes")
-
-
 def _link_target(path: str) -> str:
     try:
         return os.readlink(path)
@@ -180,6 +180,7 @@ class _Verifier:
     def __init__(self, store: FsPersistentStore, repair: bool, progress: Progress | None) -> None:
         self.store = store
         self.layout = store.layout
+        self.object_names = ObjectNames(store.layout.objects)
         self.repair = repair
         self.progress = progress
         self.report = VerifyReport(repaired=repair)
@@ -216,7 +217,7 @@ class _Verifier:
             layout.local,
             layout.tmp,
         ]
-        places = [os.path.join(layout.root, name) for name in _LAYOUT_FILES] + directories
+        places = [os.path.join(layout.root, name) for name in GENERATED_NAMES] + directories
         directories += [
             entry.path
             for entry in scan_real_directory(layout.objects)
@@ -240,7 +241,7 @@ class _Verifier:
     # -- 1. objects ----------------------------------------------------------------------
 
     def scan_objects(self) -> None:
-        for path, claimed, tool in self._object_candidates():
+        for path, claimed, tool in self.object_names.claimed():
             self.objects.append(_ObjectFile(path, claimed, tool))
         sizes = []
         for item in self.objects:
@@ -261,31 +262,6 @@ class _Verifier:
             self.report.bytes_hashed += size
             if item.tool is None and item.holds_claimed:
                 self.good[item.claimed] = item.path
-
-    def _object_candidates(self) -> list[tuple[str, str, str | None]]:
-        """`(path, claimed object id, how it was named)` for every file that
-        names an object: None for a canonical name, else the tool or cause."""
-        found: list[tuple[str, str, str | None]] = []
-        try:
-            top = list(os.scandir(self.layout.objects))
-        except (FileNotFoundError, NotADirectoryError):
-            return found
-        for entry in top:
-            if entry.is_dir(follow_symlinks=False) and re.fullmatch("[0-9a-f]{2}", entry.name):
-                for item in os.scandir(entry.path):
-                    if not item.is_file(follow_symlinks=False):
-                        continue
-                    if is_retired(item.path, item.stat(follow_symlinks=False).st_size):
-                        continue
-                    if OBJECT_NAME.fullmatch(item.name):
-                        found.append((item.path, entry.name + item.name, None))
-                        continue
-                    copy = sync_copy_of(item.name, OBJECT_NAME)
-                    if copy is not None:
-                        found.append((item.path, entry.name + copy[1], copy[0]))
-            elif entry.is_file(follow_symlinks=False) and _HEX_ID.fullmatch(entry.name):
-                found.append((entry.path, entry.name, "a misplaced file"))
-        return found
 
     def judge_objects(self, referenced: Mapping[str, int]) -> None:
         """Name what is wrong with each object file, now that the
@@ -386,11 +362,11 @@ class _Verifier:
                 _fs.unlink(temp)
                 item.finding.action = "deleted: the true name holds the same bytes"
                 continue
-            path = os.path.join(self.layout.objects, target[:2], target[2:])
+            path = self.object_names.path_of(target)
             _fs.makedirs(os.path.dirname(path))
             _fs.replace(temp, path)
             self.good[target] = path
-            item.finding.action = f"moved to objects/{target[:2]}/{target[2:]}"
+            item.finding.action = f"moved to {os.path.relpath(path, self.layout.root)}"
 
     # -- 2. snapshots and segments -------------------------------------------------------
 
@@ -553,7 +529,7 @@ class _Verifier:
         if not self.layout.check_format():
             self.find("damaged format.json", self.layout.format_file, "it is not a format file")
         generated = (
-            ((".gitignore", _REQUIRED_IGNORES), (".gitattributes", _REQUIRED_ATTRIBUTES))
+            ((GITIGNORE_FILE, _REQUIRED_IGNORES), (GITATTRIBUTES_FILE, _REQUIRED_ATTRIBUTES))
             if self.layout.owns_root()
             else ()  # they would govern files that are not the store's: left alone
         )
@@ -664,8 +640,7 @@ class _Verifier:
         if not self._unchanged(path, identity):
             return "left alone: it changed while verify ran"
         _fs.makedirs(self.layout.quarantine)
-        relative = os.path.relpath(path, self.layout.root).replace(os.sep, "")
-        destination = os.path.join(self.layout.quarantine, f"{relative}.{self.quarantine_stamp}")
+        destination = self.layout.quarantine_path(path, self.quarantine_stamp)
         _fs.replace(path, destination)
         return f"moved to quarantine/{os.path.basename(destination)}"
 

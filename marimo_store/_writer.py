@@ -21,10 +21,17 @@ from types import MappingProxyType
 from marimo_store._entry import Entry, EntryMetadata, ObjectRef, now_ms
 from marimo_store._environment import current_environment
 from marimo_store._errors import ExecutionKeyClash, InvalidArgumentError, StoreIOError, StoreWarning
+from marimo_store._format.framing import pack
+from marimo_store._format.layout import temp_name
+from marimo_store._format.records import (
+    StoredEntry,
+    check_user_metadata,
+    encode_entry,
+    same_contents,
+)
 from marimo_store._hashing import content_digest, text_digest
-from marimo_store._log import SegmentWriter, pack
+from marimo_store._log import SegmentWriter
 from marimo_store._objects import ObjectDirectory
-from marimo_store._records import StoredEntry, check_user_metadata, encode_entry, same_contents
 from marimo_store._serialize import serialize_contents, store_contents
 from marimo_store._signing import object_digest
 
@@ -35,8 +42,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from marimo_store._entry import Environment, ExecutionKey, StoredFormat
+    from marimo_store._format.layout import Layout
     from marimo_store._hashed_objects import VerifiedObjects
-    from marimo_store._layout import Layout
     from marimo_store._locks import LocalLock
     from marimo_store._options import StoreOptions
     from marimo_store._refresh import LiveIndex
@@ -85,7 +92,7 @@ class WriterSession:
 
     def temp_path(self) -> str:
         """A fresh name under `tmp/` that no other writer can pick."""
-        return os.path.join(self._temp_dir, f"{self.writer_id}-{next(self._temp_counter)}.tmp")
+        return os.path.join(self._temp_dir, temp_name(self.writer_id, next(self._temp_counter)))
 
 
 class EntryWriter:

@@ -60,6 +60,7 @@ from marimo_store._errors import (
     StoreIOError,
     StoreWarning,
 )
+from marimo_store._format.layout import flight_lock
 from marimo_store._hashing import content_digest
 from marimo_store._locks import LocalLock
 from marimo_store._named import missing_store_methods
@@ -265,9 +266,7 @@ class _Flight:
     def __init__(self, store: Store, key: ExecutionKey, lease: float) -> None:
         locks = _lock_directory(store)
         name = content_digest(f"{key.block_id}\x00{key.module_hash}".encode()).hex()
-        self._lock = (
-            None if locks is None else LocalLock(os.path.join(locks, "flights", name + ".lock"))
-        )
+        self._lock = None if locks is None else LocalLock(flight_lock(locks, name))
         self._deadline = time.monotonic() + lease
         self._held = contextlib.ExitStack()
         self.holding = False

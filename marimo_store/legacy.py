@@ -41,9 +41,9 @@ from marimo_store._errors import (
     StoreIOError,
     StoreWarning,
 )
+from marimo_store._format.records import check_user_metadata
 from marimo_store._hashing import content_digest
 from marimo_store._named import NamedObjects
-from marimo_store._records import check_user_metadata
 from marimo_store._serialize import MISSING, SerializedValue, deserialize, serialize_contents
 from marimo_store._versions import check_policy, check_versions
 

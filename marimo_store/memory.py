@@ -35,10 +35,10 @@ from marimo_store._errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from marimo_store._format.records import check_user_metadata, same_contents
 from marimo_store._hashing import content_digest
 from marimo_store._index import newest_first
 from marimo_store._named import NamedObjects
-from marimo_store._records import check_user_metadata, same_contents
 from marimo_store._serialize import (
     MISSING,
     SerializedValue,

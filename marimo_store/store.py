@@ -31,14 +31,15 @@ from marimo_store._compaction import BackgroundCleanup, Compactor
 from marimo_store._entry import Entry, EntryMetadata, Environment, ExecutionKey, check_keys, now_ms
 from marimo_store._environment import platform_tag, python_version
 from marimo_store._errors import StoreIOError, StoreWarning
+from marimo_store._format.layout import Layout, check_store_directory
+from marimo_store._format.records import TOMBSTONE_TYPE, encode_access, encode_key_record
+from marimo_store._format.segments import segment_header
 from marimo_store._hashed_objects import VerifiedObjects
-from marimo_store._layout import FORMAT_VERSION, Layout, check_store_directory
 from marimo_store._locks import LocalLock
-from marimo_store._log import HEADER_TYPE, new_writer_id
+from marimo_store._log import new_writer_id
 from marimo_store._named import NamedObjects
 from marimo_store._options import ARGUMENTS_DOC, OPTION_NAMES, StoreOptions
 from marimo_store._reader import EntryReader
-from marimo_store._records import ACCESS_TYPE, TOMBSTONE_TYPE
 from marimo_store._refresh import LiveIndex
 from marimo_store._signing import load_signing_key
 from marimo_store._trust import SignatureStatus, TrustPolicy
@@ -83,28 +84,10 @@ def _new_session(layout: Layout, options: StoreOptions, verified: VerifiedObject
     """A writer for this process, with its segment header."""
     writer_id = new_writer_id()
     context = Environment(python_version(), platform_tag())
-    header: dict[str, Any] = {
-        "t": HEADER_TYPE,
-        "v": FORMAT_VERSION,
-        "writer": writer_id,
-        "created_at": now_ms(),
-        "python": context.python,
-        "platform": context.platform,
-    }
+    header = segment_header(writer_id, now_ms(), context)
     return WriterSession(
         layout, options, verified, writer_id=writer_id, context=context, header=header
     )
-
-
-def _key_record(record_type: str, key: ExecutionKey, at: int) -> dict[str, Any]:
-    """A log record about one entry: an access or a tombstone."""
-    return {"t": record_type, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
-
-
-def _access_record(key: ExecutionKey, at: int, hits: int) -> dict[str, Any]:
-    """An access record: the entry was last read at `at`, `hits` times since
-    this writer's previous record of it."""
-    return {**_key_record(ACCESS_TYPE, key, at), "n": hits}
 
 
 class _ExitHook:
@@ -172,7 +155,7 @@ class FsPersistentStore(NamedObjects):
         check_store_directory(self.path, allow_other_files=options.allow_other_files)
         self._lock = threading.RLock()
         verified = VerifiedObjects(layout.local)
-        objects_lock = LocalLock(os.path.join(layout.locks, "objects.lock"))
+        objects_lock = LocalLock(layout.objects_lock)
         self._exit_hook = _ExitHook(self)
         self._live = LiveIndex(layout, options, self._lock)
         self._writer = EntryWriter(
@@ -185,7 +168,7 @@ class FsPersistentStore(NamedObjects):
             on_new_session=self._exit_hook.arm,
         )
         self._accesses = AccessBatcher(
-            self._live, self._writer, self._lock, _access_record, self._exit_hook.arm
+            self._live, self._writer, self._lock, encode_access, self._exit_hook.arm
         )
         self._reader = EntryReader(
             layout, options, self._live, self._trust, verified, note_access=self._accesses.note
@@ -271,7 +254,7 @@ class FsPersistentStore(NamedObjects):
         them and object GC frees objects nothing else references.
         """
         keys = check_keys(keys, "delete_entries")
-        return self._writer.delete(keys, partial(_key_record, TOMBSTONE_TYPE))
+        return self._writer.delete(keys, partial(encode_key_record, TOMBSTONE_TYPE))
 
     # -- reading -------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from _layout import object_path
 from workers import stress as stress_workers
 
 from marimo_store import EntryMetadata, FsPersistentStore
@@ -25,23 +26,6 @@ def no_store_warnings() -> Iterator[None]:
         yield
     problems = stress_workers.store_warnings(caught)
     assert not problems, problems
-
-
-def snapshot_names(root: Path) -> set[str]:
-    return {path.name for path in (root / "snapshots").glob("*.snap")}
-
-
-def object_path(root: Path, object_id: str) -> Path:
-    return root / "objects" / object_id[:2] / object_id[2:]
-
-
-def object_files(root: Path) -> set[str]:
-    """Ids of every object file on disk."""
-    return {
-        path.parent.name + path.name
-        for path in (root / "objects").glob("??/*")
-        if path.is_file() and len(path.parent.name + path.name) in (32, 48)
-    }
 
 
 def referenced_objects(entries: Iterable[EntryMetadata]) -> dict[str, int]:

@@ -13,8 +13,3 @@ def flip_byte(path: Path, offset: int) -> None:
         assert len(original) == 1
         file.seek(offset)
         file.write(bytes([original[0] ^ 0xFF]))
-
-
-def object_files(store_path: Path) -> list[Path]:
-    """Every object file of a store."""
-    return sorted(p for p in (store_path / "objects").glob("??/*") if p.is_file())

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _files import flip_byte, object_files
+from _files import flip_byte
+from _layout import object_files
 from conftest import StoreFactory
 
 from marimo_store import (

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-from _checks import object_files
+from _layout import object_ids
 from _scripts import COMMAND, command_environment
 from _scripts import run_command as run
 
@@ -28,7 +28,7 @@ def fill(path: Path) -> list[ExecutionKey]:
         for i in range(3)
     ]
     store.close()
-    assert len(object_files(path)) == 3
+    assert len(object_ids(path)) == 3
     return keys
 
 
@@ -69,12 +69,12 @@ def test_clear_drops_every_entry_and_deletes_their_objects(store_path: Path) -> 
     store = FsPersistentStore(store_path, cleanup_on_exit=False)
     preview = store.clear(dry_run=True)
     assert {d.key for d in preview.dropped} == set(keys)
-    assert len(store.entries()) == 3 and len(object_files(store_path)) == 3  # unchanged
+    assert len(store.entries()) == 3 and len(object_ids(store_path)) == 3  # unchanged
 
     report = store.clear()
     assert {d.key for d in report.dropped} == set(keys)
     assert report.objects_deleted == 3 and report.spared == []
-    assert store.entries() == [] and object_files(store_path) == set()
+    assert store.entries() == [] and object_ids(store_path) == set()
     assert all(store.get(key) is None for key in keys)
     store.close()
 
@@ -89,12 +89,12 @@ def test_the_command_needs_yes_off_a_terminal(tmp_path: Path) -> None:
     refused = run(tmp_path, "clear", "--store", str(path))
     assert refused.returncode == 2
     assert "needs --yes" in refused.stderr
-    assert len(object_files(path)) == 3
+    assert len(object_ids(path)) == 3
 
     done = run(tmp_path, "clear", "--yes", "--json", "--store", str(path))
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["dropped"]) == len(keys)
-    assert object_files(path) == set()
+    assert object_ids(path) == set()
     assert FsPersistentStore(path, cleanup_on_exit=False).entries() == []
 
 
@@ -104,9 +104,9 @@ def test_the_command_asks_on_a_terminal(tmp_path: Path) -> None:
     code, output = run_on_a_terminal(tmp_path, "n", "clear", "--store", str(path))
     assert "Drop all 3 entries" in output
     assert code == 1 and "nothing was deleted" in output
-    assert len(object_files(path)) == 3
+    assert len(object_ids(path)) == 3
 
     code, output = run_on_a_terminal(tmp_path, "y", "clear", "--store", str(path))
     assert code == 0, output
     assert "dropped 3 entries" in output
-    assert object_files(path) == set()
+    assert object_ids(path) == set()

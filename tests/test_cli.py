@@ -22,7 +22,8 @@ import pytest
 
 from marimo_store import Entry, ExecutionKey, FsPersistentStore
 from marimo_store.cli._target import entry_id
-from tests._files import flip_byte, object_files
+from tests._files import flip_byte
+from tests._layout import object_files
 
 SCRIPT = Path(sys.executable).with_name("marimo-store")
 T0 = 1_700_000_000_000

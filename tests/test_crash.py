@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from _checks import object_files, referenced_objects, snapshot_names
+from _checks import referenced_objects
 from _crashpoints import (
     KEEP_ALL,
     NEXT,
@@ -63,6 +63,7 @@ from _crashpoints import (
     value_of,
 )
 from _faults import FileOps, SimulatedCrash
+from _layout import object_ids, snapshot_names
 
 import marimo_store._hashed_objects as verified_module
 from marimo_store import Entry, ExecutionKey, FsPersistentStore, StoreWarning
@@ -115,9 +116,9 @@ def check_recovery(scenario: Scenario, root: Path, *, damage_allowed: bool) -> N
         assert len(list((root / "log").iterdir())) == 1, sorted((root / "log").iterdir())
         # (An entry whose objects a power cut lost dangles, a miss, until the
         # grace of docs/format.md §10.9 ends: its objects may still arrive.)
-        assert object_files(root) <= set(referenced_objects(live))
+        assert object_ids(root) <= set(referenced_objects(live))
         if not damage_allowed:
-            assert object_files(root) == set(referenced_objects(live))
+            assert object_ids(root) == set(referenced_objects(live))
         store.close()
         again = open_for(scenario, root)
         assert read_everything(again, universe) == present | {NEXT}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _layout import object_file, quarantine_dir
 from conftest import StoreFactory
 
 from marimo_store import (
@@ -24,7 +25,6 @@ from marimo_store import (
     ExecutionKey,
     FsPersistentStore,
     NotFoundError,
-    ObjectRef,
     StoreFormatError,
     StoreWarning,
 )
@@ -38,14 +38,9 @@ BIG_TEXT = "y" * 2000  # pickles to ~2 KB: stored as an object file, not inline
 # -- helpers ---------------------------------------------------------------------------
 
 
-def object_file(root: Path, ref: ObjectRef) -> Path:
-    """Where an object lives: objects/<id[:2]>/<id[2:]>."""
-    return root / "objects" / ref.id[:2] / ref.id[2:]
-
-
 def quarantined(root: Path, object_id: str) -> list[Path]:
     """Files in quarantine/ that hold the object `object_id`."""
-    directory = root / "quarantine"
+    directory = quarantine_dir(root)
     if not directory.is_dir():
         return []
     return [path for path in directory.iterdir() if path.name.startswith(object_id)]
@@ -152,7 +147,7 @@ def test_young_damaged_object_stays_until_the_right_bytes_arrive(
     with pytest.warns(StoreWarning, match="left in place"):
         assert store.get(key) is None
     assert path.read_bytes() == bytes(len(good))
-    assert not (store_path / "quarantine").exists()
+    assert not quarantine_dir(store_path).exists()
     if heal == "late copy":
         path.write_bytes(good)
     else:

@@ -12,28 +12,17 @@ from typing import Any
 import numpy as np
 import pytest
 import xxhash
+from _layout import object_file, object_files
 from conftest import StoreFactory
 
-from marimo_store import Entry, ExecutionKey, FsPersistentStore, ObjectRef
+from marimo_store import Entry, ExecutionKey, FsPersistentStore
 
 BIG_TEXT = "d" * 100_000  # pickles in band to ~100 KB: one object file
 FIFTY_MB = 50_000_000
 
 
-def object_files(root: Path) -> list[Path]:
-    """Every file under objects/ (none when the directory does not exist)."""
-    directory = root / "objects"
-    if not directory.is_dir():
-        return []
-    return sorted(path for path in directory.rglob("*") if path.is_file())
-
-
 def objects_size(root: Path) -> int:
     return sum(path.stat().st_size for path in object_files(root))
-
-
-def object_file(root: Path, ref: ObjectRef) -> Path:
-    return root / "objects" / ref.id[:2] / ref.id[2:]
 
 
 def value_of(store: FsPersistentStore, key: ExecutionKey, name: str) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _files import object_files
+from _layout import object_files
 from conftest import StoreFactory
 
 import marimo_store._writer

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from _files import flip_byte, object_files
+from _files import flip_byte
+from _layout import object_files
 from conftest import StoreFactory
 
 from marimo_store import Entry, ExecutionKey, StoreWarning
+from marimo_store._format.framing import frame
 from marimo_store._hashed_objects import boot_id, fingerprint, ledger_name
-from marimo_store._log import frame
 
 pytestmark = pytest.mark.skipif(boot_id() is None, reason="no boot id: nothing is shared")
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _files import object_files
+from _layout import object_files
 
 from marimo_store import FsPersistentStore, migrate_marimo_cache
 

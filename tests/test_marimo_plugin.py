@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _files import object_files
+from _layout import object_files
 
 from marimo_store import (
     ConfigError,

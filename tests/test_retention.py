@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _checks import object_files, referenced_objects
+from _checks import referenced_objects
+from _layout import object_ids
 from _scripts import run_python as run_script
 
 from marimo_store import CleanupReport, Entry, ExecutionKey, FsPersistentStore, _log
@@ -147,7 +148,7 @@ def test_objects_delivered_before_their_log_survive_cleanups(tmp_path: Path) -> 
     the log arrives, which then makes every remote entry a hit."""
     remote, here = tmp_path / "remote", tmp_path / "here"
     run_python(REMOTE_PUTS, str(remote))
-    remote_objects = object_files(remote)
+    remote_objects = object_ids(remote)
     assert len(remote_objects) == 3
     long_ago = time.time() - 7 * 86_400  # written a week ago on the other machine
     for path in (remote / "objects").glob("??/*"):
@@ -157,14 +158,14 @@ def test_objects_delivered_before_their_log_survive_cleanups(tmp_path: Path) -> 
     copy_preserving_times(remote / "objects", here / "objects")
     report = run_python(LOCAL_WORK, str(here), "between").stdout
     assert '"spared": 3' in report and "object_grace_seconds (3600 s)" in report, report
-    assert remote_objects <= object_files(here)  # kept by the explicit and the exit cleanup
+    assert remote_objects <= object_ids(here)  # kept by the explicit and the exit cleanup
 
     copy_preserving_times(remote / "log", here / "log")
     assert run_python(READ_REMOTE, str(here)).stdout.strip() == "ok"
     run_python(LOCAL_WORK, str(here), "after")
-    assert remote_objects <= object_files(here)  # referenced now
+    assert remote_objects <= object_ids(here)  # referenced now
     store = FsPersistentStore(here, cleanup_on_exit=False)
-    assert set(referenced_objects(store.entries())) == object_files(here)
+    assert set(referenced_objects(store.entries())) == object_ids(here)
 
 
 def test_dropped_objects_go_at_once_while_unknown_ones_wait(store_path: Path) -> None:
@@ -175,11 +176,11 @@ def test_dropped_objects_go_at_once_while_unknown_ones_wait(store_path: Path) ->
         store.put(Entry.of(ExecutionKey("f", f"m{i}"), {"text": f"{i} " * 1000})).key
         for i in range(3)
     ]
-    assert len(object_files(store_path)) == 3
+    assert len(object_ids(store_path)) == 3
     assert store.delete_entries(keys[:2]) == 2
     report = store.cleanup()
     assert report.objects_deleted == 2 and report.spared == []
-    assert object_files(store_path) == set(referenced_objects(store.entries()))
+    assert object_ids(store_path) == set(referenced_objects(store.entries()))
     store.close()
 
 
@@ -207,11 +208,11 @@ def test_in_a_store_another_host_writes_dropped_objects_wait_the_grace(
     store = FsPersistentStore(store_path, cleanup_on_exit=False)
     report = put_three_drop_two(store)
     assert report.objects_deleted == 0 and report.objects_spared == 2, report
-    assert len(object_files(store_path)) == 4
+    assert len(object_ids(store_path)) == 4
     store.close()
     impatient = FsPersistentStore(store_path, cleanup_on_exit=False, object_grace_seconds=0)
     assert impatient.cleanup().objects_deleted == 2
-    assert object_files(store_path) == set(referenced_objects(impatient.entries()))
+    assert object_ids(store_path) == set(referenced_objects(impatient.entries()))
     impatient.close()
 
 
@@ -233,6 +234,6 @@ def test_in_a_sync_folder_dropped_objects_wait_the_grace_before_other_logs_arriv
     store = FsPersistentStore(synced / "store", cleanup_on_exit=False)
     report = put_three_drop_two(store)
     assert report.objects_deleted == 0 and report.objects_spared == 2, report
-    assert len(object_files(synced / "store")) == 3
+    assert len(object_ids(synced / "store")) == 3
     assert "sync-folder" in {finding.code for finding in store.doctor()}
     store.close()

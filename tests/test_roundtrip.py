@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import pytest
+from _layout import object_file
 from conftest import StoreFactory
 
 from marimo_store import (
@@ -95,10 +96,6 @@ def file_digest(path: Path) -> str:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def object_file(root: Path, ref: ObjectRef) -> Path:
-    return root / "objects" / ref.id[:2] / ref.id[2:]
 
 
 def loaded(store: FsPersistentStore, key: ExecutionKey, name: str = "value") -> Any:

@@ -42,11 +42,9 @@ from _checks import (
     check_every_entry_loads,
     missing_objects,
     no_store_warnings,
-    object_files,
-    object_path,
     referenced_objects,
-    snapshot_names,
 )
+from _layout import object_ids, object_path, snapshot_names
 from conftest import StoreFactory
 from workers import stress as stress_workers
 
@@ -244,7 +242,7 @@ def test_gc_deletes_dropped_objects_at_once_and_spares_young_unknown_ones(
     report = collector.cleanup(DropAll())
     assert report.skipped == [] and report.spared == []
     assert report.objects_deleted == 1
-    assert object_files(store_path) == set()
+    assert object_ids(store_path) == set()
 
 
 @pytest.mark.parametrize("grace", [0, 3600], ids=["no-grace", "hour-grace"])
@@ -293,7 +291,7 @@ def test_gc_racing_deduplicating_puts_never_deletes_live_objects(
                     for i in indices[-stress_workers.KEEP_NEWEST :]
                 }
         assert {(m.key.block_id, m.key.module_hash) for m in entries} == expected
-        assert object_files(store_path) == set(referenced_objects(entries))
+        assert object_ids(store_path) == set(referenced_objects(entries))
         fresh.close()
 
 
@@ -503,7 +501,7 @@ def test_sigkill_during_cleanup_leaves_a_consistent_store(tmp_path: Path) -> Non
         assert len(snapshot_names(root)) == 1
         assert list((root / "tmp").iterdir()) == []  # the killed cleanups' temp files
         check_crash_store_fully(root, live, all_names)
-        assert object_files(root) == set(referenced_objects(live.values()))
+        assert object_ids(root) == set(referenced_objects(live.values()))
     elapsed = time.monotonic() - started
     print(
         f"crash test: {CRASH_ITERATIONS} iterations in {elapsed:.1f} s (build {built:.1f} s, "
@@ -621,6 +619,6 @@ def test_random_sigkill_of_busy_processes(tmp_path: Path) -> None:
     with no_store_warnings():
         entries = check_every_entry_loads(root, final, stress_workers.stress_value)
         assert entries
-        assert object_files(root) == set(referenced_objects(entries))
+        assert object_ids(root) == set(referenced_objects(entries))
         assert final.verify().problems == []
     final.close()

@@ -25,6 +25,7 @@ import msgpack
 import numpy as np
 import pytest
 import workers
+from _layout import quarantine_dir
 from conftest import StoreFactory
 from workers.trust import JSON_VALUE, PLANTED, Tripwire
 
@@ -38,9 +39,9 @@ from marimo_store import (
     generate_signing_key,
     persistent_cache,
 )
+from marimo_store._format.framing import frame, pack, parse_frames, unpack
 from marimo_store._hashed_objects import fingerprint, ledger_name
 from marimo_store._hashing import content_digest
-from marimo_store._log import frame, pack, parse_frames, unpack
 from marimo_store._signing import KEY_ENV, KEY_FILE_ENV
 
 
@@ -308,7 +309,7 @@ def test_object_bytes_that_pass_xxh3_but_not_the_signed_digest_are_a_quarantined
     with pytest.warns(StoreWarning, match="do not match the signed digest"):
         assert reader.get(key) is None
     assert not marker.exists()
-    assert list((store_path / "quarantine").iterdir())
+    assert list(quarantine_dir(store_path).iterdir())
 
 
 @pytest.mark.skipif(ledger_name() is None, reason="the shared ledger needs a boot id (Linux)")

@@ -12,6 +12,7 @@ repair-then-clean check over thousands of random mutations.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import warnings
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _checks import object_files, object_path
+from _layout import object_ids, object_path, quarantine_dir
 
 from marimo_store import (
     DefaultCleanupStrategy,
@@ -138,8 +139,50 @@ def test_damaged_object_is_quarantined_and_its_entry_dropped_on_request(
         "dropped (a tombstone in the fresh snapshot)"
     ]
     assert not path.exists()
-    assert list((root / "quarantine").iterdir())
+    assert list(quarantine_dir(root).iterdir())
     assert loads(root) == {0: True, 1: False, 2: True, 3: True, 4: True, 5: True}
+
+
+QUARANTINED_NAME = re.compile(r"(?P<name>.+)\.(?P<ms>\d{13})")
+
+
+@pytest.mark.usefixtures("quiet")
+def test_reads_and_repairs_name_quarantined_objects_alike(tmp_path: Path) -> None:
+    """docs/format.md §3.6: `<full object id>.<ms>`, whoever moves the file."""
+    root = tmp_path / "store"
+    store = build(root)
+    read, repaired = object_of(store, 0), object_of(store, 1)
+    flip(read)
+    flip(repaired)
+    assert loads(root, object_grace_seconds=0)[0] is False  # the read moves it
+    FsPersistentStore(root, cleanup_on_exit=False, object_grace_seconds=0).verify(repair=True)
+    names = [QUARANTINED_NAME.fullmatch(path.name) for path in quarantine_dir(root).iterdir()]
+    assert sorted(match["name"] for match in names if match) == sorted(
+        path.parent.name + path.name for path in (read, repaired)
+    )
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize(
+    "naming", ["{id}.{ms}", "objects{id}.{ms}"], ids=["current", "before-issue-16"]
+)
+def test_a_needed_object_in_quarantine_is_restored_whatever_its_name(
+    tmp_path: Path, naming: str
+) -> None:
+    """Stores made before one function named quarantined files hold
+    `objects<id>.<ms>` from `verify(repair=True)`: still found by its bytes."""
+    root = tmp_path / "store"
+    store = build(root)
+    path = object_of(store, 2)
+    quarantine_dir(root).mkdir(exist_ok=True)
+    object_id = path.parent.name + path.name
+    path.rename(quarantine_dir(root) / naming.format(id=object_id, ms=1795342038988))
+    assert ("quarantined object", naming.format(id=object_id, ms=1795342038988)) in kinds(
+        store.verify()
+    )
+    repair_and_recheck(root)
+    assert path.is_file()
+    assert all(loads(root).values())
 
 
 def _zero(path: Path, offset: int, length: int) -> None:
@@ -371,17 +414,17 @@ def test_healthy_store_reports_nothing_and_counts_what_it_checked(tmp_path: Path
     seen: list[tuple[int, int]] = []
     report = store.verify(progress=lambda done, total: seen.append((done, total)))
     assert report.ok and report.problems == []
-    assert report.objects_checked == len(object_files(root)) == 6
+    assert report.objects_checked == len(object_ids(root)) == 6
     assert report.entries_checked == 6
     assert report.snapshots_checked == 1 and report.segments_checked == 1
     assert report.bytes_hashed == sum(done for done, _ in seen[-1:])
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert seen[-1][0] == seen[-1][1] > 0
     # A repair of a healthy store changes nothing but the snapshot.
-    before = object_files(root)
+    before = object_ids(root)
     repaired = store.verify(repair=True)
     assert repaired.problems == [] and repaired.snapshot is not None
-    assert object_files(root) == before
+    assert object_ids(root) == before
 
 
 def test_verify_of_a_missing_directory_is_empty(tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ import os
 
 from marimo_store._cleanup import is_function_call, last_used
 from marimo_store._errors import NotFoundError
-from marimo_store._layout import parse_format
-from marimo_store._log import SEGMENT_SUFFIX, writer_of_file
+from marimo_store._format.layout import SNAPSHOT_SUFFIX, parse_format
+from marimo_store._format.segments import SEGMENT_SUFFIX, writer_of_file
 from marimo_store._marimo_keys import holds_json
-from marimo_store._snapshot import SNAPSHOT_SUFFIX, read_snapshots
+from marimo_store._snapshot import read_snapshots
 from marimo_store.cli._numbers import positive_count
 from marimo_store.cli._output import size_text, time_text
 from marimo_store.cli._target import (

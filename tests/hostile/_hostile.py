@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 import xxhash
 
-from marimo_store._log import frame
+from marimo_store._format.framing import frame
 from marimo_store.cli import main
 
 T0 = 1_700_000_000_000

@@ -24,7 +24,7 @@ import pytest
 from _hostile import T0, Tripwire, environment, pack, segment_header
 
 from marimo_store import Entry, ExecutionKey, FsPersistentStore
-from marimo_store._log import frame
+from marimo_store._format.framing import frame
 
 WORKER = Path(__file__).with_name("_memory_worker.py")
 GIB = 1024**3

@@ -1,4 +1,5 @@
-"""The msgpack form of entries, shared by log segments and (later) snapshots.
+"""The msgpack form of entries, shared by log segments and snapshots, and of
+the access and tombstone records of the log (docs/format.md §6.4-§6.7).
 
 Decoding is defensive: a record passed its checksum, but it may still come
 from a newer version or a hostile writer, so every field is type-checked and
@@ -256,6 +257,18 @@ class KeyRecord(Value):
 
     def __init__(self, kind: str, key: ExecutionKey, at: int, hits: int = 1) -> None:
         self._assign(kind=kind, key=key, at=at, hits=hits)
+
+
+def encode_key_record(kind: str, key: ExecutionKey, at: int) -> dict[str, Any]:
+    """A log record about one entry (docs/format.md §6.6, §6.7): an access
+    or a tombstone (`kind`), at `at` (ms)."""
+    return {"t": kind, "k": [key.block_id, key.module_hash, key.created_at], "at": at}
+
+
+def encode_access(key: ExecutionKey, at: int, hits: int) -> dict[str, Any]:
+    """An access record: the entry was last read at `at`, `hits` times since
+    this writer's previous record of it."""
+    return {**encode_key_record(ACCESS_TYPE, key, at), "n": hits}
 
 
 LOG_RECORD_TYPES = (ENTRY_TYPE, ACCESS_TYPE, TOMBSTONE_TYPE)
