@@ -1,6 +1,6 @@
 """`persistent_cache`: a function's results, stored and found again by call.
 
-A call is looked up by its execution key (see `_callhash`): the function's
+A call is looked up by its execution key (see `_call_key`): the function's
 code, the code of the same-module helpers it calls, the globals and closure
 variables they read, and the arguments. A hit returns the stored result
 without running anything; a miss runs the function and stores its result
@@ -31,21 +31,8 @@ import types
 import warnings
 
 from marimo_store import _fs
-from marimo_store._callhash import (
-    ARGUMENT,
-    CELL,
-    CLASS,
-    CODE,
-    FUNCTION,
-    GLOBAL,
-    MODULE,
-    VERSION,
-    CallHasher,
-    CallKey,
-    Unhashable,
-    is_async,
-    is_generator,
-)
+from marimo_store._call_key import CallHasher, CallKey
+from marimo_store._code_identity import is_async, is_generator
 from marimo_store._entry import (
     CALL_METADATA_KEY,
     EXPIRE,
@@ -61,10 +48,21 @@ from marimo_store._errors import (
     StoreWarning,
 )
 from marimo_store._hashing import content_digest
+from marimo_store._key_components import (
+    ARGUMENT,
+    CELL,
+    CLASS,
+    CODE,
+    FUNCTION,
+    GLOBAL,
+    MODULE,
+    VERSION,
+)
 from marimo_store._locks import LocalLock
 from marimo_store._named import missing_store_methods
 from marimo_store._serialize import MISSING
 from marimo_store._value import Value
+from marimo_store._value_hash import Unhashable
 from marimo_store.config import anchor_directory
 from marimo_store.legacy import LegacyPersistentStore
 from marimo_store.store import FsPersistentStore
