@@ -161,6 +161,7 @@ class CallHasher:
         self._code: types.CodeType | None = None
         self._code_hex = ""
         self._reads_inputs = True
+        self._head = ""  # the scheme and block lines every key of this code starts with
 
     @property
     def block_id(self) -> str:
@@ -176,6 +177,7 @@ class CallHasher:
             self._code = func.__code__
             self._code_hex = code_digest(func).hex()
             self._reads_inputs = bool(global_names(func.__code__) or func.__closure__)
+            self._head = f"{SCHEME}={KEY_SCHEME}\n{self.block_id}"
         components = {CODE: self._code_hex}
         if self._reads_inputs:
             self._dependencies(components)
@@ -191,7 +193,7 @@ class CallHasher:
                     else self._digest(value, "argument", name)
                 )
         block_id = self.block_id
-        lines = [f"{SCHEME}={KEY_SCHEME}", block_id]
+        lines = [self._head]
         lines.extend(f"{name}={components[name]}" for name in sorted(components))
         module_hash = xxhash.xxh3_128_hexdigest("\n".join(lines).encode())
         return CallKey(ExecutionKey._trusted(block_id, module_hash), components)
