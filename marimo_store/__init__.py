@@ -49,12 +49,13 @@ from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from marimo_store._cache_reports import CacheInfo, Explanation
     from marimo_store._findings import Finding, VerifyProblem, VerifyReport
     from marimo_store._handles import ObjectHandle
     from marimo_store._migrate import MigrationReport, migrate_marimo_cache
     from marimo_store._protocol import Store
     from marimo_store.app import App, persistent_cache
-    from marimo_store.cache import CachedFunction, CacheInfo, Explanation
+    from marimo_store.cache import CachedFunction
     from marimo_store.legacy import LegacyPersistentStore
     from marimo_store.marimo import MarimoStore
     from marimo_store.memory import MemoryStore
@@ -64,8 +65,8 @@ _LAZY = {
     "App": "marimo_store.app",
     "persistent_cache": "marimo_store.app",
     "CachedFunction": "marimo_store.cache",
-    "CacheInfo": "marimo_store.cache",
-    "Explanation": "marimo_store.cache",
+    "CacheInfo": "marimo_store._cache_reports",
+    "Explanation": "marimo_store._cache_reports",
     "Finding": "marimo_store._findings",
     "LegacyPersistentStore": "marimo_store.legacy",
     "MarimoStore": "marimo_store.marimo",

@@ -26,7 +26,6 @@ import weakref
 from marimo_store._entry import Entry, ExecutionKey
 from marimo_store._errors import InvalidArgumentError, NotFoundError
 from marimo_store._hashing import content_digest, content_hasher
-from marimo_store._named import VALUE
 from marimo_store._serialize import serialize_pickle
 
 TYPE_CHECKING = False
@@ -34,6 +33,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from marimo_store._protocol import Store
+
+VALUE = "value"
+"""The variable holding a handle's object (and a named object: `_named`)."""
 
 HANDLE = "handle"
 """The `module_hash` of a handle's entry; its `block_id` is the content id."""

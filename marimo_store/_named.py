@@ -9,7 +9,9 @@ cleanup work for names exactly as for cached results.
 
 `NamedObjects` adds the methods to any store that has `put`, `get`,
 `history`, `delete_entries` and `entries` (`FsPersistentStore`,
-`LegacyPersistentStore`, `MemoryStore`, `TieredStore`).
+`LegacyPersistentStore`, `MemoryStore`, `TieredStore`). Its `ref` makes an
+object handle (`_handles`); handles know nothing of names, so this module
+imports `_handles` and never the reverse (no import loop).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Mapping
 
 from marimo_store._entry import Entry, EntryMetadata, ExecutionKey
 from marimo_store._errors import InvalidArgumentError, NotFoundError
+from marimo_store._handles import VALUE, handle_to
 from marimo_store._value import Value
 from marimo_store._versions import check_policy, check_versions
 
@@ -38,9 +41,6 @@ if TYPE_CHECKING:
 NAMED_OBJECT = "named"
 """The `module_hash` of every named object's key (its `block_id` is the name).
 Not a hex digest, so it never equals the hash of a cached computation."""
-
-VALUE = "value"
-"""The variable holding a named object (or a handle's object)."""
 
 MAX_NAME_LENGTH = 256
 
@@ -255,6 +255,4 @@ class NamedObjects:
         """Store `obj` (once: equal bytes are stored once) and return a small
         handle to it, which pickles as this store's configuration plus the
         object's content id. `handle.get()` loads it, once per process."""
-        from marimo_store._handles import handle_to  # noqa: PLC0415 - it imports this module
-
         return handle_to(self, obj)

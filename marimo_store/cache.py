@@ -1,6 +1,6 @@
 """`persistent_cache`: a function's results, stored and found again by call.
 
-A call is looked up by its execution key (see `_callhash`): the function's
+A call is looked up by its execution key (see `_call_key`): the function's
 code, the code of the same-module helpers it calls, the globals and closure
 variables they read, and the arguments. A hit returns the stored result
 without running anything; a miss runs the function and stores its result
@@ -8,12 +8,9 @@ under that key, as the `"return"` variable of an entry. A function that
 raises stores nothing. A result that cannot be serialized is returned and
 not stored, with a warning (`on_error="raise"` raises instead).
 
-Concurrent callers of one key may both compute it. With `single_flight`,
-callers on one machine take turns through a lease: a lock file under the
-store's `locks/flights/`, held with `flock` while the first caller computes.
-The kernel drops the lock when its holder dies, even by `kill -9`, so the
-next caller takes over at once; and no caller waits longer than the lease,
-so a holder that hangs delays the others by at most that long.
+Concurrent callers of one key may both compute it; with `single_flight`
+they take turns through a lease (`_flight`). What a wrapper reports about
+itself (`cache_info()`, `explain()`) is in `_cache_reports`.
 
 The module-level `persistent_cache` (in `marimo_store.app`) stores into the
 current `App`; `app.persistent_cache` and `persistent_cache(store=...)` into
@@ -22,30 +19,15 @@ a given one.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import sys
 import time
 import types
 import warnings
 
-from marimo_store import _fs
-from marimo_store._callhash import (
-    ARGUMENT,
-    CELL,
-    CLASS,
-    CODE,
-    FUNCTION,
-    GLOBAL,
-    MODULE,
-    VERSION,
-    CallHasher,
-    CallKey,
-    Unhashable,
-    is_async,
-    is_generator,
-)
+from marimo_store._cache_reports import CacheInfo, Explanation, explain_call, store_location
+from marimo_store._call_key import CallHasher, CallKey
+from marimo_store._code_identity import _CO_VARARGS, _CO_VARKEYWORDS, is_async, is_generator
 from marimo_store._entry import (
     CALL_METADATA_KEY,
     EXPIRE,
@@ -60,19 +42,15 @@ from marimo_store._errors import (
     StoreIOError,
     StoreWarning,
 )
-from marimo_store._format.layout import flight_lock
-from marimo_store._hashing import content_digest
-from marimo_store._locks import LocalLock
+from marimo_store._flight import _Flight, _lease_seconds
 from marimo_store._named import missing_store_methods
 from marimo_store._serialize import MISSING
-from marimo_store._value import Value
+from marimo_store._value_hash import Unhashable
 from marimo_store.config import anchor_directory
-from marimo_store.legacy import LegacyPersistentStore
-from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Collection, Iterable
     from typing import Any, Generic, Literal, ParamSpec, TypeAlias, TypeVar, overload
 
     from marimo_store._entry import ContentFormat
@@ -100,208 +78,6 @@ else:
 
 RESULT = "return"
 """The variable under which an entry holds the function's return value."""
-
-
-DEFAULT_LEASE_SECONDS = 600.0
-_FIRST_PAUSE = 0.005
-_LONGEST_PAUSE = 0.1
-
-
-class CacheInfo(Value):
-    """`hits` and `misses` of this wrapper in this process; as in
-    `functools.lru_cache`, `maxsize` (how many calls the store's cleanup keeps
-    of this function: its `max_calls_per_function`, None when unbounded by
-    count) and `currsize` (how many are stored); `entries` (the same as
-    `currsize`) and `bytes` (distinct objects, each counted once) of its
-    block in the store; `store`: where that store is (`store_location`)."""
-
-    __slots__ = ("hits", "misses", "maxsize", "currsize", "entries", "bytes", "store")
-    hits: int
-    misses: int
-    maxsize: int | None
-    currsize: int
-    entries: int
-    bytes: int
-    store: str
-
-    def __init__(  # noqa: PLR0917 - a Value is rebuilt from positional fields (pickle)
-        self,
-        hits: int,
-        misses: int,
-        maxsize: int | None,
-        currsize: int,
-        entries: int,
-        bytes: int,
-        store: str,
-    ) -> None:
-        self._assign(
-            hits=hits,
-            misses=misses,
-            maxsize=maxsize,
-            currsize=currsize,
-            entries=entries,
-            bytes=bytes,
-            store=store,
-        )
-
-
-def store_location(store: Store) -> str:
-    """A store's directory, or for a store without one, its repr."""
-    path = getattr(store, "path", None)
-    return path if isinstance(path, str) else repr(store)
-
-
-class Explanation:
-    """Why a call hits or misses, without running it (`wrapper.explain(...)`).
-
-    `key` and `components` are the call's execution key and what it was
-    hashed from. On a hit, `nearest` is the stored entry. On a miss,
-    `nearest` is the stored entry of the same block (else of the same
-    function, whose code then changed) that differs in the fewest
-    components, `changed` names those components and `reasons` says what
-    they are in words; both are empty when nothing of this function is
-    stored. `store` is where the store looked in is (`store_location`).
-    """
-
-    __slots__ = (
-        "changed",
-        "components",
-        "function",
-        "hit",
-        "key",
-        "nearest",
-        "reasons",
-        "store",
-    )
-
-    def __init__(
-        self,
-        function: str,
-        call: CallKey,
-        *,
-        store: str,
-        hit: bool,
-        nearest: EntryMetadata | None,
-        changed: tuple[str, ...],
-        reasons: tuple[str, ...],
-    ) -> None:
-        self.function = function
-        self.store = store
-        self.key: ExecutionKey = call.key
-        self.components: Mapping[str, str] = types.MappingProxyType(call.components)
-        self.hit = hit
-        self.nearest = nearest
-        self.changed = changed
-        self.reasons = reasons
-
-    def __repr__(self) -> str:
-        return f"<Explanation of {self.function}: {'hit' if self.hit else 'miss'}>"
-
-    def __str__(self) -> str:
-        lines = [
-            f"{self.function}: {'hit' if self.hit else 'miss'}",
-            f"  key: block_id={self.key.block_id} module_hash={self.key.module_hash}",
-            f"  store: {self.store}",
-        ]
-        if self.hit:
-            lines.append(f"  stored entry: {self.nearest.key if self.nearest else '?'}")
-        elif self.nearest is None:
-            lines.append("  nothing of this function is stored yet")
-        else:
-            lines.append(f"  nearest stored entry: {self.nearest.key}")
-            lines.extend(f"  changed: {reason}" for reason in self.reasons)
-        return "\n".join(lines)
-
-
-def _describe(name: str, before: str | None, after: str | None) -> str:
-    """A component name in words, e.g. `global 'y'`."""
-    if name == CODE:
-        text = "the function's code"
-    elif name == VERSION:
-        text = "version="
-    else:
-        kinds = (
-            (FUNCTION, "the code of function"),
-            (CLASS, "the code of class"),
-            (GLOBAL, "global"),
-            (CELL, "closure variable"),
-            (ARGUMENT, "argument"),
-            (MODULE, "module"),
-        )
-        prefix, noun = next((p, n) for p, n in kinds if name.startswith(p))
-        text = f"{noun} {name[len(prefix) :]!r}"
-        if prefix == MODULE and before is not None and after is not None:
-            text += f" version ({before} -> {after})"
-    if before is None:
-        return f"{text} (not used before)"
-    if after is None:
-        return f"{text} (no longer used)"
-    return text
-
-
-def _recorded(metadata: EntryMetadata) -> tuple[str | None, Mapping[str, str]]:
-    """The function name and key components an entry was stored with."""
-    recorded = metadata.user_metadata.get(CALL_METADATA_KEY)
-    if not isinstance(recorded, dict):
-        return None, {}
-    function, components = recorded.get("function"), recorded.get("components")
-    return (
-        function if isinstance(function, str) else None,
-        components if isinstance(components, dict) else {},
-    )
-
-
-def _differences(now: Mapping[str, str], stored: Mapping[str, str]) -> list[str]:
-    return sorted(name for name in now.keys() | stored.keys() if now.get(name) != stored.get(name))
-
-
-class _Flight:
-    """One caller's turn at computing a key (see the module docstring).
-
-    `waits()` yields pauses until this caller holds the lease or the lease
-    expired; a caller that could not create the lock file (a read-only
-    store) goes ahead without one.
-    """
-
-    def __init__(self, store: Store, key: ExecutionKey, lease: float) -> None:
-        locks = _lock_directory(store)
-        name = content_digest(f"{key.block_id}\x00{key.module_hash}".encode()).hex()
-        self._lock = None if locks is None else LocalLock(flight_lock(locks, name))
-        self._deadline = time.monotonic() + lease
-        self._held = contextlib.ExitStack()
-        self.holding = False
-        self.completed = False
-
-    def waits(self) -> Iterator[float]:
-        pause = _FIRST_PAUSE
-        while not self._try_enter():
-            if time.monotonic() >= self._deadline:
-                return  # the holder is taking longer than the lease: go ahead
-            yield pause
-            pause = min(pause * 2, _LONGEST_PAUSE)
-
-    def _try_enter(self) -> bool:
-        if self._lock is None:
-            return True  # a store with no directory: compute without a lease
-        try:
-            self.holding = self._held.enter_context(self._lock.hold(exclusive=True, timeout=0))
-        except OSError:
-            return True  # no lock file possible: compute without a lease
-        if not self.holding:
-            self._held.close()
-        return self.holding
-
-    def __enter__(self) -> _Flight:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            if self._lock is not None and self.holding and self.completed:
-                # The result is stored: later callers find it without a lease.
-                with contextlib.suppress(OSError):
-                    _fs.unlink(self._lock.path)
-        finally:
-            self._held.close()
 
 
 class CachedFunction(_Generic[P, R]):
@@ -520,38 +296,8 @@ class CachedFunction(_Generic[P, R]):
     def explain(self, *args: P.args, **kwargs: P.kwargs) -> Explanation:
         """Whether this call would hit, and on a miss which key components
         differ from the nearest stored entry. Runs nothing."""
-        store = self._resolve(self._anchor)
         call = self._hasher.key(args, kwargs)
-        explained = functools.partial(
-            Explanation, self._function, call, store=store_location(store)
-        )
-        entries = store.entries()
-        own = [m for m in entries if m.key.block_id == call.key.block_id]
-        for metadata in reversed(own):  # newest first
-            if metadata.key.module_hash == call.key.module_hash:
-                return explained(hit=True, nearest=metadata, changed=(), reasons=())
-        candidates = own or [m for m in entries if _recorded(m)[0] == self._function]
-        best: tuple[tuple[int, int], EntryMetadata, list[str]] | None = None
-        for metadata in candidates:
-            recorded = _recorded(metadata)[1]
-            if not recorded:
-                continue
-            changed = _differences(call.components, recorded)
-            rank = (len(changed), -metadata.created_at)
-            if best is None or rank < best[0]:
-                best = (rank, metadata, changed)
-        if best is None:
-            return explained(hit=False, nearest=None, changed=(), reasons=())
-        _, nearest, changed = best
-        recorded = _recorded(nearest)[1]
-        reasons = tuple(
-            _describe(name, recorded.get(name), call.components.get(name)) for name in changed
-        )
-        return explained(hit=False, nearest=nearest, changed=tuple(changed), reasons=reasons)
-
-
-_CO_VARARGS = 0x04
-_CO_VARKEYWORDS = 0x08
+        return explain_call(self._function, call, self._resolve(self._anchor))
 
 
 def _check_ignored(func: types.FunctionType, ignore: Collection[str]) -> None:
@@ -637,18 +383,6 @@ def _expire_ms(expire: float | None) -> int | None:
             f"expire must be a number of seconds > 0 or None, got {expire!r}"
         )
     return max(1, int(expire * 1000))
-
-
-def _lease_seconds(single_flight: bool | float) -> float | None:
-    if single_flight is False:
-        return None
-    if single_flight is True:
-        return DEFAULT_LEASE_SECONDS
-    if isinstance(single_flight, int | float) and single_flight > 0:
-        return float(single_flight)
-    raise InvalidArgumentError(
-        f"single_flight must be True, False or a lease in seconds > 0, got {single_flight!r}"
-    )
 
 
 def _names(value: str | Iterable[str], argument: str) -> tuple[str, ...]:
@@ -774,21 +508,6 @@ def check_store(store: object) -> Store:
             f"protocol); {store!r} has no {', '.join(missing)}"
         )
     return store  # type: ignore[return-value]
-
-
-def _lock_directory(store: Store) -> str | None:
-    """Where a store keeps the lock files of single-flight leases: its
-    `locks/` (for a `TieredStore`, that of its first tier on disk); None
-    for a store with no directory (a `MemoryStore`)."""
-    if isinstance(store, FsPersistentStore):
-        return store.layout.locks
-    if isinstance(store, LegacyPersistentStore):
-        return os.path.join(store.path, ".locks")
-    for tier in getattr(store, "tiers", ()):
-        found = _lock_directory(tier)
-        if found is not None:
-            return found
-    return None
 
 
 def _fixed(store: Store) -> StoreResolver:

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from conftest import ModuleLoader
 
-from marimo_store import InvalidArgumentError
-from marimo_store._callhash import (
-    CallHasher,
+from marimo_store import InvalidArgumentError, _call_key
+from marimo_store._call_key import CallHasher
+from marimo_store._value_hash import (
     Unhashable,
     _bytecode_digest,
     _source_digest,
@@ -257,6 +257,22 @@ def test_arguments_bind_to_parameter_names_with_defaults() -> None:
     assert key((1,), {"d": 4, "e": 5}).key == key((1,), {"e": 5, "d": 4}).key
 
 
+def test_the_key_scheme_version_is_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new scheme makes every key differ (a clean miss), while equal calls
+    keep equal keys and the components explain() compares do not change."""
+
+    def f(a: int, b: int = 2) -> int:
+        return a + b
+
+    before = hasher(f).key((1,), {})
+    monkeypatch.setattr(_call_key, "KEY_SCHEME", _call_key.KEY_SCHEME + 1)
+    after = hasher(f).key((1,), {})
+    assert after.key.block_id == before.key.block_id
+    assert after.key.module_hash != before.key.module_hash
+    assert after.components == before.components
+    assert hasher(f).key((), {"a": 1, "b": 2}).key == after.key
+
+
 def test_binding_errors_are_the_calls_type_errors() -> None:
     def f(a: int, /, b: int, *, c: int) -> None:
         pass
@@ -359,7 +375,7 @@ spec = importlib.util.spec_from_file_location("stable_module", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 sys.modules["stable_module"] = module
 spec.loader.exec_module(module)
-from marimo_store._callhash import CallHasher
+from marimo_store._call_key import CallHasher
 hasher = CallHasher(module.f, name=None, ignore=(), version="v1", pin_modules=False)
 print(json.dumps(hasher.key(*module.arguments()).components))
 """

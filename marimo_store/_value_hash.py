@@ -1,33 +1,21 @@
-"""Execution hashing: the key of one call of a cached function. No I/O.
-
-A call's key has two parts (see DESIGN.md §2). `block_id` groups the runs of
-one function for cleanup: the hash of its own code, or the `name` the user
-gave. `module_hash` identifies the computation: the hash of *components*,
-each a named digest that `explain()` can compare one by one:
-
-- `code`: the function's own code;
-- `function:<name>` / `class:<name>`: the code of each function or class of
-  the same module that it uses, transitively (helpers of helpers);
-- `global:<name>` / `cell:<name>`: the value of each global or closure
-  variable it (or a helper) reads;
-- `arg:<name>`: each argument, bound to its parameter name with defaults
-  applied, so `f(1, b=2)` and `f(a=1, b=2)` are one key;
-- `version`: the user's `version=`; `module:<name>`: with `pin_modules`, the
-  installed version of each package it uses.
-
-Code is hashed from its syntax tree, so comments and formatting do not
-count. The source is only trusted after it has been compiled and compared
-with the function's bytecode: a module edited on disk after it was imported
-would otherwise make the *old* code's results be stored under the *new*
-code's key, a lie the next run would read back. When the source is missing
-or does not match, the bytecode itself is hashed (stable for one Python
-version).
+"""Value hashing: the canonical digest of a value, and of code. No I/O.
 
 Values are hashed by a canonical encoding that does not depend on the
 process (no `hash()`, no id, no dict or set order): numpy arrays, pandas
 objects and bytes-like values through their buffers, without a copy;
 dataclasses and plain instances by their fields; anything else through
 pickle protocol 5 with its buffers hashed out of band.
+
+Code is hashed from its syntax tree, so comments and formatting do not
+count. The source is only trusted after it has been compiled and compared
+with the function's bytecode (`_code_identity._source_definition`). When
+the source is missing or does not match, the bytecode itself is hashed
+(stable for one Python version).
+
+Code digests live here, beside the encoder, because the two recurse into
+each other: a function passed as a value is hashed by its code, and code
+is hashed by encoding its constants. What the code is and reads comes from
+`_code_identity`, which hashes nothing, so there is no import loop.
 """
 
 from __future__ import annotations
@@ -39,37 +27,27 @@ import types
 
 import xxhash
 
-from marimo_store._entry import ExecutionKey
-from marimo_store._environment import package_versions
-from marimo_store._errors import InvalidArgumentError
+from marimo_store._code_identity import (
+    _CLASS,
+    _HELPER,
+    _REFERENCE,
+    _fingerprint,
+    _functions_of,
+    _input_kind,
+    _inputs_of,
+    _remember,
+    _source_definition,
+)
+from marimo_store._key_components import CELL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ast
     import pickle
-    from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable
     from typing import Any
 
-CODE = "code"
-VERSION = "version"
-FUNCTION = "function:"
-CLASS = "class:"
-GLOBAL = "global:"
-CELL = "cell:"
-ARGUMENT = "arg:"
-MODULE = "module:"
-
-_CO_VARARGS = 0x04
-_CO_VARKEYWORDS = 0x08
-_CO_GENERATOR = 0x20
-_CO_COROUTINE = 0x80
-_CO_ASYNC_GENERATOR = 0x200
-_CO_FUTURE_ANNOTATIONS = 0x1000000
-_SHAPE_FLAGS = _CO_VARARGS | _CO_VARKEYWORDS | _CO_GENERATOR | _CO_COROUTINE | _CO_ASYNC_GENERATOR
 _HEAP_TYPE = 1 << 9
-_GLOBAL_LOADS = frozenset(("LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"))
-_MAX_UNWRAP = 16
-_MAX_CACHED_CODE = 4096
 
 _U64 = struct.Struct("<Q").pack
 _I64 = struct.Struct("<q").pack
@@ -89,16 +67,6 @@ _DEFAULT_PICKLING: tuple[tuple[str, Any], ...] = tuple(
 
 class Unhashable(Exception):  # noqa: N818 - internal; surfaces as an InvalidArgumentError
     """A value has no canonical encoding; the message says why."""
-
-
-def is_async(func: types.FunctionType) -> bool:
-    """Whether `func` is an `async def` (a coroutine function)."""
-    return bool(func.__code__.co_flags & _CO_COROUTINE)
-
-
-def is_generator(func: types.FunctionType) -> bool:
-    """Whether `func` is a generator or async generator function."""
-    return bool(func.__code__.co_flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR))
 
 
 # -- values -------------------------------------------------------------------------
@@ -525,17 +493,7 @@ _ENCODERS: dict[type, Callable[[_Encoder, Any], None]] = {
 
 
 # -- code ---------------------------------------------------------------------------
-
 _code_digests: dict[int, tuple[types.CodeType, bytes]] = {}
-_code_globals: dict[int, tuple[types.CodeType, tuple[str, ...]]] = {}
-
-
-def _remember(
-    cache: dict[int, tuple[types.CodeType, Any]], code: types.CodeType, value: Any
-) -> None:
-    if len(cache) >= _MAX_CACHED_CODE:  # notebooks redefine functions without end
-        cache.clear()
-    cache[id(code)] = (code, value)  # the code object is kept: its id stays unique
 
 
 def code_digest(func: types.FunctionType) -> bytes:
@@ -552,77 +510,8 @@ def code_digest(func: types.FunctionType) -> bytes:
 
 
 def _source_digest(func: types.FunctionType) -> bytes | None:
-    if func.__name__ == "<lambda>":  # a line may hold several lambdas: use the bytecode
-        return None
-    import inspect  # noqa: PLC0415 - ~5 ms; needed once per function
-
-    try:
-        source = "".join(inspect.getsourcelines(func)[0])
-    except (OSError, TypeError):
-        return None
-    node = _parse_definition(source, func.__name__)
-    if node is None or not _compiles_to(node, func.__code__):
-        return None
-    return _tree_digest(node)
-
-
-def _parse_definition(source: str, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    """The `def` statement in `source` (which may be indented), decorators removed."""
-    import ast  # noqa: PLC0415 - only code hashing needs it
-
-    try:
-        if source[:1] in (" ", "\t"):  # a method or nested function
-            statements = ast.parse("if True:\n" + source).body[0].body  # type: ignore[attr-defined]
-        else:
-            statements = ast.parse(source).body
-    except (SyntaxError, ValueError):
-        return None
-    for node in statements:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
-            node.decorator_list = []  # `@persistent_cache(...)` is not the function's code
-            return node
-    return None
-
-
-def _compiles_to(node: ast.FunctionDef | ast.AsyncFunctionDef, code: types.CodeType) -> bool:
-    """Whether compiling `node` gives exactly `code`: the source is not stale."""
-    import ast  # noqa: PLC0415
-
-    module = ast.Module(body=[node], type_ignores=[])
-    try:
-        compiled = compile(
-            module,
-            code.co_filename,
-            "exec",
-            flags=code.co_flags & _CO_FUTURE_ANNOTATIONS,
-            dont_inherit=True,
-        )
-    except (SyntaxError, ValueError, TypeError):  # e.g. `nonlocal` outside its function
-        return False
-    for const in compiled.co_consts:
-        if isinstance(const, types.CodeType) and const.co_name == code.co_name:
-            return _fingerprint(const) == _fingerprint(code)
-    return False
-
-
-def _fingerprint(code: types.CodeType) -> tuple[Any, ...]:
-    """What a code object does, without line numbers or file names."""
-    consts = tuple(
-        _fingerprint(const) if isinstance(const, types.CodeType) else (type(const).__name__, const)
-        for const in code.co_consts
-    )
-    return (
-        code.co_code,
-        code.co_names,
-        code.co_varnames,
-        code.co_freevars,
-        code.co_cellvars,
-        code.co_argcount,
-        code.co_posonlyargcount,
-        code.co_kwonlyargcount,
-        code.co_flags & _SHAPE_FLAGS,
-        consts,
-    )
+    node = _source_definition(func)
+    return None if node is None else _tree_digest(node)
 
 
 def _bytecode_digest(code: types.CodeType) -> bytes:
@@ -669,328 +558,3 @@ def class_digest(cls: type) -> bytes:
     hasher = xxhash.xxh3_128(b"class")
     _Encoder(hasher, cls.__module__, set())._feed_class(cls)
     return hasher.digest()
-
-
-def _functions_of(attribute: Any) -> list[Any]:
-    """The functions behind a class attribute (methods, properties, wrappers)."""
-    if isinstance(attribute, staticmethod | classmethod):
-        return [attribute.__func__]
-    if isinstance(attribute, property):
-        return [attribute.fget, attribute.fset, attribute.fdel]
-    return [_unwrap(attribute)]
-
-
-def _unwrap(value: Any) -> Any:
-    """The function under decorators that set `__wrapped__` (ours, functools')."""
-    for _ in range(_MAX_UNWRAP):
-        if isinstance(value, types.FunctionType):
-            return value
-        inner = getattr(value, "__wrapped__", None)
-        if inner is None:
-            return value
-        value = inner
-    return value
-
-
-def global_names(code: types.CodeType) -> tuple[str, ...]:
-    """Names a code object (and the code nested in it) reads as globals."""
-    cached = _code_globals.get(id(code))
-    if cached is not None and cached[0] is code:
-        names: tuple[str, ...] = cached[1]
-        return names
-    import dis  # noqa: PLC0415 - ~1 ms; once per code object
-
-    found: dict[str, None] = {}
-    pending = [code]
-    while pending:
-        current = pending.pop()
-        for instruction in dis.get_instructions(current):
-            if instruction.opname in _GLOBAL_LOADS and isinstance(instruction.argval, str):
-                found[instruction.argval] = None
-        pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
-    names = tuple(found)
-    _remember(_code_globals, code, names)
-    return names
-
-
-# -- calls --------------------------------------------------------------------------
-
-
-class _Parameters:
-    """Binds a call's arguments to parameter names, as Python would.
-
-    Read from the code object rather than `inspect.signature`: binding runs
-    on every call, and this costs a fraction of `Signature.bind`.
-    """
-
-    __slots__ = ("_func", "keyword_only", "positional", "positional_only", "varargs", "varkw")
-
-    def __init__(self, func: types.FunctionType) -> None:
-        code = func.__code__
-        count, keyword_count = code.co_argcount, code.co_kwonlyargcount
-        names = code.co_varnames
-        self._func = func
-        self.positional = names[:count]
-        self.positional_only = code.co_posonlyargcount
-        self.keyword_only = names[count : count + keyword_count]
-        index = count + keyword_count
-        self.varargs: str | None = None
-        self.varkw: str | None = None
-        if code.co_flags & _CO_VARARGS:
-            self.varargs = names[index]
-            index += 1
-        if code.co_flags & _CO_VARKEYWORDS:
-            self.varkw = names[index]
-
-    def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[tuple[str, Any]]:
-        """`(name, value)` in parameter order; `TypeError` as the call would raise."""
-        func = self._func
-        positional = self.positional
-        if len(args) > len(positional) and self.varargs is None:
-            raise TypeError(
-                f"{func.__qualname__}() takes {len(positional)} positional arguments "
-                f"but {len(args)} were given"
-            )
-        defaults = func.__defaults__ or ()
-        first_default = len(positional) - len(defaults)
-        remaining = dict(kwargs)
-        bound: list[tuple[str, Any]] = []
-        for index, name in enumerate(positional):
-            by_keyword = index >= self.positional_only and name in remaining
-            if index < len(args):
-                if by_keyword:
-                    raise TypeError(f"{func.__qualname__}() got multiple values for {name!r}")
-                bound.append((name, args[index]))
-            elif by_keyword:
-                bound.append((name, remaining.pop(name)))
-            elif index >= first_default:
-                bound.append((name, defaults[index - first_default]))
-            else:
-                raise TypeError(f"{func.__qualname__}() missing required argument {name!r}")
-        self._bind_rest(args, remaining, bound)
-        return bound
-
-    def _bind_rest(
-        self, args: Sequence[Any], remaining: dict[str, Any], bound: list[tuple[str, Any]]
-    ) -> None:
-        """Keyword-only parameters, then `*args` and `**kwargs`."""
-        func = self._func
-        keyword_defaults = func.__kwdefaults__ or {}
-        for name in self.keyword_only:
-            if name in remaining:
-                bound.append((name, remaining.pop(name)))
-            elif name in keyword_defaults:
-                bound.append((name, keyword_defaults[name]))
-            else:
-                raise TypeError(f"{func.__qualname__}() missing keyword argument {name!r}")
-        if self.varargs is not None:
-            bound.append((self.varargs, tuple(args[len(self.positional) :])))
-        if self.varkw is not None:
-            bound.append((self.varkw, remaining))
-        elif remaining:
-            unexpected = next(iter(remaining))
-            raise TypeError(
-                f"{func.__qualname__}() got an unexpected keyword argument {unexpected!r}"
-            )
-
-
-class CallKey:
-    """The key of one call and the components it was hashed from."""
-
-    __slots__ = ("components", "key")
-
-    def __init__(self, key: ExecutionKey, components: dict[str, str]) -> None:
-        self.key = key
-        self.components = components
-
-
-class CallHasher:
-    """Computes `CallKey`s for one function.
-
-    What is known from the code alone (parameters, the globals each code
-    object reads, code digests) is worked out once; everything that can
-    change between calls (argument values, globals, closure cells, helper
-    functions a notebook redefined) is read again on every call.
-    """
-
-    def __init__(
-        self,
-        func: types.FunctionType,
-        *,
-        name: str | None,
-        ignore: Collection[str],
-        version: Any,
-        pin_modules: bool | Collection[str],
-    ) -> None:
-        self.func = func
-        self.name = name
-        self.ignore = frozenset(ignore)
-        self.pin_modules = pin_modules
-        self.home_module: str | None = func.__globals__.get("__name__")
-        self._version = None if version is None else value_digest(version)
-        self._parameters = _Parameters(func)
-        self._block_id: str | None = None
-        self._code: types.CodeType | None = None
-        self._code_hex = ""
-        self._reads_inputs = True
-
-    @property
-    def block_id(self) -> str:
-        """The function's `name`, else the hash of its own code."""
-        if self._block_id is None:
-            self._block_id = self.name or code_digest(self.func).hex()
-        return self._block_id
-
-    def key(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> CallKey:
-        """The key of calling the function with these arguments now."""
-        func = self.func
-        if func.__code__ is not self._code:  # first call, or the code was replaced
-            self._code = func.__code__
-            self._code_hex = code_digest(func).hex()
-            self._reads_inputs = bool(global_names(func.__code__) or func.__closure__)
-        components = {CODE: self._code_hex}
-        if self._reads_inputs:
-            self._dependencies(components)
-        if self._version is not None:
-            components[VERSION] = self._version
-        ignore = self.ignore
-        for name, value in self._parameters.bind(args, kwargs):
-            if name not in ignore:
-                scalar = _SCALARS.get(type(value))  # value_digest's fast path, inlined: hot
-                components[ARGUMENT + name] = (
-                    xxhash.xxh3_128_hexdigest(scalar(value))
-                    if scalar is not None
-                    else self._digest(value, "argument", name)
-                )
-        block_id = self.block_id
-        lines = [block_id]
-        lines.extend(f"{name}={components[name]}" for name in sorted(components))
-        module_hash = xxhash.xxh3_128_hexdigest("\n".join(lines).encode())
-        return CallKey(ExecutionKey._trusted(block_id, module_hash), components)
-
-    def _digest(self, value: Any, kind: str, name: str) -> str:
-        try:
-            return value_digest(value, home_module=self.home_module)
-        except (Unhashable, RecursionError) as error:
-            kind_name = f"{type(value).__module__}.{type(value).__qualname__}"
-            raise InvalidArgumentError(
-                f"{self.func.__qualname__}: cannot hash {kind} {name!r} of type {kind_name} "
-                f"for the cache key ({error}); pass ignore=({name!r},) to leave it out "
-                "of the key"
-            ) from error
-
-    def _dependencies(self, components: dict[str, str]) -> None:
-        """Helpers' code, globals and closure cells, followed transitively
-        through the functions of the same module."""
-        root = self.func
-        modules: set[str] = set()
-        visited = {id(root)}
-        pending: list[tuple[types.FunctionType, str]] = [(root, "")]
-        while pending:
-            func, owner = pending.pop()
-            for label, component, value in _inputs_of(func, owner):
-                if label in self.ignore:
-                    continue
-                helper = self._classify(label, component, value, components, modules)
-                if helper is not None and id(helper) not in visited:
-                    visited.add(id(helper))
-                    pending.append((helper, f"{helper.__name__}."))
-        for module, version in package_versions(self._pinned(modules)).items():
-            components[MODULE + module] = version
-
-    def _classify(
-        self,
-        label: str,
-        component: str,
-        value: Any,
-        components: dict[str, str],
-        modules: set[str],
-    ) -> types.FunctionType | None:
-        """Record one input; return it if it is a helper whose inputs count too.
-
-        Functions and classes of the same module count by their code;
-        modules, and functions and classes of other modules, by name only
-        (with `pin_modules`, by their package's version); anything else by
-        its value.
-        """
-        kind, what = _input_kind(value, self.func.__globals__, self.home_module)
-        if kind is _HELPER:
-            components[FUNCTION + label] = code_digest(what).hex()
-            return what  # type: ignore[no-any-return]
-        if kind is _CLASS:
-            components[CLASS + label] = class_digest(what).hex()
-        elif kind is _REFERENCE:
-            modules.add(what.partition(".")[0])
-        else:
-            components[component] = self._digest(what, "global", label)
-        return None
-
-    def _pinned(self, used: Iterable[str]) -> Iterable[str]:
-        if self.pin_modules is True:
-            return used
-        if self.pin_modules is False:
-            return ()
-        return self.pin_modules
-
-
-def _inputs_of(func: types.FunctionType, owner: str) -> Iterator[tuple[str, str, Any]]:
-    """`(label, component, value)` of each global and closure cell `func` reads.
-
-    `owner` prefixes the names of a helper's closure cells, which are its own.
-    """
-    namespace = func.__globals__
-    for name in global_names(func.__code__):
-        value = namespace.get(name, _ABSENT)
-        if value is not _ABSENT:  # else a builtin, or not defined yet (a NameError to come)
-            yield name, GLOBAL + name, value
-    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=True):
-        try:
-            value = cell.cell_contents
-        except ValueError:  # an empty cell: not assigned yet
-            continue
-        yield owner + name, CELL + owner + name, value
-
-
-_HELPER = "helper"
-_CLASS = "class"
-_REFERENCE = "reference"
-_VALUE = "value"
-
-
-def _input_kind(value: Any, namespace: dict[str, Any], home_module: str | None) -> tuple[str, Any]:
-    """How a global or closure value counts in a key: `(kind, what)`.
-
-    - a function of the same namespace or home module (possibly under
-      decorators): a helper, by its code and its own inputs (`what` is the
-      function);
-    - a class of the home module: by its code (`what` is the class);
-    - modules, and functions and classes of other modules: by name only
-      (`what` is the dotted name; `pin_modules` keys on the package version);
-    - anything else: by its value.
-    """
-    inner = _unwrap(value)
-    if isinstance(inner, types.FunctionType):
-        # By module name too, not only by shared globals: a function shipped
-        # by value (cloudpickle, to a worker) gets globals of its own, while
-        # the helpers it calls may be imported there; both sides must agree.
-        if inner.__globals__ is namespace or (
-            home_module is not None and inner.__module__ == home_module
-        ):
-            return _HELPER, inner
-        return _REFERENCE, _dotted_name(inner)
-    if isinstance(value, type):
-        if value.__module__ == home_module:
-            return _CLASS, value
-        return _REFERENCE, _dotted_name(value)
-    if isinstance(value, types.ModuleType):
-        return _REFERENCE, value.__name__
-    if isinstance(value, types.BuiltinFunctionType):
-        return _REFERENCE, _dotted_name(value)
-    return _VALUE, value
-
-
-def _dotted_name(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', None) or 'builtins'}.{obj.__qualname__}"
-
-
-_ABSENT: Any = object()

@@ -1,0 +1,242 @@
+"""Code identity: what a function's code is and what it reads. No hashing, no I/O.
+
+The source is only trusted after it has been compiled and compared with
+the function's bytecode: a module edited on disk after it was imported
+would otherwise make the *old* code's results be stored under the *new*
+code's key, a lie the next run would read back. `_source_definition`
+returns the syntax tree only when it compiles to exactly the running code;
+`_fingerprint` describes that code without line numbers or file names.
+
+`global_names` and `_inputs_of` list the globals and closure cells a
+function reads, and `_input_kind` says how each counts in a key (a helper
+by its code, a class of the home module by its code, a module or foreign
+function by name, anything else by its value). Invariant: this module
+knows code, never digests; `_value_hash` hashes what it returns, so both
+the value encoder and the call key can follow a function's inputs without
+an import loop.
+"""
+
+from __future__ import annotations
+
+import types
+
+from marimo_store._key_components import CELL, GLOBAL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ast
+    from collections.abc import Iterator
+    from typing import Any
+
+_CO_VARARGS = 0x04
+_CO_VARKEYWORDS = 0x08
+_CO_GENERATOR = 0x20
+_CO_COROUTINE = 0x80
+_CO_ASYNC_GENERATOR = 0x200
+_CO_FUTURE_ANNOTATIONS = 0x1000000
+_SHAPE_FLAGS = _CO_VARARGS | _CO_VARKEYWORDS | _CO_GENERATOR | _CO_COROUTINE | _CO_ASYNC_GENERATOR
+_GLOBAL_LOADS = frozenset(("LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"))
+_MAX_UNWRAP = 16
+_MAX_CACHED_CODE = 4096
+
+
+def is_async(func: types.FunctionType) -> bool:
+    """Whether `func` is an `async def` (a coroutine function)."""
+    return bool(func.__code__.co_flags & _CO_COROUTINE)
+
+
+def is_generator(func: types.FunctionType) -> bool:
+    """Whether `func` is a generator or async generator function."""
+    return bool(func.__code__.co_flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR))
+
+
+_code_globals: dict[int, tuple[types.CodeType, tuple[str, ...]]] = {}
+
+
+def _remember(
+    cache: dict[int, tuple[types.CodeType, Any]], code: types.CodeType, value: Any
+) -> None:
+    if len(cache) >= _MAX_CACHED_CODE:  # notebooks redefine functions without end
+        cache.clear()
+    cache[id(code)] = (code, value)  # the code object is kept: its id stays unique
+
+
+def _source_definition(func: types.FunctionType) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The syntax tree of `func`'s `def`, if its source is available and
+    compiles to exactly the running code (is not stale), else None."""
+    if func.__name__ == "<lambda>":  # a line may hold several lambdas: use the bytecode
+        return None
+    import inspect  # noqa: PLC0415 - ~5 ms; needed once per function
+
+    try:
+        source = "".join(inspect.getsourcelines(func)[0])
+    except (OSError, TypeError):
+        return None
+    node = _parse_definition(source, func.__name__)
+    if node is None or not _compiles_to(node, func.__code__):
+        return None
+    return node
+
+
+def _parse_definition(source: str, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The `def` statement in `source` (which may be indented), decorators removed."""
+    import ast  # noqa: PLC0415 - only code hashing needs it
+
+    try:
+        if source[:1] in (" ", "\t"):  # a method or nested function
+            statements = ast.parse("if True:\n" + source).body[0].body  # type: ignore[attr-defined]
+        else:
+            statements = ast.parse(source).body
+    except (SyntaxError, ValueError):
+        return None
+    for node in statements:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+            node.decorator_list = []  # `@persistent_cache(...)` is not the function's code
+            return node
+    return None
+
+
+def _compiles_to(node: ast.FunctionDef | ast.AsyncFunctionDef, code: types.CodeType) -> bool:
+    """Whether compiling `node` gives exactly `code`: the source is not stale."""
+    import ast  # noqa: PLC0415
+
+    module = ast.Module(body=[node], type_ignores=[])
+    try:
+        compiled = compile(
+            module,
+            code.co_filename,
+            "exec",
+            flags=code.co_flags & _CO_FUTURE_ANNOTATIONS,
+            dont_inherit=True,
+        )
+    except (SyntaxError, ValueError, TypeError):  # e.g. `nonlocal` outside its function
+        return False
+    for const in compiled.co_consts:
+        if isinstance(const, types.CodeType) and const.co_name == code.co_name:
+            return _fingerprint(const) == _fingerprint(code)
+    return False
+
+
+def _fingerprint(code: types.CodeType) -> tuple[Any, ...]:
+    """What a code object does, without line numbers or file names."""
+    consts = tuple(
+        _fingerprint(const) if isinstance(const, types.CodeType) else (type(const).__name__, const)
+        for const in code.co_consts
+    )
+    return (
+        code.co_code,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags & _SHAPE_FLAGS,
+        consts,
+    )
+
+
+def _functions_of(attribute: Any) -> list[Any]:
+    """The functions behind a class attribute (methods, properties, wrappers)."""
+    if isinstance(attribute, staticmethod | classmethod):
+        return [attribute.__func__]
+    if isinstance(attribute, property):
+        return [attribute.fget, attribute.fset, attribute.fdel]
+    return [_unwrap(attribute)]
+
+
+def _unwrap(value: Any) -> Any:
+    """The function under decorators that set `__wrapped__` (ours, functools')."""
+    for _ in range(_MAX_UNWRAP):
+        if isinstance(value, types.FunctionType):
+            return value
+        inner = getattr(value, "__wrapped__", None)
+        if inner is None:
+            return value
+        value = inner
+    return value
+
+
+def global_names(code: types.CodeType) -> tuple[str, ...]:
+    """Names a code object (and the code nested in it) reads as globals."""
+    cached = _code_globals.get(id(code))
+    if cached is not None and cached[0] is code:
+        names: tuple[str, ...] = cached[1]
+        return names
+    import dis  # noqa: PLC0415 - ~1 ms; once per code object
+
+    found: dict[str, None] = {}
+    pending = [code]
+    while pending:
+        current = pending.pop()
+        for instruction in dis.get_instructions(current):
+            if instruction.opname in _GLOBAL_LOADS and isinstance(instruction.argval, str):
+                found[instruction.argval] = None
+        pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    names = tuple(found)
+    _remember(_code_globals, code, names)
+    return names
+
+
+def _inputs_of(func: types.FunctionType, owner: str) -> Iterator[tuple[str, str, Any]]:
+    """`(label, component, value)` of each global and closure cell `func` reads.
+
+    `owner` prefixes the names of a helper's closure cells, which are its own.
+    """
+    namespace = func.__globals__
+    for name in global_names(func.__code__):
+        value = namespace.get(name, _ABSENT)
+        if value is not _ABSENT:  # else a builtin, or not defined yet (a NameError to come)
+            yield name, GLOBAL + name, value
+    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=True):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell: not assigned yet
+            continue
+        yield owner + name, CELL + owner + name, value
+
+
+_HELPER = "helper"
+_CLASS = "class"
+_REFERENCE = "reference"
+_VALUE = "value"
+
+
+def _input_kind(value: Any, namespace: dict[str, Any], home_module: str | None) -> tuple[str, Any]:
+    """How a global or closure value counts in a key: `(kind, what)`.
+
+    - a function of the same namespace or home module (possibly under
+      decorators): a helper, by its code and its own inputs (`what` is the
+      function);
+    - a class of the home module: by its code (`what` is the class);
+    - modules, and functions and classes of other modules: by name only
+      (`what` is the dotted name; `pin_modules` keys on the package version);
+    - anything else: by its value.
+    """
+    inner = _unwrap(value)
+    if isinstance(inner, types.FunctionType):
+        # By module name too, not only by shared globals: a function shipped
+        # by value (cloudpickle, to a worker) gets globals of its own, while
+        # the helpers it calls may be imported there; both sides must agree.
+        if inner.__globals__ is namespace or (
+            home_module is not None and inner.__module__ == home_module
+        ):
+            return _HELPER, inner
+        return _REFERENCE, _dotted_name(inner)
+    if isinstance(value, type):
+        if value.__module__ == home_module:
+            return _CLASS, value
+        return _REFERENCE, _dotted_name(value)
+    if isinstance(value, types.ModuleType):
+        return _REFERENCE, value.__name__
+    if isinstance(value, types.BuiltinFunctionType):
+        return _REFERENCE, _dotted_name(value)
+    return _VALUE, value
+
+
+def _dotted_name(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', None) or 'builtins'}.{obj.__qualname__}"
+
+
+_ABSENT: Any = object()
