@@ -113,22 +113,26 @@ def test_with_the_opt_in_the_projects_git_files_stay_untouched(tmp_path: Path) -
     assert FsPersistentStore(project, allow_other_files=True).load_variable(KEY, "x") == [1, 2, 3]
 
 
+@pytest.mark.parametrize("delivered", ["whole", "prefix", "zeros"])
 def test_a_replica_holding_only_the_stores_gitignore_is_a_store_with_nothing_to_do(
-    tmp_path: Path,
+    tmp_path: Path, delivered: str
 ) -> None:
     """A sync tool may deliver the store's generated `.gitignore` before any
-    other file: maintenance on that replica has nothing to do yet (it must
-    not call the folder someone else's)."""
+    other file, and in two steps (a prefix, or a placeholder of zeros, first):
+    maintenance of a store opened there has nothing to do yet (it must not
+    call the folder someone else's; found by the sync simulator, seed 28699)."""
     source = FsPersistentStore(tmp_path / "source", cleanup_on_exit=False)
     source.put(Entry.of(ExecutionKey("b", "m"), {"v": 1}))
     source.close()
     replica = tmp_path / "replica"
     replica.mkdir()
-    shutil.copy2(tmp_path / "source" / ".gitignore", replica / ".gitignore")
+    generated = (tmp_path / "source" / ".gitignore").read_bytes()
     store = FsPersistentStore(replica, cleanup_on_exit=False)
+    arrived = {"whole": generated, "prefix": generated[:5], "zeros": bytes(len(generated))}
+    (replica / ".gitignore").write_bytes(arrived[delivered])
     assert store.cleanup().dropped == []
-    assert store.verify().problems == []
-    assert (replica / ".gitignore").read_bytes() == (
-        tmp_path / "source" / ".gitignore"
-    ).read_bytes()
+    problems = store.verify().problems  # a half-delivered file is what it is now
+    assert [p.kind for p in problems] in ([], ["incomplete .gitignore"], ["damaged .gitignore"])
+    assert (problems == []) == (delivered == "whole")
+    assert (replica / ".gitignore").read_bytes() == arrived[delivered]
     store.close()
