@@ -7,7 +7,8 @@ against their hash, snapshots and segments carry their identity inside),
 but `verify()` wants the original name back to put a good object copy where
 readers look for it, and `doctor()` wants to say which tool made the copies.
 
-Only `verify()` and `doctor()` import this module.
+`verify()`, `doctor()` and the store-directory check (`other_files`: a
+copy of a store file is still the store's) import this module.
 """
 
 from __future__ import annotations
@@ -64,3 +65,19 @@ def sync_copy_of(name: str, plausible: re.Pattern[str] | None = None) -> tuple[s
         if original is not None and (plausible is None or plausible.fullmatch(original)):
             return tool, original
     return None
+
+
+def original_name(name: str) -> str:
+    """The name a chain of sync-tool copies started from: a tool may copy a
+    copy (`format.sync-conflict-….sync-conflict-….json`), so undo each
+    renaming in turn (a few at most)."""
+    for _ in range(_MOST_RENAMINGS):
+        found = sync_copy_of(name)
+        if found is None:
+            break
+        name = found[1]
+    return name
+
+
+_MOST_RENAMINGS = 8
+"""Copies of copies beyond this are not worth undoing."""

@@ -136,3 +136,38 @@ def test_a_replica_holding_only_the_stores_gitignore_is_a_store_with_nothing_to_
     assert (problems == []) == (delivered == "whole")
     assert (replica / ".gitignore").read_bytes() == arrived[delivered]
     store.close()
+
+
+@pytest.mark.parametrize(
+    "copies",
+    [
+        # Syncthing's copy of its own copy (sync simulator, seed 20851)
+        (
+            ".gitignore.sync-conflict-20261121-101500-REPLICA.sync-conflict-20261121-101500-REPLICA",
+            "format.sync-conflict-20261121-101500-REPLICA.sync-conflict-20261121-101500-REPLICA.json",
+        ),
+        (
+            "format (laptop's conflicted copy 2026-11-21) "
+            "(laptop's conflicted copy 2026-11-21).json",
+        ),
+    ],
+)
+def test_a_replica_holding_only_copies_of_copies_of_store_files_opens(
+    tmp_path: Path, copies: tuple[str, ...]
+) -> None:
+    """A sync tool may copy its own conflicted copy again before the store's
+    files arrive: those are still the store's files, not someone else's."""
+    replica = tmp_path / "replica"
+    replica.mkdir()
+    for name in copies:
+        (replica / name).write_bytes(b"{}")
+    store = FsPersistentStore(replica, cleanup_on_exit=False)
+    store.put(Entry.of(ExecutionKey("b", "m"), {"v": 1}))
+    assert store.cleanup().dropped == []
+    store.close()
+    project = tmp_path / "project"  # the same copies beside someone's file: not a store
+    project.mkdir()
+    for name in (*copies, "README.md"):
+        (project / name).write_bytes(b"{}")
+    with pytest.raises(ConfigError, match=r"README\.md"):
+        FsPersistentStore(project, cleanup_on_exit=False)

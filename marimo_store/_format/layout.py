@@ -107,9 +107,9 @@ def other_files(root: str) -> list[str]:
     others = sorted(set(names) - STORE_NAMES - _SYSTEM_FILES)
     if not others:
         return others
-    from marimo_store._conflicts import sync_copy_of  # noqa: PLC0415 - imports re
+    from marimo_store._conflicts import original_name  # noqa: PLC0415 - imports re
 
-    return [name for name in others if (sync_copy_of(name) or ("", ""))[1] not in STORE_NAMES]
+    return [name for name in others if original_name(name) not in STORE_NAMES]
 
 
 def check_store_directory(root: str, *, allow_other_files: bool = False) -> None:
