@@ -80,7 +80,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from io import FileIO
 
-    from marimo_store.store import FsPersistentStore
+    from marimo_store._maintenance import Maintenance
 
 Progress = Callable[[int, int], object]
 """Called as `progress(bytes_hashed, total_bytes)` while objects are hashed."""
@@ -177,7 +177,7 @@ def _hash_file(path: str) -> tuple[str, tuple[int, int, int, int]] | None:
 
 
 class _Verifier:
-    def __init__(self, store: FsPersistentStore, repair: bool, progress: Progress | None) -> None:
+    def __init__(self, store: Maintenance, repair: bool, progress: Progress | None) -> None:
         self.store = store
         self.layout = store.layout
         self.object_names = ObjectNames(store.layout.objects)
@@ -484,7 +484,7 @@ class _Verifier:
             self._remember(path, self.find("torn segment", path, detail))
             return
         young = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < (
-            self.store.object_grace_seconds * 1e9
+            self.store.options.object_grace_seconds * 1e9
         )
         if not problem and young:
             return  # perhaps being created or synced right now
@@ -626,7 +626,7 @@ class _Verifier:
     # -- helpers -------------------------------------------------------------------------
 
     def _temp_path(self) -> str:
-        return self.store._writing_for_this_process().temp_path()
+        return self.store.temp_path()
 
     @staticmethod
     def _unchanged(path: str, identity: tuple[int, int, int, int] | None) -> bool:
@@ -658,14 +658,13 @@ class _DropDangling:
 
 
 def verify_store(
-    store: FsPersistentStore, *, repair: bool, drop_dangling: bool, progress: Progress | None
+    store: Maintenance, *, repair: bool, drop_dangling: bool, progress: Progress | None
 ) -> VerifyReport:
-    """The whole pass (see the module docstring); `store.verify()` delegates here."""
+    """The whole pass (see the module docstring); `store.verify()` delegates here,
+    through the store's maintenance handle."""
     verifier = _Verifier(store, repair, progress)
     report = verifier.report
-    if not store.layout.require_store_directory(
-        allow_other_files=store.config["allow_other_files"]
-    ):
+    if not store.layout.require_store_directory(allow_other_files=store.options.allow_other_files):
         return report
     links = verifier.scan_links()
     if repair:
@@ -673,7 +672,7 @@ def verify_store(
     verifier.scan_objects()
     verifier.scan_snapshots()
     verifier.scan_segments()
-    state, _, _ = store._merged_state()
+    state, _, _ = store.merged_state()
     live = state.live()
     referenced = {
         object_id: ref.size
