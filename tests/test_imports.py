@@ -49,8 +49,6 @@ KNOWN_CYCLES = [
     # store -> _doctor -> _marimo_config -> config -> store (issue 16, store/maintenance step)
     {"marimo_store.store", "marimo_store._doctor", "marimo_store._marimo_config",
      "marimo_store.config"},
-    # _changes -> _watchdog_observer / _inotify -> _changes (change watching, outside store.py)
-    {"marimo_store._changes", "marimo_store._watchdog_observer", "marimo_store._inotify"},
 ]  # fmt: skip
 
 PACKAGE = Path(__file__).resolve().parent.parent / "marimo_store"
