@@ -59,6 +59,7 @@ from marimo_store._format.layout import (
 from marimo_store._format.objects import ObjectNames
 from marimo_store._snapshot import SnapshotFile
 from marimo_store._verify_files import (
+    Kind,
     ObjectFile,
     Problem,
     file_identity,
@@ -106,7 +107,7 @@ class _Verifier:
             self.layout, self.report, self.find, self.remember, store.options.object_grace_seconds
         )
 
-    def find(self, kind: str, path: str, detail: str) -> Problem:
+    def find(self, kind: Kind, path: str, detail: str) -> Problem:
         finding = Problem(kind, path, detail)
         self.findings.append(finding)
         return finding
@@ -140,7 +141,10 @@ class _Verifier:
             if not os.path.islink(directory):
                 places += [entry.path for entry in scan_real_directory(directory)]
         return [
-            (path, self.find("symlink", path, f"a symlink to {link_target(path)}; never followed"))
+            (
+                path,
+                self.find(Kind.SYMLINK, path, f"a symlink to {link_target(path)}; never followed"),
+            )
             for path in sorted(set(places))
             if os.path.islink(path)
         ]
@@ -193,19 +197,19 @@ class _Verifier:
                     else "a file outside its fan-out directory"
                 )
                 item.finding = self.find(
-                    "conflicted copy", item.path, f"{what} of object {item.claimed}"
+                    Kind.CONFLICTED_COPY, item.path, f"{what} of object {item.claimed}"
                 )
                 self.recoverable.add(item.claimed)
             elif not item.holds_claimed and by_digest.get(item.digest):
                 item.finding = self.find(
-                    "misnamed object",
+                    Kind.MISNAMED_OBJECT,
                     item.path,
                     f"holds the bytes of object {by_digest[item.digest][0]}, not of {item.claimed}",
                 )
                 self.recoverable.update(by_digest[item.digest])
             elif not item.holds_claimed:
                 item.finding = self.find(
-                    "damaged object", item.path, "its bytes do not match its name"
+                    Kind.DAMAGED_OBJECT, item.path, "its bytes do not match its name"
                 )
 
     def search_quarantine(self, referenced: Mapping[str, int]) -> list[ObjectFile]:
@@ -238,7 +242,7 @@ class _Verifier:
             found = ObjectFile(item.path, wanted[0], "quarantine")
             found.digest, found.identity = hashed
             found.finding = self.find(
-                "quarantined object",
+                Kind.QUARANTINED_OBJECT,
                 item.path,
                 f"holds the bytes of the needed object {wanted[0]}",
             )
@@ -256,7 +260,7 @@ class _Verifier:
             finding = item.finding
             if finding is None:
                 continue
-            if finding.kind == "damaged object":
+            if finding.kind == Kind.DAMAGED_OBJECT:
                 finding.action = self._quarantine(item.path, item.identity)
                 continue
             # A verified copy or a misnamed file: set it aside first, so that
@@ -311,13 +315,26 @@ class _Verifier:
         if not os.path.exists(self.layout.format_file):
             return incomplete  # nothing was ever written here
         if not self.layout.check_format():
-            self.find("damaged format.json", self.layout.format_file, "it is not a format file")
+            self.find(Kind.DAMAGED_FORMAT, self.layout.format_file, "it is not a format file")
         generated = (
-            ((GITIGNORE_FILE, _REQUIRED_IGNORES), (GITATTRIBUTES_FILE, _REQUIRED_ATTRIBUTES))
+            (
+                (
+                    GITIGNORE_FILE,
+                    _REQUIRED_IGNORES,
+                    Kind.DAMAGED_GITIGNORE,
+                    Kind.INCOMPLETE_GITIGNORE,
+                ),
+                (
+                    GITATTRIBUTES_FILE,
+                    _REQUIRED_ATTRIBUTES,
+                    Kind.DAMAGED_GITATTRIBUTES,
+                    Kind.INCOMPLETE_GITATTRIBUTES,
+                ),
+            )
             if self.layout.owns_root()
             else ()  # they would govern files that are not the store's: left alone
         )
-        for name, lines in generated:
+        for name, lines, damaged, incomplete_kind in generated:
             path = os.path.join(self.layout.root, name)
             try:
                 with _fs.open_read(path) as file:
@@ -329,21 +346,23 @@ class _Verifier:
             present = {line.strip() for line in text.splitlines()}
             missing = tuple(line for line in lines if line not in present)
             if "\x00" in text:
-                finding = self.find(f"damaged {name}", path, "it holds binary data")
+                finding = self.find(damaged, path, "it holds binary data")
                 incomplete.append((path, (), finding))
             elif missing:
-                finding = self.find(f"incomplete {name}", path, f"it lacks {', '.join(missing)}")
+                finding = self.find(incomplete_kind, path, f"it lacks {', '.join(missing)}")
                 incomplete.append((path, missing, finding))
         for entry in os.scandir(self.layout.root):
             copy = sync_copy_of(entry.name) if entry.is_file(follow_symlinks=False) else None
             if copy is not None and copy[1] in GENERATED_NAMES:
-                finding = self.find("conflicted copy", entry.path, f"{copy[0]} copy of {copy[1]}")
+                finding = self.find(
+                    Kind.CONFLICTED_COPY, entry.path, f"{copy[0]} copy of {copy[1]}"
+                )
                 self.remember(entry.path, finding)
         return incomplete
 
     def scan_temp(self) -> None:
         for path, why in stale_temp_files(self.layout.tmp):
-            self.remember(path, self.find("stale temp file", path, why))
+            self.remember(path, self.find(Kind.STALE_TEMP_FILE, path, why))
 
     def repair_generated(self, incomplete: list[tuple[str, tuple[str, ...], Problem]]) -> None:
         for path, missing, finding in incomplete:
@@ -360,7 +379,7 @@ class _Verifier:
             else:
                 finding.action = self._quarantine(path, None) + "; generated anew"
         for finding in self.findings:
-            if finding.kind == "damaged format.json":
+            if finding.kind == Kind.DAMAGED_FORMAT:
                 finding.action = "written anew"
         # Writes format.json when it is missing or damaged, and generated files
         # that are missing (the damaged ones were just moved away).
@@ -472,7 +491,7 @@ def verify_store(
         verifier.repair_objects(verifier.objects)
     dangling = verifier.dangling_entries([stored.metadata for stored in live])
     findings = {
-        key: verifier.find("dangling entry", "", f"entry {key}: {reason}")
+        key: verifier.find(Kind.DANGLING_ENTRY, "", f"entry {key}: {reason}")
         for key, reason in dangling.items()
     }
     if repair:
@@ -494,5 +513,7 @@ def verify_store(
             verifier.repair_after_snapshot(cleanup.snapshot)
             verifier.restore_late_quarantined(referenced)
         verifier.describe_the_rest(cleanup.skipped)
-    report.problems = [VerifyProblem(f.kind, f.path, f.detail, f.action) for f in verifier.findings]
+    report.problems = [
+        VerifyProblem(f.kind.value, f.path, f.detail, f.action) for f in verifier.findings
+    ]
     return report

@@ -14,6 +14,7 @@ from __future__ import annotations
 import mmap
 import os
 import time
+from enum import Enum
 
 from marimo_store import _fs
 from marimo_store._hashing import content_digest
@@ -22,12 +23,34 @@ _SETTLE_SECONDS = 0.05
 """How long a torn segment tail must stay unchanged to count as final."""
 
 
+class Kind(str, Enum):
+    """Every kind of finding `verify()` reports, as a typed value (as restic
+    types its pack errors); `VerifyProblem.kind` carries its text."""
+
+    SYMLINK = "symlink"
+    CONFLICTED_COPY = "conflicted copy"
+    MISNAMED_OBJECT = "misnamed object"
+    DAMAGED_OBJECT = "damaged object"
+    QUARANTINED_OBJECT = "quarantined object"
+    DAMAGED_SNAPSHOT = "damaged snapshot"
+    DAMAGED_SEGMENT = "damaged segment"
+    TORN_SEGMENT = "torn segment"
+    MALFORMED_RECORDS = "malformed records"
+    DANGLING_ENTRY = "dangling entry"
+    DAMAGED_FORMAT = "damaged format.json"
+    DAMAGED_GITIGNORE = "damaged .gitignore"
+    INCOMPLETE_GITIGNORE = "incomplete .gitignore"
+    DAMAGED_GITATTRIBUTES = "damaged .gitattributes"
+    INCOMPLETE_GITATTRIBUTES = "incomplete .gitattributes"
+    STALE_TEMP_FILE = "stale temp file"
+
+
 class Problem:
     """A problem while the pass runs: its action is filled in by the repair."""
 
     __slots__ = ("action", "detail", "kind", "path")
 
-    def __init__(self, kind: str, path: str, detail: str) -> None:
+    def __init__(self, kind: Kind, path: str, detail: str) -> None:
         self.kind, self.path, self.detail, self.action = kind, path, detail, ""
 
 

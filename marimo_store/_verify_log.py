@@ -37,7 +37,7 @@ from marimo_store._log import (
 )
 from marimo_store._retired import MAX_MARKER_BYTES, is_marker
 from marimo_store._snapshot import SnapshotFile
-from marimo_store._verify_files import Problem, SegmentFile, stays_the_same
+from marimo_store._verify_files import Kind, Problem, SegmentFile, stays_the_same
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class LogPass:
         self,
         layout: Layout,
         report: VerifyReport,
-        find: Callable[[str, str, str], Problem],
+        find: Callable[[Kind, str, str], Problem],
         remember: Callable[[str, Problem], None],
         grace_seconds: float,
     ) -> None:
@@ -85,10 +85,10 @@ class LogPass:
                 if problem is None and entry.name != snapshot.id + SNAPSHOT_SUFFIX:
                     copy = sync_copy_of(entry.name, SNAPSHOT_NAME)
                     tool = f"{copy[0]} conflicted copy" if copy else "renamed copy"
-                    self.find("conflicted copy", entry.path, f"{tool} of snapshot {snapshot.id}")
+                    self.find(Kind.CONFLICTED_COPY, entry.path, f"{tool} of snapshot {snapshot.id}")
                 snapshot.close()
             if problem is not None:
-                finding = self.find("damaged snapshot", entry.path, problem)
+                finding = self.find(Kind.DAMAGED_SNAPSHOT, entry.path, problem)
                 self.remember(entry.path, finding)
 
     def scan_segments(self) -> None:
@@ -113,7 +113,7 @@ class LogPass:
             path, end = segment.path, segment.end
             if segment.damaged:
                 detail = f"a record fails its checksum at byte {end}"
-                self.remember(path, self.find("damaged segment", path, detail))
+                self.remember(path, self.find(Kind.DAMAGED_SEGMENT, path, detail))
             elif segment.torn and writer_is_local(writer_of(segment.segment_id)[0]):
                 # A write cut short (a crash, a full disk, a truncation) never
                 # completes: its writer starts a new segment instead. Only an
@@ -121,13 +121,13 @@ class LogPass:
                 sealed = is_sealed(segment.segment_id, segment.closed, newest)
                 if sealed or stays_the_same(path, segment.size):
                     detail = f"its last {segment.size - end} bytes are a torn record"
-                    self.remember(path, self.find("torn segment", path, detail))
+                    self.remember(path, self.find(Kind.TORN_SEGMENT, path, detail))
             name = os.path.basename(path)
             if name != segment.segment_id + SEGMENT_SUFFIX:
                 copy = sync_copy_of(name, SEGMENT_NAME)
                 tool = f"{copy[0]} conflicted copy" if copy else "renamed copy"
                 detail = f"{tool} of segment {segment.segment_id}"
-                finding = self.find("conflicted copy", path, detail)
+                finding = self.find(Kind.CONFLICTED_COPY, path, detail)
                 self.copied_segments.append((path, segment.segment_id, end, finding))
 
     def _scan_segment(self, path: str, name: str) -> SegmentFile | None:
@@ -162,7 +162,7 @@ class LogPass:
                 malformed += 1
         if malformed:
             detail = f"{malformed} record(s) are malformed (not what docs/format.md allows)"
-            self.remember(path, self.find("malformed records", path, detail))
+            self.remember(path, self.find(Kind.MALFORMED_RECORDS, path, detail))
         return SegmentFile(
             path,
             opening.segment_id,
@@ -176,19 +176,19 @@ class LogPass:
         writer = writer_of_file(name)
         if writer is not None and writer_is_gone(writer):
             detail = "its writer died before writing its header"
-            self.remember(path, self.find("torn segment", path, detail))
+            self.remember(path, self.find(Kind.TORN_SEGMENT, path, detail))
             return
         young = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < (
             self.grace_seconds * 1e9
         )
         if not problem and young:
             return  # perhaps being created or synced right now
-        finding = self.find("damaged segment", path, problem or "it never got a header")
+        finding = self.find(Kind.DAMAGED_SEGMENT, path, problem or "it never got a header")
         self.remember(path, finding)
 
     def _unread_copy(self, path: str, copy: tuple[str, str], what: str) -> None:
         finding = self.find(
-            "conflicted copy",
+            Kind.CONFLICTED_COPY,
             path,
             f"{copy[0]} conflicted copy of {what} {copy[1]} (not read under this name)",
         )
