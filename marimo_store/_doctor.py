@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import re
 
-    from marimo_store.store import FsPersistentStore
+    from marimo_store._maintenance import Maintenance
 
 CLOCK_SKEW_TOLERANCE_MS = 5 * 60_000
 """Timestamps this far ahead of the local clock mean two clocks disagree."""
@@ -83,7 +83,7 @@ def _copies_in(directory: str, plausible: re.Pattern[str]) -> list[tuple[str, st
     return found
 
 
-def _conflicted_copies(store: FsPersistentStore) -> list[tuple[str, str]]:
+def _conflicted_copies(store: Maintenance) -> list[tuple[str, str]]:
     layout = store.layout
     found = _copies_in(layout.snapshots, SNAPSHOT_NAME) + _copies_in(layout.log, SEGMENT_NAME)
     for fan in names_in(layout.objects):
@@ -95,15 +95,15 @@ def _conflicted_copies(store: FsPersistentStore) -> list[tuple[str, str]]:
     return found
 
 
-def _newest_timestamp(store: FsPersistentStore) -> int | None:
-    state, _, snapshots = store._merged_state()
+def _newest_timestamp(store: Maintenance) -> int | None:
+    state, _, snapshots = store.merged_state()
     stamps = [stored.metadata.created_at for stored in state.entries.values()]
     stamps += state.last_access.values()
     stamps += [snapshot.created_at for snapshot in snapshots.files]
     return max(stamps, default=None)
 
 
-def _watch_finding(store: FsPersistentStore, network: bool) -> Finding | None:
+def _watch_finding(store: Maintenance, network: bool) -> Finding | None:
     from marimo_store._changes import native_watching  # noqa: PLC0415
 
     if network:
@@ -117,18 +117,18 @@ def _watch_finding(store: FsPersistentStore, network: bool) -> Finding | None:
         "info",
         f"Change notification is off because {reason}: after a miss, the store looks "
         f"for other writers' entries at most every refresh_interval "
-        f"({store.refresh_interval:g} s).",
+        f"({store.options.refresh_interval:g} s).",
     )
 
 
-def diagnose(store: FsPersistentStore) -> list[Finding]:
+def diagnose(store: Maintenance) -> list[Finding]:
     """Everything `doctor()` reports (see `FsPersistentStore.doctor`)."""
     from marimo_store._mounts import (  # noqa: PLC0415 - reads mount tables
         NETWORK_FILESYSTEMS,
         filesystem_type,
     )
 
-    store.layout.require_store_directory(allow_other_files=store.config["allow_other_files"])
+    store.layout.require_store_directory(allow_other_files=store.options.allow_other_files)
     findings: list[Finding] = []
     fs_type = filesystem_type(store.path) if os.path.exists(store.path) else None
     network = fs_type is not None and fs_type.lower() in NETWORK_FILESYSTEMS

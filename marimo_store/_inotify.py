@@ -23,7 +23,7 @@ import os
 import struct
 import threading
 
-from marimo_store._changes import WatchedDirectories
+from marimo_store._watched import WatchedDirectories
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import os
 
-from marimo_store._errors import ConfigError
-from marimo_store._findings import Finding
-from marimo_store.config import (
+from marimo_store._config_files import (
     PROJECT_FILE,
-    load_toml,
     nearest_project_file,
     nearest_pyproject,
+    parse_toml,
     user_config_candidates,
     user_config_file,
 )
+from marimo_store._errors import ConfigError
+from marimo_store._findings import Finding
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,8 +46,9 @@ def _table(path: str, *names: str) -> Any:
     """The value at `names` in the TOML file `path`; None if absent or unreadable
     (marimo_store's own reading of the file reports what is wrong with it)."""
     try:
-        value: Any = load_toml(path)
-    except ConfigError:
+        with open(path, "rb") as file:
+            value: Any = parse_toml(file.read(), path)
+    except (OSError, ConfigError):
         return None
     for name in names:
         if not isinstance(value, dict):

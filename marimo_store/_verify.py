@@ -13,7 +13,8 @@ The pass, in order:
 1. **Objects**: every file under `objects/` whose name holds an object id
    (canonical names, conflicted copies, files in the wrong place) is hashed.
 2. **Snapshots** are checked byte for byte (opening checks only their
-   header, table and footer), **segments** record by record.
+   header, table and footer), **segments** record by record
+   (`_verify_log.py`).
 3. **Entries**: the merged state (every head plus the log after it); each
    entry's objects must be present and verified.
 4. `format.json`, `.gitignore`, `.gitattributes`, and `tmp/`.
@@ -27,14 +28,17 @@ misses, until they have dangled on this machine for the grace period of
 superseded snapshots, consumed segments and stale temp files), then
 moves damaged snapshots and segments to `quarantine/`: their readable part
 is in the fresh snapshot by then.
+
+What the pass learns about each file (and the findings it files) are the
+small types of `_verify_files.py`; this module holds the steps and their
+order, and gets at the store only through its maintenance handle
+(`_maintenance.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
-import time
 from collections.abc import Callable, Collection, Mapping
 
 from marimo_store import _fs
@@ -43,7 +47,6 @@ from marimo_store._conflicts import sync_copy_of
 from marimo_store._dangling import DANGLING_GRACE_DAYS
 from marimo_store._entry import EntryMetadata, ExecutionKey, now_ms
 from marimo_store._findings import VerifyProblem, VerifyReport
-from marimo_store._format.framing import FRAME, unpack
 from marimo_store._format.layout import (
     GENERATED_NAMES,
     GITATTRIBUTES,
@@ -53,42 +56,27 @@ from marimo_store._format.layout import (
     SNAPSHOT_SUFFIX,
     scan_real_directory,
 )
-from marimo_store._format.names import SEGMENT_NAME, SNAPSHOT_NAME
 from marimo_store._format.objects import ObjectNames
-from marimo_store._format.records import LOG_RECORD_TYPES, decode_log_record
-from marimo_store._format.segments import (
-    CLOSE_TYPE,
-    MAX_HEADER_BYTES,
-    SEGMENT_SUFFIX,
-    read_header,
-    writer_of,
-    writer_of_file,
-)
-from marimo_store._hashing import content_digest
-from marimo_store._log import (
-    FrameStream,
-    is_sealed,
-    newest_segments,
-    read_at,
-    writer_is_gone,
-    writer_is_local,
-)
-from marimo_store._retired import MAX_MARKER_BYTES, is_marker
 from marimo_store._snapshot import SnapshotFile
+from marimo_store._verify_files import (
+    Kind,
+    ObjectFile,
+    Problem,
+    file_identity,
+    hash_file,
+    link_target,
+)
+from marimo_store._verify_log import LogPass
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from io import FileIO
-
-    from marimo_store.store import FsPersistentStore
+    from marimo_store._maintenance import Maintenance
 
 Progress = Callable[[int, int], object]
 """Called as `progress(bytes_hashed, total_bytes)` while objects are hashed."""
 
 _GENERATED_MAX_BYTES = 1024 * 1024
 """How much of `.gitignore` or `.gitattributes` is read (users may add lines)."""
-_SETTLE_SECONDS = 0.05
-"""How long a torn segment tail must stay unchanged to count as final."""
 
 
 def _required_lines(generated: str) -> tuple[str, ...]:
@@ -100,107 +88,33 @@ _REQUIRED_IGNORES = _required_lines(GITIGNORE)
 _REQUIRED_ATTRIBUTES = _required_lines(GITATTRIBUTES)
 
 
-class _Finding:
-    """A problem while the pass runs: its action is filled in by the repair."""
-
-    __slots__ = ("action", "detail", "kind", "path")
-
-    def __init__(self, kind: str, path: str, detail: str) -> None:
-        self.kind, self.path, self.detail, self.action = kind, path, detail, ""
-
-
-class _ObjectFile:
-    """An object file (or a copy of one) and what hashing it showed."""
-
-    __slots__ = ("claimed", "digest", "finding", "identity", "path", "tool")
-
-    def __init__(self, path: str, claimed: str, tool: str | None) -> None:
-        self.path = path
-        self.claimed = claimed
-        self.tool = tool
-        self.digest = ""
-        self.identity: tuple[int, int, int, int] = (0, 0, 0, 0)
-        self.finding: _Finding | None = None
-
-    @property
-    def holds_claimed(self) -> bool:
-        return self.digest == self.claimed[:32]
-
-
-class _SegmentFile:
-    """A segment file as verify read it: `end` is where its good records end."""
-
-    __slots__ = ("closed", "damaged", "end", "path", "segment_id", "size")
-
-    def __init__(
-        self, path: str, segment_id: str, end: int, size: int, *, damaged: bool, closed: bool
-    ) -> None:
-        self.path, self.segment_id, self.end, self.size = path, segment_id, end, size
-        self.damaged, self.closed = damaged, closed
-
-    @property
-    def torn(self) -> bool:
-        return not self.damaged and self.end < self.size
-
-
-def _link_target(path: str) -> str:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return "?"
-
-
-def _stays_the_same(path: str, size: int) -> bool:
-    """Whether a file still has `size` bytes a moment later (no append under way)."""
-    time.sleep(_SETTLE_SECONDS)
-    try:
-        return os.stat(path).st_size == size
-    except FileNotFoundError:
-        return False
-
-
-def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-
-
-def _hash_file(path: str) -> tuple[str, tuple[int, int, int, int]] | None:
-    """xxh3-128 hex of a file's bytes (memory-mapped, no copy), and its identity."""
-    try:
-        with _fs.open_read(path) as file:
-            stat = os.fstat(file.fileno())
-            if stat.st_size == 0:
-                return content_digest(b"").hex(), _identity(stat)
-            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return content_digest(data).hex(), _identity(stat)
-    except (OSError, ValueError):
-        return None
-
-
 class _Verifier:
-    def __init__(self, store: FsPersistentStore, repair: bool, progress: Progress | None) -> None:
+    def __init__(self, store: Maintenance, repair: bool, progress: Progress | None) -> None:
         self.store = store
         self.layout = store.layout
         self.object_names = ObjectNames(store.layout.objects)
         self.repair = repair
         self.progress = progress
         self.report = VerifyReport(repaired=repair)
-        self.findings: list[_Finding] = []
+        self.findings: list[Problem] = []
         self.good: dict[str, str] = {}  # object id -> path of a verified canonical file
-        self.objects: list[_ObjectFile] = []
+        self.objects: list[ObjectFile] = []
         self.recoverable: set[str] = set()  # ids a repair can restore from a copy
         self.by_digest: dict[str, list[str]] = {}  # content hash -> referenced ids
-        self.quarantine_after: list[tuple[str, tuple[int, int, int, int], _Finding]] = []
-        self.copied_segments: list[tuple[str, str, int, _Finding]] = []
+        self.quarantine_after: list[tuple[str, tuple[int, int, int, int], Problem]] = []
         self.quarantine_stamp = now_ms()
+        self.log = LogPass(
+            self.layout, self.report, self.find, self.remember, store.options.object_grace_seconds
+        )
 
-    def find(self, kind: str, path: str, detail: str) -> _Finding:
-        finding = _Finding(kind, path, detail)
+    def find(self, kind: Kind, path: str, detail: str) -> Problem:
+        finding = Problem(kind, path, detail)
         self.findings.append(finding)
         return finding
 
     # -- 0. symlinks --------------------------------------------------------------------
 
-    def scan_links(self) -> list[tuple[str, _Finding]]:
+    def scan_links(self) -> list[tuple[str, Problem]]:
         """Symlinks where the layout names a file or directory: `(path, finding)`.
 
         Git and sync tools carry symlinks, and a planted one could redirect
@@ -227,13 +141,16 @@ class _Verifier:
             if not os.path.islink(directory):
                 places += [entry.path for entry in scan_real_directory(directory)]
         return [
-            (path, self.find("symlink", path, f"a symlink to {_link_target(path)}; never followed"))
+            (
+                path,
+                self.find(Kind.SYMLINK, path, f"a symlink to {link_target(path)}; never followed"),
+            )
             for path in sorted(set(places))
             if os.path.islink(path)
         ]
 
     @staticmethod
-    def repair_links(links: list[tuple[str, _Finding]]) -> None:
+    def repair_links(links: list[tuple[str, Problem]]) -> None:
         for path, finding in links:
             _fs.unlink(path)
             finding.action = "removed (the link itself; its target is untouched)"
@@ -242,7 +159,7 @@ class _Verifier:
 
     def scan_objects(self) -> None:
         for path, claimed, tool in self.object_names.claimed():
-            self.objects.append(_ObjectFile(path, claimed, tool))
+            self.objects.append(ObjectFile(path, claimed, tool))
         sizes = []
         for item in self.objects:
             try:
@@ -251,7 +168,7 @@ class _Verifier:
                 sizes.append(0)
         total, done = sum(sizes), 0
         for item, size in zip(self.objects, sizes, strict=True):
-            hashed = _hash_file(item.path)
+            hashed = hash_file(item.path)
             done += size
             if self.progress is not None:
                 self.progress(done, total)
@@ -280,22 +197,22 @@ class _Verifier:
                     else "a file outside its fan-out directory"
                 )
                 item.finding = self.find(
-                    "conflicted copy", item.path, f"{what} of object {item.claimed}"
+                    Kind.CONFLICTED_COPY, item.path, f"{what} of object {item.claimed}"
                 )
                 self.recoverable.add(item.claimed)
             elif not item.holds_claimed and by_digest.get(item.digest):
                 item.finding = self.find(
-                    "misnamed object",
+                    Kind.MISNAMED_OBJECT,
                     item.path,
                     f"holds the bytes of object {by_digest[item.digest][0]}, not of {item.claimed}",
                 )
                 self.recoverable.update(by_digest[item.digest])
             elif not item.holds_claimed:
                 item.finding = self.find(
-                    "damaged object", item.path, "its bytes do not match its name"
+                    Kind.DAMAGED_OBJECT, item.path, "its bytes do not match its name"
                 )
 
-    def search_quarantine(self, referenced: Mapping[str, int]) -> list[_ObjectFile]:
+    def search_quarantine(self, referenced: Mapping[str, int]) -> list[ObjectFile]:
         """Find needed objects that a read (or this repair) moved to
         quarantine/ although their bytes are right (a read cannot tell a
         swapped file from a damaged one); returns the files found."""
@@ -305,7 +222,7 @@ class _Verifier:
             if object_id not in self.good and object_id not in self.recoverable
         }
         sizes = set(missing.values())
-        restorable: list[_ObjectFile] = []
+        restorable: list[ObjectFile] = []
         try:
             items = list(os.scandir(self.layout.quarantine)) if missing else []
         except (FileNotFoundError, NotADirectoryError):
@@ -316,16 +233,16 @@ class _Verifier:
                     continue
             except OSError:
                 continue
-            hashed = _hash_file(item.path)
+            hashed = hash_file(item.path)
             wanted = (
                 [i for i in self.by_digest.get(hashed[0], ()) if i in missing] if hashed else []
             )
             if not hashed or not wanted:
                 continue
-            found = _ObjectFile(item.path, wanted[0], "quarantine")
+            found = ObjectFile(item.path, wanted[0], "quarantine")
             found.digest, found.identity = hashed
             found.finding = self.find(
-                "quarantined object",
+                Kind.QUARANTINED_OBJECT,
                 item.path,
                 f"holds the bytes of the needed object {wanted[0]}",
             )
@@ -336,14 +253,14 @@ class _Verifier:
         self.objects.extend(restorable)
         return restorable
 
-    def repair_objects(self, objects: Collection[_ObjectFile]) -> None:
+    def repair_objects(self, objects: Collection[ObjectFile]) -> None:
         by_digest = self.by_digest
-        staged: list[tuple[_ObjectFile, str]] = []
+        staged: list[tuple[ObjectFile, str]] = []
         for item in objects:
             finding = item.finding
             if finding is None:
                 continue
-            if finding.kind == "damaged object":
+            if finding.kind == Kind.DAMAGED_OBJECT:
                 finding.action = self._quarantine(item.path, item.identity)
                 continue
             # A verified copy or a misnamed file: set it aside first, so that
@@ -368,141 +285,12 @@ class _Verifier:
             self.good[target] = path
             item.finding.action = f"moved to {os.path.relpath(path, self.layout.root)}"
 
-    # -- 2. snapshots and segments -------------------------------------------------------
+    # -- 2. snapshots and segments: `_verify_log.py` ------------------------------------
 
-    def scan_snapshots(self) -> None:
-        try:
-            entries = list(os.scandir(self.layout.snapshots))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for entry in entries:
-            if not entry.is_file(follow_symlinks=False):
-                continue
-            if not entry.name.endswith(SNAPSHOT_SUFFIX):
-                copy = sync_copy_of(entry.name, SNAPSHOT_NAME)
-                if copy is not None:
-                    self._unread_copy(entry.path, copy, "snapshot")
-                continue
-            self.report.snapshots_checked += 1
-            snapshot, problem = SnapshotFile.inspect(entry.path)
-            if snapshot is not None:
-                problem = snapshot.deep_damage()
-                if problem is None and entry.name != snapshot.id + SNAPSHOT_SUFFIX:
-                    copy = sync_copy_of(entry.name, SNAPSHOT_NAME)
-                    tool = f"{copy[0]} conflicted copy" if copy else "renamed copy"
-                    self.find("conflicted copy", entry.path, f"{tool} of snapshot {snapshot.id}")
-                snapshot.close()
-            if problem is not None:
-                finding = self.find("damaged snapshot", entry.path, problem)
-                self._remember(entry.path, finding)
-
-    def scan_segments(self) -> None:
-        try:
-            entries = list(os.scandir(self.layout.log))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        segments: list[_SegmentFile] = []
-        for entry in entries:
-            if not entry.is_file(follow_symlinks=False):
-                continue
-            if entry.name.endswith(SEGMENT_SUFFIX):
-                segment = self._scan_segment(entry.path, entry.name)
-                if segment is not None:
-                    segments.append(segment)
-                continue
-            copy = sync_copy_of(entry.name, SEGMENT_NAME)
-            if copy is not None:
-                self._unread_copy(entry.path, copy, "segment")
-        newest = newest_segments(segment.segment_id for segment in segments)
-        for segment in segments:
-            path, end = segment.path, segment.end
-            if segment.damaged:
-                detail = f"a record fails its checksum at byte {end}"
-                self._remember(path, self.find("damaged segment", path, detail))
-            elif segment.torn and writer_is_local(writer_of(segment.segment_id)[0]):
-                # A write cut short (a crash, a full disk, a truncation) never
-                # completes: its writer starts a new segment instead. Only an
-                # append under way right now looks the same, for microseconds.
-                sealed = is_sealed(segment.segment_id, segment.closed, newest)
-                if sealed or _stays_the_same(path, segment.size):
-                    detail = f"its last {segment.size - end} bytes are a torn record"
-                    self._remember(path, self.find("torn segment", path, detail))
-            name = os.path.basename(path)
-            if name != segment.segment_id + SEGMENT_SUFFIX:
-                copy = sync_copy_of(name, SEGMENT_NAME)
-                tool = f"{copy[0]} conflicted copy" if copy else "renamed copy"
-                detail = f"{tool} of segment {segment.segment_id}"
-                finding = self.find("conflicted copy", path, detail)
-                self.copied_segments.append((path, segment.segment_id, end, finding))
-
-    def _scan_segment(self, path: str, name: str) -> _SegmentFile | None:
-        try:
-            with _fs.open_read(path) as file:
-                return self._scan_open_segment(path, name, file)
-        except OSError:
-            return None
-
-    def _scan_open_segment(self, path: str, name: str, file: FileIO) -> _SegmentFile | None:
-        """Read a segment a window at a time (`FrameStream`), checking every
-        record against the format: a malformed one is a finding, and the
-        segment goes to quarantine once the fresh snapshot holds the rest.
-        A retired segment (a marker left by a cleanup in git) is absent."""
-        stat = _fs.fstat(file)
-        if is_marker(read_at(file, 0, MAX_MARKER_BYTES + 1)):
-            return None
-        self.report.segments_checked += 1
-        opening = read_header(memoryview(read_at(file, 0, FRAME.size + MAX_HEADER_BYTES)))
-        if opening.header is None:
-            self._headerless(path, name, stat, opening.problem)
-            return None
-        frames = FrameStream(file, opening.end, stat.st_size)
-        malformed, closed = 0, False
-        for payload in frames:
-            record = unpack(payload)
-            closed = record is not None and record.get("t") == CLOSE_TYPE
-            if record is None or (
-                record.get("t") in LOG_RECORD_TYPES
-                and decode_log_record(opening.header, record) is None
-            ):
-                malformed += 1
-        if malformed:
-            detail = f"{malformed} record(s) are malformed (not what docs/format.md allows)"
-            self._remember(path, self.find("malformed records", path, detail))
-        return _SegmentFile(
-            path,
-            opening.segment_id,
-            frames.end,
-            stat.st_size,
-            damaged=frames.damaged,
-            closed=closed,
-        )
-
-    def _headerless(self, path: str, name: str, stat: os.stat_result, problem: str) -> None:
-        writer = writer_of_file(name)
-        if writer is not None and writer_is_gone(writer):
-            detail = "its writer died before writing its header"
-            self._remember(path, self.find("torn segment", path, detail))
-            return
-        young = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < (
-            self.store.object_grace_seconds * 1e9
-        )
-        if not problem and young:
-            return  # perhaps being created or synced right now
-        finding = self.find("damaged segment", path, problem or "it never got a header")
-        self._remember(path, finding)
-
-    def _unread_copy(self, path: str, copy: tuple[str, str], what: str) -> None:
-        finding = self.find(
-            "conflicted copy",
-            path,
-            f"{copy[0]} conflicted copy of {what} {copy[1]} (not read under this name)",
-        )
-        self._remember(path, finding)
-
-    def _remember(self, path: str, finding: _Finding) -> None:
+    def remember(self, path: str, finding: Problem) -> None:
         """Quarantine `path` after the fresh snapshot (if it has not changed)."""
         with contextlib.suppress(FileNotFoundError):
-            self.quarantine_after.append((path, _identity(os.stat(path)), finding))
+            self.quarantine_after.append((path, file_identity(os.stat(path)), finding))
 
     # -- 3. entries ----------------------------------------------------------------------
 
@@ -521,19 +309,32 @@ class _Verifier:
 
     # -- 4. generated files and tmp/ -----------------------------------------------------
 
-    def scan_generated(self) -> list[tuple[str, tuple[str, ...], _Finding]]:
+    def scan_generated(self) -> list[tuple[str, tuple[str, ...], Problem]]:
         """Generated files that lack required lines: (path, lines, finding)."""
-        incomplete: list[tuple[str, tuple[str, ...], _Finding]] = []
+        incomplete: list[tuple[str, tuple[str, ...], Problem]] = []
         if not os.path.exists(self.layout.format_file):
             return incomplete  # nothing was ever written here
         if not self.layout.check_format():
-            self.find("damaged format.json", self.layout.format_file, "it is not a format file")
+            self.find(Kind.DAMAGED_FORMAT, self.layout.format_file, "it is not a format file")
         generated = (
-            ((GITIGNORE_FILE, _REQUIRED_IGNORES), (GITATTRIBUTES_FILE, _REQUIRED_ATTRIBUTES))
+            (
+                (
+                    GITIGNORE_FILE,
+                    _REQUIRED_IGNORES,
+                    Kind.DAMAGED_GITIGNORE,
+                    Kind.INCOMPLETE_GITIGNORE,
+                ),
+                (
+                    GITATTRIBUTES_FILE,
+                    _REQUIRED_ATTRIBUTES,
+                    Kind.DAMAGED_GITATTRIBUTES,
+                    Kind.INCOMPLETE_GITATTRIBUTES,
+                ),
+            )
             if self.layout.owns_root()
             else ()  # they would govern files that are not the store's: left alone
         )
-        for name, lines in generated:
+        for name, lines, damaged, incomplete_kind in generated:
             path = os.path.join(self.layout.root, name)
             try:
                 with _fs.open_read(path) as file:
@@ -545,23 +346,25 @@ class _Verifier:
             present = {line.strip() for line in text.splitlines()}
             missing = tuple(line for line in lines if line not in present)
             if "\x00" in text:
-                finding = self.find(f"damaged {name}", path, "it holds binary data")
+                finding = self.find(damaged, path, "it holds binary data")
                 incomplete.append((path, (), finding))
             elif missing:
-                finding = self.find(f"incomplete {name}", path, f"it lacks {', '.join(missing)}")
+                finding = self.find(incomplete_kind, path, f"it lacks {', '.join(missing)}")
                 incomplete.append((path, missing, finding))
         for entry in os.scandir(self.layout.root):
             copy = sync_copy_of(entry.name) if entry.is_file(follow_symlinks=False) else None
             if copy is not None and copy[1] in GENERATED_NAMES:
-                finding = self.find("conflicted copy", entry.path, f"{copy[0]} copy of {copy[1]}")
-                self._remember(entry.path, finding)
+                finding = self.find(
+                    Kind.CONFLICTED_COPY, entry.path, f"{copy[0]} copy of {copy[1]}"
+                )
+                self.remember(entry.path, finding)
         return incomplete
 
     def scan_temp(self) -> None:
         for path, why in stale_temp_files(self.layout.tmp):
-            self._remember(path, self.find("stale temp file", path, why))
+            self.remember(path, self.find(Kind.STALE_TEMP_FILE, path, why))
 
-    def repair_generated(self, incomplete: list[tuple[str, tuple[str, ...], _Finding]]) -> None:
+    def repair_generated(self, incomplete: list[tuple[str, tuple[str, ...], Problem]]) -> None:
         for path, missing, finding in incomplete:
             if missing:
                 text = ""
@@ -576,7 +379,7 @@ class _Verifier:
             else:
                 finding.action = self._quarantine(path, None) + "; generated anew"
         for finding in self.findings:
-            if finding.kind == "damaged format.json":
+            if finding.kind == Kind.DAMAGED_FORMAT:
                 finding.action = "written anew"
         # Writes format.json when it is missing or damaged, and generated files
         # that are missing (the damaged ones were just moved away).
@@ -593,7 +396,7 @@ class _Verifier:
         consumed: Mapping[str, tuple[int, int]] = snapshot.consumed if snapshot else {}
         if snapshot is not None:
             snapshot.close()
-        for path, segment_id, end, finding in self.copied_segments:
+        for path, segment_id, end, finding in self.log.copied_segments:
             if not os.path.exists(path):
                 continue
             if consumed.get(segment_id, (0, 0))[0] >= end:
@@ -626,12 +429,12 @@ class _Verifier:
     # -- helpers -------------------------------------------------------------------------
 
     def _temp_path(self) -> str:
-        return self.store._writing_for_this_process().temp_path()
+        return self.store.temp_path()
 
     @staticmethod
     def _unchanged(path: str, identity: tuple[int, int, int, int] | None) -> bool:
         try:
-            return identity is None or _identity(os.stat(path)) == identity
+            return identity is None or file_identity(os.stat(path)) == identity
         except FileNotFoundError:
             return False
 
@@ -658,22 +461,21 @@ class _DropDangling:
 
 
 def verify_store(
-    store: FsPersistentStore, *, repair: bool, drop_dangling: bool, progress: Progress | None
+    store: Maintenance, *, repair: bool, drop_dangling: bool, progress: Progress | None
 ) -> VerifyReport:
-    """The whole pass (see the module docstring); `store.verify()` delegates here."""
+    """The whole pass (see the module docstring); `store.verify()` delegates here,
+    through the store's maintenance handle."""
     verifier = _Verifier(store, repair, progress)
     report = verifier.report
-    if not store.layout.require_store_directory(
-        allow_other_files=store.config["allow_other_files"]
-    ):
+    if not store.layout.require_store_directory(allow_other_files=store.options.allow_other_files):
         return report
     links = verifier.scan_links()
     if repair:
         verifier.repair_links(links)
     verifier.scan_objects()
-    verifier.scan_snapshots()
-    verifier.scan_segments()
-    state, _, _ = store._merged_state()
+    verifier.log.scan_snapshots()
+    verifier.log.scan_segments()
+    state, _, _ = store.merged_state()
     live = state.live()
     referenced = {
         object_id: ref.size
@@ -689,7 +491,7 @@ def verify_store(
         verifier.repair_objects(verifier.objects)
     dangling = verifier.dangling_entries([stored.metadata for stored in live])
     findings = {
-        key: verifier.find("dangling entry", "", f"entry {key}: {reason}")
+        key: verifier.find(Kind.DANGLING_ENTRY, "", f"entry {key}: {reason}")
         for key, reason in dangling.items()
     }
     if repair:
@@ -711,5 +513,7 @@ def verify_store(
             verifier.repair_after_snapshot(cleanup.snapshot)
             verifier.restore_late_quarantined(referenced)
         verifier.describe_the_rest(cleanup.skipped)
-    report.problems = [VerifyProblem(f.kind, f.path, f.detail, f.action) for f in verifier.findings]
+    report.problems = [
+        VerifyProblem(f.kind.value, f.path, f.detail, f.action) for f in verifier.findings
+    ]
     return report

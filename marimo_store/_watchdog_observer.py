@@ -41,7 +41,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from marimo_store._changes import WatchedDirectories
+from marimo_store._watched import WatchedDirectories
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -34,9 +34,15 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 
 from marimo_store._cleanup import DefaultCleanupStrategy
+from marimo_store._config_files import (
+    PROJECT_FILE,
+    PYPROJECT_FILE,
+    nearest_file,
+    parse_toml,
+    user_config_file,
+)
 from marimo_store._errors import ConfigError
 from marimo_store._options import option_defaults, validate_options
 from marimo_store._trust import USER_LEVEL_OPTIONS, strictest
@@ -48,8 +54,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-PROJECT_FILE = ".marimo.toml"
-PYPROJECT_FILE = "pyproject.toml"
 SECTION = "fs_persister"
 DEFAULTS = "defaults"
 STRATEGY = "default_cleanup_strategy"
@@ -186,7 +190,7 @@ def config_files(start_dir: str) -> list[tuple[str, str]]:
     for rank, (name, table, stop) in enumerate(
         ((PROJECT_FILE, SECTION, home), (PYPROJECT_FILE, f"tool.marimo.{SECTION}", None))
     ):
-        nearest = _nearest(start_dir, name, stop)
+        nearest = nearest_file(start_dir, name, stop)
         if nearest is not None:
             distance, path = nearest
             found.append((distance, rank, path, table))
@@ -197,62 +201,13 @@ def config_files(start_dir: str) -> list[tuple[str, str]]:
     return files
 
 
-def user_config_candidates() -> tuple[str, str]:
-    """`(~/.marimo.toml, $XDG_CONFIG_HOME/marimo/marimo.toml)`, existing or not:
-    the files marimo treats as the user's own, in the order it reads them."""
-    home = os.path.expanduser(os.path.join("~", PROJECT_FILE))
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser(os.path.join("~", ".config"))
-    return home, os.path.join(base, "marimo", "marimo.toml")
-
-
-def user_config_file() -> str | None:
-    """`~/.marimo.toml` if it exists, else marimo's XDG location if that does."""
-    return next((path for path in user_config_candidates() if os.path.isfile(path)), None)
-
-
-def nearest_project_file(start_dir: str) -> str | None:
-    """The nearest `.marimo.toml` in `start_dir` or a parent, up to the home
-    directory when `start_dir` lies below it (where marimo stops, too)."""
-    nearest = _nearest(start_dir, PROJECT_FILE, os.path.abspath(os.path.expanduser("~")))
-    return None if nearest is None else nearest[1]
-
-
-def nearest_pyproject(start_dir: str) -> str | None:
-    """The nearest `pyproject.toml` in `start_dir` or a parent."""
-    nearest = _nearest(start_dir, PYPROJECT_FILE, None)
-    return None if nearest is None else nearest[1]
-
-
-def _nearest(start_dir: str, name: str, stop: str | None) -> tuple[int, str] | None:
-    """`(levels up, path)` of the nearest file `name` in `start_dir` or a
-    parent, not looking above `stop` (an absolute path) when `start_dir` is
-    below it: marimo looks for `.marimo.toml` up to the home directory only,
-    so a file above the home (a temp directory's) is neither marimo's
-    configuration nor ours."""
-    directory = os.path.abspath(start_dir)
-    distance = 0
-    while True:
-        candidate = os.path.join(directory, name)
-        if os.path.isfile(candidate):
-            return distance, candidate
-        parent = os.path.dirname(directory)
-        if directory in (parent, stop):
-            return None
-        directory, distance = parent, distance + 1
-
-
 def load_toml(path: str) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib  # noqa: PLC0415 - only configuration needs it
-    else:  # pragma: no cover - Python 3.10 (the `tomli` dependency)
-        import tomli as tomllib  # noqa: PLC0415
     try:
         with open(path, "rb") as file:
-            return tomllib.load(file)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+            data = file.read()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read it: {error}") from None
+    return parse_toml(data, path)
 
 
 def _read_section(path: str, table: str) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -37,6 +37,7 @@ from marimo_store._format.segments import segment_header
 from marimo_store._hashed_objects import VerifiedObjects
 from marimo_store._locks import LocalLock
 from marimo_store._log import new_writer_id
+from marimo_store._maintenance import Maintenance
 from marimo_store._named import NamedObjects
 from marimo_store._options import ARGUMENTS_DOC, OPTION_NAMES, StoreOptions
 from marimo_store._reader import EntryReader
@@ -51,10 +52,8 @@ if TYPE_CHECKING:
 
     from marimo_store._cleanup_plan import CleanupPlan
     from marimo_store._findings import Finding, VerifyReport
-    from marimo_store._log import LogReader
     from marimo_store._objects import MmapMode
     from marimo_store._options import Durability, ObjectIdMode
-    from marimo_store._snapshot import SnapshotSet, StoreState
     from marimo_store._trust import VerifyMode
     from marimo_store._verify import Progress
     from marimo_store._versions import VersionPolicy
@@ -241,10 +240,6 @@ class FsPersistentStore(NamedObjects):
             self._background.start(weakref.ref(self))
         return stored.metadata
 
-    def _writing_for_this_process(self) -> WriterSession:
-        """This process's writer (for maintenance: its temp names)."""
-        return self._writer.session_for_this_process()
-
     def delete_entries(self, keys: Iterable[ExecutionKey]) -> int:
         """Delete entries by appending tombstones; return how many were live.
 
@@ -400,12 +395,17 @@ class FsPersistentStore(NamedObjects):
         while it runs are kept. `dry_run` lists what would go."""
         return self.cleanup(drop_everything, dry_run=dry_run)
 
-    def _merged_state(self) -> tuple[StoreState, LogReader, SnapshotSet]:
-        """Every head merged, plus every log record after them: the whole
-        current state, the log reader that read it, and the snapshot files."""
-        return self._compactor.merged_state()
-
     # -- checking and repairing ----------------------------------------------------
+
+    def maintenance(self) -> Maintenance:
+        """The handle `verify()` and `doctor()` work through (internal; `_maintenance.py`)."""
+        return Maintenance(
+            self.options,
+            self.layout,
+            merged_state=self._compactor.merged_state,
+            temp_path=lambda: self._writer.session_for_this_process().temp_path(),
+            cleanup=self.cleanup,
+        )
 
     def verify(
         self,
@@ -433,7 +433,9 @@ class FsPersistentStore(NamedObjects):
         from marimo_store._verify import verify_store  # noqa: PLC0415 - rarely used
 
         try:
-            return verify_store(self, repair=repair, drop_dangling=drop_dangling, progress=progress)
+            return verify_store(
+                self.maintenance(), repair=repair, drop_dangling=drop_dangling, progress=progress
+            )
         except StoreIOError:
             raise
         except OSError as error:
@@ -452,7 +454,7 @@ class FsPersistentStore(NamedObjects):
         """
         from marimo_store._doctor import diagnose  # noqa: PLC0415 - rarely used
 
-        return diagnose(self)
+        return diagnose(self.maintenance())
 
     # -- lifecycle -----------------------------------------------------------------
 

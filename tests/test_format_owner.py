@@ -42,9 +42,9 @@ KNOWN = frozenset(
         ("_hashed_objects.py", ".log"),
         # _dangling.py: its per-host file in local/.
         ("_dangling.py", ".msgpack"),
-        # _changes.py: the directories a watcher follows.
-        ("_changes.py", "log"),
-        ("_changes.py", "snapshots"),
+        # _watched.py: the directories a watcher follows.
+        ("_watched.py", "log"),
+        ("_watched.py", "snapshots"),
         # cli/_target.py: what makes a directory look like a store.
         ("cli/_target.py", "format.json"),
         ("cli/_target.py", "log"),
