@@ -28,6 +28,7 @@ import msgpack
 
 from marimo_store import _fs
 from marimo_store._entry import ExecutionKey
+from marimo_store._format.layout import dangling_table
 from marimo_store._log import host_name
 
 DANGLING_GRACE_DAYS = 7
@@ -38,7 +39,7 @@ _DAY_MS = 86_400_000
 
 def ledger_path(local_dir: str) -> str:
     """This host's record of dangling entries."""
-    return os.path.join(local_dir, f"dangling-{host_name()}.msgpack")
+    return os.path.join(local_dir, dangling_table(host_name()))
 
 
 def read_first_seen(local_dir: str) -> dict[ExecutionKey, int]:

@@ -39,7 +39,11 @@ import msgpack
 
 from marimo_store import _fs
 from marimo_store._format.framing import frame, unpack_any
-from marimo_store._format.layout import scan_real_directory
+from marimo_store._format.layout import (
+    VERIFIED_LEDGER_PREFIX,
+    scan_real_directory,
+    verified_ledger,
+)
 from marimo_store._hashing import HEX_DIGITS
 from marimo_store._log import FrameStream, host_name
 
@@ -52,9 +56,6 @@ if TYPE_CHECKING:
 
 SHARED_MIN_BYTES = 4 * 1024 * 1024
 """Smaller objects hash in under ~150 µs: not worth a record in the shared file."""
-
-LEDGER_PREFIX = "verified-"
-LEDGER_SUFFIX = ".log"
 
 
 def fingerprint(stat: os.stat_result) -> Fingerprint:
@@ -79,7 +80,7 @@ def boot_id() -> str | None:
 def ledger_name() -> str | None:
     """The shared file of this host and boot, or None where nothing is shared."""
     booted = boot_id()
-    return None if booted is None else f"{LEDGER_PREFIX}{host_name()}-{booted}{LEDGER_SUFFIX}"
+    return None if booted is None else verified_ledger(host_name(), booted)
 
 
 class VerifiedObjects:
@@ -185,7 +186,7 @@ def prune_ledgers(local_dir: str, path_of: Callable[[str], str], temp_path: str)
     its record (the next read hashes again), never trusts a wrong file.
     """
     current = ledger_name()
-    mine = f"{LEDGER_PREFIX}{host_name()}-"
+    mine = f"{VERIFIED_LEDGER_PREFIX}{host_name()}-"
     names = [e.name for e in scan_real_directory(local_dir) if e.name.startswith(mine)]
     for name in names:
         if name != current:

@@ -14,12 +14,11 @@ import os
 from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
 
+from marimo_store._format.layout import WATCHED_DIRECTORIES
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Self
-
-WATCHED = ("log", "snapshots")
-"""The sub-directories whose changes other writers' entries arrive through."""
 
 
 Handle = TypeVar("Handle")
@@ -65,7 +64,7 @@ class WatchedDirectories(Generic[Handle]):
         """One change to `name` in a watched `directory` (`gone`: the
         directory itself was deleted or moved away)."""
         if directory == self.root:
-            if gone or name in WATCHED:
+            if gone or name in WATCHED_DIRECTORIES:
                 self._resubscribe = True  # log/ or snapshots/ created, deleted or replaced
                 self.changed = True
             return  # format.json, objects/, tmp/: nothing an index depends on
@@ -108,7 +107,7 @@ class WatchedDirectories(Generic[Handle]):
         self._watches[path] = (self._subscribe(path), inode)
 
     def _watch_subdirectories(self) -> None:
-        for name in WATCHED:
+        for name in WATCHED_DIRECTORIES:
             path = os.path.join(self.root, name)
             try:
                 inode = os.stat(path).st_ino

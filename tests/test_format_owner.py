@@ -36,22 +36,7 @@ OTHER_FORMATS = frozenset(("legacy.py", "_migrate.py"))
 """The legacy store's layout (`LegacyPersistentStore`, and the migration
 that reads it) is another format, not this one."""
 
-KNOWN = frozenset(
-    (
-        # _hashed_objects.py: its ledger in local/.
-        ("_hashed_objects.py", ".log"),
-        # _dangling.py: its per-host file in local/.
-        ("_dangling.py", ".msgpack"),
-        # _watched.py: the directories a watcher follows.
-        ("_watched.py", "log"),
-        ("_watched.py", "snapshots"),
-        # cli/_target.py: what makes a directory look like a store.
-        ("cli/_target.py", "format.json"),
-        ("cli/_target.py", "log"),
-        ("cli/_target.py", "snapshots"),
-        ("cli/_target.py", "objects"),
-    )
-)
+KNOWN: frozenset[tuple[str, str]] = frozenset()
 
 
 def _docstrings(tree: ast.Module) -> set[int]:

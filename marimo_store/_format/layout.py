@@ -43,6 +43,23 @@ STORE_NAMES = frozenset(
     )
 )
 """Everything a store keeps at its root."""
+STORE_MARKERS = ("format.json", "log", "snapshots", "objects")
+"""Any one of these makes a directory look like a store to the command line."""
+WATCHED_DIRECTORIES = ("log", "snapshots")
+"""The sub-directories whose changes other writers' entries arrive through."""
+VERIFIED_LEDGER_PREFIX = "verified-"
+
+
+def verified_ledger(host: str, boot: str) -> str:
+    """The name in `local/` of the ledger of objects hashed on `host` during boot `boot`."""
+    return f"{VERIFIED_LEDGER_PREFIX}{host}-{boot}.log"
+
+
+def dangling_table(host: str) -> str:
+    """The name in `local/` of `host`'s record of dangling entries."""
+    return f"dangling-{host}.msgpack"
+
+
 _GENERIC_NAMES = frozenset((GITIGNORE_FILE, GITATTRIBUTES_FILE))
 """Root names any project directory may hold too: alone they neither make
 a directory a store nor someone else's (a sync tool may deliver them first,

@@ -15,6 +15,7 @@ import os
 from marimo_store._cleanup import is_function_call
 from marimo_store._entry import CALL_METADATA_KEY
 from marimo_store._errors import NotFoundError, NotSupportedError, StoreFormatError
+from marimo_store._format.layout import STORE_MARKERS
 from marimo_store._hashing import text_digest
 from marimo_store._marimo_keys import LEGACY_DIR, MARIMO_DIR, PERSIST_DIR
 from marimo_store._named import NAMED_OBJECT
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 SHORT_ID = 12
 """Characters of an entry id shown in tables (JSON has all 16)."""
 _AMBIGUITY_SHOWN = 8
-_STORE_PARTS = ("format.json", "log", "snapshots", "objects")
 
 
 def open_store(path: str | None) -> FsPersistentStore:
@@ -82,7 +82,7 @@ def _is_marimo_cache(path: str) -> bool:
         os.path.basename(absolute) == LEGACY_DIR
         and os.path.basename(os.path.dirname(absolute)) == MARIMO_DIR
         and os.path.isdir(absolute)
-        and not any(os.path.exists(os.path.join(absolute, part)) for part in _STORE_PARTS)
+        and not any(os.path.exists(os.path.join(absolute, part)) for part in STORE_MARKERS)
     )
 
 
@@ -123,7 +123,7 @@ def _require_store(path: str) -> None:
         raise NotFoundError(
             f"no store at {path} (nothing was cached there yet; give another with --store PATH)"
         )
-    if not any(os.path.exists(os.path.join(path, part)) for part in _STORE_PARTS):
+    if not any(os.path.exists(os.path.join(path, part)) for part in STORE_MARKERS):
         raise StoreFormatError(
             f"{path} is not a marimo_store store (it has no format.json, log/, snapshots/ "
             f"or objects/); if it is marimo's own cache, `marimo-store migrate {path}` imports it"
