@@ -8,6 +8,8 @@ Every hit is counted (each record carries the hits since the writer's
 previous one), for the hit counts of `ls` and `info`. (A killed process
 loses its last batch: recency and counts are statistics, never a
 correctness matter.)
+
+Implements R7 (docs/format.md §14).
 """
 
 from __future__ import annotations

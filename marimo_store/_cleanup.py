@@ -3,6 +3,8 @@
 A strategy is a pure function of the entries' metadata (and the time), so
 it can be tested without a store, run in `dry_run` mode, and reasoned about
 by users: every dropped key comes with the reason the report shows.
+
+Implements M3, M5, M7 (docs/format.md §14).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ every put that writes files holds shared: docs/cleanup.md). The invariant:
 nothing is deleted before the snapshot that supersedes it is durable, and
 no object is deleted that a record appended meanwhile references.
 `BackgroundCleanup` runs a cleanup in a thread when a put finds one due.
+
+Implements M1, M2, M5, M8 (docs/format.md §14).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ what arrived here). Cleanup rewrites it under the `modification` lock,
 forgetting entries that no longer dangle. A file that is missing or does
 not decode restarts every clock at now: an entry is then dropped later,
 never earlier.
+
+Implements W3, M6 (docs/format.md §14).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ attribute lookup. Beneath a store root (`confine`), no write follows a
 symlink: a hostile folder cannot redirect one outside the store. Reads open
 only regular files, never following a final symlink and never blocking
 (`open_read`): a FIFO or a link where a file belongs cannot hang a reader.
+
+Implements W3 (docs/format.md §14).
 """
 
 from __future__ import annotations

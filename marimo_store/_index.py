@@ -3,6 +3,8 @@
 It is a snapshot (memory-mapped, entries decoded only when asked for) plus
 what the log added since: new entries, tombstones and access times. Opening
 a store therefore costs the same with ten entries or a hundred thousand.
+
+Implements R4, R5 (docs/format.md §14).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ and nobody ever has to delete a lock file by hand. `filelock`'s read-write
 lock does the same job portably but costs about 150 µs per acquisition here
 (it is built on SQLite) against under 5 µs for `flock`, and the shared lock
 sits on the put path; it remains the fallback where `fcntl` does not exist.
+
+Implements W8, M1 (docs/format.md §14).
 """
 
 from __future__ import annotations

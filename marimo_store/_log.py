@@ -7,6 +7,8 @@ Readers merge all segments.
 
 The framing of records is `_format/framing.py`; the names, header and close
 record of a segment are `_format/segments.py`.
+
+Implements W4, W5, R1, R2, R3, R7 (docs/format.md §14).
 """
 
 from __future__ import annotations

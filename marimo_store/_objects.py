@@ -5,6 +5,8 @@ the same bytes: writing is "create if absent" (dedup for free), files never
 change after creation, and a reader can check any file against its name.
 That check is what turns every kind of damage (torn write, bit rot, a sync
 tool's half-copied file) into a miss instead of a wrong value.
+
+Implements W1, W2, W3, M8, R1 (docs/format.md §14).
 """
 
 from __future__ import annotations

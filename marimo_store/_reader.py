@@ -6,6 +6,8 @@ the files: write-once objects make reads safe beside any number of
 writers, and a damaged or missing file is only a miss. The trust gate
 (`admits`) sits before anything is unpickled: with `verify_signatures` on,
 only values of trusted entries load (docs/security.md).
+
+Implements R1, R5 (docs/format.md §14).
 """
 
 from __future__ import annotations

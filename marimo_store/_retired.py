@@ -15,6 +15,8 @@ deleted, so git has no rename to detect; and every reader treats a retired
 file as absent (no warning, never damage). Markers stay (a few dozen bytes
 each): deleting one that another clone still holds whole would be a
 modify/delete conflict.
+
+Implements W3, M7, R1 (docs/format.md §14).
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ Every frame carries its own checksum (see _format/framing.py), so a damaged entr
 dropped alone. The snapshot's identity is the xxh3-128 of its header
 payload, which includes the hash of everything after it: sync tools rename
 files, so the name is only a convenience.
+
+Implements M2, M4, R1, R4 (docs/format.md §14).
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ has the threat model; this module has the decisions:
 - JSON and bytes values never run code when the store loads them, so they
   load whoever signed them; a caller that will unpickle bytes itself (the
   marimo plug-in) asks for a trusted entry explicitly (`requires_trust`).
+
+Implements R6 (docs/format.md §14).
 """
 
 from __future__ import annotations

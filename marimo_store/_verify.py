@@ -33,6 +33,8 @@ What the pass learns about each file (and the findings it files) are the
 small types of `_verify_files.py`; this module holds the steps and their
 order, and gets at the store only through its maintenance handle
 (`_maintenance.py`).
+
+Implements M6, M8 (docs/format.md §14).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ child) and write-once objects make them safe for any number of processes.
 The invariant kept here: object GC never runs between writing (or
 reusing) an object and appending the record that references it, since
 the put holds the shared `objects` lock across both.
+
+Implements W1, W6, W7, W8 (docs/format.md §14).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 that keep version control and sync tools away from the local parts; where
 its lock files are (docs/format.md §10.6) and what a file moved to
 `quarantine/` is named (§3.6).
+
+Implements W3 (docs/format.md §14).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ entry records leave out; its identity is `<writer>.<n>` from that header,
 never from the file name (sync tools rename files). Its last record, once
 its writer is done with it, is the close record (§6.8). `segment_header`
 and `header_frame` are the one place that knows the header's fields.
+
+Implements W4, W5 (docs/format.md §14).
 """
 
 from __future__ import annotations
