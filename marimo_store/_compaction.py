@@ -31,7 +31,6 @@ from marimo_store._cleanup import (
     delete_consumed_segments,
     delete_stale_temp_files,
 )
-from marimo_store._cleanup_plan import CleanupPlan
 from marimo_store._dangling import dangling_since, overdue
 from marimo_store._entry import now_ms
 from marimo_store._errors import StoreIOError, StoreWarning
@@ -49,7 +48,6 @@ from marimo_store._snapshot import (
     merge,
     read_snapshots,
 )
-from marimo_store._sync_folders import sync_folder_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,6 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping
 
     from marimo_store._cleanup import CleanupStrategy
+    from marimo_store._cleanup_plan import CleanupPlan
     from marimo_store._entry import EntryMetadata, ExecutionKey
     from marimo_store._format.layout import Layout
     from marimo_store._format.records import StoredEntry
@@ -86,6 +85,8 @@ def _shared_with_other_hosts(state: StoreState, path: str) -> bool:
     other machines' logs may simply not have arrived yet (their first sync)."""
     if not all(writer_is_local(writer_of(segment)[0]) for segment in state.consumed):
         return True
+    from marimo_store._sync_folders import sync_folder_of  # noqa: PLC0415 - object GC only
+
     return sync_folder_of(path) is not None
 
 
@@ -128,6 +129,8 @@ class Compactor:
 
     def plan(self, strategy: CleanupStrategy, include_content: bool) -> CleanupPlan:
         """See `FsPersistentStore.plan_cleanup`."""
+        from marimo_store._cleanup_plan import CleanupPlan  # noqa: PLC0415 - cleanups only
+
         plan = CleanupPlan(self, include_content=include_content)
         if self._is_store():
             self._under_lock(plan.report, partial(self._plan_locked, strategy, plan))

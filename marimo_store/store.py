@@ -37,7 +37,6 @@ from marimo_store._format.segments import segment_header
 from marimo_store._hashed_objects import VerifiedObjects
 from marimo_store._locks import LocalLock
 from marimo_store._log import new_writer_id
-from marimo_store._maintenance import Maintenance
 from marimo_store._named import NamedObjects
 from marimo_store._options import ARGUMENTS_DOC, OPTION_NAMES, StoreOptions
 from marimo_store._reader import EntryReader
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
 
     from marimo_store._cleanup_plan import CleanupPlan
     from marimo_store._findings import Finding, VerifyReport
+    from marimo_store._maintenance import Maintenance
     from marimo_store._objects import MmapMode
     from marimo_store._options import Durability, ObjectIdMode
     from marimo_store._trust import VerifyMode
@@ -399,6 +399,8 @@ class FsPersistentStore(NamedObjects):
 
     def maintenance(self) -> Maintenance:
         """The handle `verify()` and `doctor()` work through (internal; `_maintenance.py`)."""
+        from marimo_store._maintenance import Maintenance  # noqa: PLC0415 - maintenance only
+
         return Maintenance(
             self.options,
             self.layout,
