@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from marimo_store._entry import now_ms
 from marimo_store._errors import StoreIOError
+from marimo_store._format.records import encode_access
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
-    from typing import Any
 
     from marimo_store._entry import ExecutionKey
     from marimo_store._refresh import LiveIndex
@@ -43,13 +43,11 @@ class AccessBatcher:
         live: LiveIndex,
         writer: EntryWriter,
         lock: threading.RLock,
-        access_record: Callable[[ExecutionKey, int, int], dict[str, Any]],
         arm_exit: Callable[[], None],
     ) -> None:
         self._live = live
         self._writer = writer
         self._lock = lock
-        self._access_record = access_record
         self._arm_exit = arm_exit
         self._cannot_write = False
         self._noted: dict[ExecutionKey, int] = {}
@@ -95,7 +93,7 @@ class AccessBatcher:
             ]
             if not counted:
                 return
-            records = [self._access_record(key, at, count) for key, at, count in counted]
+            records = [encode_access(key, at, count) for key, at, count in counted]
             try:
                 writer = self._writer
                 writer.append(session or writer.session_for_this_process(), *records)

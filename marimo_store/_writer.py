@@ -26,9 +26,11 @@ from marimo_store._errors import ExecutionKeyClash, InvalidArgumentError, StoreI
 from marimo_store._format.framing import pack
 from marimo_store._format.layout import temp_name
 from marimo_store._format.records import (
+    TOMBSTONE_TYPE,
     StoredEntry,
     check_user_metadata,
     encode_entry,
+    encode_key_record,
     same_contents,
 )
 from marimo_store._hashing import content_digest, text_digest
@@ -293,11 +295,7 @@ class EntryWriter:
                     self._live.adopt_own_writer(session.pid, session.own_segment_prefix)
         return session
 
-    def delete(
-        self,
-        keys: Iterable[ExecutionKey],
-        tombstone: Callable[[ExecutionKey, int], dict[str, Any]],
-    ) -> int:
+    def delete(self, keys: Iterable[ExecutionKey]) -> int:
         """Append a tombstone for each live run the keys name (see
         `FsPersistentStore.delete_entries`); return how many there were."""
         live = self._live
@@ -314,7 +312,10 @@ class EntryWriter:
                 return 0
             now = now_ms()
             try:
-                self.append(self.session_for_this_process(), *(tombstone(run, now) for run in runs))
+                self.append(
+                    self.session_for_this_process(),
+                    *(encode_key_record(TOMBSTONE_TYPE, run, now) for run in runs),
+                )
             except OSError as error:
                 raise StoreIOError(f"cannot write to the store at {self._path}: {error}") from error
             for run in runs:

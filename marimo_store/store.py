@@ -32,7 +32,6 @@ from marimo_store._entry import Entry, EntryMetadata, Environment, ExecutionKey,
 from marimo_store._environment import platform_tag, python_version
 from marimo_store._errors import StoreIOError, StoreWarning
 from marimo_store._format.layout import Layout, check_store_directory
-from marimo_store._format.records import TOMBSTONE_TYPE, encode_access, encode_key_record
 from marimo_store._format.segments import segment_header
 from marimo_store._hashed_objects import VerifiedObjects
 from marimo_store._locks import LocalLock
@@ -166,9 +165,7 @@ class FsPersistentStore(NamedObjects):
             new_session=partial(_new_session, layout, options, verified),
             on_new_session=self._exit_hook.arm,
         )
-        self._accesses = AccessBatcher(
-            self._live, self._writer, self._lock, encode_access, self._exit_hook.arm
-        )
+        self._accesses = AccessBatcher(self._live, self._writer, self._lock, self._exit_hook.arm)
         self._reader = EntryReader(
             layout, options, self._live, self._trust, verified, note_access=self._accesses.note
         )
@@ -249,7 +246,7 @@ class FsPersistentStore(NamedObjects):
         them and object GC frees objects nothing else references.
         """
         keys = check_keys(keys, "delete_entries")
-        return self._writer.delete(keys, partial(encode_key_record, TOMBSTONE_TYPE))
+        return self._writer.delete(keys)
 
     # -- reading -------------------------------------------------------------------
 
