@@ -123,7 +123,12 @@ def other_files(root: str) -> list[str]:
         names = os.listdir(root)
     except OSError:
         return []
-    others = sorted(set(names) - STORE_NAMES - _SYSTEM_FILES)
+    return _others(set(names))
+
+
+def _others(names: set[str]) -> list[str]:
+    """The names of `other_files` among `names`."""
+    others = sorted(names - STORE_NAMES - _SYSTEM_FILES)
     if not others:
         return others
     from marimo_store._conflicts import original_name  # noqa: PLC0415 - imports re
@@ -306,7 +311,7 @@ class Layout:
         if not stat.S_ISDIR(found.st_mode):
             raise StoreFormatError(f"{self.root} is a file, not a store directory")
         names = set(os.listdir(self.root))
-        if names and not names & (STORE_NAMES - _GENERIC_NAMES) and other_files(self.root):
+        if names and not names & (STORE_NAMES - _GENERIC_NAMES) and _others(names):
             if allow_other_files:
                 return False
             raise StoreFormatError(
