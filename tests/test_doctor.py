@@ -26,7 +26,10 @@ def make(root: Path) -> FsPersistentStore:
     return store
 
 
-def test_a_plain_local_store_has_no_warnings(tmp_path: Path) -> None:
+def test_a_plain_local_store_has_no_warnings(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(home)  # doctor reads marimo's config from the working directory up
     findings = make(tmp_path / "store").doctor()
     assert [f for f in findings if f.severity == "warning"] == []
 

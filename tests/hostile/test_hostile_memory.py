@@ -85,6 +85,7 @@ def test_huge_sparse_files_under_a_1_gib_address_space(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         env=env,
+        cwd=home,  # doctor reads marimo's config from the working directory up
         timeout=600,
         check=False,
     )
