@@ -70,6 +70,7 @@ def test_huge_sparse_files_under_a_1_gib_address_space(tmp_path: Path) -> None:
     tripwire = Tripwire(tmp_path)
     path = tmp_path / "store"
     home = tmp_path / "home"
+    home.mkdir()
     with environment(home), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         planted = build(path)
