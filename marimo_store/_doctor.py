@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from marimo_store._cleanup import stale_temp_files
+from marimo_store._cleanup_files import stale_temp_files
 from marimo_store._conflicts import sync_copy_of
 from marimo_store._entry import now_ms
 from marimo_store._findings import Finding
