@@ -11,12 +11,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from _layout import log_dir, object_ids, object_path, objects_dir
 from conftest import StoreFactory
 
 from marimo_store import CleanupReport, DefaultCleanupStrategy, Entry, ExecutionKey
 from marimo_store._cleanup import drop_everything
 from marimo_store._entry import now_ms
-from tests._layout import object_ids, object_path
 from tests._scripts import run_command
 
 KEEP_ONE = DefaultCleanupStrategy(max_entries_per_block=1)
@@ -92,7 +92,7 @@ def test_a_plan_executed_does_what_cleanup_does(make_store: StoreFactory, tmp_pa
     assert executed.bytes_freed == sum(plan.collected.values())
     survivors = [[m.key for m in make_store(root).entries()] for root in (planned, direct)]
     assert survivors[0] == survivors[1] and len(survivors[0]) == 1
-    assert sorted(tree(planned / "objects")) == sorted(tree(direct / "objects"))
+    assert sorted(tree(objects_dir(planned))) == sorted(tree(objects_dir(direct)))
 
 
 def test_a_stale_plan_keeps_what_was_put_after_it(
@@ -117,7 +117,7 @@ def test_a_stale_plan_keeps_what_was_put_after_it(
     reused = fresh.get(same)
     assert reused is not None and reused.variables["v"] == data
     assert fresh.get(new) is not None
-    assert (store_path / "objects" / object_id[:2] / object_id[2:]).exists()
+    assert object_path(store_path, object_id).exists()
 
 
 def cli(home: Path, root: Path, *args: str) -> Any:
@@ -146,7 +146,7 @@ def test_the_dry_run_command_shows_the_plan_the_cleanup_then_carries_out(
     assert collected == {i: object_path(store_path, i).stat().st_size for i in collected}
     assert plan["bytes_collected"] == sum(collected.values())
     assert plan["snapshots_replaced"] == []
-    log = {path.name: path.stat().st_size for path in (store_path / "log").glob("*.log")}
+    log = {path.name: path.stat().st_size for path in log_dir(store_path).glob("*.log")}
     assert {s["name"]: s["bytes"] for s in plan["segments"]} == log
     text = run_command(home, "--store", str(store_path), "cleanup", "--dry-run", *limit).stdout
     assert f"would collect 2 objects ({plan['bytes_collected']} bytes)" in text

@@ -19,12 +19,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+from _layout import log_dir, object_files
 
 from marimo_store import Entry, ExecutionKey, FsPersistentStore, persistent_cache
 from marimo_store._key_components import KEY_SCHEME
 from marimo_store.cli._target import entry_id
 from tests._files import flip_byte
-from tests._layout import object_files
 
 SCRIPT = Path(sys.executable).with_name("marimo-store")
 T0 = 1_700_000_000_000
@@ -386,7 +386,7 @@ def test_corrupt_files_are_warnings_not_tracebacks(home: Path, tmp_path: Path) -
     path = tmp_path / "store"
     ids = put_samples(path)
     (path / "format.json").write_text("{not json")
-    segment = next((path / "log").glob("*.log"))
+    segment = next(log_dir(path).glob("*.log"))
     flip_byte(segment, segment.read_bytes().index(b"model"))  # the named object's record
     flip_byte(object_files(path)[0], 100)  # the shared array
     listed = run_cli(home, "--store", str(path), "ls", "--json")
@@ -459,7 +459,7 @@ def test_doctor_warns_about_sync_folders_and_conflicted_copies(home: Path, tmp_p
     (dropbox / ".dropbox").mkdir(parents=True)  # what the Dropbox client leaves in its folder
     path = dropbox / "project" / "store"
     put_samples(path)
-    segment = next((path / "log").glob("*.log"))
+    segment = next(log_dir(path).glob("*.log"))
     segment.with_name(f"{segment.stem} (laptop's conflicted copy 2026-11-21).log").write_bytes(
         segment.read_bytes()
     )
