@@ -1,51 +1,48 @@
 """The store's layout as tests look at it (docs/format.md §2, §3): one place
 for the paths of objects, snapshots, the other directories and quarantined
-files, so that no test spells `objects/<xx>/<rest>` itself (three copies of `object_file`, two
-different `object_files`, disagreed before). It mirrors
+files, so that no test spells `objects/<xx>/<rest>` itself (three copies
+of `object_file`, two different `object_files`, disagreed before). It mirrors
 `marimo_store/_format/` from the outside, on purpose without importing it:
 a test that reads the files checks the format, not the code's idea of it.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from marimo_store import ObjectRef
 
-
-def objects_dir(root: Path) -> Path:
-    """The objects directory, `objects/` (docs/format.md §2)."""
-    return root / "objects"
+DIRECTORIES = ("objects", "log", "snapshots", "tmp", "local", "locks", "quarantine")
+"""The directories of a store (docs/format.md §2)."""
 
 
-def log_dir(root: Path) -> Path:
-    """The log directory, `log/`, of every writer's segments."""
-    return root / "log"
+def layout_dir(root: Path, name: str) -> Path:
+    """The directory `name` of the store at `root` (one of `DIRECTORIES`)."""
+    if name not in DIRECTORIES:
+        raise ValueError(f"{name!r} is no directory of the layout")
+    return root / name
 
 
-def snapshots_dir(root: Path) -> Path:
-    """The snapshots directory, `snapshots/`."""
-    return root / "snapshots"
+objects_dir = partial(layout_dir, name="objects")
+"""`objects/`: every object, under the first two digits of its id."""
+log_dir = partial(layout_dir, name="log")
+"""`log/`: every writer's segments."""
+snapshots_dir = partial(layout_dir, name="snapshots")
+"""`snapshots/`: the snapshot files."""
+tmp_dir = partial(layout_dir, name="tmp")
+"""`tmp/`: where writers keep their temp files."""
+local_dir = partial(layout_dir, name="local")
+"""`local/`: this machine's own files (ledgers, the dangling table)."""
+locks_dir = partial(layout_dir, name="locks")
+"""`locks/`: the lock files."""
+quarantine_dir = partial(layout_dir, name="quarantine")
+"""`quarantine/`: where damaged files are moved (docs/format.md §3.6)."""
 
 
 def snapshot_path(root: Path, snapshot_id: str) -> Path:
     """Where the snapshot `snapshot_id` lives: `snapshots/<id>.snap`."""
     return snapshots_dir(root) / f"{snapshot_id}.snap"
-
-
-def tmp_dir(root: Path) -> Path:
-    """Where writers keep their temp files, `tmp/`."""
-    return root / "tmp"
-
-
-def local_dir(root: Path) -> Path:
-    """This machine's own files (ledgers, the dangling table), `local/`."""
-    return root / "local"
-
-
-def locks_dir(root: Path) -> Path:
-    """The lock files, `locks/`."""
-    return root / "locks"
 
 
 def object_path(root: Path, object_id: str) -> Path:
@@ -78,8 +75,3 @@ def object_ids(root: Path) -> set[str]:
 def snapshot_names(root: Path) -> set[str]:
     """The file names of the snapshots."""
     return {path.name for path in snapshots_dir(root).glob("*.snap")}
-
-
-def quarantine_dir(root: Path) -> Path:
-    """Where damaged files are moved (docs/format.md §3.6)."""
-    return root / "quarantine"
