@@ -4,6 +4,13 @@
 in the store; `explain()` says whether a call would hit and, on a miss,
 which key components differ from the nearest stored entry, in words. Both
 only read: nothing here runs the function or writes to the store.
+
+`call_record` is what a stored call records for them (its function, its
+components, and the key scheme `KEY_SCHEME` its key was computed by), so
+that an explanation can tell a changed component from a changed scheme.
+Invariant: an explanation names every reason a call's key differs from the
+nearest stored one: a component, or (when no component differs, or the
+recorded scheme does) the key scheme.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from marimo_store._key_components import (
     CODE,
     FUNCTION,
     GLOBAL,
+    KEY_SCHEME,
     MODULE,
+    SCHEME,
     VERSION,
 )
 from marimo_store._value import Value
@@ -27,6 +36,7 @@ from marimo_store._value import Value
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any
 
     from marimo_store._call_key import CallKey
     from marimo_store._entry import EntryMetadata, ExecutionKey
@@ -81,12 +91,14 @@ class Explanation:
     """Why a call hits or misses, without running it (`wrapper.explain(...)`).
 
     `key` and `components` are the call's execution key and what it was
-    hashed from. On a hit, `nearest` is the stored entry. On a miss,
+    hashed from, and `key_scheme` the version of the formula that made the
+    key (`KEY_SCHEME`). On a hit, `nearest` is the stored entry. On a miss,
     `nearest` is the stored entry of the same block (else of the same
     function, whose code then changed) that differs in the fewest
-    components, `changed` names those components and `reasons` says what
-    they are in words; both are empty when nothing of this function is
-    stored. `store` is where the store looked in is (`store_location`).
+    components, `changed` names those components (`scheme` when the entry
+    was stored under another key scheme) and `reasons` says what they are
+    in words; both are empty when nothing of this function is stored.
+    `store` is where the store looked in is (`store_location`).
     """
 
     __slots__ = (
@@ -95,6 +107,7 @@ class Explanation:
         "function",
         "hit",
         "key",
+        "key_scheme",
         "nearest",
         "reasons",
         "store",
@@ -114,6 +127,7 @@ class Explanation:
         self.function = function
         self.store = store
         self.key: ExecutionKey = call.key
+        self.key_scheme = KEY_SCHEME
         self.components: Mapping[str, str] = types.MappingProxyType(call.components)
         self.hit = hit
         self.nearest = nearest
@@ -126,7 +140,8 @@ class Explanation:
     def __str__(self) -> str:
         lines = [
             f"{self.function}: {'hit' if self.hit else 'miss'}",
-            f"  key: block_id={self.key.block_id} module_hash={self.key.module_hash}",
+            f"  key: scheme={self.key_scheme} block_id={self.key.block_id} "
+            f"module_hash={self.key.module_hash}",
             f"  store: {self.store}",
         ]
         if self.hit:
@@ -165,6 +180,20 @@ def _describe(name: str, before: str | None, after: str | None) -> str:
     return text
 
 
+def call_record(function: str, call: CallKey) -> dict[str, Any]:
+    """What `persistent_cache` records of a call in its entry's user metadata
+    (under `CALL_METADATA_KEY`): the function, the key scheme, the components."""
+    return {"function": function, SCHEME: KEY_SCHEME, "components": call.components}
+
+
+def recorded_scheme(metadata: EntryMetadata) -> int | None:
+    """The key scheme a stored call's key was computed by; None when the
+    entry is not a call or was stored before calls recorded it."""
+    recorded = metadata.user_metadata.get(CALL_METADATA_KEY)
+    scheme = recorded.get(SCHEME) if isinstance(recorded, dict) else None
+    return scheme if isinstance(scheme, int) and not isinstance(scheme, bool) else None
+
+
 def _recorded(metadata: EntryMetadata) -> tuple[str | None, Mapping[str, str]]:
     """The function name and key components an entry was stored with."""
     recorded = metadata.user_metadata.get(CALL_METADATA_KEY)
@@ -177,8 +206,18 @@ def _recorded(metadata: EntryMetadata) -> tuple[str | None, Mapping[str, str]]:
     )
 
 
-def _differences(now: Mapping[str, str], stored: Mapping[str, str]) -> list[str]:
-    return sorted(name for name in now.keys() | stored.keys() if now.get(name) != stored.get(name))
+def _differences(
+    now: Mapping[str, str], stored: Mapping[str, str], scheme: int | None
+) -> list[str]:
+    """The components that differ, and `scheme` first when the entry's key
+    scheme does (recorded, or else implied: same block and components, yet
+    another key, can only be another scheme)."""
+    changed = sorted(
+        name for name in now.keys() | stored.keys() if now.get(name) != stored.get(name)
+    )
+    if scheme != KEY_SCHEME and (scheme is not None or not changed):
+        changed.insert(0, SCHEME)
+    return changed
 
 
 def explain_call(function: str, call: CallKey, store: Store) -> Explanation:
@@ -196,7 +235,7 @@ def explain_call(function: str, call: CallKey, store: Store) -> Explanation:
         recorded = _recorded(metadata)[1]
         if not recorded:
             continue
-        changed = _differences(call.components, recorded)
+        changed = _differences(call.components, recorded, recorded_scheme(metadata))
         rank = (len(changed), -metadata.created_at)
         if best is None or rank < best[0]:
             best = (rank, metadata, changed)
@@ -204,7 +243,11 @@ def explain_call(function: str, call: CallKey, store: Store) -> Explanation:
         return explained(hit=False, nearest=None, changed=(), reasons=())
     _, nearest, changed = best
     recorded = _recorded(nearest)[1]
+    scheme = recorded_scheme(nearest)
     reasons = tuple(
-        _describe(name, recorded.get(name), call.components.get(name)) for name in changed
+        f"the key scheme ({'not recorded' if scheme is None else scheme} -> {KEY_SCHEME})"
+        if name == SCHEME
+        else _describe(name, recorded.get(name), call.components.get(name))
+        for name in changed
     )
     return explained(hit=False, nearest=nearest, changed=tuple(changed), reasons=reasons)

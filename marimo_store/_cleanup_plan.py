@@ -66,19 +66,28 @@ class CleanupPlan:
         return self._compactor.execute(self)
 
     def describe(self) -> list[str]:
-        """The plan in lines a person reads, in the order `execute` works."""
+        """The plan in lines a person reads, in the order `execute` works:
+        each entry dropped with its reason and size, then `rewrites()`,
+        then what was skipped (a busy lock: nothing was decided)."""
         lines = [f"drop {d.key}: {d.reason} ({d.content_size} bytes)" for d in self.dropped]
-        lines.append(
+        lines.extend(self.rewrites())
+        lines.extend(f"skipped: {why}" for why in self.report.skipped)
+        return lines
+
+    def rewrites(self) -> list[str]:
+        """What executing writes and collects beyond the drops: the snapshot
+        that replaces the old ones and holds the log, and (`include_content`)
+        the objects object GC would delete, with their sizes and why."""
+        lines = [
             f"write a snapshot replacing {len(self.snapshots)} snapshot files and holding "
             f"{sum(self.segments.values())} bytes of {len(self.segments)} log segments"
-        )
+        ]
         if self.include_content:
             lines.append(
                 f"collect {len(self.collected)} objects ({sum(self.collected.values())} bytes) "
                 "that only dropped entries use, and unknown objects older than "
                 "object_grace_seconds"
             )
-        lines.extend(f"skipped: {why}" for why in self.report.skipped)
         return lines
 
     def __repr__(self) -> str:

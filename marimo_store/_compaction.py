@@ -24,9 +24,8 @@ import warnings
 from functools import partial
 
 from marimo_store import _fs
-from marimo_store._cleanup import (
-    CleanupReport,
-    DroppedEntry,
+from marimo_store._cleanup import CleanupReport, DroppedEntry
+from marimo_store._cleanup_files import (
     collect_garbage,
     delete_consumed_segments,
     delete_stale_temp_files,

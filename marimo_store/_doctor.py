@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from marimo_store._cleanup import stale_temp_files
+from marimo_store._cleanup_files import stale_temp_files
 from marimo_store._conflicts import sync_copy_of
 from marimo_store._entry import now_ms
 from marimo_store._findings import Finding
-from marimo_store._format.layout import GENERATED_NAMES
+from marimo_store._format.layout import GENERATED_NAMES, LOCAL_DIRECTORIES
 from marimo_store._format.names import OBJECT_NAME, SEGMENT_NAME, SNAPSHOT_NAME
 from marimo_store._marimo_config import ignored_store_finding
 from marimo_store._sync_folders import names_in, sync_folder_of
@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 CLOCK_SKEW_TOLERANCE_MS = 5 * 60_000
 """Timestamps this far ahead of the local clock mean two clocks disagree."""
 
-_EXCLUDE = "locks/, tmp/, local/ and quarantine/"
+_EXCLUDE = ", ".join(f"{name}/" for name in LOCAL_DIRECTORIES[:-1]) + (
+    f" and {LOCAL_DIRECTORIES[-1]}/"
+)
 
 _SYNC_ADVICE = {
     "Dropbox": (

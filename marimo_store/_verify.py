@@ -44,7 +44,7 @@ import os
 from collections.abc import Callable, Collection, Mapping
 
 from marimo_store import _fs
-from marimo_store._cleanup import stale_temp_files
+from marimo_store._cleanup_files import stale_temp_files
 from marimo_store._conflicts import sync_copy_of
 from marimo_store._dangling import DANGLING_GRACE_DAYS
 from marimo_store._entry import EntryMetadata, ExecutionKey, now_ms

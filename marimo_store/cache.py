@@ -25,7 +25,13 @@ import time
 import types
 import warnings
 
-from marimo_store._cache_reports import CacheInfo, Explanation, explain_call, store_location
+from marimo_store._cache_reports import (
+    CacheInfo,
+    Explanation,
+    call_record,
+    explain_call,
+    store_location,
+)
 from marimo_store._call_key import CallHasher, CallKey
 from marimo_store._code_identity import _CO_VARARGS, _CO_VARKEYWORDS, is_async, is_generator
 from marimo_store._entry import (
@@ -239,10 +245,10 @@ class CachedFunction(_Generic[P, R]):
 
     def _save(self, store: Store, call: CallKey, result: Any) -> bool:
         """Store a result; on failure warn (or raise, with `on_error="raise"`)."""
-        call_record: dict[str, Any] = {"function": self._function, "components": call.components}
+        record = call_record(self._function, call)
         if self._expire_ms is not None:
-            call_record[EXPIRE] = self._expire_ms  # cleanup drops the call once it expired
-        metadata = {CALL_METADATA_KEY: call_record}
+            record[EXPIRE] = self._expire_ms  # cleanup drops the call once it expired
+        metadata = {CALL_METADATA_KEY: record}
         entry = Entry.of(call.key, {RESULT: result}, user_metadata=metadata, format=self._format)
         try:
             store.put(entry)

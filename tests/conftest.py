@@ -100,27 +100,37 @@ def probe(monkeypatch: pytest.MonkeyPatch, store: FsPersistentStore) -> types.Mo
 @pytest.fixture
 def tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The test's own directory, inside a home of its own (pytest's
-    `tmp_path` is that home).
+    `tmp_path` is that home), and the working directory while it runs.
 
-    Everything that walks up from a test's files (`.marimo.toml` lookup,
-    marimo's own configuration search) stops at the home directory, so
+    Everything that walks up from a test's files or from the working
+    directory (`.marimo.toml` lookup, marimo's own configuration search,
+    the default store's `__marimo__/`) stops at the home directory, so
     nothing in the system temp directory above it (a `__marimo__` folder, a
-    `.marimo.toml` left by a notebook run there) and nothing in the real
-    user's home can change what a test sees. tests/test_hermetic.py plants
-    such files and runs the relevant tests under them.
+    `.marimo.toml` left by a notebook run there), nothing in the checkout
+    the suite runs from and nothing in the real user's home can change what
+    a test sees; nor can a `MARIMO_*` or XDG variable of the shell that ran
+    pytest (the suite's own size knobs, `MARIMO_STORE_*`, are read before
+    any test starts). tests/test_hermetic.py plants such files and runs the
+    relevant tests under them.
     """
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for variable in ("XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"):
-        monkeypatch.delenv(variable, raising=False)
+    for variable in list(os.environ):
+        if variable.startswith("MARIMO") or variable in _OTHER_XDG:
+            monkeypatch.delenv(variable)
     work = tmp_path / "work"
     work.mkdir()
+    monkeypatch.chdir(work)
     return work
+
+
+_OTHER_XDG = ("XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME")
 
 
 @pytest.fixture(autouse=True)
 def own_home(tmp_path: Path) -> None:
-    """Every test runs with its own HOME and XDG directories (see `tmp_path`)."""
+    """Every test runs with its own HOME, XDG directories and working
+    directory, and no `MARIMO_*` variables (see `tmp_path`)."""
 
 
 @pytest.fixture
@@ -164,7 +174,7 @@ def pytest_configure(config: pytest.Config) -> None:
     home = tempfile.mkdtemp(prefix="marimo-store-tests-home-")
     _SESSION_HOME.append(home)
     os.environ["HOME"] = home
-    for variable in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"):
+    for variable in ("XDG_CONFIG_HOME", *_OTHER_XDG):
         os.environ.pop(variable, None)
 
 

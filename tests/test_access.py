@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from _layout import log_dir, snapshots_dir
 from conftest import StoreFactory
 
 from marimo_store import Entry, ExecutionKey
@@ -22,7 +23,7 @@ SUBPROCESS_TIMEOUT = 60
 
 def log_state(store_path: Path) -> dict[str, int]:
     """Every log segment's name and size."""
-    return {p.name: p.stat().st_size for p in sorted((store_path / "log").iterdir())}
+    return {p.name: p.stat().st_size for p in sorted(log_dir(store_path).iterdir())}
 
 
 def put_three(make_store: StoreFactory) -> list[ExecutionKey]:
@@ -108,7 +109,7 @@ def test_segments_that_readers_leave_are_compacted_at_exit(
         assert reader.get(keys[0]) is not None
         reader.close()
     assert len(log_state(store_path)) > 64
-    assert not (store_path / "snapshots").exists()
+    assert not snapshots_dir(store_path).exists()
     script = textwrap.dedent(
         f"""
         from marimo_store import ExecutionKey, FsPersistentStore
@@ -117,7 +118,7 @@ def test_segments_that_readers_leave_are_compacted_at_exit(
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=SUBPROCESS_TIMEOUT)
-    assert len(list((store_path / "snapshots").iterdir())) == 1
+    assert len(list(snapshots_dir(store_path).iterdir())) == 1
     assert len(log_state(store_path)) <= 1  # at most the exiting reader's own segment
     store = make_store()
     assert {m.key for m in store.entries()} == set(keys)

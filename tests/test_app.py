@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
+from _layout import snapshots_dir
 from conftest import ModuleLoader, StoreFactory
 
 import marimo_store.app
@@ -154,7 +155,7 @@ assert f(1) == 2
 def test_the_apps_store_cleans_up_at_interpreter_exit(tmp_path: Path) -> None:
     path = tmp_path / "store"
     subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(path)], check=True, timeout=120)
-    assert list((path / "snapshots").glob("*.snap"))  # the exit cleanup compacted the log
+    assert list(snapshots_dir(path).glob("*.snap"))  # the exit cleanup compacted the log
     assert len(FsPersistentStore(path).entries()) == 1
 
 

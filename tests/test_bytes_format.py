@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _files import flip_byte
-from _layout import object_files
+from _layout import log_dir, object_files, object_path
 from conftest import StoreFactory
 
 from marimo_store import (
@@ -91,7 +91,7 @@ def test_pieces_are_joined_and_a_shared_piece_is_one_file(
     assert second.variables["w"].buffers[0].id == shared.id
     assert whole.variables["x"].id == shared.id
     # Headers and tails are small: inside the records, not files.
-    assert object_files(store_path) == [store_path / "objects" / shared.id[:2] / shared.id[2:]]
+    assert object_files(store_path) == [object_path(store_path, shared.id)]
     assert first.variables["v"].inline
     assert first.variables["v"].buffers[1].inline
 
@@ -135,7 +135,7 @@ def test_values_that_are_not_bytes_are_refused(
     with pytest.raises(SerializationError, match=problem) as raised:
         make_store().put(Entry.of(KEY, {"v": value}, format="bytes"))
     assert "'v'" in str(raised.value)
-    assert not (store_path / "log").exists()
+    assert not log_dir(store_path).exists()
 
 
 def test_entry_format_names_bytes_among_the_choices() -> None:

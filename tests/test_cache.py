@@ -25,6 +25,8 @@ from marimo_store import (
     InvalidArgumentError,
     SerializationError,
     StoreWarning,
+    _cache_reports,
+    _call_key,
     persistent_cache,
 )
 from marimo_store._environment import package_version
@@ -159,6 +161,48 @@ def test_explain_without_any_stored_entry(
         "code", "function:helper", "global:SCALE", "arg:a", "arg:b"
     }  # fmt: skip
     assert probe.calls == []  # explain runs nothing
+
+
+def test_explain_shows_the_key_scheme_and_a_miss_a_new_scheme_causes(
+    load_module: ModuleLoader, probe: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load_module(BASE)
+    module.f(3)
+    explained = module.f.explain(3)
+    assert explained.hit and explained.key_scheme == _call_key.KEY_SCHEME
+    assert f"  key: scheme={explained.key_scheme} block_id=" in str(explained)
+    (stored,) = probe.store.entries()
+    assert stored.user_metadata["persistent_cache"]["scheme"] == _call_key.KEY_SCHEME
+    # A release that computes keys another way: every component is the same,
+    # yet the key is not; the explanation says it is the scheme.
+    newer = _call_key.KEY_SCHEME + 1
+    monkeypatch.setattr(_call_key, "KEY_SCHEME", newer)
+    monkeypatch.setattr(_cache_reports, "KEY_SCHEME", newer)
+    _miss_explained(load_module(BASE), probe, f"the key scheme ({newer - 1} -> {newer})")
+    assert load_module(BASE).f.explain(3).key_scheme == newer
+    assert probe.store.entries()[-1].user_metadata["persistent_cache"]["scheme"] == newer
+
+
+def test_explain_names_the_scheme_of_an_entry_that_did_not_record_one(
+    load_module: ModuleLoader, probe: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls stored before entries recorded their key scheme: when no
+    component differs, only the scheme can."""
+
+    def unrecorded(function: str, call: Any) -> dict[str, Any]:
+        return {"function": function, "components": call.components}
+
+    with monkeypatch.context() as patch:
+        patch.setattr("marimo_store.cache.call_record", unrecorded)
+        load_module(BASE).f(3)
+    monkeypatch.setattr(_call_key, "KEY_SCHEME", _call_key.KEY_SCHEME + 1)
+    monkeypatch.setattr(_cache_reports, "KEY_SCHEME", _call_key.KEY_SCHEME)
+    explanation = load_module(BASE).f.explain(3)
+    assert explanation.changed == ("scheme",)
+    assert explanation.reasons == (f"the key scheme (not recorded -> {_call_key.KEY_SCHEME})",)
+    # Another edit as well: that edit is the reason, the scheme is not claimed.
+    edited = load_module(BASE.replace("SCALE = 2", "SCALE = 3")).f.explain(3)
+    assert edited.reasons == ("global 'SCALE'",)
 
 
 def test_ignore_leaves_arguments_out_of_the_key(

@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
+from _layout import log_dir
 
 import marimo_store._changes as changes_module
 import marimo_store._inotify as inotify_module
@@ -281,7 +282,7 @@ def test_forked_child_does_not_use_the_parents_dead_observer(store_path: Path) -
 
 def test_closing_a_store_stops_its_watches(store_path: Path, backend: str) -> None:
     store_path.mkdir()
-    (store_path / "log").mkdir()
+    log_dir(store_path).mkdir()
     stores = [FsPersistentStore(store_path, cleanup_on_exit=False) for _ in range(3)]
     for store in stores:
         watching(store)

@@ -1,18 +1,23 @@
 """Cleanup as a plan: `plan_cleanup` decides and changes nothing on disk;
 `plan.execute()` does what `cleanup()` does; a plan gone stale keeps what
-was put after it."""
+was put after it; `marimo-store cleanup --dry-run` (and `clear --dry-run`)
+shows the plan, as text and as data, and the cleanup then does just that."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
+from _layout import log_dir, object_ids, object_path, objects_dir
 from conftest import StoreFactory
 
 from marimo_store import CleanupReport, DefaultCleanupStrategy, Entry, ExecutionKey
 from marimo_store._cleanup import drop_everything
 from marimo_store._entry import now_ms
+from tests._scripts import run_command
 
 KEEP_ONE = DefaultCleanupStrategy(max_entries_per_block=1)
 
@@ -87,7 +92,7 @@ def test_a_plan_executed_does_what_cleanup_does(make_store: StoreFactory, tmp_pa
     assert executed.bytes_freed == sum(plan.collected.values())
     survivors = [[m.key for m in make_store(root).entries()] for root in (planned, direct)]
     assert survivors[0] == survivors[1] and len(survivors[0]) == 1
-    assert sorted(tree(planned / "objects")) == sorted(tree(direct / "objects"))
+    assert sorted(tree(objects_dir(planned))) == sorted(tree(objects_dir(direct)))
 
 
 def test_a_stale_plan_keeps_what_was_put_after_it(
@@ -112,4 +117,60 @@ def test_a_stale_plan_keeps_what_was_put_after_it(
     reused = fresh.get(same)
     assert reused is not None and reused.variables["v"] == data
     assert fresh.get(new) is not None
-    assert (store_path / "objects" / object_id[:2] / object_id[2:]).exists()
+    assert object_path(store_path, object_id).exists()
+
+
+def cli(home: Path, root: Path, *args: str) -> Any:
+    """`marimo-store --store ROOT ARGS --json`, which must succeed: its document."""
+    done = run_command(home, "--store", str(root), *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_dry_run_command_shows_the_plan_the_cleanup_then_carries_out(
+    make_store: StoreFactory, store_path: Path, home: Path
+) -> None:
+    keys = put_runs(make_store, store_path, now_ms() - 60_000)
+    before, objects = tree(store_path), object_ids(store_path)
+    limit = ("--max-entries-per-block", "1")
+    shown = cli(home, store_path, "cleanup", "--dry-run", *limit)
+    assert tree(store_path) == before
+    plan = shown["plan"]
+    assert plan["steps"] == make_store().plan_cleanup(KEEP_ONE).describe()
+    assert plan["include_content"] is True
+    dropped = {(d["module_hash"], d["reason"], d["size"]) for d in shown["dropped"]}
+    assert {d[0] for d in dropped} == {key.module_hash for key in keys[:2]}
+    # The two dropped runs' files, by their real sizes on disk.
+    collected = {c["id"]: c["size"] for c in plan["collected"]}
+    assert len(collected) == 2 and set(collected) < objects
+    assert collected == {i: object_path(store_path, i).stat().st_size for i in collected}
+    assert plan["bytes_collected"] == sum(collected.values())
+    assert plan["snapshots_replaced"] == []
+    log = {path.name: path.stat().st_size for path in log_dir(store_path).glob("*.log")}
+    assert {s["name"]: s["bytes"] for s in plan["segments"]} == log
+    text = run_command(home, "--store", str(store_path), "cleanup", "--dry-run", *limit).stdout
+    assert f"would collect 2 objects ({plan['bytes_collected']} bytes)" in text
+    assert f"holding {sum(log.values())} bytes of {len(log)} log segments" in text
+    assert "would drop 2 entries" in text
+    assert tree(store_path) == before
+
+    done = cli(home, store_path, "cleanup", *limit)
+    assert done["plan"] is None and not done["dry_run"]
+    assert {(d["module_hash"], d["reason"], d["size"]) for d in done["dropped"]} == dropped
+    assert (done["objects_deleted"], done["bytes_freed"]) == (2, plan["bytes_collected"])
+    assert object_ids(store_path) == objects - set(collected)
+
+
+def test_the_clear_dry_run_plans_to_collect_every_object(
+    make_store: StoreFactory, store_path: Path, home: Path
+) -> None:
+    put_runs(make_store, store_path, now_ms() - 60_000)
+    before, objects = tree(store_path), object_ids(store_path)
+    shown = cli(home, store_path, "clear", "--dry-run")
+    assert tree(store_path) == before
+    assert {c["id"] for c in shown["plan"]["collected"]} == objects
+    planned = make_store().plan_cleanup(drop_everything)
+    assert shown["plan"]["steps"] == planned.describe()
+    assert len(planned.dropped) == 3
+    done = cli(home, store_path, "clear", "--yes")
+    assert done["objects_deleted"] == len(objects) and object_ids(store_path) == set()

@@ -19,11 +19,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+from _layout import log_dir, object_files
 
-from marimo_store import Entry, ExecutionKey, FsPersistentStore
+from marimo_store import Entry, ExecutionKey, FsPersistentStore, persistent_cache
+from marimo_store._key_components import KEY_SCHEME
 from marimo_store.cli._target import entry_id
 from tests._files import flip_byte
-from tests._layout import object_files
 
 SCRIPT = Path(sys.executable).with_name("marimo-store")
 T0 = 1_700_000_000_000
@@ -198,6 +199,27 @@ def test_show_describes_an_entry_by_id_prefix_or_name(home: Path, sample: Sample
     assert "no entry matches 'nothing-like-it'" in unknown.stderr
 
 
+def test_show_gives_a_calls_key_scheme_beside_its_key(home: Path, tmp_path: Path) -> None:
+    store = writing_store(tmp_path / "store")
+
+    @persistent_cache(store=store)
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(4) == 8
+    store.close()
+    where = ("--store", str(tmp_path / "store"))
+    (listed,) = run_cli(home, *where, "ls", "--json").json()["entries"]
+    human = run_cli(home, *where, "show", listed["id"]).stdout
+    lines = human.splitlines()
+    scheme = next(i for i, line in enumerate(lines) if line.split()[:2] == ["key", "scheme"])
+    assert lines[scheme].split()[2:] == [str(KEY_SCHEME)]
+    assert lines[scheme - 1].split()[0] == "module_hash"  # beside the key
+    shown = run_cli(home, *where, "show", listed["id"], "--json").json()
+    assert shown["user_metadata"]["persistent_cache"]["scheme"] == KEY_SCHEME
+    assert set(shown["user_metadata"]["persistent_cache"]["components"]) == {"code", "arg:x"}
+
+
 def test_export_json_prints_json_values_and_refuses_pickles(home: Path, sample: Sample) -> None:
     store = ("--store", str(sample.path))
     exported = run_cli(home, *store, "export-json", sample.ids["settings"][:8]).json()
@@ -364,7 +386,7 @@ def test_corrupt_files_are_warnings_not_tracebacks(home: Path, tmp_path: Path) -
     path = tmp_path / "store"
     ids = put_samples(path)
     (path / "format.json").write_text("{not json")
-    segment = next((path / "log").glob("*.log"))
+    segment = next(log_dir(path).glob("*.log"))
     flip_byte(segment, segment.read_bytes().index(b"model"))  # the named object's record
     flip_byte(object_files(path)[0], 100)  # the shared array
     listed = run_cli(home, "--store", str(path), "ls", "--json")
@@ -437,7 +459,7 @@ def test_doctor_warns_about_sync_folders_and_conflicted_copies(home: Path, tmp_p
     (dropbox / ".dropbox").mkdir(parents=True)  # what the Dropbox client leaves in its folder
     path = dropbox / "project" / "store"
     put_samples(path)
-    segment = next((path / "log").glob("*.log"))
+    segment = next(log_dir(path).glob("*.log"))
     segment.with_name(f"{segment.stem} (laptop's conflicted copy 2026-11-21).log").write_bytes(
         segment.read_bytes()
     )
@@ -536,7 +558,8 @@ def test_keygen_writes_a_private_key_once(home: Path, tmp_path: Path) -> None:
 
 WRITER = """\
 import sys, time
-from marimo_store import Entry, ExecutionKey, FsPersistentStore
+from marimo_store import Entry, ExecutionKey, FsPersistentStore, persistent_cache
+from marimo_store._key_components import KEY_SCHEME
 store = FsPersistentStore(sys.argv[1], cleanup_on_exit=False)
 for name in sys.argv[2:]:
     time.sleep(0.3)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import xxhash
-from _layout import object_file, object_files
+from _layout import object_file, object_files, object_path
 from conftest import StoreFactory
 
 from marimo_store import Entry, ExecutionKey, FsPersistentStore
@@ -142,7 +142,7 @@ def test_execution_key_qualified_objects_are_not_shared(
 
     # Independent copies: losing the first entry's files leaves the second whole.
     for object_id in first_files:
-        (store_path / "objects" / object_id[:2] / object_id[2:]).unlink()
+        object_path(store_path, object_id).unlink()
     fresh = make_store()
     assert fresh.get(first_key) is None
     assert value_of(fresh, second_key, "text") == BIG_TEXT

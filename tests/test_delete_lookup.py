@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _layout import object_files
+from _layout import object_files, object_path
 from conftest import StoreFactory
 
 import marimo_store._writer
@@ -97,7 +97,7 @@ def test_lookup_finds_the_newest_complete_run_without_loading(
     assert store.lookup(KEY.at(runs[0].created_at or 0)) == store.lookup(runs[0])
     # The newest run's object is gone: lookup moves to the older run.
     newest_big = found.variables["big"]
-    (store_path / "objects" / newest_big.id[:2] / newest_big.id[2:]).unlink()
+    object_path(store_path, newest_big.id).unlink()
     older = store.lookup(KEY)
     assert older is not None
     assert older.key == runs[0]

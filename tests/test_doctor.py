@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _layout import objects_dir, snapshots_dir, tmp_dir
 
 import marimo_store._mounts as mounts
 from marimo_store import Entry, ExecutionKey, Finding, FsPersistentStore
@@ -105,8 +106,8 @@ def test_conflicted_copies_are_counted_by_tool(tmp_path: Path) -> None:
     root = tmp_path / "store"
     store = make(root)
     store.cleanup()
-    (snapshot,) = (root / "snapshots").glob("*.snap")
-    (object_file,) = (root / "objects").glob("??/*")
+    (snapshot,) = snapshots_dir(root).glob("*.snap")
+    (object_file,) = objects_dir(root).glob("??/*")
     copies = {
         snapshot.with_name(snapshot.stem + " (vm's conflicted copy 2026-11-21).snap"): snapshot,
         object_file.with_name(object_file.name + ".sync-conflict-20261121-101500-ABCDEF1"): (
@@ -126,10 +127,10 @@ def test_conflicted_copies_are_counted_by_tool(tmp_path: Path) -> None:
 def test_stale_temp_files(tmp_path: Path) -> None:
     root = tmp_path / "store"
     store = make(root)
-    old = root / "tmp" / "elsewhere-1-0123456789ab-3.tmp"
+    old = tmp_dir(root) / "elsewhere-1-0123456789ab-3.tmp"
     old.write_bytes(b"x")
     os.utime(old, (time.time() - 2 * DAY, time.time() - 2 * DAY))
-    (root / "tmp" / "elsewhere-1-0123456789ab-4.tmp").write_bytes(b"young, maybe in use")
+    (tmp_dir(root) / "elsewhere-1-0123456789ab-4.tmp").write_bytes(b"young, maybe in use")
     (finding,) = [f for f in store.doctor() if f.code == "stale-temp-files"]
     assert finding.paths == (str(old),)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgpack
 import pytest
 from _files import flip_byte
-from _layout import object_files
+from _layout import local_dir, object_files
 from conftest import StoreFactory
 
 from marimo_store import Entry, ExecutionKey, StoreWarning
@@ -70,14 +70,14 @@ def test_a_new_process_trusts_what_this_machine_wrote(
 ) -> None:
     make_store().put(Entry.of(KEY, {"v": BIG}))
     assert hashes_in_a_new_process(store_path, BIG) == 0
-    assert (store_path / "local" / str(ledger_name())).is_file()
+    assert (local_dir(store_path) / str(ledger_name())).is_file()
 
 
 def test_a_new_process_trusts_what_another_process_verified(
     make_store: StoreFactory, store_path: Path
 ) -> None:
     make_store().put(Entry.of(KEY, {"v": BIG}))
-    for ledger in (store_path / "local").iterdir():
+    for ledger in local_dir(store_path).iterdir():
         ledger.unlink()  # as if written on another machine and synced here
     assert hashes_in_a_new_process(store_path, BIG) == 1
     assert hashes_in_a_new_process(store_path, BIG) == 0
@@ -111,11 +111,11 @@ def test_records_of_an_earlier_boot_vouch_for_nothing(
     assert current is not None
     earlier = current.replace(str(boot_id()), "0" * 32)
     record = [object_id, *fingerprint(path.stat())]
-    (store_path / "local" / earlier).write_bytes(frame(msgpack.packb(record)))
-    (store_path / "local" / current).unlink()
+    (local_dir(store_path) / earlier).write_bytes(frame(msgpack.packb(record)))
+    (local_dir(store_path) / current).unlink()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StoreWarning)
         assert hashes_in_a_new_process(store_path, None) == 1
 
     make_store().cleanup()
-    assert not (store_path / "local" / earlier).exists(), "cleanup prunes earlier boots"
+    assert not (local_dir(store_path) / earlier).exists(), "cleanup prunes earlier boots"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _layout import object_path
 from conftest import StoreFactory
 
 from marimo_store import (
@@ -86,7 +87,7 @@ def test_json_object_file_holds_json_text(make_store: StoreFactory, store_path: 
     ref = metadata.variables["value"]
     assert not ref.inline
     assert not ref.buffers
-    data = (store_path / "objects" / ref.id[:2] / ref.id[2:]).read_bytes()
+    data = object_path(store_path, ref.id).read_bytes()
     assert json.loads(data.decode("utf-8")) == value
 
 

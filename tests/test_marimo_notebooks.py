@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _layout import object_files
+from _layout import log_dir, object_files, object_path
 
 from marimo_store import FsPersistentStore, migrate_marimo_cache
 
@@ -242,9 +242,7 @@ def test_cleanup_leaves_one_complete_entry_that_still_hits(workspace: Workspace)
     # Object GC leaves exactly the files of the kept entry.
     FsPersistentStore(workspace.store, object_grace_seconds=0).cleanup(include_content=True)
     kept = {
-        workspace.store / "objects" / ref.id[:2] / ref.id[2:]
-        for ref in entry.objects().values()
-        if not ref.inline
+        object_path(workspace.store, ref.id) for ref in entry.objects().values() if not ref.inline
     }
     assert len(kept) >= 2  # the two arrays, at least
     assert set(object_files(workspace.store)) == kept
@@ -291,7 +289,7 @@ def test_our_decorator_on_functions_defined_in_cells(workspace: Workspace, expor
     # Without a store given: the default App stores beside the notebook.
     assert sorted(workspace.run(notebook, export=export)) == ["later", "scaled_sum"]
     assert workspace.run(notebook, export=export) == []
-    assert (workspace.root / "__marimo__" / "persist" / "log").is_dir()
+    assert log_dir(workspace.root / "__marimo__" / "persist").is_dir()
 
 
 def test_the_examples_run_headless(workspace: Workspace) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _layout import object_files
+from _layout import log_dir, object_files
 
 from marimo_store import (
     ConfigError,
@@ -121,7 +121,7 @@ def test_lazy_blobs_wait_for_their_manifest_then_form_one_entry(
     # and nothing is written.
     assert marimo_store.get(BLOB_KEY) == blob
     assert marimo_store.hit(BLOB_KEY)
-    assert not (store_path / "log").exists()
+    assert not log_dir(store_path).exists()
     assert MarimoStore(store_path).get(BLOB_KEY) is None
 
     manifest = b'{"hash": "...", "defs": {}}'

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _layout import objects_dir
 
 from marimo_store import (
     ConfigError,
@@ -180,7 +181,7 @@ def test_a_hit_in_a_slower_tier_fills_the_faster_ones(tiers: Tiers, tmp_path: Pa
     np.testing.assert_array_equal(entry.variables["a"], _array(200, 3))
     assert [m.key for m in memory.entries()] == [stored.key]  # filled, same run
     # The next read comes from memory: it works with the files gone.
-    shutil.rmtree(tmp_path / "store" / "objects")
+    shutil.rmtree(objects_dir(tmp_path / "store"))
     assert disk.get(key) is None
     again = store.get(key)
     assert again is not None

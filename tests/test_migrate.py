@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _layout import objects_dir
 
 from marimo_store import (
     DefaultCleanupStrategy,
@@ -110,11 +111,11 @@ def test_running_it_again_stores_nothing_twice(
 ) -> None:
     first = migrate_marimo_cache(tmp_path / "cache", tmp_path / "store")
     keys = {m.key for m in FsPersistentStore(tmp_path / "store").entries()}
-    objects = sorted((tmp_path / "store" / "objects").rglob("*"))
+    objects = sorted(objects_dir(tmp_path / "store").rglob("*"))
     second = migrate_marimo_cache(tmp_path / "cache", FsPersistentStore(tmp_path / "store"))
     assert second == first
     assert {m.key for m in FsPersistentStore(tmp_path / "store").entries()} == keys
-    assert sorted((tmp_path / "store" / "objects").rglob("*")) == objects
+    assert sorted(objects_dir(tmp_path / "store").rglob("*")) == objects
 
 
 def test_a_missing_source_directory_is_an_error(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _layout import objects_dir
 from _scripts import run_python
 
 from marimo_store import Entry, ExecutionKey, FsPersistentStore, MemoryStore, TieredStore
@@ -41,7 +42,7 @@ print(info.hits, info.misses, outcome)
 def digests(root: Path) -> dict[str, str]:
     return {
         str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in (root / "objects").glob("??/*")
+        for path in objects_dir(root).glob("??/*")
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _layout import object_path
 
 from marimo_store import (
     DefaultCleanupStrategy,
@@ -228,7 +229,7 @@ def test_a_damaged_newest_version_is_not_replaced_by_an_older_one(tmp_path: Path
     _later(first.created_at)
     second = store.save("blob", b"b" * 10_000)
     ref = second.variables["value"]
-    path = tmp_path / "store" / "objects" / ref.id[:2] / ref.id[2:]
+    path = object_path(tmp_path / "store", ref.id)
     path.write_bytes(b"x" * ref.size)  # same size, other bytes: fails verification
     with (
         pytest.warns(StoreWarning, match="damaged object"),

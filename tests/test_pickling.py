@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _layout import log_dir
 from conftest import StoreFactory
 from workers import concurrency as concurrency_workers
 
@@ -29,7 +30,7 @@ NON_DEFAULT_OPTIONS: dict[str, Any] = {
 
 
 def _segment_writers(root: Path) -> set[str]:
-    return {path.name.rsplit(".", 2)[0] for path in (root / "log").glob("*.log")}
+    return {path.name.rsplit(".", 2)[0] for path in log_dir(root).glob("*.log")}
 
 
 @pytest.mark.parametrize("options", [{}, NON_DEFAULT_OPTIONS], ids=["defaults", "non-defaults"])

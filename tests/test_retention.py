@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from _checks import referenced_objects
-from _layout import object_ids
+from _layout import log_dir, object_ids, objects_dir, snapshots_dir
 from _scripts import run_python as run_script
 
 from marimo_store import CleanupReport, Entry, ExecutionKey, FsPersistentStore, _log
@@ -53,7 +53,7 @@ for i in range(4):
 
 def test_a_size_limit_bounds_the_disk_after_the_exit_cleanup(store_path: Path) -> None:
     run_python(BIG_RESULTS, str(store_path))
-    objects = bytes_under(store_path / "objects")
+    objects = bytes_under(objects_dir(store_path))
     assert objects <= 1_000_000, f"{objects} bytes of objects for a 1 MB limit"
     assert bytes_under(store_path) <= 1_000_000 + SLACK_BYTES
     store = FsPersistentStore(store_path, cleanup_on_exit=False)
@@ -95,7 +95,7 @@ print(info.hits, info.misses)
 def test_a_process_storing_100000_small_results_leaves_all_of_them(store_path: Path) -> None:
     calls = 100_000
     run_python(SWEEP, str(store_path), str(calls))
-    snapshots = list((store_path / "snapshots").glob("*.snap"))
+    snapshots = list(snapshots_dir(store_path).glob("*.snap"))
     assert len(snapshots) == 1  # the exit cleanup ran ...
     store = FsPersistentStore(store_path, cleanup_on_exit=False)
     assert len(store.entries()) == calls  # ... and dropped nothing
@@ -151,16 +151,16 @@ def test_objects_delivered_before_their_log_survive_cleanups(tmp_path: Path) -> 
     remote_objects = object_ids(remote)
     assert len(remote_objects) == 3
     long_ago = time.time() - 7 * 86_400  # written a week ago on the other machine
-    for path in (remote / "objects").glob("??/*"):
+    for path in objects_dir(remote).glob("??/*"):
         os.utime(path, (long_ago, long_ago))
     run_python(LOCAL_WORK, str(here), "before")
 
-    copy_preserving_times(remote / "objects", here / "objects")
+    copy_preserving_times(objects_dir(remote), objects_dir(here))
     report = run_python(LOCAL_WORK, str(here), "between").stdout
     assert '"spared": 3' in report and "object_grace_seconds (3600 s)" in report, report
     assert remote_objects <= object_ids(here)  # kept by the explicit and the exit cleanup
 
-    copy_preserving_times(remote / "log", here / "log")
+    copy_preserving_times(log_dir(remote), log_dir(here))
     assert run_python(READ_REMOTE, str(here)).stdout.strip() == "ok"
     run_python(LOCAL_WORK, str(here), "after")
     assert remote_objects <= object_ids(here)  # referenced now

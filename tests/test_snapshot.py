@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from _layout import log_dir, object_path, snapshot_path, snapshots_dir
 from _scripts import run_python
 from conftest import StoreFactory
 
@@ -73,12 +74,12 @@ def put(store: FsPersistentStore, block: str, module: str, created_at: int) -> E
 
 
 def snapshot_files(root: Path) -> list[Path]:
-    directory = root / "snapshots"
+    directory = snapshots_dir(root)
     return sorted(directory.glob("*.snap")) if directory.is_dir() else []
 
 
 def segment_files(root: Path) -> list[Path]:
-    directory = root / "log"
+    directory = log_dir(root)
     return sorted(directory.glob("*.log")) if directory.is_dir() else []
 
 
@@ -273,7 +274,7 @@ def test_report_lists_dropped_entries_and_the_new_snapshot(
         assert item.content_size == sizes[item.key] > 0
     assert isinstance(report.snapshot, str)
     assert report.snapshot
-    assert snapshot_files(store_path) == [store_path / "snapshots" / f"{report.snapshot}.snap"]
+    assert snapshot_files(store_path) == [snapshot_path(store_path, report.snapshot)]
     assert report.snapshots_deleted == 0
     assert "CleanupReport(" in repr(report)
 
@@ -284,7 +285,7 @@ def test_report_lists_dropped_entries_and_the_new_snapshot(
     assert second.snapshot is not None
     assert second.snapshot != report.snapshot
     assert second.snapshots_deleted == 1
-    assert snapshot_files(store_path) == [store_path / "snapshots" / f"{second.snapshot}.snap"]
+    assert snapshot_files(store_path) == [snapshot_path(store_path, second.snapshot)]
     fresh = make_store()
     assert keys_of(fresh) == set(kept)
     assert_loads(fresh, kept)
@@ -317,7 +318,7 @@ def test_entries_whose_objects_are_gone_stay_until_they_arrive(
     metadata = store.put(Entry.of(broken_key, value("broken")))
     ref = metadata.variables["big"]
     assert not ref.inline
-    (store_path / "objects" / ref.id[:2] / ref.id[2:]).unlink()
+    object_path(store_path, ref.id).unlink()
 
     report = make_store().cleanup(drop_nothing, include_content=True)
     assert report.dropped == []
@@ -353,7 +354,7 @@ def test_include_content_deletes_objects_of_dropped_entries(
     assert report.objects_deleted == len(dropped_objects)
     assert report.bytes_freed > 0
     for object_id in dropped_objects:
-        assert not (store_path / "objects" / object_id[:2] / object_id[2:]).exists()
+        assert not object_path(store_path, object_id).exists()
     fresh = make_store()
     assert_loads(fresh, kept)
 
@@ -519,7 +520,7 @@ def test_diverged_copies_converge(make_store: StoreFactory, tmp_path: Path) -> N
     assert merged.dropped == []
     assert merged.entries_kept == 3
     assert merged.snapshots_deleted == 2
-    assert snapshot_files(root_a) == [root_a / "snapshots" / f"{merged.snapshot}.snap"]
+    assert snapshot_files(root_a) == [snapshot_path(root_a, merged.snapshot)]
     after = {m.key: m for m in make_store(root_a).entries()}
     assert after == metadata_a
 
@@ -575,7 +576,7 @@ def test_conflicted_copies_are_harmless_and_cleaned_up(
     assert cleaned.dropped == []
     assert cleaned.entries_kept == 5
     assert cleaned.snapshots_deleted == 2
-    assert snapshot_files(store_path) == [store_path / "snapshots" / f"{cleaned.snapshot}.snap"]
+    assert snapshot_files(store_path) == [snapshot_path(store_path, cleaned.snapshot)]
     assert not snapshot_copy.exists()
     # Both copies of the sealed, fully consumed segment go too. (The hits
     # above appended access records to an open segment of this process.)
@@ -684,7 +685,7 @@ def test_damaged_snapshot_footer_ignores_the_snapshot(
         report = make_store().cleanup()
     assert report.snapshot is not None
     assert report.skipped == []
-    new = store_path / "snapshots" / f"{report.snapshot}.snap"
+    new = snapshot_path(store_path, report.snapshot)
     assert new.is_file()
     assert snapshot.exists()  # young: maybe still arriving through a sync tool
 
@@ -841,7 +842,7 @@ def test_a_short_copy_of_a_segment_never_moves_its_consumed_offset_back(
     cleaner = make_store(refresh_interval=0)
     assert cleaner.cleanup(drop_nothing).skipped == []  # consumed: both records
     writer.put(Entry.of(ExecutionKey("e3", "m"), {"v": "e3"}))
-    (segment,) = (store_path / "log").glob("*.log")
+    (segment,) = log_dir(store_path).glob("*.log")
     whole = segment.read_bytes()
     # A sync tool delivers an old, partial version: it ends inside a record.
     segment.write_bytes(whole[:130])
@@ -868,7 +869,7 @@ def test_a_short_copy_of_another_hosts_sealed_segment_is_kept(
     later = make_store(refresh_interval=0)  # the same writer id moves on to segment 1:
     later.put(Entry.of(ExecutionKey("e4", "m"), {"v": "e4"}))  # segment 0 is sealed
     monkeypatch.undo()
-    segment = store_path / "log" / "elsewhere-4242-0123456789ab.0.log"
+    segment = log_dir(store_path) / "elsewhere-4242-0123456789ab.0.log"
     whole = segment.read_bytes()
     cleaner = make_store(refresh_interval=0)
     assert cleaner.cleanup(drop_nothing).segments_deleted == 1  # all consumed: deleted
@@ -888,7 +889,7 @@ def test_a_reader_that_saw_a_short_copy_reads_on_from_a_record_boundary(
         writer.put(Entry.of(ExecutionKey(name, "m"), {"v": name}))
     assert make_store(refresh_interval=0).cleanup(drop_nothing).skipped == []
     writer.put(Entry.of(ExecutionKey("e3", "m"), {"v": "e3"}))
-    (segment,) = (store_path / "log").glob("*.log")
+    (segment,) = log_dir(store_path).glob("*.log")
     whole = segment.read_bytes()
     segment.write_bytes(whole[:130])  # an old, partial copy: it ends inside a record
     reader = make_store(refresh_interval=0)

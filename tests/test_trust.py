@@ -25,7 +25,7 @@ import msgpack
 import numpy as np
 import pytest
 import workers
-from _layout import quarantine_dir
+from _layout import local_dir, log_dir, object_path, objects_dir, quarantine_dir, snapshots_dir
 from conftest import StoreFactory
 from workers.trust import JSON_VALUE, PLANTED, Tripwire
 
@@ -87,7 +87,7 @@ def rewrite_entries(store_path: Path, change: Callable[[dict[str, Any]], None]) 
     """Change entry records in place, as someone without the key can: edit
     the msgpack, recompute the frame checksum. Returns how many changed."""
     changed = 0
-    for segment in sorted((store_path / "log").glob("*.log")):
+    for segment in sorted(log_dir(store_path).glob("*.log")):
         data = memoryview(segment.read_bytes())
         payloads = parse_frames(data).payloads
         records = [unpack(payload) for payload in payloads]
@@ -272,8 +272,8 @@ def test_an_object_file_swapped_together_with_its_id_in_the_record_is_rejected(
     key = _signed_entry(make_store, keys, big=list(range(2000)))
     evil = pickle.dumps(Tripwire(str(marker)), protocol=5) + b"\x00" * 600
     evil_id = content_digest(evil).hex()
-    (store_path / "objects" / evil_id[:2]).mkdir(exist_ok=True)
-    (store_path / "objects" / evil_id[:2] / evil_id[2:]).write_bytes(evil)
+    (objects_dir(store_path) / evil_id[:2]).mkdir(exist_ok=True)
+    object_path(store_path, evil_id).write_bytes(evil)
 
     def swap(record: dict[str, Any]) -> None:
         ref = record["c"]["variables"]["big"]
@@ -296,7 +296,7 @@ def test_object_bytes_that_pass_xxh3_but_not_the_signed_digest_are_a_quarantined
     """An xxh3 collision, modelled by a reader that skips xxh3 (verify_reads=False):
     only the SHA-256 in the signed record stands between the file and pickle."""
     key = _signed_entry(make_store, keys, big=list(range(2000)))
-    (path,) = (store_path / "objects").glob("??/*")
+    (path,) = objects_dir(store_path).glob("??/*")
     size = path.stat().st_size
     evil = pickle.dumps(Tripwire(str(marker)), protocol=5)
     path.write_bytes(evil + b"\x00" * (size - len(evil)))  # same name, same size
@@ -320,7 +320,7 @@ def test_a_forged_verification_ledger_does_not_vouch_for_an_object_in_trust_mode
     for same-sized malicious bytes, with a forged ledger record saying this
     machine verified the new file, skips xxh3; "on" still checks SHA-256."""
     key = _signed_entry(make_store, keys, big=b"\x01" * (5 * 1024 * 1024))
-    (path,) = (store_path / "objects").glob("??/*")
+    (path,) = objects_dir(store_path).glob("??/*")
     evil = pickle.dumps(Tripwire(str(marker)), protocol=5)
     evil += b"\x00" * (path.stat().st_size - len(evil))
     replacement = path.with_name("incoming")
@@ -331,8 +331,8 @@ def test_a_forged_verification_ledger_does_not_vouch_for_an_object_in_trust_mode
         name = ledger_name()
         assert name is not None
         row = [path.parent.name + path.name, *fingerprint(path.stat())]
-        (store_path / "local").mkdir(exist_ok=True)
-        with open(store_path / "local" / name, "ab") as ledger:
+        local_dir(store_path).mkdir(exist_ok=True)
+        with open(local_dir(store_path) / name, "ab") as ledger:
             ledger.write(frame(msgpack.packb(row)))
 
     forge_ledger_record()
@@ -366,7 +366,7 @@ def test_merging_two_replicas_keeps_every_signature_valid(
         for part in ("log", "snapshots", "objects"):
             shutil.copytree(source / part, target / part, dirs_exist_ok=True)
     make_store(replica_a).cleanup()  # merges the two heads into one snapshot
-    assert len(list((replica_a / "snapshots").glob("*.snap"))) == 1
+    assert len(list(snapshots_dir(replica_a).glob("*.snap"))) == 1
 
     reader = make_store(
         replica_a, signing_key=keys.alice, verify_signatures="strict",

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _layout import object_ids, object_path, quarantine_dir
+from _layout import (
+    log_dir,
+    object_ids,
+    object_path,
+    objects_dir,
+    quarantine_dir,
+    snapshots_dir,
+    tmp_dir,
+)
 
 from marimo_store import (
     DefaultCleanupStrategy,
@@ -252,7 +260,7 @@ def test_objects_in_the_wrong_place_are_moved_back(tmp_path: Path) -> None:
     store = build(root)
     misplaced = object_of(store, 3)
     object_id = misplaced.parent.name + misplaced.name
-    loose = root / "objects" / object_id
+    loose = objects_dir(root) / object_id
     misplaced.rename(loose)  # e.g. a person or a tool flattened the fan-out
     report = store.verify()
     assert ("conflicted copy", object_id) in kinds(report)
@@ -265,12 +273,12 @@ def test_objects_in_the_wrong_place_are_moved_back(tmp_path: Path) -> None:
 
 
 def the_snapshot(root: Path) -> Path:
-    (path,) = (root / "snapshots").glob("*.snap")
+    (path,) = snapshots_dir(root).glob("*.snap")
     return path
 
 
 def segments(root: Path) -> list[Path]:
-    return sorted((root / "log").glob("*.log"))
+    return sorted(log_dir(root).glob("*.log"))
 
 
 @pytest.mark.usefixtures("quiet")
@@ -338,9 +346,9 @@ def test_garbage_files_named_like_store_files(tmp_path: Path) -> None:
     root = tmp_path / "store"
     store = build(root)
     garbage = {
-        root / "log" / "vm-1-0123456789ab.0.log": os.urandom(20_000),
-        root / "snapshots" / ("ab" * 16 + ".snap"): os.urandom(3000),
-        root / "objects" / "cd" / ("ef" * 15): os.urandom(500),
+        log_dir(root) / "vm-1-0123456789ab.0.log": os.urandom(20_000),
+        snapshots_dir(root) / ("ab" * 16 + ".snap"): os.urandom(3000),
+        objects_dir(root) / "cd" / ("ef" * 15): os.urandom(500),
     }
     for path, data in garbage.items():
         path.parent.mkdir(exist_ok=True)
@@ -360,7 +368,7 @@ def test_torn_segment_of_a_dead_writer_is_deleted(tmp_path: Path) -> None:
     data = segment.read_bytes()
     process = __import__("subprocess").Popen(["true"])
     process.wait()
-    dead = root / "log" / f"{host_name()}-{process.pid}-0123456789ab.0.log"
+    dead = log_dir(root) / f"{host_name()}-{process.pid}-0123456789ab.0.log"
     dead.write_bytes(data[:-7])  # a copy of it, torn, as if its writer died mid-append
     fresh = FsPersistentStore(root, cleanup_on_exit=False)
     report = fresh.verify()
@@ -395,10 +403,10 @@ def test_generated_files_are_repaired(tmp_path: Path) -> None:
 def test_stale_temp_files_are_deleted(tmp_path: Path) -> None:
     root = tmp_path / "store"
     store = build(root)
-    old = root / "tmp" / "someone-else-123-0123456789ab-4.tmp"
+    old = tmp_dir(root) / "someone-else-123-0123456789ab-4.tmp"
     old.write_bytes(b"half an object")
     os.utime(old, (time.time() - 2 * DAY, time.time() - 2 * DAY))
-    young = root / "tmp" / f"{host_name()}-{os.getpid()}-0123456789ab-5.tmp"
+    young = tmp_dir(root) / f"{host_name()}-{os.getpid()}-0123456789ab-5.tmp"
     young.write_bytes(b"being written by a live writer")
     assert kinds(store.verify()) == {("stale temp file", old.name)}
     repair_and_recheck(root)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 
+from marimo_store._cache_reports import recorded_scheme
 from marimo_store._cleanup import is_function_call, last_used
 from marimo_store._errors import NotFoundError
 from marimo_store._format.layout import SNAPSHOT_SUFFIX, parse_format
@@ -299,11 +300,13 @@ def run_show(args: argparse.Namespace, out: Output) -> int:
         return 0
     environment = document["environment"]
     signature = document["signature"]
+    scheme = recorded_scheme(metadata)
     out.fields(
         [
             ("name", f"{document['label']} ({document['kind']})"),
             ("block_id", metadata.key.block_id),
             ("module_hash", metadata.key.module_hash),
+            *([("key scheme", str(scheme))] if scheme is not None else []),
             ("created", f"{time_text(metadata.created_at)} ({metadata.created_at})"),
             ("last used", time_text(metadata.last_access)),
             ("size", size_text(metadata.content_size)),

@@ -6,6 +6,10 @@ the two cannot drift; each overrides the store's configured strategy for
 this run only. `none` (or -1, as in configuration files) lifts a limit.
 `clear` drops every entry: on a terminal it asks first (`--yes` does not);
 elsewhere it needs `--yes`, so that no script empties a store by mistake.
+A dry run of either is a `CleanupPlan` (`store.plan_cleanup`): the entries
+it would drop, then the rest of the plan (`plan.rewrites()`: the snapshot
+it would write, the objects it would collect, with sizes and reasons);
+with `--json`, the same as the document's `plan`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
-from marimo_store._cleanup import DefaultCleanupStrategy
+from marimo_store._cleanup import DefaultCleanupStrategy, drop_everything
 from marimo_store._errors import ConfigError, InvalidArgumentError, StoreError
 from marimo_store.cli._output import EXIT_FINDINGS, EXIT_OK, size_text, time_text
 from marimo_store.cli._target import SHORT_ID, entry_id, key_document, label_of, open_store
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from marimo_store._cleanup import CleanupReport
+    from marimo_store._cleanup_plan import CleanupPlan
     from marimo_store._entry import EntryMetadata, ExecutionKey
     from marimo_store.cli import Register
     from marimo_store.cli._output import Output
@@ -124,21 +129,28 @@ def run_cleanup(args: argparse.Namespace, out: Output) -> int:
     strategy = _strategy(args, store.cleanup_strategy)
     # Names of what is dropped, for the table (read before the entries go).
     labels = {} if out.json_mode else {m.key: m for m in store.entries()}
-    with out.activity("cleaning up" if not args.dry_run else "deciding what to drop"):
-        report = store.cleanup(strategy, include_content=args.include_content, dry_run=args.dry_run)
+    if args.dry_run:
+        with out.activity("deciding what to drop"):
+            plan = store.plan_cleanup(strategy, include_content=args.include_content)
+        return _show_report(plan.report, labels, out, plan)
+    with out.activity("cleaning up"):
+        report = store.cleanup(strategy, include_content=args.include_content)
     return _show_report(report, labels, out)
 
 
 def run_clear(args: argparse.Namespace, out: Output) -> int:
     store = open_store(args.store)
     labels = {} if out.json_mode else {m.key: m for m in store.entries()}
-    if not args.dry_run and not args.yes:
-        plan = store.clear(dry_run=True)
-        if not _confirmed(plan, store.path, out):
+    if args.dry_run or not args.yes:
+        with out.activity("listing the entries"):
+            plan = store.plan_cleanup(drop_everything)
+        if args.dry_run:
+            return _show_report(plan.report, labels, out, plan)
+        if not _confirmed(plan.report, store.path, out):
             out.line("cancelled: nothing was deleted")
             return EXIT_FINDINGS
-    with out.activity("clearing" if not args.dry_run else "listing the entries"):
-        report = store.clear(dry_run=args.dry_run)
+    with out.activity("clearing"):
+        report = store.clear()
     return _show_report(report, labels, out)
 
 
@@ -156,12 +168,16 @@ def _confirmed(plan: CleanupReport, path: str, out: Output) -> bool:
 
 
 def _show_report(
-    report: CleanupReport, labels: dict[ExecutionKey, EntryMetadata], out: Output
+    report: CleanupReport,
+    labels: dict[ExecutionKey, EntryMetadata],
+    out: Output,
+    plan: CleanupPlan | None = None,
 ) -> int:
-    """Print what a cleanup (or clear) did, as a table or as its JSON document."""
+    """Print what a cleanup (or clear) did, or (`plan`) would do, as a table
+    or as its JSON document."""
     if report.snapshot is None and not report.dry_run and report.skipped:
         raise StoreError(f"cleanup skipped: {'; '.join(report.skipped)}")
-    document = cleanup_document(report)
+    document = cleanup_document(report, plan)
     if out.json_mode:
         out.document(document)
         return EXIT_OK
@@ -171,6 +187,9 @@ def _show_report(
         out.line(f"spared {reason}")
     if report.dropped:
         _dropped_table(report, labels, out)
+    if plan is not None and not report.skipped:
+        for line in plan.rewrites():
+            out.line(f"would {line}")
     freed = sum(d.content_size for d in report.dropped)
     out.line(
         f"{'would drop' if report.dry_run else 'dropped'} {len(report.dropped)} entries "
@@ -206,8 +225,8 @@ def _dropped_table(
     )
 
 
-def cleanup_document(report: CleanupReport) -> dict[str, Any]:
-    """The `cleanup` document (docs/cli.md)."""
+def cleanup_document(report: CleanupReport, plan: CleanupPlan | None = None) -> dict[str, Any]:
+    """The `cleanup` document (docs/cli.md); `plan` (a dry run's) as `plan`."""
     return {
         "dry_run": report.dry_run,
         "dropped": [
@@ -230,4 +249,19 @@ def cleanup_document(report: CleanupReport) -> dict[str, Any]:
         "bytes_spared": report.bytes_spared,
         "spared": list(report.spared),
         "skipped": list(report.skipped),
+        "plan": None if plan is None else plan_document(plan),
+    }
+
+
+def plan_document(plan: CleanupPlan) -> dict[str, Any]:
+    """A dry run's `plan` (docs/cli.md): its steps in words (`describe()`),
+    and as data the objects it would collect, the snapshot files it would
+    replace and the log segments (bytes of each) its snapshot would hold."""
+    return {
+        "steps": plan.describe(),
+        "include_content": plan.include_content,
+        "collected": [{"id": i, "size": size} for i, size in sorted(plan.collected.items())],
+        "bytes_collected": sum(plan.collected.values()),
+        "snapshots_replaced": list(plan.snapshots),
+        "segments": [{"name": name, "bytes": n} for name, n in sorted(plan.segments.items())],
     }

@@ -21,12 +21,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+import workers
 from _hostile import T0, Tripwire, environment, pack, segment_header
 
 from marimo_store import Entry, ExecutionKey, FsPersistentStore
 from marimo_store._format.framing import frame
 
-WORKER = Path(__file__).with_name("_memory_worker.py")
 GIB = 1024**3
 LIMIT = 1 * GIB
 GOOD = {"answer": 42}
@@ -78,14 +78,13 @@ def test_huge_sparse_files_under_a_1_gib_address_space(tmp_path: Path) -> None:
         **os.environ,
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / "xdg"),
-        "PYTHONPATH": os.pathsep.join([str(WORKER.parent), os.environ.get("PYTHONPATH", "")]),
         "MALLOC_ARENA_MAX": "2",  # glibc reserves 64 MiB of address space per thread arena
     }
     worker = subprocess.run(
-        [sys.executable, str(WORKER), str(path), str(LIMIT)],
+        workers.script("memory", str(path), str(LIMIT)),
         capture_output=True,
         text=True,
-        env=env,
+        env=workers.environment(env),
         cwd=home,  # doctor reads marimo's config from the working directory up
         timeout=600,
         check=False,

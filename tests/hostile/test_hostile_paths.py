@@ -24,12 +24,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+import workers
 from _hostile import CLI_COMMANDS, Tripwire, environment
 
 from marimo_store import ConfigError, Entry, ExecutionKey, FsPersistentStore, StoreFormatError
 from marimo_store._hashed_objects import ledger_name
 
-WORKER = Path(__file__).with_name("_hostile_worker.py")
 SCRIPT = Path(sys.executable).with_name("marimo-store")
 KEY = ExecutionKey("block", "module", 1_700_000_000_000)
 TIMEOUT = 120
@@ -51,10 +51,10 @@ def build(path: Path) -> str:
 def run_everything(path: Path, home: Path) -> str:
     """The worker and every CLI command on `path`, each under a timeout."""
     worker = subprocess.run(
-        [sys.executable, str(WORKER), str(path)],
+        workers.script("hostile", str(path)),
         capture_output=True,
         text=True,
-        env=_env(home),
+        env=workers.environment(_env(home)),
         timeout=TIMEOUT,
         check=False,
     )

@@ -3,6 +3,10 @@
 - `concurrency`: writers and readers of one store at once (test_concurrency,
   test_pickling);
 - `flight`: the processes racing for one computation (test_single_flight);
+- `hostile`: everything a user and maintenance do, on a hostile folder
+  (hostile/test_hostile_paths);
+- `memory`: reads, maintenance and the CLI under an address-space limit
+  (hostile/test_hostile_memory);
 - `objects`: pool and Dask workers saving named objects and calling cached
   functions (test_workers, test_dask, test_handles);
 - `stress`: stress, chaos and crash workers (test_stress, test_fuzz, and the

@@ -1,6 +1,8 @@
 """Reads, maintenance and the CLI on a store, under an address-space limit.
 
-    python _memory_worker.py STORE_PATH LIMIT_BYTES
+    python -m workers.memory STORE_PATH LIMIT_BYTES
+
+(run by tests/hostile/test_hostile_memory.py).
 
 Sets `RLIMIT_AS` before importing anything of the store, then prints one
 JSON document: what each operation returned (or which `StoreError` it
@@ -18,7 +20,7 @@ import warnings
 
 def main(path: str, limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    from _hostile import run_cli  # imported only once the limit is set
+    from hostile._hostile import run_cli  # imported only once the limit is set
 
     from marimo_store import ExecutionKey, FsPersistentStore, StoreError
 

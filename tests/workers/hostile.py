@@ -2,7 +2,7 @@
 (run by tests/hostile/ with a timeout: a hang fails the test instead of
 stopping the suite).
 
-    python _hostile_worker.py STORE_PATH
+    python -m workers.hostile STORE_PATH
 
 Prints one line per operation, `name: ok`, `name: miss`, or
 `name: <StoreError subclass>`; any other exception escapes (a traceback,
