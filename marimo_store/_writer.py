@@ -22,7 +22,13 @@ from types import MappingProxyType
 
 from marimo_store._entry import Entry, EntryMetadata, ObjectRef, now_ms
 from marimo_store._environment import current_environment
-from marimo_store._errors import ExecutionKeyClash, InvalidArgumentError, StoreIOError, StoreWarning
+from marimo_store._errors import (
+    ExecutionKeyClash,
+    InvalidArgumentError,
+    StoreIOError,
+    StoreWarning,
+    os_error,
+)
 from marimo_store._format.framing import pack
 from marimo_store._format.layout import temp_name
 from marimo_store._format.records import (
@@ -164,7 +170,9 @@ class EntryWriter:
                     )
                 return self._write(session, entry.key, serialized, user_metadata, then)
         except OSError as error:
-            raise StoreIOError(f"cannot write to the store at {options.path}: {error}") from error
+            raise StoreIOError(
+                f"cannot write to the store at {options.path}: {error}"
+            ) from os_error(error)
 
     def _write(
         self,
