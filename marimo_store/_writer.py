@@ -296,7 +296,7 @@ class EntryWriter:
                     except OSError as error:
                         raise StoreIOError(
                             f"cannot create the store at {self._options.path}: {error}"
-                        ) from error
+                        ) from os_error(error)
                     self.session = session
                     _log_location(self._path)
                     self._on_new_session()
@@ -325,7 +325,8 @@ class EntryWriter:
                     *(encode_key_record(TOMBSTONE_TYPE, run, now) for run in runs),
                 )
             except OSError as error:
-                raise StoreIOError(f"cannot write to the store at {self._path}: {error}") from error
+                message = f"cannot write to the store at {self._path}: {error}"
+                raise StoreIOError(message) from os_error(error)
             for run in runs:
                 live.index.add_tombstone(run, now)
         return len(runs)
@@ -339,7 +340,8 @@ class EntryWriter:
             try:
                 session.segments.close()
             except OSError as error:
-                raise StoreIOError(f"cannot close the log of {self._path}: {error}") from error
+                message = f"cannot close the log of {self._path}: {error}"
+                raise StoreIOError(message) from os_error(error)
 
 
 _locations_logged: set[str] = set()

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO, NoReturn
 
     from marimo_store._hashing import Buffer
+    from marimo_store._media import Medium
 
 _PREALLOCATE_MIN_BYTES = 1024 * 1024
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
@@ -77,6 +78,7 @@ class LocalAppender:
         """The open file: local only (its `fstat` identifies the file)."""
         self.path = path
         self._durable = durable
+        self._named = not durable  # whether the file's name is durable in its directory
 
     def append(self, data: Buffer) -> None:
         """Add `data` at the end in one write (durable once `sync` returns)."""
@@ -86,12 +88,18 @@ class LocalAppender:
             _failed(error)
 
     def sync(self) -> None:
-        """Make what was appended durable (nothing to do unless `durable`)."""
-        if self._durable:
-            try:
-                _fs.fsync(self.file)
-            except OSError as error:
-                _failed(error)
+        """Make what was appended durable (nothing to do unless `durable`):
+        the file, and on the first sync its name in the directory, in that
+        order (W4: the header is on disk before the file can be found)."""
+        if not self._durable:
+            return
+        try:
+            _fs.fsync(self.file)
+            if not self._named:
+                _fs.fsync_dir(os.path.dirname(self.path))
+                self._named = True
+        except OSError as error:
+            _failed(error)
 
     def close(self) -> None:
         """Stop appending; a failure to close loses nothing that was synced."""
@@ -337,3 +345,10 @@ class LocalMedium:
                 continue  # deleted while we listed
             except OSError as error:
                 _failed(error)
+
+
+if TYPE_CHECKING:
+
+    def _is_a_medium(medium: LocalMedium) -> Medium:
+        """mypy checks here that `LocalMedium` has every operation of `Medium`."""
+        return medium
