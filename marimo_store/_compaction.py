@@ -39,7 +39,6 @@ from marimo_store._format.segments import writer_of
 from marimo_store._hashed_objects import prune_ledgers
 from marimo_store._locks import LocalLock
 from marimo_store._log import LogReader, writer_is_local
-from marimo_store._media.local import LocalMedium
 from marimo_store._refresh import apply_record
 from marimo_store._retired import MAX_MARKER_BYTES, in_git_work_tree, remove
 from marimo_store._snapshot import (
@@ -317,6 +316,8 @@ class Compactor:
         state.ancestors = {k: at for k, at in recent[:_MAX_ANCESTORS] if at >= horizon}
         session = self._writer.session_for_this_process()
         snapshot_id, data = encode_snapshot(state, writer=session.writer_id, created_at=now)
+        from marimo_store._media.local import LocalMedium  # noqa: PLC0415 - loaded when used
+
         snapshots_medium = LocalMedium(layout.snapshots, temp_path=session.temp_path, durable=True)
         snapshots_medium.replace(snapshot_id + SNAPSHOT_SUFFIX, data)  # W3, M2
         path = snapshots_medium.local_path(snapshot_id + SNAPSHOT_SUFFIX)

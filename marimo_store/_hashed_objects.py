@@ -46,7 +46,6 @@ from marimo_store._format.layout import (
 )
 from marimo_store._hashing import HEX_DIGITS
 from marimo_store._log import FrameStream, host_name
-from marimo_store._media.local import LocalMedium
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -188,6 +187,8 @@ def prune_ledgers(local_dir: str, path_of: Callable[[str], str], temp_path: str)
     file meanwhile only loses its record (the next read hashes again), never
     trusts a wrong file.
     """
+    from marimo_store._media.local import LocalMedium  # noqa: PLC0415 - cleanup only
+
     current = ledger_name()
     mine = f"{VERIFIED_LEDGER_PREFIX}{host_name()}-"
     if not scan_real_directory(local_dir):  # missing, or a symlink (which it warns of)

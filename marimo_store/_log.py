@@ -42,15 +42,13 @@ from marimo_store._format.segments import (
     segment_file_name,
     writer_of,
 )
-from marimo_store._media import MediumExists
-from marimo_store._media.local import LocalMedium
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from io import FileIO
     from typing import Any
 
-    from marimo_store._media.local import LocalAppender
+    from marimo_store._media.local import LocalAppender, LocalMedium
 
 _NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
@@ -151,7 +149,8 @@ class SegmentWriter:
         self.log_dir = log_dir
         self.writer_id = writer_id
         self._header = header
-        self._medium = LocalMedium(log_dir, durable=durable)
+        self._durable = durable
+        self._medium: LocalMedium | None = None  # made by the first write
         self._number = -1
         self._appender: LocalAppender | None = None
         self._path = ""
@@ -219,7 +218,12 @@ class SegmentWriter:
             self._appender = None
 
     def _rotate(self) -> None:
+        from marimo_store._media import MediumExists  # noqa: PLC0415 - writers only
+        from marimo_store._media.local import LocalMedium  # noqa: PLC0415
+
         self._abandon()
+        if self._medium is None:
+            self._medium = LocalMedium(self.log_dir, durable=self._durable)
         while True:
             self._number += 1
             try:

@@ -20,12 +20,13 @@ import os
 
 from marimo_store._format.layout import quarantine_name, scan_real_directory
 from marimo_store._hashing import HEX_DIGITS
-from marimo_store._media.local import LocalMedium
 from marimo_store._retired import is_retired
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from marimo_store._media.local import LocalMedium
 
 _FAN_OUT = 2
 _ID_LENGTHS = (32, 48)
@@ -42,7 +43,19 @@ class ObjectNames:
         self, root: str, *, temp_path: Callable[[], str] | None = None, durable: bool = False
     ) -> None:
         self.root = root
-        self.medium = LocalMedium(root, temp_path=temp_path, durable=durable)
+        self._temp_path = temp_path
+        self._durable = durable
+        self._medium: LocalMedium | None = None
+
+    @property
+    def medium(self) -> LocalMedium:
+        """The medium of `root`, made on first use: a get reads by path and
+        never needs it, so neither `import marimo_store` nor a hit pays for it."""
+        if self._medium is None:
+            from marimo_store._media.local import LocalMedium  # noqa: PLC0415
+
+            self._medium = LocalMedium(self.root, temp_path=self._temp_path, durable=self._durable)
+        return self._medium
 
     @staticmethod
     def key_of(object_id: str) -> str:

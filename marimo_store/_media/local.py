@@ -43,7 +43,6 @@ import stat as stat_module
 
 from marimo_store import _fs
 from marimo_store._errors import InvalidArgumentError, NotSupportedError
-from marimo_store._locks import LocalLock
 from marimo_store._media import KeyInfo, MediumError, MediumExists, MediumMissing, check_key
 
 TYPE_CHECKING = False
@@ -199,6 +198,8 @@ class LocalMedium:
     @contextlib.contextmanager
     def lock(self, name: str, *, timeout: float = 60.0) -> Iterator[None]:
         """Hold the exclusive lock file `name` (a key); `MediumError` after `timeout` s."""
+        from marimo_store._locks import LocalLock  # noqa: PLC0415 - not on a get's path
+
         path = self.local_path(name)
         held = contextlib.ExitStack()
         try:
