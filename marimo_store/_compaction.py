@@ -315,9 +315,11 @@ class Compactor:
         state.ancestors = {k: at for k, at in recent[:_MAX_ANCESTORS] if at >= horizon}
         session = self._writer.session_for_this_process()
         snapshot_id, data = encode_snapshot(state, writer=session.writer_id, created_at=now)
-        _fs.makedirs(layout.snapshots)
-        path = os.path.join(layout.snapshots, snapshot_id + SNAPSHOT_SUFFIX)
-        _fs.write_new_file(path, data, temp_path=session.temp_path(), durable=True)
+        from marimo_store._media.local import LocalMedium  # noqa: PLC0415 - loaded when used
+
+        snapshots_medium = LocalMedium(layout.snapshots, temp_path=session.temp_path, durable=True)
+        snapshots_medium.replace(snapshot_id + SNAPSHOT_SUFFIX, data)  # W3, M2
+        path = snapshots_medium.local_path(snapshot_id + SNAPSHOT_SUFFIX)
         report.snapshot = snapshot_id
         # Only now that the new one is durable. It merges every head, and every
         # other file read is some head's ancestor: all of them are superseded.

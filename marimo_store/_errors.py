@@ -98,6 +98,16 @@ class StoreIOError(StoreError, OSError):
     """A file operation of a write failed; the OS error is the `__cause__`."""
 
 
+def os_error(error: OSError) -> OSError:
+    """The operating system's own error behind `error`: a storage medium's
+    error (`marimo_store._media.MediumError`) carries it as its `__cause__`,
+    and a `StoreIOError` names that one as its cause in turn."""
+    cause = error.__cause__
+    if isinstance(error, StoreIOError) and isinstance(cause, OSError):
+        return os_error(cause)
+    return error
+
+
 class VersionMismatchError(StoreError):
     """A stored value was made with other package versions than the running
     ones, and the version policy refused to load it.

@@ -1,7 +1,7 @@
 """The one seam through which the store touches files.
 
-Every write-side file operation (create, write, fsync, replace, unlink,
-mkdir, utime, creating a lock file) goes through a function here and nowhere
+Every write-side file operation (create, write, fsync, replace, link,
+unlink, mkdir, utime, creating a lock file) goes through a function here and nowhere
 else, so that crash and fault-injection tests (tests/_faults.py) can replace
 these functions to stop the "process" after the k-th operation, inject
 `EIO`/`ENOSPC`/`EACCES`, or drop data that was never fsynced. The reads that
@@ -59,8 +59,13 @@ def confine(root: str) -> None:
     store, with no window between a check and the write. Files themselves
     are never followed either (`O_NOFOLLOW`, `O_EXCL`, rename and unlink act
     on the link). `root` itself may be a symlink: that is the user's choice.
+    A directory beneath a confined root (a medium's, `objects/`) adds
+    nothing: the outer root already covers it, and confining it too would
+    let a symlink planted in its own place go unnoticed.
     """
-    _CONFINED_ROOTS.add(os.path.normpath(root))
+    root = os.path.normpath(root)
+    if _confining_root(root) is None:
+        _CONFINED_ROOTS.add(root)
 
 
 def _confining_root(path: str) -> str | None:
@@ -236,6 +241,27 @@ def replace(source: str, destination: str) -> None:
         os.replace(source_name, destination_name, src_dir_fd=source_dir, dst_dir_fd=destination_dir)
 
 
+def link(source: str, destination: str) -> None:
+    """Give the file `source` the new name `destination`, only if that name is free.
+
+    `FileExistsError` when something (a file, a symlink, anything) already
+    has the name: the one atomic "create if absent" of a whole file that
+    POSIX offers (`rename` would replace). Neither name is followed if it is
+    a symlink.
+    """
+    with (
+        _parent_of(source) as (source_dir, source_name),
+        _parent_of(destination) as (destination_dir, destination_name),
+    ):
+        os.link(
+            source_name,
+            destination_name,
+            src_dir_fd=source_dir,
+            dst_dir_fd=destination_dir,
+            follow_symlinks=False,
+        )
+
+
 def unlink(path: str) -> None:
     """Delete a file; one that is already gone is fine (another process won)."""
     with contextlib.suppress(FileNotFoundError), _parent_of(path) as (directory, name):
@@ -277,6 +303,11 @@ def write_new_file(path: str, data: bytes, *, temp_path: str, durable: bool) -> 
 def stat(path: str) -> os.stat_result:
     """`os.stat` of a path (following symlinks)."""
     return os.stat(path)
+
+
+def lstat(path: str) -> os.stat_result:
+    """`os.lstat` of a path (a symlink's own status, never its target's)."""
+    return os.lstat(path)
 
 
 def open_read(path: str) -> FileIO:

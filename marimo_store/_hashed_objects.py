@@ -182,18 +182,25 @@ def prune_ledgers(local_dir: str, path_of: Callable[[str], str], temp_path: str)
     """Delete this host's ledgers of earlier boots; rewrite the current one
     without the records of files that changed or are gone, once they are half.
 
-    Run by cleanup. A process appending to the old file meanwhile only loses
-    its record (the next read hashes again), never trusts a wrong file.
+    Run by cleanup, through the storage seam (`LocalMedium` over `local/`,
+    rewriting by temp name and rename, W3). A process appending to the old
+    file meanwhile only loses its record (the next read hashes again), never
+    trusts a wrong file.
     """
+    from marimo_store._media.local import LocalMedium  # noqa: PLC0415 - cleanup only
+
     current = ledger_name()
     mine = f"{VERIFIED_LEDGER_PREFIX}{host_name()}-"
-    names = [e.name for e in scan_real_directory(local_dir) if e.name.startswith(mine)]
+    if not scan_real_directory(local_dir):  # missing, or a symlink (which it warns of)
+        return
+    medium = LocalMedium(local_dir, temp_path=lambda: temp_path)
+    names = [info.key for info in medium.list(mine)]
     for name in names:
         if name != current:
-            _fs.unlink(os.path.join(local_dir, name))
+            medium.delete(name)
     if current is None or current not in names:
         return
-    path = os.path.join(local_dir, current)
+    path = medium.local_path(current)
     records = _read_ledger(path)
     valid = {}
     for object_id, seen in records.items():
@@ -203,5 +210,5 @@ def prune_ledgers(local_dir: str, path_of: Callable[[str], str], temp_path: str)
         except OSError:
             continue
     if 2 * len(valid) <= len(records) and records:
-        data = b"".join(_record(object_id, seen) for object_id, seen in valid.items())
-        _fs.write_new_file(path, data, temp_path=temp_path, durable=False)
+        kept = b"".join(_record(object_id, seen) for object_id, seen in valid.items())
+        medium.replace(current, kept)

@@ -6,14 +6,16 @@ lock on the put path, and a sync tool never sees two versions of one file.
 Readers merge all segments.
 
 The framing of records is `_format/framing.py`; the names, header and close
-record of a segment are `_format/segments.py`.
+record of a segment are `_format/segments.py`. A writer creates and extends
+its segments through the storage seam (`LocalMedium.appender`, rooted at
+`log/`); the checks that the file is still its own use the local file's
+identity, which only a local medium has.
 
 Implements W4, W5, R1, R2, R3, R7 (docs/format.md §14).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import threading
@@ -44,7 +46,9 @@ from marimo_store._format.segments import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from io import FileIO
-    from typing import Any, BinaryIO
+    from typing import Any
+
+    from marimo_store._media.local import LocalAppender, LocalMedium
 
 _NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
@@ -146,8 +150,9 @@ class SegmentWriter:
         self.writer_id = writer_id
         self._header = header
         self._durable = durable
+        self._medium: LocalMedium | None = None  # made by the first write
         self._number = -1
-        self._file: BinaryIO | None = None
+        self._appender: LocalAppender | None = None
         self._path = ""
         self._identity: tuple[int, int] = (0, 0)
         self._stamp: tuple[int, int] = (0, 0)  # (mtime, ctime) after our last write
@@ -170,33 +175,31 @@ class SegmentWriter:
         with self._lock:
             if not self._still_ours():
                 self._rotate()
-            assert self._file is not None
+            assert self._appender is not None
             try:
-                _fs.write_all(self._file, record)
-                if self._durable:
-                    _fs.fsync(self._file)
+                self._appender.append(record)
+                self._appender.sync()
             except BaseException:
                 self._abandon()  # the file may now end in a partial record
                 raise
             self._offset += len(record)
-            self._stamp = _times(os.fstat(self._file.fileno()))
+            self._stamp = _times(os.fstat(self._appender.file.fileno()))
             return os.path.basename(self._path), self._offset
 
     def close(self) -> None:
         """Seal the segment with a close record; later readers know it is final."""
         with self._lock:
-            if self._file is None:
+            if self._appender is None:
                 return
             try:
                 if self._still_ours():
-                    _fs.write_all(self._file, CLOSE_FRAME)
-                    if self._durable:
-                        _fs.fsync(self._file)
+                    self._appender.append(CLOSE_FRAME)
+                    self._appender.sync()
             finally:
                 self._abandon()
 
     def _still_ours(self) -> bool:
-        if self._file is None:
+        if self._appender is None:
             return False
         try:
             stat = os.stat(self._path)
@@ -209,34 +212,35 @@ class SegmentWriter:
         )
 
     def _abandon(self) -> None:
-        if self._file is not None:
+        if self._appender is not None:
             # The data is already as good as it will get; the next append rotates.
-            with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
+            self._appender.close()
+            self._appender = None
 
     def _rotate(self) -> None:
+        from marimo_store._media import MediumExists  # noqa: PLC0415 - writers only
+        from marimo_store._media.local import LocalMedium  # noqa: PLC0415
+
         self._abandon()
-        _fs.makedirs(self.log_dir)
+        if self._medium is None:
+            self._medium = LocalMedium(self.log_dir, durable=self._durable)
         while True:
             self._number += 1
-            self._path = os.path.join(self.log_dir, segment_file_name(self.writer_id, self._number))
             try:
-                file = _fs.create_new(self._path, append=True)
-            except FileExistsError:
+                appender = self._medium.appender(segment_file_name(self.writer_id, self._number))
+            except MediumExists:
                 continue  # a leftover of ours (or a synced copy): never append to it
             break
         header = header_frame(self._header, self._number)
         try:
-            _fs.write_all(file, header)
-            if self._durable:
-                _fs.fsync(file)
-                _fs.fsync_dir(self.log_dir)
+            appender.append(header)
+            appender.sync()  # the header, then (first sync) the file's name in log/ (W4)
         except BaseException:
-            file.close()
+            appender.close()
             raise
-        stat = os.fstat(file.fileno())
-        self._file = file
+        stat = os.fstat(appender.file.fileno())
+        self._appender = appender
+        self._path = appender.path
         self._identity = (stat.st_dev, stat.st_ino)
         self._stamp = _times(stat)
         self._offset = len(header)

@@ -40,7 +40,6 @@ EMPTY_OBJECT_ID = content_digest(b"").hex()
 """The empty object is implicit: never written, always present."""
 
 _CONTENT_HEX = CONTENT_HASH_BYTES * 2
-_PREALLOCATE_MIN_BYTES = 1024 * 1024
 
 
 class ObjectDirectory(ObjectNames):
@@ -64,11 +63,9 @@ class ObjectDirectory(ObjectNames):
         verify_reads: bool,
         verified: VerifiedObjects,
     ) -> None:
-        super().__init__(root)
+        super().__init__(root, temp_path=temp_path, durable=durable)
         self._quarantine_dir = quarantine_dir
         self._quarantine_after_seconds = quarantine_after_seconds
-        self._temp_path = temp_path
-        self._durable = durable
         self._verify_reads = verify_reads
         self._verified = verified
 
@@ -87,53 +84,36 @@ class ObjectDirectory(ObjectNames):
         size = memoryview(data).nbytes
         if size == 0:
             return object_id
-        path = self.path_of(object_id)
-        try:
-            found = os.lstat(path)  # a symlink is never an object: it is replaced
-        except (FileNotFoundError, NotADirectoryError):
+        key = self.key_of(object_id)
+        found = self.medium.local_stat(key)  # a symlink is never an object: it is replaced
+        present = (
+            found is not None
+            and stat_module.S_ISREG(found.st_mode)
+            and found.st_size == size
+            and not self._verified.is_damaged(object_id, fingerprint(found))
+        )
+        if present and not self.medium.touch(key):  # deleted between the stat and the touch
+            found = None
             present = False
-        else:
-            present = (
-                stat_module.S_ISREG(found.st_mode)
-                and found.st_size == size
-                and not self._verified.is_damaged(object_id, fingerprint(found))
-            )
-        if present:
-            try:
-                _fs.touch(path)
-            except FileNotFoundError:  # deleted between the stat and the touch
-                present = False
         if not present:
-            self._create(object_id, path, data, digest)
+            self._create(object_id, key, data, digest, damaged=found is not None)
         return object_id
 
-    def _create(self, object_id: str, path: str, data: Buffer, digest: bytes | None) -> None:
-        temp = self._temp_path()
-        try:
-            file = _fs.create_new(temp)
-        except FileNotFoundError:  # tmp/ was removed (git clean -X, a user) while we ran
-            _fs.makedirs(os.path.dirname(temp))
-            file = _fs.create_new(temp)
-        try:
-            with file:
-                size = memoryview(data).nbytes
-                if size >= _PREALLOCATE_MIN_BYTES:
-                    _fs.preallocate(file, size)
-                _fs.write_all(file, data)
-                if self._durable:
-                    _fs.fsync(file)
-            try:
-                _fs.replace(temp, path)
-            except FileNotFoundError:  # first object of its fan-out directory
-                _fs.makedirs(os.path.dirname(path))
-                _fs.replace(temp, path)
-        except BaseException:
-            _fs.unlink(temp)
-            raise
-        if self._durable:
-            _fs.fsync_dir(os.path.dirname(path))
+    def _create(
+        self, object_id: str, key: str, data: Buffer, digest: bytes | None, *, damaged: bool
+    ) -> None:
+        """Write the object (W1, W3): a new file with `put_once`, or over a
+        damaged one with `replace`. A concurrent writer that put it first
+        wrote the same bytes: its file is as good as ours."""
+        if damaged:
+            self.medium.replace(key, data)
+        elif not self.medium.put_once(key, (data,)):
+            return
         # We hashed exactly these bytes; remember the file as verified.
-        seen = fingerprint(os.lstat(path))
+        written = self.medium.local_stat(key)
+        if written is None:
+            return  # deleted meanwhile (a cleanup of a store it thought unused)
+        seen = fingerprint(written)
         self._verified.add(object_id, seen)
         if digest is not None:
             self._verified.add_digest(object_id, seen, digest)

@@ -22,7 +22,13 @@ from types import MappingProxyType
 
 from marimo_store._entry import Entry, EntryMetadata, ObjectRef, now_ms
 from marimo_store._environment import current_environment
-from marimo_store._errors import ExecutionKeyClash, InvalidArgumentError, StoreIOError, StoreWarning
+from marimo_store._errors import (
+    ExecutionKeyClash,
+    InvalidArgumentError,
+    StoreIOError,
+    StoreWarning,
+    os_error,
+)
 from marimo_store._format.framing import pack
 from marimo_store._format.layout import temp_name
 from marimo_store._format.records import (
@@ -164,7 +170,9 @@ class EntryWriter:
                     )
                 return self._write(session, entry.key, serialized, user_metadata, then)
         except OSError as error:
-            raise StoreIOError(f"cannot write to the store at {options.path}: {error}") from error
+            raise StoreIOError(
+                f"cannot write to the store at {options.path}: {error}"
+            ) from os_error(error)
 
     def _write(
         self,
@@ -288,7 +296,7 @@ class EntryWriter:
                     except OSError as error:
                         raise StoreIOError(
                             f"cannot create the store at {self._options.path}: {error}"
-                        ) from error
+                        ) from os_error(error)
                     self.session = session
                     _log_location(self._path)
                     self._on_new_session()
@@ -317,7 +325,8 @@ class EntryWriter:
                     *(encode_key_record(TOMBSTONE_TYPE, run, now) for run in runs),
                 )
             except OSError as error:
-                raise StoreIOError(f"cannot write to the store at {self._path}: {error}") from error
+                message = f"cannot write to the store at {self._path}: {error}"
+                raise StoreIOError(message) from os_error(error)
             for run in runs:
                 live.index.add_tombstone(run, now)
         return len(runs)
@@ -331,7 +340,8 @@ class EntryWriter:
             try:
                 session.segments.close()
             except OSError as error:
-                raise StoreIOError(f"cannot close the log of {self._path}: {error}") from error
+                message = f"cannot close the log of {self._path}: {error}"
+                raise StoreIOError(message) from os_error(error)
 
 
 _locations_logged: set[str] = set()

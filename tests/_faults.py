@@ -47,13 +47,23 @@ OPERATIONS = (
     "fsync",
     "fsync_dir",
     "replace",
+    "link",
     "unlink",
     "touch",
 )
 """Every function of `_fs` that changes the file system (`write_new_file`
 is made of these and is not replaced)."""
 
-READ_OPERATIONS = ("stat", "open_read", "fstat", "read", "read_into", "map_read", "scandir")
+READ_OPERATIONS = (
+    "stat",
+    "lstat",
+    "open_read",
+    "fstat",
+    "read",
+    "read_into",
+    "map_read",
+    "scandir",
+)
 """Every function of `_fs` that reads: instrumented only when a test asks
 (`instrumented(ops, READ_OPERATIONS)`), so the write-side enumerations
 count what they always counted."""
@@ -228,6 +238,17 @@ class FileOps:
             )
         )
 
+    def link(self, source: str, destination: str) -> None:
+        """A second name for a file: its unsynced bytes follow the new name
+        (the temp name is unlinked next), and the name is a creation."""
+        self._before("link", f"{source} -> {destination}")
+        self._real["link"](source, destination)
+        record = self._files.pop(source, None)
+        if record is not None:
+            record.path = destination
+            self._files[destination] = record
+        self._changes.append(_DirectoryChange("create", os.path.dirname(destination), destination))
+
     def unlink(self, path: str) -> None:
         self._before("unlink", path)
         saved = self._save(path)
@@ -244,6 +265,11 @@ class FileOps:
     def stat(self, path: str) -> os.stat_result:
         self._before("stat", path)
         result: os.stat_result = self._real["stat"](path)
+        return result
+
+    def lstat(self, path: str) -> os.stat_result:
+        self._before("lstat", path)
+        result: os.stat_result = self._real["lstat"](path)
         return result
 
     def open_read(self, path: str) -> FileIO:

@@ -6,6 +6,12 @@ every file that claims to hold an object (for `verify()`: conflicted copies
 and misplaced files included), and the name a damaged object gets in
 `quarantine/` (§3.6). Reads, writes, cleanup and verify all ask it, so no
 other module knows the fan-out.
+
+The directory is a medium (`marimo_store._media`, docs/format.md §15) of
+its own: an object's key in it is `<id[0:2]>/<id[2:]>` (`key_of`), and
+writes and listings go through the medium (`LocalMedium`: the local file
+system, through `_fs`), so the same names serve a medium that is not a
+local directory.
 """
 
 from __future__ import annotations
@@ -18,20 +24,46 @@ from marimo_store._retired import is_retired
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+
+    from marimo_store._media.local import LocalMedium
 
 _FAN_OUT = 2
 _ID_LENGTHS = (32, 48)
 
 
 class ObjectNames:
-    """The names of the objects under one `objects/` directory (`root`)."""
+    """The names of the objects under one `objects/` directory (`root`).
 
-    def __init__(self, root: str) -> None:
+    `medium` holds them; `temp_path` and `durable` are its (see
+    `LocalMedium`): without `temp_path` it only reads, lists and deletes.
+    """
+
+    def __init__(
+        self, root: str, *, temp_path: Callable[[], str] | None = None, durable: bool = False
+    ) -> None:
         self.root = root
+        self._temp_path = temp_path
+        self._durable = durable
+        self._medium: LocalMedium | None = None
+
+    @property
+    def medium(self) -> LocalMedium:
+        """The medium of `root`, made on first use: a get reads by path and
+        never needs it, so neither `import marimo_store` nor a hit pays for it."""
+        if self._medium is None:
+            from marimo_store._media.local import LocalMedium  # noqa: PLC0415
+
+            self._medium = LocalMedium(self.root, temp_path=self._temp_path, durable=self._durable)
+        return self._medium
+
+    @staticmethod
+    def key_of(object_id: str) -> str:
+        """An object's key in the medium: two hex characters of fan-out, then the rest."""
+        return f"{object_id[:_FAN_OUT]}/{object_id[_FAN_OUT:]}"
 
     def path_of(self, object_id: str) -> str:
-        """The file name of an object: two hex characters of fan-out, then the rest."""
+        """The file name of an object (`key_of` beneath `root`)."""
         return os.path.join(self.root, object_id[:_FAN_OUT], object_id[_FAN_OUT:])
 
     def quarantine_name(self, path: str, at: int) -> str:
@@ -39,18 +71,21 @@ class ObjectNames:
         return quarantine_name(path, at, objects=self.root)
 
     def stored(self) -> Iterator[tuple[str, str]]:
-        """`(path, object id)` of every file with an object's name at its
-        place (never through a symlinked directory: `scan_real_directory`).
+        """`(path, object id)` of every regular file with an object's name at
+        its place, as the medium lists them (never through a symlinked
+        directory, `objects/` itself included: `scan_real_directory` warns).
         Other files are not objects: not ours to delete."""
-        for fan in scan_real_directory(self.root):
-            if len(fan.name) != _FAN_OUT or not fan.is_dir(follow_symlinks=False):
-                continue
-            if not set(fan.name) <= HEX_DIGITS:
-                continue
-            for item in scan_real_directory(fan.path):
-                object_id = fan.name + item.name
-                if len(object_id) in _ID_LENGTHS and set(item.name) <= HEX_DIGITS:
-                    yield item.path, object_id
+        if not scan_real_directory(self.root):
+            return
+        for info in self.medium.list(""):
+            fan, _, rest = info.key.partition("/")
+            object_id = fan + rest
+            if (
+                len(fan) == _FAN_OUT
+                and len(object_id) in _ID_LENGTHS
+                and set(object_id) <= HEX_DIGITS
+            ):
+                yield self.medium.local_path(info.key), object_id
 
     def claimed(self) -> list[tuple[str, str, str | None]]:
         """`(path, claimed object id, how it was named)` for every file that

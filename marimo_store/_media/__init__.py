@@ -13,8 +13,8 @@ format needs only these operations from a medium, and nothing else:
 - `read(key)`, `read_range(key, start, end)`: whole or part of one key.
 - `head(key)`, `list(prefix)`: what is there, with sizes and times.
 - `delete(key)`: forget one key; absent is not an error.
-- `appender(key)`: extend a key in place, only where the medium can
-  (`can_append`): local files. An object store cannot append; its writers
+- `appender(key)`: start a new key and extend it in place, only where the
+  medium can (`can_append`): local files. An object store cannot append; its writers
   seal each segment as a new `put_once` object instead.
 - `lock(name)`: an exclusive lock between processes, only where the medium
   has one (`can_lock`): local files. An object store has none; maintenance
@@ -32,20 +32,24 @@ against every implementation, a real S3-compatible server included.
 
 Every failure of the medium is a `MediumError` (a `StoreIOError`); an
 absent key is `MediumMissing`; a `put_once` that finds the key taken
-returns False rather than raising.
+returns False rather than raising, an `appender` raises `MediumExists`.
+The OS or client error is the `__cause__` (and an OS error's `errno` is
+kept), so a caller can tell a full disk from a refused request.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
 from marimo_store._errors import InvalidArgumentError, StoreIOError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from contextlib import AbstractContextManager
+    from typing import Protocol
 
     from marimo_store._hashing import Buffer
+else:
+    Protocol = object  # `typing` costs import time on every `import marimo_store`
 
 
 class MediumError(StoreIOError):
@@ -54,6 +58,10 @@ class MediumError(StoreIOError):
 
 class MediumMissing(MediumError):  # noqa: N818 - reads as "the medium is missing the key"
     """The key is not in the medium (never written, or deleted)."""
+
+
+class MediumExists(MediumError):  # noqa: N818 - reads as "the medium already has the key"
+    """A key that must be new is taken (`Medium.appender`)."""
 
 
 class KeyInfo:
@@ -127,10 +135,19 @@ class Medium(Protocol):
         """Forget `key`; a key already absent is not an error."""
 
     def appender(self, key: str) -> Appender:
-        """Extend `key` (created if absent); `NotSupportedError` if not `can_append`."""
+        """Create `key` to extend in place, by this writer only.
+
+        `MediumExists` if the key is already there (a leftover or a copy: one
+        writer never appends to another's file); `NotSupportedError` if not
+        `can_append`.
+        """
 
     def lock(self, name: str) -> AbstractContextManager[None]:
-        """Hold an exclusive lock named `name`; `NotSupportedError` if not `can_lock`."""
+        """Hold an exclusive lock named `name` (a key) for the `with` block.
+
+        `MediumError` when another process holds it past the medium's
+        timeout; `NotSupportedError` if not `can_lock`.
+        """
 
 
 _KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -144,9 +161,9 @@ def check_key(key: str, *, prefix: bool = False) -> str:
     file system, whatever a hostile listing holds. With `prefix`, the empty
     string and a trailing `/` are allowed too (a listing prefix).
     """
-    body = key[:-1] if prefix and key.endswith("/") else key
-    if prefix and body == "":
+    if prefix and key == "":
         return key
+    body = key[:-1] if prefix and key.endswith("/") else key
     parts = body.split("/")
     for part in parts:
         if part in ("", ".", "..") or not set(part) <= _KEY_CHARACTERS:
