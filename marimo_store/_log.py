@@ -18,10 +18,11 @@ import functools
 import os
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from marimo_store import _fs
 from marimo_store._errors import StoreWarning, UnreadableFiles
+from marimo_store._format import keyindex
 from marimo_store._format.framing import FRAME, frame, parse_frames, unpack
 from marimo_store._format.layout import scan_real_directory
 from marimo_store._format.records import (
@@ -152,6 +153,8 @@ class SegmentWriter:
         self._identity: tuple[int, int] = (0, 0)
         self._stamp: tuple[int, int] = (0, 0)  # (mtime, ctime) after our last write
         self._offset = 0
+        self._records = 0
+        self._index = keyindex.KeyIndexBuilder()
         self._lock = threading.Lock()
 
     @property
@@ -164,36 +167,60 @@ class SegmentWriter:
         """`(device, inode)` of the segment currently written to."""
         return self._identity
 
-    def append(self, *payloads: bytes) -> tuple[str, int]:
-        """Append records in one write; return the segment's name and the offset after them."""
-        record = b"".join(map(frame, payloads))
+    def append(
+        self, *payloads: bytes, keys: Sequence[tuple[int, int | None] | None] = ()
+    ) -> tuple[str, int]:
+        """Append records in one write; return the segment's name and the offset after them.
+
+        `keys`: the `index_key` of each record (none: not indexed). After
+        `SEGMENT_RECORDS` records the segment is sealed with its key index
+        (the next append starts a new one)."""
+        frames = list(map(frame, payloads))
         with self._lock:
             if not self._still_ours():
                 self._rotate()
             assert self._file is not None
-            try:
-                _fs.write_all(self._file, record)
-                if self._durable:
-                    _fs.fsync(self._file)
-            except BaseException:
-                self._abandon()  # the file may now end in a partial record
-                raise
-            self._offset += len(record)
-            self._stamp = _times(os.fstat(self._file.fileno()))
-            return os.path.basename(self._path), self._offset
+            self._write(b"".join(frames))
+            name, end = os.path.basename(self._path), self._offset
+            offset = end - sum(map(len, frames))
+            for record_frame, key in zip(frames, keys or [None] * len(frames), strict=True):
+                if key is not None:
+                    self._index.add(key, offset)
+                offset += len(record_frame)
+            self._records += len(frames)
+            if self._records >= keyindex.SEGMENT_RECORDS:
+                with contextlib.suppress(OSError):  # the records are written: readers decode it
+                    self._seal()
+            return name, end
+
+    def _write(self, data: bytes) -> None:
+        assert self._file is not None
+        try:
+            _fs.write_all(self._file, data)
+            if self._durable:
+                _fs.fsync(self._file)
+        except BaseException:
+            self._abandon()  # the file may now end in a partial record
+            raise
+        self._offset += len(data)
+        self._stamp = _times(os.fstat(self._file.fileno()))
 
     def close(self) -> None:
-        """Seal the segment with a close record; later readers know it is final."""
+        """Seal the segment; later readers know it is final."""
         with self._lock:
             if self._file is None:
                 return
-            try:
-                if self._still_ours():
-                    _fs.write_all(self._file, CLOSE_FRAME)
-                    if self._durable:
-                        _fs.fsync(self._file)
-            finally:
-                self._abandon()
+            if self._still_ours():
+                self._seal()
+            self._abandon()
+
+    def _seal(self) -> None:
+        """Append the key index (when any record was written) and the close
+        record; the next append rotates."""
+        try:
+            self._write(self._index.frames(self._offset) if self._records else CLOSE_FRAME)
+        finally:
+            self._abandon()
 
     def _still_ours(self) -> bool:
         if self._file is None:
@@ -240,6 +267,8 @@ class SegmentWriter:
         self._identity = (stat.st_dev, stat.st_ino)
         self._stamp = _times(stat)
         self._offset = len(header)
+        self._records = 0
+        self._index = keyindex.KeyIndexBuilder()
 
 
 def _times(stat: os.stat_result) -> tuple[int, int]:
@@ -451,10 +480,21 @@ class LogReader:
             header, segment_id, header_end = opening.header, opening.segment_id, opening.end
             state.header, state.segment_id = header, segment_id
             start = max(header_end, self._start_offsets.get(segment_id, 0))
+            if start <= size and self._indexed(path, file, state, start):
+                state.offset, state.closed = size, True  # looked up, not read
+                return
             state.closed = _closed_before(file, header_end, start, size)
         if start > size:  # the snapshot consumed more than this copy holds
             state.offset = start  # a record boundary: reading goes on there once it grows
             return
+        yield from self._decode_from(path, file, state, start)
+
+    def _decode_from(
+        self, path: str, file: FileIO, state: SegmentState, start: int
+    ) -> Iterator[StoredEntry | KeyRecord]:
+        """Decode the records of a segment from `start` to `state.size`."""
+        header, size = state.header, state.size
+        assert header is not None
         frames = FrameStream(file, start, size)
         malformed = 0
         for payload in frames:
@@ -477,6 +517,11 @@ class LogReader:
                 StoreWarning,
                 stacklevel=4,
             )
+
+    def _indexed(self, path: str, file: FileIO, state: SegmentState, start: int) -> bool:
+        """Whether the segment first seen at `path` (records from `start`) is
+        taken whole by its key index (see `IndexingLogReader`), not decoded."""
+        return False
 
     @staticmethod
     def _report(path: str, state: SegmentState, size: int, reason: str) -> None:

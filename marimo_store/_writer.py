@@ -24,6 +24,7 @@ from marimo_store._entry import Entry, EntryMetadata, ObjectRef, now_ms
 from marimo_store._environment import current_environment
 from marimo_store._errors import ExecutionKeyClash, InvalidArgumentError, StoreIOError, StoreWarning
 from marimo_store._format.framing import pack
+from marimo_store._format.keyindex import index_key
 from marimo_store._format.layout import temp_name
 from marimo_store._format.records import (
     TOMBSTONE_TYPE,
@@ -209,7 +210,8 @@ class EntryWriter:
     def append(self, session: WriterSession, *records: dict[str, Any]) -> None:
         """Append records to this process's segment (the live index adopts
         the bytes: its own records are not read back)."""
-        name, offset = session.segments.append(*map(pack, records))
+        keys = [index_key(record) for record in records]
+        name, offset = session.segments.append(*map(pack, records), keys=keys)
         self._live.log_reader.adopt(
             name, session.segments.segment_id, session.segments.identity, offset, session.header
         )
