@@ -6,7 +6,8 @@ records decoded only when asked for) and, decoded, the records of the other
 segments: new entries, tombstones and access times. Opening a store
 therefore costs the same with ten entries or a million.
 
-Implements R4, R5 (docs/format.md §14), K4 (§15).
+Implements R4, R5 (docs/format.md §14).
+Implements K4 (docs/format.md §15).
 """
 
 from __future__ import annotations

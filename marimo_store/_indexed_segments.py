@@ -12,6 +12,8 @@ iteration (as a reader that decodes it stops at its first bad frame); an
 index block that fails its checksum sends this segment back to decoding
 (once, kept), and a file that was replaced or cut short yields nothing
 (the log reader reads whatever took its place).
+
+Implements K3, K4, K5, K6 (docs/format.md §15).
 """
 
 from __future__ import annotations

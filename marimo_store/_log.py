@@ -6,9 +6,13 @@ lock on the put path, and a sync tool never sees two versions of one file.
 Readers merge all segments.
 
 The framing of records is `_format/framing.py`; the names, header and close
-record of a segment are `_format/segments.py`.
+record of a segment are `_format/segments.py`. A writer seals its segment
+every `SEGMENT_RECORDS` records with a key index (`_format/keyindex.py`),
+which a live index's reader (`_indexed_segments.py`) looks up instead of
+decoding the segment.
 
 Implements W4, W5, R1, R2, R3, R7 (docs/format.md §14).
+Implements K1, K2, K3 (docs/format.md §15).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A writer seals a segment after `SEGMENT_RECORDS` records (or when it
 closes) by appending, after its last record and before the close record,
-an index of the entry and tombstone records it holds (docs/format.md §15):
+an index of the entry and tombstone records it holds (docs/format.md §15.1):
 
     frame({"t": "keys", "r": rows}) x blocks   rows `<QQ`: computation hash,
                                                offset of the record's frame;
@@ -23,6 +23,8 @@ The invariant: an index can make a lookup slower, never wrong. A reader uses
 it only when the segment ends with the close record right after a locator
 and directory that verify; a block that fails its checksum sends the reader
 back to decoding the segment; every record is verified when it is decoded.
+
+Implements K1, K2 (docs/format.md §15).
 """
 
 from __future__ import annotations
