@@ -61,6 +61,8 @@ class EntryIndex:
         self._from_indexed: dict[tuple[str, str], tuple[dict[int, StoredEntry], dict[int, int]]]
         self._from_indexed = {}
         """Per computation looked up: its runs and tombstones in `_indexed`."""
+        self._sources: dict[str, list[StoredEntry]] = {}
+        """Entries kept decoded, by the name of the segment file they came from."""
         if merged is not None:
             for stored in merged.entries.values():
                 self._insert(stored)
@@ -74,14 +76,31 @@ class EntryIndex:
         return self._base is not None and self._base.truncated
 
     def add_indexed(self, segment: IndexedSegment) -> None:
-        """A sealed segment looked up through its key index, never decoded whole."""
+        """A sealed segment looked up through its key index, never decoded
+        whole. One read so far record by record (`followed`) replaces the
+        entries it added (counted already): memory stays flat however long
+        a reader follows a writer, or a writer writes."""
         self._indexed.append(segment)
         self._from_indexed.clear()
+        if segment.followed:
+            for stored in self._sources.pop(segment.name, ()):
+                key = stored.metadata.key
+                runs = self._added.get((key.block_id, key.module_hash))
+                if runs is not None and runs.get(stored.metadata.created_at) is stored:
+                    del runs[stored.metadata.created_at]
+                    if not runs:
+                        del self._added[key.block_id, key.module_hash]
+            return
         self._newest_added = max(self._newest_added, segment.newest)
         self.log_entries += segment.entries
         oldest = segment.oldest
         if oldest is not None and (self.oldest_log_entry is None or oldest < self.oldest_log_entry):
             self.oldest_log_entry = oldest
+
+    def kept_decoded(self) -> int:
+        """How many entries the log added are held decoded (what grows with
+        the entries read: the tests bound it)."""
+        return sum(map(len, self._added.values()))
 
     def _in_indexed(
         self, block_id: str, module_hash: str
@@ -108,12 +127,16 @@ class EntryIndex:
             self._from_indexed[wanted] = found
         return found
 
-    def add_entry(self, stored: StoredEntry) -> None:
-        """An entry record read from the log (or just written)."""
+    def add_entry(self, stored: StoredEntry, source: str = "") -> None:
+        """An entry record read from the log (or just written), from the
+        segment file named `source` (kept until that segment's index
+        replaces it, see `add_indexed`)."""
         if self._removed_here(stored.metadata.key):
             self._newest_added = max(self._newest_added, stored.metadata.created_at)
             return
         self._insert(stored)
+        if source:
+            self._sources.setdefault(source, []).append(stored)
         self.log_entries += 1
         created_at = stored.metadata.created_at
         if self.oldest_log_entry is None or created_at < self.oldest_log_entry:
@@ -205,6 +228,26 @@ class EntryIndex:
             return [] if found is None else [found]
         return newest_first(self._runs(key.block_id, key.module_hash), key.created_at)
 
+    def _read_indexed(
+        self,
+        added: list[StoredEntry],
+        removed: dict[ExecutionKey, int],
+        accessed_at: dict[ExecutionKey, int],
+        new_hits: dict[ExecutionKey, int],
+    ) -> None:
+        """Decode every indexed segment into `__iter__`'s working copies."""
+        for segment in self._indexed:
+            for decoded in segment.records():
+                if isinstance(decoded, StoredEntry):
+                    added.append(decoded)
+                elif segment.followed:
+                    continue  # applied when it was read
+                elif decoded.kind != ACCESS_TYPE:
+                    removed[decoded.key] = max(decoded.at, removed.get(decoded.key, 0))
+                else:
+                    accessed_at[decoded.key] = max(decoded.at, accessed_at.get(decoded.key, 0))
+                    new_hits[decoded.key] = new_hits.get(decoded.key, 0) + decoded.hits
+
     def __iter__(self) -> Iterator[StoredEntry]:
         """Every live entry, with its latest access time (decodes the
         snapshot and the indexed segments, keeping none of them)."""
@@ -216,15 +259,7 @@ class EntryIndex:
         accessed_at = dict(self._accessed)
         new_hits: dict[ExecutionKey, int] = {}
         added = [stored for runs in self._added.values() for stored in runs.values()]
-        for segment in self._indexed:
-            for decoded in segment.records():
-                if isinstance(decoded, StoredEntry):
-                    added.append(decoded)
-                elif decoded.kind != ACCESS_TYPE:
-                    removed[decoded.key] = max(decoded.at, removed.get(decoded.key, 0))
-                else:
-                    accessed_at[decoded.key] = max(decoded.at, accessed_at.get(decoded.key, 0))
-                    new_hits[decoded.key] = new_hits.get(decoded.key, 0) + decoded.hits
+        self._read_indexed(added, removed, accessed_at, new_hits)
         for stored in added:
             present = merged.get(stored.metadata.key)
             merged[stored.metadata.key] = stored if present is None else winner(present, stored)

@@ -19,6 +19,7 @@ Implements K3, K4, K5, K6 (docs/format.md §15).
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Iterator
 
@@ -27,6 +28,7 @@ from marimo_store._errors import StoreWarning
 from marimo_store._format.framing import FRAME, MAX_RECORD_BYTES, read_frame, unpack
 from marimo_store._format.keyindex import block_offsets, computation_hash, read_key_index
 from marimo_store._format.records import ACCESS_TYPE, KeyRecord, StoredEntry, decode_log_record
+from marimo_store._format.segments import MAX_HEADER_BYTES, read_header
 from marimo_store._log import FrameStream, LogReader, SegmentState, read_at
 
 TYPE_CHECKING = False
@@ -46,18 +48,36 @@ class IndexingLogReader(LogReader):
     def __init__(self, log_dir: str, start_offsets: Mapping[str, int] | None = None) -> None:
         super().__init__(log_dir, start_offsets)
         self._new: list[IndexedSegment] = []
+        self.reading = ""
+        """The file name of the segment whose records `read_new` yields now."""
 
     def take_indexed(self) -> list[IndexedSegment]:
         """The indexed segments found since the last call."""
         new, self._new = self._new, []
         return new
 
-    def _indexed(self, path: str, file: FileIO, state: SegmentState, start: int) -> bool:
+    def _decode_from(
+        self, path: str, file: FileIO, state: SegmentState, start: int
+    ) -> Iterator[StoredEntry | KeyRecord]:
+        self.reading = os.path.basename(path)
+        yield from super()._decode_from(path, file, state, start)
+
+    def _indexed(
+        self, path: str, file: FileIO, state: SegmentState, start: int, *, followed: bool = False
+    ) -> bool:
         index = read_key_index(functools.partial(read_at, file), state.size, start)
         if index is None:
             return False
-        self._new.append(IndexedSegment(path, state, start, index))
+        self._new.append(IndexedSegment(path, state, start, index, followed=followed))
         return True
+
+    def _sealed(self, path: str, file: FileIO, state: SegmentState) -> None:
+        """A segment decoded so far (another writer's or our own, followed
+        while it grew) got its index: its entries need not stay decoded."""
+        opening = read_header(memoryview(read_at(file, 0, FRAME.size + MAX_HEADER_BYTES)))
+        if opening.header is not None:
+            start = max(opening.end, self._start_offsets.get(opening.segment_id, 0))
+            self._indexed(path, file, state, start, followed=True)
 
 
 class IndexedSegment:
@@ -67,11 +87,29 @@ class IndexedSegment:
     snapshot consumed); `end`: where they end (the index's `end`, less once
     damage was read)."""
 
-    __slots__ = ("_decoded", "_header", "_identity", "_index", "end", "path", "size", "start")
+    __slots__ = (
+        "_decoded",
+        "_header",
+        "_identity",
+        "_index",
+        "end",
+        "followed",
+        "name",
+        "path",
+        "size",
+        "start",
+    )
 
-    def __init__(self, path: str, state: SegmentState, start: int, index: KeyIndex) -> None:
+    def __init__(
+        self, path: str, state: SegmentState, start: int, index: KeyIndex, *, followed: bool
+    ) -> None:
         assert state.header is not None
+        self.followed = followed
+        """Whether its records were read already (a reader followed it while
+        it grew): it then replaces the entries kept decoded, and its other
+        records (access, tombstone) are already applied."""
         self.path = path
+        self.name = os.path.basename(path)
         self._identity = state.identity
         self.size = state.size
         self._header = state.header

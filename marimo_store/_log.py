@@ -497,7 +497,7 @@ class LogReader:
         self, path: str, file: FileIO, state: SegmentState, start: int
     ) -> Iterator[StoredEntry | KeyRecord]:
         """Decode the records of a segment from `start` to `state.size`."""
-        header, size = state.header, state.size
+        header, size, was_closed = state.header, state.size, state.closed
         assert header is not None
         frames = FrameStream(file, start, size)
         malformed = 0
@@ -521,11 +521,16 @@ class LogReader:
                 StoreWarning,
                 stacklevel=4,
             )
+        if state.closed and not was_closed:
+            self._sealed(path, file, state)
 
     def _indexed(self, path: str, file: FileIO, state: SegmentState, start: int) -> bool:
         """Whether the segment first seen at `path` (records from `start`) is
         taken whole by its key index (see `IndexingLogReader`), not decoded."""
         return False
+
+    def _sealed(self, path: str, file: FileIO, state: SegmentState) -> None:
+        """The segment at `path`, read so far record by record, is now sealed."""
 
     @staticmethod
     def _report(path: str, state: SegmentState, size: int, reason: str) -> None:

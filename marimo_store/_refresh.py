@@ -158,8 +158,12 @@ class LiveIndex:
             self._unreadable.read(snapshots)
         except OSError as error:  # snapshots/ unreadable right now: go on with what we know
             self._unreadable.failed(snapshots, error)
-        for decoded in self.log_reader.read_new():
-            apply_record(decoded, self.index)
+        reader = self.log_reader
+        for decoded in reader.read_new():
+            if isinstance(decoded, StoredEntry):
+                self.index.add_entry(decoded, reader.reading)
+            else:
+                apply_record(decoded, self.index)
         for segment in self.log_reader.take_indexed():
             self.index.add_indexed(segment)
 

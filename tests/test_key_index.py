@@ -168,3 +168,25 @@ def test_damaged_record_ends_an_indexed_segment_for_later_lookups(
     # As a reader that decodes the segment: what follows the damage is gone.
     assert reader.get(key("a", 20)) is None
     assert reader.get(key("a", 3)) is not None
+
+
+def test_a_writer_and_a_reader_following_it_keep_at_most_a_segment_decoded(
+    make_store: StoreFactory,
+) -> None:
+    writer = make_store(refresh_interval=0)
+    reader = make_store(refresh_interval=0)
+    total = 4 * PER_SEGMENT + 10
+    for first in range(0, total, 30):
+        put(writer, "a", range(first, min(first + 30, total)))
+        assert reader.get(key("a", first)) is not None  # follows the writer
+        for store in (writer, reader):
+            assert store._live.index.kept_decoded() <= PER_SEGMENT + 30
+    assert writer.get(key("x", 0)) is None  # a miss: both read the last seal
+    assert reader.get(key("x", 0)) is None
+    for store in (writer, reader):
+        assert store._live.index.kept_decoded() <= PER_SEGMENT
+        found = [store.get(key("a", i)) for i in range(total)]
+        assert [None if e is None else dict(e.variables) for e in found] == [
+            value("a", i) for i in range(total)
+        ]
+        assert len(store.entries()) == total
