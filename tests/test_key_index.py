@@ -43,6 +43,15 @@ def index_of(segment: Path) -> keyindex.KeyIndex | None:
     return keyindex.read_key_index(lambda at, count: data[at : at + count], len(data), 0)
 
 
+def one_sealed_segment(make_store: StoreFactory, store_path: Path) -> Path:
+    """A store of one full segment, sealed with its index: the segment."""
+    store = make_store()
+    put(store, "a", range(PER_SEGMENT))
+    store.close()
+    (segment,) = (store_path / "log").glob("*.log")
+    return segment
+
+
 def put(store: FsPersistentStore, writer: str, numbers: range) -> None:
     for i in numbers:
         store.put(Entry.of(key(writer, i), value(writer, i)))
@@ -129,10 +138,7 @@ def test_sealed_segments_carry_an_index_other_readers_skip(
 def test_damaged_index_block_falls_back_to_decoding(
     make_store: StoreFactory, store_path: Path
 ) -> None:
-    store = make_store()
-    put(store, "a", range(PER_SEGMENT))
-    store.close()
-    (segment,) = (store_path / "log").glob("*.log")
+    segment = one_sealed_segment(make_store, store_path)
     index = index_of(segment)
     assert index is not None
     flip_byte(segment, index.end + 40)  # inside the first (only) index block
@@ -148,10 +154,7 @@ def test_damaged_index_block_falls_back_to_decoding(
 def test_damaged_record_ends_an_indexed_segment_for_later_lookups(
     make_store: StoreFactory, store_path: Path
 ) -> None:
-    store = make_store()
-    put(store, "a", range(PER_SEGMENT))
-    store.close()
-    (segment,) = (store_path / "log").glob("*.log")
+    segment = one_sealed_segment(make_store, store_path)
     data = segment.read_bytes()
     spans = []
     position = 0
