@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 
 from marimo_store import _fs
-from marimo_store._errors import StoreWarning
+from marimo_store._errors import StoreWarning, warn_unreadable
 from marimo_store._format.framing import FRAME, MAX_RECORD_BYTES, read_frame, unpack
 from marimo_store._format.keyindex import block_offsets, computation_hash, read_key_index
 from marimo_store._format.records import ACCESS_TYPE, KeyRecord, StoredEntry, decode_log_record
@@ -92,6 +92,7 @@ class IndexedSegment:
         "_header",
         "_identity",
         "_index",
+        "_warned",
         "end",
         "followed",
         "name",
@@ -110,12 +111,13 @@ class IndexedSegment:
         records (access, tombstone) are already applied."""
         self.path = path
         self.name = os.path.basename(path)
-        self._identity = state.identity
+        self._identity: tuple[int, int] | None = state.identity
         self.size = state.size
         self._header = state.header
         self.start = start
         self.end = index.end
         self._index = index
+        self._warned = False
         self._decoded: list[Decoded] | None = None
         """Every record, once an index block failed its checksum."""
 
@@ -134,10 +136,23 @@ class IndexedSegment:
         """The smallest `created_at` of its entry records (None: none)."""
         return self._index.oldest if self._index.entries else None
 
-    def lookup(self, block_id: str, module_hash: str) -> list[Decoded]:
-        """The entry and tombstone records of one computation."""
-        if self._decoded is not None:
-            return [d for d in self._decoded if _is_of(d, block_id, module_hash)]
+    def lookup(self, block_id: str, module_hash: str) -> list[Decoded] | None:
+        """The entry and tombstone records of one computation; None when the
+        file cannot be read right now (a warning, once until it reads again)."""
+        if self._decoded is None:
+            try:
+                found = self._look_up(block_id, module_hash)
+            except OSError as error:
+                self._failed(error)
+                return None
+            self._warned = False
+            if found is not None:
+                return found
+        assert self._decoded is not None
+        return [d for d in self._decoded if _is_of(d, block_id, module_hash)]
+
+    def _look_up(self, block_id: str, module_hash: str) -> list[Decoded] | None:
+        """`lookup` through the index; None when it sent us back to decoding."""
         file = self._open()
         if file is None:
             return []
@@ -150,7 +165,7 @@ class IndexedSegment:
                 if listed is None:
                     _warn(self.path, "its key index fails its checksum; it is decoded instead")
                     self._decoded = list(self._stream(file))
-                    return [d for d in self._decoded if _is_of(d, block_id, module_hash)]
+                    return None
                 offsets += listed
             for offset in sorted(offsets):
                 if not self.start <= offset < self.end:
@@ -170,10 +185,13 @@ class IndexedSegment:
         if self._decoded is not None:
             yield from self._decoded
             return
-        file = self._open()
-        if file is not None:
-            with file:
-                yield from self._stream(file)
+        try:
+            file = self._open()
+            if file is not None:
+                with file:
+                    yield from self._stream(file)
+        except OSError as error:
+            self._failed(error)  # what was yielded stands, as a log reader's
 
     def _stream(self, file: FileIO) -> Iterator[Decoded]:
         frames = FrameStream(file, self.start, self.end)
@@ -189,15 +207,25 @@ class IndexedSegment:
         record = unpack(payload)
         return None if record is None else decode_log_record(self._header, record)
 
+    def _failed(self, error: OSError) -> None:
+        if not self._warned:
+            self._warned = True
+            warn_unreadable(self.path, error)
+
     def _open(self) -> FileIO | None:
-        """The file, if it is still the one indexed and whole."""
+        """The file, if it is still the one indexed and whole (OSError: it
+        cannot be read right now)."""
+        if self._identity is None:
+            return None
         try:
             file = _fs.open_read(self.path)
-        except OSError:
-            return None  # deleted by a cleanup (its snapshot holds the records), or unreadable
+        except FileNotFoundError:
+            return None  # deleted by a cleanup: its snapshot holds the records
         stat = _fs.fstat(file)
         if (stat.st_dev, stat.st_ino) != self._identity or stat.st_size < self.size:
             file.close()
+            self._identity = None  # for good: the log reader reads what took its place
+            _warn(self.path, "it was replaced or cut short while in use; it is read again")
             return None
         return file
 

@@ -215,14 +215,14 @@ class SegmentWriter:
             if self._file is None:
                 return
             if self._still_ours():
-                self._seal()
+                self._seal(indexed=self._records >= keyindex.CLOSE_INDEX_RECORDS)
             self._abandon()
 
-    def _seal(self) -> None:
-        """Append the key index (when any record was written) and the close
-        record; the next append rotates."""
+    def _seal(self, *, indexed: bool = True) -> None:
+        """Append the key index (if `indexed`) and the close record; the
+        next append rotates."""
         try:
-            self._write(self._index.frames(self._offset) if self._records else CLOSE_FRAME)
+            self._write(self._index.frames(self._offset) if indexed else CLOSE_FRAME)
         finally:
             self._abandon()
 

@@ -19,6 +19,7 @@ from conftest import StoreFactory
 
 from marimo_store import Entry, ExecutionKey, FsPersistentStore, StoreWarning
 from marimo_store._format import keyindex
+from marimo_store._format.segments import CLOSE_FRAME
 from marimo_store._log import LogReader
 
 PER_SEGMENT = 50
@@ -28,6 +29,7 @@ PER_SEGMENT = 50
 @pytest.fixture(autouse=True)
 def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keyindex, "SEGMENT_RECORDS", PER_SEGMENT)
+    monkeypatch.setattr(keyindex, "CLOSE_INDEX_RECORDS", 5)
 
 
 def key(writer: str, i: int) -> ExecutionKey:
@@ -193,3 +195,15 @@ def test_a_writer_and_a_reader_following_it_keep_at_most_a_segment_decoded(
             value("a", i) for i in range(total)
         ]
         assert len(store.entries()) == total
+
+
+def test_a_small_segment_closed_keeps_the_old_layout(
+    make_store: StoreFactory, store_path: Path
+) -> None:
+    store = make_store()
+    put(store, "a", range(4))  # fewer than CLOSE_INDEX_RECORDS
+    store.close()
+    (segment,) = (store_path / "log").glob("*.log")
+    assert index_of(segment) is None
+    assert segment.read_bytes().endswith(CLOSE_FRAME)
+    assert make_store().get(key("a", 3)) is not None

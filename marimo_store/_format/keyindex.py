@@ -1,8 +1,9 @@
 """Key indexes of sealed log segments: find a record without decoding the others.
 
 A writer seals a segment after `SEGMENT_RECORDS` records (or when it
-closes) by appending, after its last record and before the close record,
-an index of the entry and tombstone records it holds (docs/format.md §15.1):
+closes one of at least `CLOSE_INDEX_RECORDS`) by appending, after its last
+record and before the close record, an index of the entry and tombstone
+records it holds (docs/format.md §15.1):
 
     frame({"t": "keys", "r": rows}) x blocks   rows `<QQ`: computation hash,
                                                offset of the record's frame;
@@ -47,6 +48,12 @@ if TYPE_CHECKING:
 SEGMENT_RECORDS = 32_768
 """A writer seals its segment after this many records (and starts the next):
 what a reader decodes of a live writer's segment stays bounded."""
+
+CLOSE_INDEX_RECORDS = 64
+"""A writer that closes a segment indexes it only from this many records. A
+smaller one keeps the layout of earlier versions and is decoded: a cleanup
+is due before 64 segments pile up (`_compaction.py`), so what a cold reader
+decodes of them stays bounded too."""
 
 BLOCK_ROWS = 256
 """Rows per index block: a lookup verifies one or two blocks of 4 KiB."""
