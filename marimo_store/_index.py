@@ -114,13 +114,8 @@ class EntryIndex:
         if found is None:
             runs: dict[int, StoredEntry] = {}
             removed: dict[int, int] = {}
-            complete = True
             for segment in self._indexed:
-                records = segment.lookup(block_id, module_hash)
-                if records is None:  # unreadable right now: asked again next time
-                    complete = False
-                    continue
-                for decoded in records:
+                for decoded in segment.lookup(block_id, module_hash):
                     if isinstance(decoded, StoredEntry):
                         created_at = decoded.metadata.created_at
                         present = runs.get(created_at)
@@ -129,8 +124,7 @@ class EntryIndex:
                         created_at = decoded.key.created_at or 0
                         removed[created_at] = max(decoded.at, removed.get(created_at, 0))
             found = (runs, removed) if runs or removed else _NOTHING
-            if complete:
-                self._from_indexed[wanted] = found
+            self._from_indexed[wanted] = found
         return found
 
     def add_entry(self, stored: StoredEntry, source: str = "") -> None:

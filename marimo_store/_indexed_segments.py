@@ -19,17 +19,18 @@ Implements K3, K4, K5, K6 (docs/format.md §15).
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import warnings
 from collections.abc import Iterator
 
 from marimo_store import _fs
-from marimo_store._errors import StoreWarning, warn_unreadable
-from marimo_store._format.framing import FRAME, MAX_RECORD_BYTES, read_frame, unpack
+from marimo_store._errors import StoreWarning
+from marimo_store._format.framing import FRAME, parse_frames, read_frame, unpack
 from marimo_store._format.keyindex import block_offsets, computation_hash, read_key_index
 from marimo_store._format.records import ACCESS_TYPE, KeyRecord, StoredEntry, decode_log_record
 from marimo_store._format.segments import MAX_HEADER_BYTES, read_header
-from marimo_store._log import FrameStream, LogReader, SegmentState, read_at
+from marimo_store._log import LogReader, SegmentState, cut_short, read_at
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,13 +63,11 @@ class IndexingLogReader(LogReader):
         self.reading = os.path.basename(path)
         yield from super()._decode_from(path, file, state, start)
 
-    def _indexed(
-        self, path: str, file: FileIO, state: SegmentState, start: int, *, followed: bool = False
-    ) -> bool:
+    def _indexed(self, path: str, file: FileIO, state: SegmentState, start: int) -> bool:
         index = read_key_index(functools.partial(read_at, file), state.size, start)
         if index is None:
             return False
-        self._new.append(IndexedSegment(path, state, start, index, followed=followed))
+        self._new.append(IndexedSegment(path, state, _fs.map_read(file, 0), start, index))
         return True
 
     def _sealed(self, path: str, file: FileIO, state: SegmentState) -> None:
@@ -77,47 +76,51 @@ class IndexingLogReader(LogReader):
         opening = read_header(memoryview(read_at(file, 0, FRAME.size + MAX_HEADER_BYTES)))
         if opening.header is not None:
             start = max(opening.end, self._start_offsets.get(opening.segment_id, 0))
-            self._indexed(path, file, state, start, followed=True)
+            if self._indexed(path, file, state, start):
+                self._new[-1].followed = True
 
 
 class IndexedSegment:
-    """One sealed segment file with a verified key index.
+    """One sealed segment file with a verified key index, memory-mapped.
 
     `start`: where its unread records start (after the header, or what a
     snapshot consumed); `end`: where they end (the index's `end`, less once
-    damage was read)."""
+    damage was read). The map keeps the file's bytes as they were indexed
+    even if a sync tool replaces the file (the log reader reads the new one
+    as a segment of its own); only a cut in place is checked before each
+    read, as for snapshots."""
 
     __slots__ = (
+        "_cut",
         "_decoded",
         "_header",
         "_identity",
         "_index",
-        "_warned",
+        "_view",
         "end",
         "followed",
         "name",
         "path",
-        "size",
         "start",
     )
 
     def __init__(
-        self, path: str, state: SegmentState, start: int, index: KeyIndex, *, followed: bool
+        self, path: str, state: SegmentState, data: mmap.mmap, start: int, index: KeyIndex
     ) -> None:
         assert state.header is not None
-        self.followed = followed
-        """Whether its records were read already (a reader followed it while
-        it grew): it then replaces the entries kept decoded, and its other
-        records (access, tombstone) are already applied."""
         self.path = path
         self.name = os.path.basename(path)
-        self._identity: tuple[int, int] | None = state.identity
-        self.size = state.size
+        self._identity = state.identity
+        self._view = memoryview(data)
         self._header = state.header
         self.start = start
         self.end = index.end
         self._index = index
-        self._warned = False
+        self._cut = False
+        self.followed = False
+        """Whether its records were read already (a reader followed it while
+        it grew): it then replaces the entries kept decoded, and its other
+        records (access, tombstone) are already applied."""
         self._decoded: list[Decoded] | None = None
         """Every record, once an index block failed its checksum."""
 
@@ -136,48 +139,39 @@ class IndexedSegment:
         """The smallest `created_at` of its entry records (None: none)."""
         return self._index.oldest if self._index.entries else None
 
-    def lookup(self, block_id: str, module_hash: str) -> list[Decoded] | None:
-        """The entry and tombstone records of one computation; None when the
-        file cannot be read right now (a warning, once until it reads again)."""
+    def lookup(self, block_id: str, module_hash: str) -> list[Decoded]:
+        """The entry and tombstone records of one computation."""
         if self._decoded is None:
-            try:
-                found = self._look_up(block_id, module_hash)
-            except OSError as error:
-                self._failed(error)
-                return None
-            self._warned = False
+            found = self._look_up(block_id, module_hash)
             if found is not None:
                 return found
-        assert self._decoded is not None
+            _warn(self.path, "its key index fails its checksum; it is decoded instead")
+            self._decoded = list(self.records())
         return [d for d in self._decoded if _is_of(d, block_id, module_hash)]
 
     def _look_up(self, block_id: str, module_hash: str) -> list[Decoded] | None:
-        """`lookup` through the index; None when it sent us back to decoding."""
-        file = self._open()
-        if file is None:
+        """`lookup` through the index; None when a block fails its checks."""
+        if not self._intact():
             return []
+        target = computation_hash(block_id, module_hash)
+        offsets: list[int] = []
+        for block_at in self._index.blocks_for(target):
+            listed = block_offsets(read_frame(self._view, block_at), target)
+            if listed is None:
+                return None
+            offsets += listed
         found: list[Decoded] = []
-        with file:
-            target = computation_hash(block_id, module_hash)
-            offsets: list[int] = []
-            for block_at in self._index.blocks_for(target):
-                listed = block_offsets(_frame_at(file, block_at, self.size), target)
-                if listed is None:
-                    _warn(self.path, "its key index fails its checksum; it is decoded instead")
-                    self._decoded = list(self._stream(file))
-                    return None
-                offsets += listed
-            for offset in sorted(offsets):
-                if not self.start <= offset < self.end:
-                    continue
-                payload = _frame_at(file, offset, self.end)
-                if payload is None:
-                    self.end = offset  # as far as a decoding reader gets
-                    _warn(self.path, "a record fails its checksum; later records are ignored")
-                    break
-                decoded = self._decode(payload)
-                if decoded is not None and _is_of(decoded, block_id, module_hash):
-                    found.append(decoded)
+        for offset in sorted(offsets):
+            if not self.start <= offset < self.end:
+                continue
+            payload = read_frame(self._view[: self.end], offset)
+            if payload is None:
+                self.end = offset  # as far as a decoding reader gets
+                _warn(self.path, "a record fails its checksum; later records are ignored")
+                break
+            decoded = self._decode(payload)
+            if decoded is not None and _is_of(decoded, block_id, module_hash):
+                found.append(decoded)
         return found
 
     def records(self) -> Iterator[Decoded]:
@@ -185,60 +179,27 @@ class IndexedSegment:
         if self._decoded is not None:
             yield from self._decoded
             return
-        try:
-            file = self._open()
-            if file is not None:
-                with file:
-                    yield from self._stream(file)
-        except OSError as error:
-            self._failed(error)  # what was yielded stands, as a log reader's
-
-    def _stream(self, file: FileIO) -> Iterator[Decoded]:
-        frames = FrameStream(file, self.start, self.end)
-        for payload in frames:
+        if not self._intact():
+            return
+        parsed = parse_frames(self._view[: self.end], self.start)
+        for payload in parsed.payloads:
             decoded = self._decode(payload)
             if decoded is not None:
                 yield decoded
-        if frames.damaged or frames.end < self.end:
-            self.end = frames.end
+        if parsed.end < self.end:
+            self.end = parsed.end
             _warn(self.path, "a record fails its checksum; later records are ignored")
 
     def _decode(self, payload: memoryview) -> Decoded | None:
         record = unpack(payload)
         return None if record is None else decode_log_record(self._header, record)
 
-    def _failed(self, error: OSError) -> None:
-        if not self._warned:
-            self._warned = True
-            warn_unreadable(self.path, error)
-
-    def _open(self) -> FileIO | None:
-        """The file, if it is still the one indexed and whole (OSError: it
-        cannot be read right now)."""
-        if self._identity is None:
-            return None
-        try:
-            file = _fs.open_read(self.path)
-        except FileNotFoundError:
-            return None  # deleted by a cleanup: its snapshot holds the records
-        stat = _fs.fstat(file)
-        if (stat.st_dev, stat.st_ino) != self._identity or stat.st_size < self.size:
-            file.close()
-            self._identity = None  # for good: the log reader reads what took its place
-            _warn(self.path, "it was replaced or cut short while in use; it is read again")
-            return None
-        return file
-
-
-def _frame_at(file: FileIO, offset: int, limit: int) -> memoryview | None:
-    """The verified payload of the record framed at `offset`, ending by `limit`."""
-    head = read_at(file, offset, FRAME.size)
-    if len(head) < FRAME.size:
-        return None
-    length = FRAME.unpack_from(head)[0]
-    if length > MAX_RECORD_BYTES or offset + FRAME.size + length > limit:
-        return None
-    return read_frame(memoryview(head + read_at(file, offset + FRAME.size, length)), 0)
+    def _intact(self) -> bool:
+        """Whether the mapped file still has all its bytes (see `cut_short`)."""
+        if not self._cut and cut_short(self.path, self._identity, len(self._view)):
+            self._cut = True
+            _warn(self.path, "it was cut short while in use")
+        return not self._cut
 
 
 def _is_of(decoded: Decoded, block_id: str, module_hash: str) -> bool:

@@ -91,6 +91,24 @@ def read_at(file: FileIO, offset: int, count: int) -> bytes:
     return _fs.read(file, count)
 
 
+def cut_short(path: str, identity: tuple[int, int], length: int) -> bool:
+    """Whether the file mapped with `length` bytes from `identity` was cut
+    shorter in place.
+
+    Snapshots and sealed segments are never changed in place, but another
+    program may do it (`rsync --inplace`, a sync tool or a person truncating
+    the file). Touching a mapped page past the new end would kill the
+    process with SIGBUS, so every read of a map first checks the size (a
+    `stat`, about a microsecond); a truncation in the microseconds between
+    that check and the read cannot be caught.
+    """
+    try:
+        stat = _fs.stat(path)
+    except OSError:
+        return False  # deleted or renamed: the mapped inode stays whole
+    return (stat.st_dev, stat.st_ino) == identity and stat.st_size < length
+
+
 class FrameStream:
     """The verified record payloads of `file` from `start` to `size`, read a
     window at a time.

@@ -45,7 +45,7 @@ from marimo_store._format.records import (
     winner,
 )
 from marimo_store._hashing import content_digest, content_hasher
-from marimo_store._log import read_at
+from marimo_store._log import cut_short, read_at
 from marimo_store._retired import MAX_MARKER_BYTES, is_marker
 
 TYPE_CHECKING = False
@@ -201,22 +201,10 @@ class SnapshotFile:
         return cls(path, data, header, layout, (stat.st_dev, stat.st_ino)), None
 
     def _intact(self) -> bool:
-        """Whether the mapped file still has all its bytes.
-
-        Snapshots are never changed in place, but another program may do it
-        (`rsync --inplace`, a sync tool or a person truncating the file).
-        Touching a mapped page past the new end would kill the process with
-        SIGBUS, so every read of the map first checks the size (a `stat`,
-        about a microsecond); a truncation in the microseconds between that
-        check and the read cannot be caught.
-        """
+        """Whether the mapped file still has all its bytes (see `cut_short`)."""
         if self.truncated:
             return False
-        try:
-            stat = _fs.stat(self.path)
-        except OSError:
-            return True  # deleted or renamed: the mapped inode stays whole
-        if (stat.st_dev, stat.st_ino) == self._identity and stat.st_size < len(self._data):
+        if cut_short(self.path, self._identity, len(self._data)):
             self.truncated = True
             _damaged(self.path, "it was cut short while in use")
             return False
