@@ -1,17 +1,18 @@
 """Sealed log segments read through their key index: records decoded when hit.
 
 A reader that finds a sealed segment with an index (`_format/keyindex.py`)
-keeps only the index's small directory in memory and, for a lookup, reads
-the one or two index blocks and the records of the computation asked for.
-Iteration (listing, cleanup, verify) still decodes every record.
+maps the file, keeps only the index's small directory in memory and, for a
+lookup, verifies the one or two index blocks and decodes the records of the
+computation asked for. Iteration (listing) still decodes every record.
 
 The invariant (docs/format.md §15): what a lookup finds here is what
 decoding the segment would find, up to damage not yet read. A record that
 fails its checks ends the segment there for every later lookup and
 iteration (as a reader that decodes it stops at its first bad frame); an
 index block that fails its checksum sends this segment back to decoding
-(once, kept), and a file that was replaced or cut short yields nothing
-(the log reader reads whatever took its place).
+(once, kept); a file replaced meanwhile keeps serving the mapped bytes
+(the log reader reads whatever took its place), and one cut short in place
+yields nothing more.
 
 Implements K3, K4, K5, K6 (docs/format.md §15).
 """
