@@ -9,21 +9,27 @@ The framing of records is `_format/framing.py`; the names, header and close
 record of a segment are `_format/segments.py`. A writer creates and extends
 its segments through the storage seam (`LocalMedium.appender`, rooted at
 `log/`); the checks that the file is still its own use the local file's
-identity, which only a local medium has.
+identity, which only a local medium has. A writer seals its segment every
+`SEGMENT_RECORDS` records with a key index (`_format/keyindex.py`), which a
+live index's reader (`_indexed_segments.py`) looks up instead of decoding
+the segment.
 
 Implements W4, W5, R1, R2, R3, R7 (docs/format.md §14).
+Implements K1, K2, K3 (docs/format.md §16).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from marimo_store import _fs
 from marimo_store._errors import StoreWarning, UnreadableFiles
+from marimo_store._format import keyindex
 from marimo_store._format.framing import FRAME, frame, parse_frames, unpack
 from marimo_store._format.layout import scan_real_directory
 from marimo_store._format.records import (
@@ -88,6 +94,24 @@ def read_at(file: FileIO, offset: int, count: int) -> bytes:
     """Up to `count` bytes of `file` from `offset` (fewer at its end)."""
     file.seek(offset)
     return _fs.read(file, count)
+
+
+def cut_short(path: str, identity: tuple[int, int], length: int) -> bool:
+    """Whether the file mapped with `length` bytes from `identity` was cut
+    shorter in place.
+
+    Snapshots and sealed segments are never changed in place, but another
+    program may do it (`rsync --inplace`, a sync tool or a person truncating
+    the file). Touching a mapped page past the new end would kill the
+    process with SIGBUS, so every read of a map first checks the size (a
+    `stat`, about a microsecond); a truncation in the microseconds between
+    that check and the read cannot be caught.
+    """
+    try:
+        stat = _fs.stat(path)
+    except OSError:
+        return False  # deleted or renamed: the mapped inode stays whole
+    return (stat.st_dev, stat.st_ino) == identity and stat.st_size < length
 
 
 class FrameStream:
@@ -157,6 +181,8 @@ class SegmentWriter:
         self._identity: tuple[int, int] = (0, 0)
         self._stamp: tuple[int, int] = (0, 0)  # (mtime, ctime) after our last write
         self._offset = 0
+        self._records = 0
+        self._index = keyindex.KeyIndexBuilder()
         self._lock = threading.Lock()
 
     @property
@@ -169,34 +195,61 @@ class SegmentWriter:
         """`(device, inode)` of the segment currently written to."""
         return self._identity
 
-    def append(self, *payloads: bytes) -> tuple[str, int]:
-        """Append records in one write; return the segment's name and the offset after them."""
-        record = b"".join(map(frame, payloads))
+    def append(
+        self, *payloads: bytes, keys: Sequence[tuple[int, int | None] | None] = ()
+    ) -> tuple[str, int]:
+        """Append records in one write; return the segment's name and the offset after them.
+
+        `keys`: the `index_key` of each record (none: not indexed). After
+        `SEGMENT_RECORDS` records the segment is sealed with its key index
+        (the next append starts a new one)."""
+        frames = list(map(frame, payloads))
         with self._lock:
             if not self._still_ours():
                 self._rotate()
-            assert self._appender is not None
-            try:
-                self._appender.append(record)
-                self._appender.sync()
-            except BaseException:
-                self._abandon()  # the file may now end in a partial record
-                raise
-            self._offset += len(record)
-            self._stamp = _times(os.fstat(self._appender.file.fileno()))
-            return os.path.basename(self._path), self._offset
+            self._write(b"".join(frames))
+            name, end = os.path.basename(self._path), self._offset
+            offset = end - sum(map(len, frames))
+            for record_frame, key in zip(frames, keys or [None] * len(frames), strict=True):
+                if key is not None:
+                    self._index.add(key, offset)
+                offset += len(record_frame)
+            self._records += len(frames)
+            if self._records >= keyindex.SEGMENT_RECORDS:
+                with contextlib.suppress(OSError):  # the records are written: readers decode it
+                    self._seal()
+            return name, end
+
+    def _write(self, data: bytes) -> None:
+        appender = self._appender
+        assert appender is not None
+        try:
+            appender.append(data)
+            appender.sync()
+        except BaseException:
+            self._abandon()  # the file may now end in a partial record
+            raise
+        self._offset += len(data)
+        self._stamp = _times(os.fstat(appender.file.fileno()))
 
     def close(self) -> None:
-        """Seal the segment with a close record; later readers know it is final."""
+        """Seal the segment; later readers know it is final."""
         with self._lock:
             if self._appender is None:
                 return
             try:
                 if self._still_ours():
-                    self._appender.append(CLOSE_FRAME)
-                    self._appender.sync()
+                    self._seal(indexed=self._records >= keyindex.CLOSE_INDEX_RECORDS)
             finally:
                 self._abandon()
+
+    def _seal(self, *, indexed: bool = True) -> None:
+        """Append the key index (if `indexed`) and the close record; the
+        next append rotates."""
+        try:
+            self._write(self._index.frames(self._offset) if indexed else CLOSE_FRAME)
+        finally:
+            self._abandon()
 
     def _still_ours(self) -> bool:
         if self._appender is None:
@@ -244,6 +297,8 @@ class SegmentWriter:
         self._identity = (stat.st_dev, stat.st_ino)
         self._stamp = _times(stat)
         self._offset = len(header)
+        self._records = 0
+        self._index = keyindex.KeyIndexBuilder()
 
 
 def _times(stat: os.stat_result) -> tuple[int, int]:
@@ -455,10 +510,21 @@ class LogReader:
             header, segment_id, header_end = opening.header, opening.segment_id, opening.end
             state.header, state.segment_id = header, segment_id
             start = max(header_end, self._start_offsets.get(segment_id, 0))
+            if start <= size and self._indexed(path, file, state, start):
+                state.offset, state.closed = size, True  # looked up, not read
+                return
             state.closed = _closed_before(file, header_end, start, size)
         if start > size:  # the snapshot consumed more than this copy holds
             state.offset = start  # a record boundary: reading goes on there once it grows
             return
+        yield from self._decode_from(path, file, state, start)
+
+    def _decode_from(
+        self, path: str, file: FileIO, state: SegmentState, start: int
+    ) -> Iterator[StoredEntry | KeyRecord]:
+        """Decode the records of a segment from `start` to `state.size`."""
+        header, size, was_closed = state.header, state.size, state.closed
+        assert header is not None
         frames = FrameStream(file, start, size)
         malformed = 0
         for payload in frames:
@@ -481,6 +547,16 @@ class LogReader:
                 StoreWarning,
                 stacklevel=4,
             )
+        if state.closed and not was_closed:
+            self._sealed(path, file, state)
+
+    def _indexed(self, path: str, file: FileIO, state: SegmentState, start: int) -> bool:
+        """Whether the segment first seen at `path` (records from `start`) is
+        taken whole by its key index (see `IndexingLogReader`), not decoded."""
+        return False
+
+    def _sealed(self, path: str, file: FileIO, state: SegmentState) -> None:
+        """The segment at `path`, read so far record by record, is now sealed."""
 
     @staticmethod
     def _report(path: str, state: SegmentState, size: int, reason: str) -> None:

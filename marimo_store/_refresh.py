@@ -1,7 +1,8 @@
 """`LiveIndex`: a store's in-memory index of every writer's entries, kept current.
 
 The index is merged from the snapshot heads and every writer's log
-segments after them. A refresh catches up with other writers: a changed
+segments after them (sealed segments with a key index are looked up, not
+decoded: docs/format.md §16). A refresh catches up with other writers: a changed
 set of snapshot files means a cleanup ran, and the index is rebuilt on the
 new heads; otherwise only new log bytes are read. Change notification,
 where it runs, spares the refreshes when nothing changed. The invariant:
@@ -22,7 +23,7 @@ from marimo_store._errors import UnreadableFiles
 from marimo_store._format.layout import SNAPSHOT_SUFFIX, scan_real_directory
 from marimo_store._format.records import ACCESS_TYPE, KeyRecord, StoredEntry
 from marimo_store._index import EntryIndex
-from marimo_store._log import LogReader
+from marimo_store._indexed_segments import IndexingLogReader
 from marimo_store._snapshot import merge, read_snapshots
 
 TYPE_CHECKING = False
@@ -69,7 +70,7 @@ class LiveIndex:
         self._options = options
         self._lock = lock
         self.index = EntryIndex()
-        self.log_reader = LogReader(layout.log)
+        self.log_reader = IndexingLogReader(layout.log)
         self.snapshot_names: tuple[str, ...] | None = None
         self._unreadable = UnreadableFiles()
         self._last_refresh = -float("inf")
@@ -157,8 +158,14 @@ class LiveIndex:
             self._unreadable.read(snapshots)
         except OSError as error:  # snapshots/ unreadable right now: go on with what we know
             self._unreadable.failed(snapshots, error)
-        for decoded in self.log_reader.read_new():
-            apply_record(decoded, self.index)
+        reader = self.log_reader
+        for decoded in reader.read_new():
+            if isinstance(decoded, StoredEntry):
+                self.index.add_entry(decoded, reader.reading)
+            else:
+                apply_record(decoded, self.index)
+        for segment in self.log_reader.take_indexed():
+            self.index.add_indexed(segment)
 
     def change_watch(self, *, start: bool) -> ChangeNotifier | None:
         """The running change notification, or None: poll meanwhile.
@@ -207,7 +214,7 @@ class LiveIndex:
             state = merge(heads)
             self.index = EntryIndex(merged=state)
             consumed = state.consumed
-        self.log_reader = LogReader(
+        self.log_reader = IndexingLogReader(
             self._layout.log, {segment: offset for segment, (offset, _) in consumed.items()}
         )
         self.snapshot_names = names

@@ -35,6 +35,7 @@ from marimo_store import _fs
 from marimo_store._entry import ExecutionKey, is_timestamp
 from marimo_store._errors import StoreWarning, warn_unreadable
 from marimo_store._format.framing import FRAME, frame, pack, read_frame, unpack, unpack_any
+from marimo_store._format.keyindex import computation_hash, offsets_of
 from marimo_store._format.layout import SNAPSHOT_SUFFIX, scan_real_directory
 from marimo_store._format.records import (
     StoredEntry,
@@ -43,8 +44,8 @@ from marimo_store._format.records import (
     key_from_fields,
     winner,
 )
-from marimo_store._hashing import content_digest, content_hasher, text_digest
-from marimo_store._log import read_at
+from marimo_store._hashing import content_digest, content_hasher
+from marimo_store._log import cut_short, read_at
 from marimo_store._retired import MAX_MARKER_BYTES, is_marker
 
 TYPE_CHECKING = False
@@ -56,13 +57,6 @@ SNAPSHOT_VERSION = 1
 _FOOTER = struct.Struct("<QQ8s")
 _MAGIC = b"msnap01\n"
 _ROW = struct.Struct("<QQ")
-_HASH = struct.Struct("<Q")
-
-
-def computation_hash(block_id: str, module_hash: str) -> int:
-    """The 64-bit key of the snapshot table (collisions are checked on decode)."""
-    digest: int = _HASH.unpack(text_digest(f"{block_id}\x00{module_hash}"))[0]
-    return digest
 
 
 class StoreState:
@@ -207,22 +201,10 @@ class SnapshotFile:
         return cls(path, data, header, layout, (stat.st_dev, stat.st_ino)), None
 
     def _intact(self) -> bool:
-        """Whether the mapped file still has all its bytes.
-
-        Snapshots are never changed in place, but another program may do it
-        (`rsync --inplace`, a sync tool or a person truncating the file).
-        Touching a mapped page past the new end would kill the process with
-        SIGBUS, so every read of the map first checks the size (a `stat`,
-        about a microsecond); a truncation in the microseconds between that
-        check and the read cannot be caught.
-        """
+        """Whether the mapped file still has all its bytes (see `cut_short`)."""
         if self.truncated:
             return False
-        try:
-            stat = _fs.stat(self.path)
-        except OSError:
-            return True  # deleted or renamed: the mapped inode stays whole
-        if (stat.st_dev, stat.st_ino) == self._identity and stat.st_size < len(self._data):
+        if cut_short(self.path, self._identity, len(self._data)):
             self.truncated = True
             _damaged(self.path, "it was cut short while in use")
             return False
@@ -261,19 +243,8 @@ class SnapshotFile:
             return cached
         if not self._intact():
             return []
-        target = computation_hash(block_id, module_hash)
-        low, high = 0, self.count
-        while low < high:  # leftmost row whose hash is >= target
-            middle = (low + high) // 2
-            if _ROW.unpack_from(self._table, middle * _ROW.size)[0] < target:
-                low = middle + 1
-            else:
-                high = middle
         found: list[StoredEntry] = []
-        for row in range(low, self.count):
-            row_hash, offset = _ROW.unpack_from(self._table, row * _ROW.size)
-            if row_hash != target:
-                break
+        for offset in offsets_of(self._table, computation_hash(block_id, module_hash)):
             stored = self._entry_at(offset)
             if stored is None:  # perhaps the run asked for: a miss, never a guess
                 _damaged(self.path, "an entry record fails its checksum")

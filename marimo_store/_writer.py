@@ -30,6 +30,7 @@ from marimo_store._errors import (
     os_error,
 )
 from marimo_store._format.framing import pack
+from marimo_store._format.keyindex import index_key
 from marimo_store._format.layout import temp_name
 from marimo_store._format.records import (
     TOMBSTONE_TYPE,
@@ -208,19 +209,21 @@ class EntryWriter:
                     "created_at (or leave it None) for a new run of the same computation"
                 )
             stored = self._trust.sign(stored)
-            self.append(session, encode_entry(stored, session.context))
-            self._live.index.add_entry(stored)
+            segment = self.append(session, encode_entry(stored, session.context))
+            self._live.index.add_entry(stored, segment)
             self.wrote_entries = True
             then(session)  # the writer exists now: accesses ride along
         return stored
 
-    def append(self, session: WriterSession, *records: dict[str, Any]) -> None:
+    def append(self, session: WriterSession, *records: dict[str, Any]) -> str:
         """Append records to this process's segment (the live index adopts
-        the bytes: its own records are not read back)."""
-        name, offset = session.segments.append(*map(pack, records))
+        the bytes: its own records are not read back); return its file name."""
+        keys = [index_key(record) for record in records]
+        name, offset = session.segments.append(*map(pack, records), keys=keys)
         self._live.log_reader.adopt(
             name, session.segments.segment_id, session.segments.identity, offset, session.header
         )
+        return name
 
     def _store_value(
         self,

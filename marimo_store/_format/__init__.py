@@ -9,6 +9,7 @@ naming of objects and quarantined files live here, one module per noun:
 - `framing`: how a record is framed and its payload encoded (§5, §6.1);
 - `records`: entry, access and tombstone records (§6.4-§6.7);
 - `segments`: segment names, the header and close records (§3.2, §6.3, §6.8);
+- `keyindex`: the key index that ends a sealed segment (§16);
 - `objects`: object names and listing (§3.3, §8);
 - `names`: the patterns of durable names that maintenance recognises.
 

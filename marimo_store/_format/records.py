@@ -209,12 +209,26 @@ def _decode_contents(value: Any, inline: dict[str, bytes]) -> dict[str, Mapping[
     return contents
 
 
+class DecodeCount:
+    """How many entry records this process has decoded: what the tests that
+    bound the work of a cold lookup count (docs/format.md §16)."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries = 0
+
+
+decoded = DecodeCount()
+
+
 def decode_entry(record: Mapping[str, Any], context: Environment | None) -> StoredEntry | None:
     """The entry in a record, or None if the record is malformed.
 
     `context` supplies the environment fields a log record leaves out; a
     snapshot record (context None) must carry them itself.
     """
+    decoded.entries += 1
     key = key_from_fields(record.get("k"))
     python = record.get("py", context.python if context else None)
     platform = record.get("pl", context.platform if context else None)
