@@ -20,10 +20,8 @@ from marimo_store._errors import InvalidArgumentError
 from marimo_store._key_components import ARGUMENT, KEY_SCHEME, MODULE, SCHEME, VERSION
 from marimo_store._value_hash import _SCALARS, Unhashable, class_digest, code_digest, value_digest
 
-_MEMO_TYPES = frozenset((type(None), bool, int, float, str, bytes))
+_SCALAR_TYPES = frozenset((type(None), bool, int, float, str, bytes))
 """Immutable argument types whose equal values (of one type) have one digest."""
-_MAX_MEMO = 256
-"""Keys remembered per function (while its inputs are unchanged) before starting over."""
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -177,7 +175,8 @@ class CallHasher:
         self._head = ""  # the scheme and block lines every key of this code starts with
         self._defaults: tuple[Any, ...] | None = None
         self._keyword_defaults: dict[str, Any] | None = None
-        self._memo: dict[tuple[Any, ...], CallKey] | None = None
+        self._remembers = False  # whether `_last` may answer: nothing is hashed on every call
+        self._last: tuple[tuple[Any, ...], CallKey] | None = None  # the last call's key
 
     @property
     def block_id(self) -> str:
@@ -197,16 +196,15 @@ class CallHasher:
             or func.__kwdefaults__ is not self._keyword_defaults
         ):
             inputs = self._walk()
-        memo = self._memo
-        remembered = None if memo is None else _memo_key(args, kwargs)
-        if memo is None or remembered is None:
+        if not self._remembers:
             return self._compute(inputs, args, kwargs)
-        call = memo.get(remembered)
-        if call is None:
-            call = self._compute(inputs, args, kwargs)
-            if len(memo) >= _MAX_MEMO:
-                memo.clear()
-            memo[remembered] = call
+        arguments = _arguments_key(args, kwargs)
+        last = self._last
+        if last is not None and arguments is not None and last[0] == arguments:
+            return last[1]
+        call = self._compute(inputs, args, kwargs)
+        if arguments is not None:
+            self._last = (arguments, call)
         return call
 
     def _compute(self, inputs: Inputs, args: Sequence[Any], kwargs: Mapping[str, Any]) -> CallKey:
@@ -247,12 +245,12 @@ class CallHasher:
         self._fixed_text = None if rehashed else "\n".join(_lines(inputs.fixed, None))
         self._head = f"{SCHEME}={KEY_SCHEME}\n{self.block_id}"
         self._defaults, self._keyword_defaults = defaults, keyword_defaults
-        remembers = (
+        self._remembers = bool(
             not rehashed
             and not keyword_defaults
-            and _MEMO_TYPES.issuperset(map(type, defaults or ()))
+            and _SCALAR_TYPES.issuperset(map(type, defaults or ()))
         )
-        self._memo = {} if remembers else None
+        self._last = None
         self._inputs = inputs
         return inputs
 
@@ -285,14 +283,14 @@ class CallHasher:
         return self.pin_modules
 
 
-def _memo_key(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """What identifies a call's arguments exactly, if each is of a `_MEMO_TYPES`
+def _arguments_key(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What identifies a call's arguments exactly, if each is of a `_SCALAR_TYPES`
     type (not a zero float: 0.0 and -0.0 are equal but hash apart), else None.
     The types are part of it: `f(1)`, `f(1.0)` and `f(True)` are equal calls
-    to a dict, not to the key."""
+    to `==`, not to the key."""
     values = (*args, *kwargs.values()) if kwargs else tuple(args)
     types = tuple(map(type, values))
-    if not _MEMO_TYPES.issuperset(types) or (float in types and 0.0 in values):
+    if not _SCALAR_TYPES.issuperset(types) or (float in types and 0.0 in values):
         return None
     return (values, types, tuple(kwargs)) if kwargs else (values, types)
 
