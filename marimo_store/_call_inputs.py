@@ -150,6 +150,7 @@ def walk(
                 inputs.fixed[component] = digest(what, "global", label)
             else:
                 inputs.values.append((component, label, what))
+    inputs._reads = [read for read in inputs._reads if read[1] or read[3]]  # names or cells
     return inputs
 
 

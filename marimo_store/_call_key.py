@@ -176,7 +176,8 @@ class CallHasher:
         self._defaults: tuple[Any, ...] | None = None
         self._keyword_defaults: dict[str, Any] | None = None
         self._remembers = False  # whether `_last` may answer: nothing is hashed on every call
-        self._last: tuple[tuple[Any, ...], CallKey] | None = None  # the last call's key
+        # The last call with positional scalar arguments: (arguments, their types, key).
+        self._last: tuple[tuple[Any, ...], tuple[type, ...], CallKey] | None = None
 
     @property
     def block_id(self) -> str:
@@ -196,15 +197,20 @@ class CallHasher:
             or func.__kwdefaults__ is not self._keyword_defaults
         ):
             inputs = self._walk()
-        if not self._remembers:
-            return self._compute(inputs, args, kwargs)
-        arguments = _arguments_key(args, kwargs)
         last = self._last
-        if last is not None and arguments is not None and last[0] == arguments:
-            return last[1]
+        if (
+            last is not None
+            and not kwargs
+            and last[1] == tuple(map(type, args))  # first: only scalars are then compared
+            and last[0] == args  # of one type each: 1, 1.0 and True are == but hash apart
+        ):
+            return last[2]
         call = self._compute(inputs, args, kwargs)
-        if arguments is not None:
-            self._last = (arguments, call)
+        if self._remembers and not kwargs:
+            types = tuple(map(type, args))
+            # Equal values of one of these types have one digest; but 0.0 == -0.0.
+            if _SCALAR_TYPES.issuperset(types) and not (float in types and 0.0 in args):
+                self._last = (tuple(args), types, call)
         return call
 
     def _compute(self, inputs: Inputs, args: Sequence[Any], kwargs: Mapping[str, Any]) -> CallKey:
@@ -281,18 +287,6 @@ class CallHasher:
         if self.pin_modules is False:
             return ()
         return self.pin_modules
-
-
-def _arguments_key(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """What identifies a call's arguments exactly, if each is of a `_SCALAR_TYPES`
-    type (not a zero float: 0.0 and -0.0 are equal but hash apart), else None.
-    The types are part of it: `f(1)`, `f(1.0)` and `f(True)` are equal calls
-    to `==`, not to the key."""
-    values = (*args, *kwargs.values()) if kwargs else tuple(args)
-    types = tuple(map(type, values))
-    if not _SCALAR_TYPES.issuperset(types) or (float in types and 0.0 in values):
-        return None
-    return (values, types, tuple(kwargs)) if kwargs else (values, types)
 
 
 def _lines(components: Mapping[str, str], keep: Callable[[str], bool] | None) -> Iterator[str]:

@@ -551,3 +551,17 @@ def test_remembered_keys_tell_equal_arguments_of_other_types_apart() -> None:
         keys.append(first)
     assert len(set(keys)) == len(calls)
     assert one.key((1,), {"b": 3, "a": 2}).key == one.key((1,), {"a": 2, "b": 3}).key
+
+
+def test_a_remembered_key_is_never_compared_with_an_array() -> None:
+    """After a call with scalars, a call with an array (whose `==` gives an
+    array, and whose truth raises) is hashed, not compared."""
+
+    def f(x: Any) -> Any:
+        return x
+
+    one = hasher(f)
+    scalar = one.key((1,), {}).key
+    array = one.key((np.array([1, 2]),), {}).key
+    assert array != scalar
+    assert one.key((np.array([1, 2]),), {}).key == array
