@@ -67,7 +67,6 @@ class Inputs:
 
     __slots__ = (
         "_codes",
-        "_functions",
         "_reads",
         "_wrappers",
         "classes",
@@ -82,29 +81,34 @@ class Inputs:
         self.classes: list[tuple[str, type]] = []
         self.modules: set[str] = set()
         self._reads: list[Reads] = []
-        self._functions: list[types.FunctionType] = []
-        self._codes: list[types.CodeType] = []
+        self._codes: list[tuple[types.FunctionType, types.CodeType]] = []
         self._wrappers: list[tuple[Any, Any]] = []
 
     def _code_of(self, func: types.FunctionType, component: str) -> None:
         """Count `func` by its code digest; its `__code__` is recorded first,
         so a code replaced meanwhile fails `unchanged()`, never goes unseen."""
-        self._functions.append(func)
-        self._codes.append(func.__code__)
+        self._codes.append((func, func.__code__))
         self.fixed[component] = code_digest(func).hex()
 
     def unchanged(self) -> bool:
         """Whether everything the walk read is still the same object."""
-        for func, code in zip(self._functions, self._codes, strict=True):
+        for func, code in self._codes:
             if func.__code__ is not code:
                 return False
+        return (not self._reads or self._same_reads()) and (
+            not self._wrappers or self._same_wrappers()
+        )
+
+    def _same_reads(self) -> bool:
         for namespace, names, values, cells, contents in self._reads:
             if names and not all(map(_is, map(namespace.get, names, repeat(_ABSENT)), values)):
                 return False
             if cells and not all(map(_is, map(_cell_contents, cells), contents)):
                 return False
-        wrappers = self._wrappers
-        return not wrappers or all(_unwrap(wrapper) is inner for wrapper, inner in wrappers)
+        return True
+
+    def _same_wrappers(self) -> bool:
+        return all(_unwrap(wrapper) is inner for wrapper, inner in self._wrappers)
 
 
 def walk(
