@@ -3,9 +3,15 @@
 The key is made of the components `_key_components` names: `CallHasher`
 binds a call's arguments to its parameters (`_Parameters`, as Python
 would), follows the function's dependencies (helpers of the same module,
-their globals and closure cells, transitively) and hashes each with
+their globals and closure cells, transitively: `_call_inputs`, which walks
+them once and says when anything it read changed) and hashes each with
 `_value_hash`. `module_hash` is the hash of the key scheme's version, the
 block and the sorted components, so a change of scheme is a clean miss.
+
+Invariant: a key is always the one a fresh walk and a fresh hash of every
+argument would give. The last call's key is reused only for the very same
+walk, arguments of the same types and equal values, and only when those
+types have one digest per value and nothing is hashed on every call.
 """
 
 from __future__ import annotations
@@ -176,8 +182,9 @@ class CallHasher:
         self._defaults: tuple[Any, ...] | None = None
         self._keyword_defaults: dict[str, Any] | None = None
         self._remembers = False  # whether `_last` may answer: nothing is hashed on every call
-        # The last call with positional scalar arguments: (arguments, their types, key).
-        self._last: tuple[tuple[Any, ...], tuple[type, ...], CallKey] | None = None
+        # The last call with positional scalar arguments: its arguments, their
+        # types, its key and the walk it was computed with.
+        self._last: tuple[tuple[Any, ...], tuple[type, ...], CallKey, Inputs] | None = None
 
     @property
     def block_id(self) -> str:
@@ -200,6 +207,7 @@ class CallHasher:
         last = self._last
         if (
             last is not None
+            and last[3] is inputs  # not a key another thread computed before a new walk
             and not kwargs
             and last[1] == tuple(map(type, args))  # first: only scalars are then compared
             and last[0] == args  # of one type each: 1, 1.0 and True are == but hash apart
@@ -210,7 +218,7 @@ class CallHasher:
             types = tuple(map(type, args))
             # Equal values of one of these types have one digest; but 0.0 == -0.0.
             if _SCALAR_TYPES.issuperset(types) and not (float in types and 0.0 in args):
-                self._last = (tuple(args), types, call)
+                self._last = (tuple(args), types, call, inputs)
         return call
 
     def _compute(self, inputs: Inputs, args: Sequence[Any], kwargs: Mapping[str, Any]) -> CallKey:
