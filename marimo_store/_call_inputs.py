@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import operator
 import types
-from itertools import repeat
 
 from marimo_store._code_identity import (
     _ABSENT,
@@ -66,7 +65,9 @@ class Inputs:
     """
 
     __slots__ = (
+        "_cells",
         "_codes",
+        "_globals",
         "_reads",
         "_wrappers",
         "classes",
@@ -80,7 +81,12 @@ class Inputs:
         self.values: list[tuple[str, str, Any]] = []
         self.classes: list[tuple[str, type]] = []
         self.modules: set[str] = set()
-        self._reads: list[Reads] = []
+        self._reads: list[Reads] = []  # filled by the walk, then made into the two below
+        self._globals: list[
+            tuple[dict[str, Any], Callable[[Any], Any], tuple[Any, ...], frozenset[str]]
+        ]
+        self._globals = []
+        self._cells: tuple[tuple[types.CellType, ...], tuple[Any, ...]] = ((), ())
         self._codes: list[tuple[types.FunctionType, types.CodeType]] = []
         self._wrappers: list[tuple[Any, Any]] = []
 
@@ -95,17 +101,50 @@ class Inputs:
         for func, code in self._codes:
             if func.__code__ is not code:
                 return False
-        return (not self._reads or self._same_reads()) and (
-            not self._wrappers or self._same_wrappers()
+        return (
+            (not self._globals or self._same_globals())
+            and (
+                not self._cells[0]
+                or all(map(_is, map(_cell_contents, self._cells[0]), self._cells[1]))
+            )
+            and (not self._wrappers or self._same_wrappers())
         )
 
-    def _same_reads(self) -> bool:
-        for namespace, names, values, cells, contents in self._reads:
-            if names and not all(map(_is, map(namespace.get, names, repeat(_ABSENT)), values)):
+    def _same_globals(self) -> bool:
+        for namespace, get, values, absent in self._globals:
+            try:
+                if not all(map(_is, get(namespace), values)):
+                    return False
+            except KeyError:  # a name that was bound is not any more
                 return False
-            if cells and not all(map(_is, map(_cell_contents, cells), contents)):
+            if absent and not namespace.keys().isdisjoint(absent):
                 return False
         return True
+
+    def _compile_reads(self) -> None:
+        """`_reads` as one check per namespace: an `itemgetter` of the names
+        that were bound, with their values, and the set of those that were
+        not (builtins, or globals not defined yet), which must stay unbound."""
+        by_namespace: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        cells: list[types.CellType] = []
+        contents: list[Any] = []
+        for namespace, read_names, read_values, read_cells, read_contents in self._reads:
+            read = by_namespace.setdefault(id(namespace), (namespace, {}))[1]
+            read.update(zip(read_names, read_values, strict=True))
+            cells.extend(read_cells)
+            contents.extend(read_contents)
+        for namespace, read in by_namespace.values():
+            names = tuple(name for name, value in read.items() if value is not _ABSENT)
+            absent = frozenset(read.keys() - set(names))
+            if names:
+                values = tuple(read[name] for name in names)
+                if len(names) == 1:  # an itemgetter of one name returns the value, not a tuple
+                    names, values = names * 2, values * 2
+                self._globals.append((namespace, operator.itemgetter(*names), values, absent))
+            elif absent:
+                self._globals.append((namespace, _no_names, (), absent))
+        self._cells = (tuple(cells), tuple(contents))
+        self._reads = []
 
     def _same_wrappers(self) -> bool:
         return all(_unwrap(wrapper) is inner for wrapper, inner in self._wrappers)
@@ -154,8 +193,12 @@ def walk(
                 inputs.fixed[component] = digest(what, "global", label)
             else:
                 inputs.values.append((component, label, what))
-    inputs._reads = [read for read in inputs._reads if read[1] or read[3]]  # names or cells
+    inputs._compile_reads()
     return inputs
+
+
+def _no_names(namespace: dict[str, Any]) -> tuple[()]:
+    return ()
 
 
 def _immutable(value: Any, depth: int) -> bool:

@@ -565,3 +565,26 @@ def test_a_remembered_key_is_never_compared_with_an_array() -> None:
     array = one.key((np.array([1, 2]),), {}).key
     assert array != scalar
     assert one.key((np.array([1, 2]),), {}).key == array
+
+
+def test_a_function_reading_one_global_sees_it_rebound_and_deleted(
+    load_module: ModuleLoader,
+) -> None:
+    module = load_module("""
+        LIMIT = 1
+
+        def f(x):
+            return x + LIMIT
+    """)
+    one = hasher(module.f)
+    first = one.key((1,), {}).key
+    module.LIMIT = 2
+    assert one.key((1,), {}).key != first
+    module.LIMIT = 1
+    assert one.key((1,), {}).key == first
+    del module.LIMIT
+    deleted = one.key((1,), {})
+    assert deleted.key != first
+    assert "global:LIMIT" not in deleted.components
+    module.LIMIT = 1
+    assert one.key((1,), {}).key == first
