@@ -22,7 +22,8 @@ writes the very same bytes to a fresh file.
   hashes the whole object once (what a file synced in from another
   machine costs on its first read);
 - get with memory_map=False (eager, writable) vs `np.load()`, warm (writer
-  instance) and cold (new process).
+  instance) and cold (new process); warm also vs its floor, the array's
+  bytes read (`readinto`) into `np.empty`, memory never zero-filled.
 
 Each result is touched (the sum of its last 8 elements) inside the timed
 region, so no lazy work is hidden; a memory-mapped result is not summed
@@ -316,9 +317,33 @@ def large_fsync_round(
         if value.shape != array.shape or float(value[0]) != first:
             raise SystemExit("np.load returned a wrong value")
 
-    in_turn((measure_get, measure_load), rep)
+    def measure_read_into() -> None:
+        seconds, value = timed(lambda: empty_read_into(npy))
+        samples.add("np.empty+readinto", seconds)
+        if value.shape != array.shape or float(value[0]) != first:
+            raise SystemExit("np.empty + readinto returned a wrong value")
+
+    in_turn((measure_get, measure_load, measure_read_into), rep)
     store.close()
     return store_path, key, npy
+
+
+def empty_read_into(npy: str) -> np.ndarray[Any, Any]:
+    """The floor of an eager read: the array's bytes read into `np.empty`
+    (memory never zero-filled first), touched like a get's result."""
+    header: Any = np.load(npy, mmap_mode="r")  # only for the shape, dtype and data offset
+    value: np.ndarray[Any, Any] = np.empty(header.shape, header.dtype)
+    view = value.data.cast("B")
+    with open(npy, "rb", buffering=0) as file:
+        file.seek(header.offset)
+        done = 0
+        while done < len(view):
+            count = file.readinto(view[done:])
+            if not count:
+                raise SystemExit(f"{npy} is shorter than its header says")
+            done += count
+    touch(value)
+    return value
 
 
 def large_workload(root: str, size_mib: int, repeat: int, seed: int) -> Samples:
@@ -537,6 +562,12 @@ def large_rows(s: Samples, size_mib: int) -> list[tuple[str, str, str, str, str]
             "np.load eager",
         ),
         (
+            "get eager (memory_map=False), warm (writer instance)",
+            "get eager warm",
+            "np.empty + readinto",
+            "np.empty+readinto",
+        ),
+        (
             "get eager (memory_map=False), cold (new process)",
             "get eager cold",
             "np.load() in that process",
@@ -679,6 +710,11 @@ def target_checks(large: Samples | None, small: Samples | None) -> list[tuple[st
                 "get via mmap <= 1 ms (cold: new process, object verified on this machine)",
                 cold <= 1e-3,
                 seconds_text(cold),
+            ),
+            (
+                "eager get <= 1.3x np.empty + readinto (warm)",
+                large.median("get eager warm") <= 1.3 * large.median("np.empty+readinto"),
+                ratio_text(large.median("get eager warm"), large.median("np.empty+readinto")),
             ),
             (
                 'put <= 1.2x np.save with durability="flush"',

@@ -8,7 +8,8 @@ returns the syntax tree only when it compiles to exactly the running code;
 `_fingerprint` describes that code without line numbers or file names.
 
 `global_names` and `_inputs_of` list the globals and closure cells a
-function reads, and `_input_kind` says how each counts in a key (a helper
+function reads (and can record exactly what they read, for `_call_inputs`
+to tell later whether any of it changed), and `_input_kind` says how each counts in a key (a helper
 by its code, a class of the home module by its code, a module or foreign
 function by name, anything else by its value). Invariant: this module
 knows code, never digests; `_value_hash` hashes what it returns, so both
@@ -26,7 +27,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ast
     from collections.abc import Iterator
-    from typing import Any
+    from typing import Any, TypeAlias
+
+    Reads: TypeAlias = tuple[
+        dict[str, Any],
+        tuple[str, ...],
+        tuple[Any, ...],
+        tuple[types.CellType, ...],
+        tuple[Any, ...],
+    ]
+    """One function's reads: its globals namespace, the global names its code
+    reads and the value of each there (`_ABSENT` if unbound), its closure
+    cells and the contents of each (`_ABSENT` if empty)."""
 
 _CO_VARARGS = 0x04
 _CO_VARKEYWORDS = 0x08
@@ -179,22 +191,35 @@ def global_names(code: types.CodeType) -> tuple[str, ...]:
     return names
 
 
-def _inputs_of(func: types.FunctionType, owner: str) -> Iterator[tuple[str, str, Any]]:
+def _inputs_of(
+    func: types.FunctionType, owner: str, reads: list[Reads] | None = None
+) -> Iterator[tuple[str, str, Any]]:
     """`(label, component, value)` of each global and closure cell `func` reads.
 
     `owner` prefixes the names of a helper's closure cells, which are its own.
+    `reads`, if given, gets what was read, absent names and empty cells
+    included (see `Reads`); the values yielded are those read there, once.
     """
     namespace = func.__globals__
-    for name in global_names(func.__code__):
-        value = namespace.get(name, _ABSENT)
+    names = global_names(func.__code__)
+    values = tuple([namespace.get(name, _ABSENT) for name in names])
+    cells = func.__closure__ or ()
+    contents = tuple(map(_cell_contents, cells))
+    if reads is not None:
+        reads.append((namespace, names, values, cells, contents))
+    for name, value in zip(names, values, strict=True):
         if value is not _ABSENT:  # else a builtin, or not defined yet (a NameError to come)
             yield name, GLOBAL + name, value
-    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=True):
-        try:
-            value = cell.cell_contents
-        except ValueError:  # an empty cell: not assigned yet
-            continue
-        yield owner + name, CELL + owner + name, value
+    for name, value in zip(func.__code__.co_freevars, contents, strict=True):
+        if value is not _ABSENT:  # else an empty cell: not assigned yet
+            yield owner + name, CELL + owner + name, value
+
+
+def _cell_contents(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return _ABSENT
 
 
 _HELPER = "helper"
@@ -240,3 +265,4 @@ def _dotted_name(obj: Any) -> str:
 
 
 _ABSENT: Any = object()
+"""What `_inputs_of` reads for a name that is not bound, or an empty cell."""

@@ -26,6 +26,7 @@ import errno
 import mmap
 import os
 import stat as stat_module
+import sys
 from io import FileIO
 
 TYPE_CHECKING = False
@@ -364,6 +365,31 @@ def map_read(file: FileIO, size: int, *, copy: bool = False) -> mmap.mmap:
     """Map `size` bytes of a file (0: the whole file): read-only, or with
     `copy` copy-on-write (writes change the map, never the file)."""
     return mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY if copy else mmap.ACCESS_READ)
+
+
+def fresh_buffer(size: int) -> memoryview:
+    """A writable buffer of `size` bytes to read a file into, not zero-filled.
+
+    `bytearray(size)` zero-fills all of it first, which for a large object
+    costs more than the read itself. From 1 MiB up the memory comes fresh
+    from the system, its pages given on first write, so the `readinto` is
+    the only pass over it: `numpy.empty` when numpy is loaded (the large
+    objects are mostly its arrays' buffers; an array on it does not look
+    memory-mapped, its `base` chain reaching no `mmap`), else a private
+    anonymous map. Below 1 MiB a `bytearray`: zeroing it costs less than
+    the system calls of a map.
+    """
+    if size < _FRESH_MIN:
+        return memoryview(bytearray(size))
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        return memoryview(numpy.empty(size, numpy.uint8))
+    return memoryview(mmap.mmap(-1, size, **_PRIVATE))
+
+
+_FRESH_MIN = 1 << 20
+_PRIVATE = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
+"""Unix: not shared with child processes (a shared anonymous map is slower to fill)."""
 
 
 def scandir(path: str) -> list[os.DirEntry[str]]:

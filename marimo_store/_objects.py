@@ -174,12 +174,11 @@ class ObjectDirectory(ObjectNames):
     @staticmethod
     def _load(
         file: FileIO, size: int, *, memory_map: MmapMode | None
-    ) -> mmap.mmap | bytearray | None:
+    ) -> mmap.mmap | memoryview | None:
         """Map or read `size` bytes; None if the file shrank under us."""
         if memory_map is not None:
             return _fs.map_read(file, size, copy=memory_map == "c")
-        data = bytearray(size)
-        view = memoryview(data)
+        data = view = _fs.fresh_buffer(size)
         done = 0
         while done < size:
             count = _fs.read_into(file, view[done:])

@@ -107,6 +107,25 @@ def test_miss_after_changing_a_global_it_reads(
     assert len(probe.calls) == 2  # back to a stored computation: a hit
 
 
+def test_miss_after_a_global_changes_in_place_or_a_helper_is_replaced(
+    load_module: ModuleLoader, probe: types.ModuleType
+) -> None:
+    """The wrapper reuses its walk of the function's dependencies between
+    calls: a change that rebinds nothing must still be a miss."""
+    module = load_module(
+        BASE.replace("SCALE = 2", "SCALE = [2]").replace("x * SCALE", "x * SCALE[0]")
+    )
+    assert module.f(3) == module.f(3) == 7
+    module.SCALE[0] = 5  # the same list, changed
+    assert module.f(3) == 16
+    helper_code = module.helper.__code__
+    module.helper.__code__ = (lambda x: -x).__code__  # the same function, new code
+    assert module.f(3) == -2
+    module.helper.__code__ = helper_code
+    assert module.f(3) == 16
+    assert len(probe.calls) == 3
+
+
 def test_miss_on_another_argument_names_it(
     load_module: ModuleLoader, probe: types.ModuleType
 ) -> None:

@@ -422,3 +422,169 @@ def test_keys_are_identical_in_a_fresh_process(tmp_path: Path) -> None:
         runs.append(json.loads(output))
     assert runs[0] == runs[1]
     assert {"code", "function:helper", "global:WORDS", "arg:config", "arg:names"} <= set(runs[0])
+
+
+# -- the dependency walk is reused, never stale -----------------------------------------
+
+REUSED = """
+import functools
+
+SCALE = 2
+ROWS = [1, 2]
+NAMES = ("a", ("b", 3))
+
+def leaf(x):
+    return x * SCALE + sum(ROWS)
+
+@functools.lru_cache
+def decorated(x):
+    return x
+
+class Shape:
+    def area(self):
+        return 1
+
+def f(x, y=1):
+    return leaf(x) + decorated(y) + len(NAMES) + Shape().area()
+"""
+
+
+def test_one_hasher_sees_every_change_between_calls(load_module: ModuleLoader) -> None:
+    """One hasher (as a cached function keeps) reuses its walk of the
+    dependencies between calls; each change below must still change the
+    key, and undoing it must give the first key back."""
+    module = load_module(REUSED)
+    one = hasher(module.f)
+
+    def key() -> str:
+        reused = one.key((3,), {})
+        fresh = hasher(module.f).key((3,), {})  # walks anew
+        assert (reused.key, reused.components) == (fresh.key, fresh.components)
+        return reused.key.module_hash
+
+    first = key()
+    assert key() == first  # the reused walk gives the same key
+    changes: list[tuple[str, Any, Any]] = [
+        ("SCALE", 2, 3),  # an immutable global, rebound
+        ("NAMES", module.NAMES, ("a", ("b", 4))),  # a nested tuple, rebound
+        ("leaf", module.leaf, lambda x: x),  # a helper, rebound
+        ("Shape", module.Shape, type("Shape", (), {"area": lambda self: 2})),
+    ]
+    for name, before, after in changes:
+        setattr(module, name, after)
+        assert key() != first, name
+        setattr(module, name, before)
+        assert key() == first, name
+    module.ROWS.append(3)  # a mutable global, changed in place
+    assert key() != first
+    module.ROWS.pop()
+    assert key() == first
+    code = module.leaf.__code__
+    module.leaf.__code__ = (lambda x: x * 2).__code__  # a helper's code replaced in place
+    assert key() != first
+    module.leaf.__code__ = code
+    assert key() == first
+    module.Shape.area = lambda self: 3  # a class changed in place
+    assert key() != first
+
+
+def test_a_global_shadowing_a_builtin_later_changes_the_key(load_module: ModuleLoader) -> None:
+    module = load_module(REUSED)
+    one = hasher(module.f)
+    first = one.key((3,), {}).key
+    module.sum = 0  # `sum` was the builtin when the walk read it
+    assert one.key((3,), {}).key != first
+    del module.sum
+    assert one.key((3,), {}).key == first
+
+
+def test_a_decorated_helper_rewrapped_changes_the_key(load_module: ModuleLoader) -> None:
+    module = load_module(REUSED)
+    one = hasher(module.f)
+    first = one.key((3,), {}).key
+    module.decorated.__wrapped__ = module.leaf  # the wrapper object stays, its function changes
+    assert one.key((3,), {}).key != first
+
+
+def test_closure_cells_and_defaults_are_read_again(load_module: ModuleLoader) -> None:
+    def make(k: int) -> tuple[Any, Any]:
+        def f(x: int, y: int = 1) -> int:
+            return x + k + y
+
+        def set_k(value: int) -> None:
+            nonlocal k
+            k = value
+
+        return f, set_k
+
+    f, set_k = make(1)
+    one = hasher(f)
+    first = one.key((1,), {}).key
+    set_k(2)
+    assert one.key((1,), {}).key != first
+    set_k(1)
+    assert one.key((1,), {}).key == first
+    f.__defaults__ = (2,)
+    assert one.key((1,), {}).key == one.key((1, 2), {}).key != first
+    f.__defaults__ = (1,)
+    assert one.key((1,), {}).key == first
+
+
+def test_remembered_keys_tell_equal_arguments_of_other_types_apart() -> None:
+    """The key of the last call with scalar arguments is remembered; 1, 1.0
+    and True are equal to Python (and 0.0 to -0.0) but not to the key."""
+
+    def f(x: Any, *rest: Any, **options: Any) -> Any:
+        return x
+
+    one = hasher(f)
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((1,), {}), ((1.0,), {}), ((True,), {}), ((0.0,), {}), ((-0.0,), {}), ((0,), {}),
+        ((False,), {}), (("1",), {}), ((b"1",), {}), ((None,), {}), ((1, 2), {}),
+        ((1,), {"a": 2}), ((1,), {"a": 2.0}), ((1,), {"b": 2}), ((1,), {"a": 2, "b": 3}),
+    ]  # fmt: skip
+    keys = []
+    for args, kwargs in calls:
+        first = one.key(args, kwargs).key
+        again = one.key(args, kwargs).key  # the last call's key, remembered
+        assert first == again == hasher(f).key(args, kwargs).key, (args, kwargs)
+        keys.append(first)
+    assert len(set(keys)) == len(calls)
+    assert one.key((1,), {"b": 3, "a": 2}).key == one.key((1,), {"a": 2, "b": 3}).key
+
+
+def test_a_remembered_key_is_never_compared_with_an_array() -> None:
+    """After a call with scalars, a call with an array (whose `==` gives an
+    array, and whose truth raises) is hashed, not compared."""
+
+    def f(x: Any) -> Any:
+        return x
+
+    one = hasher(f)
+    scalar = one.key((1,), {}).key
+    array = one.key((np.array([1, 2]),), {}).key
+    assert array != scalar
+    assert one.key((np.array([1, 2]),), {}).key == array
+
+
+def test_a_function_reading_one_global_sees_it_rebound_and_deleted(
+    load_module: ModuleLoader,
+) -> None:
+    module = load_module("""
+        LIMIT = 1
+
+        def f(x):
+            return x + LIMIT
+    """)
+    one = hasher(module.f)
+    first = one.key((1,), {}).key
+    module.LIMIT = 2
+    assert one.key((1,), {}).key != first
+    module.LIMIT = 1
+    assert one.key((1,), {}).key == first
+    del module.LIMIT
+    deleted = one.key((1,), {})
+    assert deleted.key != first
+    assert "global:LIMIT" not in deleted.components
+    module.LIMIT = 1
+    assert one.key((1,), {}).key == first
