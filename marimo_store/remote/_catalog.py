@@ -18,6 +18,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from marimo_store._errors import InvalidArgumentError
 from marimo_store._format.keys import SEGMENTS_PREFIX, is_segment_key
 from marimo_store._format.records import TOMBSTONE_TYPE, KeyRecord
 from marimo_store._index import EntryIndex
@@ -83,7 +84,7 @@ class RemoteCatalog:
             self.cache.forget(key)
         try:
             data = self.medium.read(key)
-        except MediumMissing:
+        except (MediumMissing, InvalidArgumentError):  # gone, or a name no store writes
             return None
         records = open_sealed(data)
         if records is not None:
