@@ -38,7 +38,7 @@ def remote(s3: S3Server) -> str:
 
 
 def start(
-    local: Path, remote: str, first: int, count: int, seconds: float = 0, stride: int = 0
+    local: Path, remote: str, first: int, count: int, *, seconds: float = 0, stride: int = 0
 ) -> subprocess.Popen[str]:
     arguments = [str(local), remote, str(first), str(count), str(seconds), str(stride)]
     return subprocess.Popen(
