@@ -130,7 +130,8 @@ class ObjectStoreMedium:
     def put_once(self, key: str, parts: Iterable[Buffer]) -> bool:
         """One conditional put of the concatenated parts (see the module docstring)."""
         check_key(key)
-        data = b"".join(parts)
+        pieces = list(parts)
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)  # one part: no copy
         try:
             obstore.put(self.store, key, data, mode="create", use_multipart=False)
         except (AlreadyExistsError, PreconditionError):

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from marimo_store._serialize import SerializedValue
     from marimo_store._trust import VerifyMode
     from marimo_store._versions import VersionPolicy
+    from marimo_store.remote._gc import RemoteGcReport
 
 
 def open_medium(remote: str | Medium) -> Medium:
@@ -326,6 +327,26 @@ class RemoteStore(NamedObjects):
 
     def __iter__(self) -> Iterator[EntryMetadata]:
         return iter(self.entries())
+
+    # -- maintenance ---------------------------------------------------------------
+
+    def collect_garbage(
+        self,
+        *,
+        grace_seconds: float = 3600.0,
+        recheck_seconds: float = 60.0,
+        lease_seconds: float = 3600.0,
+    ) -> RemoteGcReport:
+        """Delete objects no live entry references, under a lease, safe
+        while other machines put (`_gc.py`; docs/remote.md)."""
+        from marimo_store.remote._gc import collect_garbage  # noqa: PLC0415 - maintenance only
+
+        return collect_garbage(
+            self,
+            grace_seconds=grace_seconds,
+            recheck_seconds=recheck_seconds,
+            lease_seconds=lease_seconds,
+        )
 
     # -- lifecycle -----------------------------------------------------------------
 

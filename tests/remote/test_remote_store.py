@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from _s3_server import S3Server, serve_s3
 from marimo_store import Entry, ExecutionKey, generate_signing_key
 from marimo_store._format.keys import OBJECTS_PREFIX, SEGMENTS_PREFIX, object_key
 from marimo_store._format.records import StoredEntry
+from marimo_store._media.counting import CountingMedium
 from marimo_store._media.object_store import ObjectStoreMedium
 from marimo_store._signing import KEY_ENV, KEY_FILE_ENV
 from marimo_store.remote import RemoteStore
@@ -49,25 +49,6 @@ def medium(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStoreMedium:
         return ObjectStoreMedium((tmp_path / "bucket").as_uri())
     server: S3Server = request.getfixturevalue("s3")
     return ObjectStoreMedium(server.url(f"store-{os.urandom(4).hex()}"))
-
-
-class CountingMedium:
-    """A medium that counts the requests made through it."""
-
-    def __init__(self, inner: ObjectStoreMedium) -> None:
-        self.inner = inner
-        self.can_append = inner.can_append
-        self.can_lock = inner.can_lock
-        self.calls: dict[str, int] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] = self.calls.get(name, 0) + 1
-            return method(*args, **kwargs)
-
-        return counted
 
 
 def test_a_second_machine_hits_and_uploads_nothing_for_equal_values(
