@@ -74,7 +74,10 @@ def throughput(server: S3Server, size: int, repeat: int) -> list[tuple[str, floa
         )
         timings.setdefault("push", []).append((times["ours"], times["floor"]))
         loaded: list[Entry | None] = []
-        for row, part_bytes in (("pull (8 MiB ranges)", PART_BYTES), ("pull (one GET)", size)):
+        for row, part_bytes in (
+            ("pull (8 MiB ranges)", PART_BYTES),
+            ("pull (default: one GET)", None),
+        ):
             reader = RemoteStore(prefix, part_bytes=part_bytes)
             times = _turns(
                 {
@@ -150,9 +153,9 @@ def main() -> None:
     try:
         size = arguments.size_mib << 20
         print(f"push/pull of {arguments.size_mib} MiB, median of {arguments.repeat}:")
-        print(f"{'row':<22}{'marimo_store MB/s':>18}{'floor MB/s':>12}{'ratio':>8}")
+        print(f"{'row':<25}{'marimo_store MB/s':>18}{'floor MB/s':>12}{'ratio':>8}")
         for row, ours, floor in throughput(server, size, arguments.repeat):
-            print(f"{row:<22}{ours:>18.0f}{floor:>12.0f}{ours / floor:>8.2f}")
+            print(f"{row:<25}{ours:>18.0f}{floor:>12.0f}{ours / floor:>8.2f}")
         print("tiny remote hit:")
         for name, value in tiny_hit(server, max(arguments.repeat, 5)).items():
             print(f"  {name:<30}{value:>10.2f}")

@@ -87,15 +87,21 @@ def collect_garbage(
         referenced = _referenced(store)
         old_before = time.time_ns() - int(grace_seconds * 1e9)
         candidates = {}
+        kept = 0
         for info in store.medium.list(OBJECTS_PREFIX):
             object_id = object_id_of_key(info.key)
-            if object_id is not None and object_id not in referenced:
+            if object_id is None or object_id in referenced:
+                continue
+            if info.modified_ns > old_before:
+                kept += 1  # young: perhaps an entry not listed yet is using it
+            else:
                 candidates[info.key] = (object_id, info)
-        time.sleep(recheck_seconds)
-        referenced = _referenced(store)
-        deleted = freed = kept = 0
+        if candidates:
+            time.sleep(recheck_seconds)
+            referenced = _referenced(store)
+        deleted = freed = 0
         for key, (object_id, info) in candidates.items():
-            if object_id in referenced or info.modified_ns > old_before:
+            if object_id in referenced:
                 kept += 1
                 continue
             store.medium.delete(key)

@@ -47,7 +47,7 @@ from marimo_store._signing import load_signing_key, object_digest
 from marimo_store._trust import TrustPolicy, check_trust_options, needs_trust
 from marimo_store._versions import check_policy, check_versions
 from marimo_store.remote._catalog import RemoteCatalog
-from marimo_store.remote._objects import PART_BYTES, RemoteObjects
+from marimo_store.remote._objects import RemoteObjects
 from marimo_store.remote._segment_cache import SegmentCache
 from marimo_store.remote._writer import RemoteWriter
 
@@ -81,8 +81,9 @@ class RemoteStore(NamedObjects):
     segments are kept locally (None: in memory only). `refresh_interval`:
     seconds between listings of the remote's segments. `inline_threshold`,
     `signing_key`, `verify_signatures`, `trusted_signers` as for
-    `FsPersistentStore`. `part_bytes`, `parallel`: large objects are read
-    in ranged parts of this size, this many at once.
+    `FsPersistentStore`. `part_bytes`, `parallel`: read large objects in
+    ranged parts of this size, this many at once (None, the default: one
+    GET each; `PART_BYTES`, 8 MiB, suits S3 itself; see `_objects.py`).
     """
 
     def __init__(
@@ -95,7 +96,7 @@ class RemoteStore(NamedObjects):
         signing_key: str | os.PathLike[str] | None = None,
         verify_signatures: VerifyMode = "off",
         trusted_signers: Collection[str] = (),
-        part_bytes: int = PART_BYTES,
+        part_bytes: int | None = None,
         parallel: int = 8,
     ) -> None:
         check_trust_options(
