@@ -50,46 +50,6 @@ def _scheme(url: str) -> str:
     return scheme.lower()
 
 
-def open_store(
-    url: str,
-    *,
-    endpoint: str | None = None,
-    allow_http: bool | None = None,
-    timeout: float = 30.0,
-    retries: int = 3,
-) -> ObjectStore:
-    """The obstore store of `url`, with bounded timeouts and retries for a
-    network store (`file://` and `memory://` need neither)."""
-    scheme = _scheme(url)
-    options: dict[str, Any] = {}
-    if scheme in _NETWORK_SCHEMES:
-        options["client_options"] = {
-            "timeout": timedelta(seconds=timeout),
-            "connect_timeout": timedelta(seconds=min(timeout, 5.0)),
-        }
-        if allow_http is None:  # client options replace the environment's: read it here
-            allow_http = os.environ.get("AWS_ALLOW_HTTP", "").lower() == "true"
-        options["client_options"]["allow_http"] = allow_http
-        options["retry_config"] = {
-            "max_retries": retries,
-            "retry_timeout": timedelta(seconds=timeout),
-            "backoff": {
-                "init_backoff": timedelta(milliseconds=100),
-                "max_backoff": timedelta(seconds=2),
-                "base": 2,
-            },
-        }
-        if endpoint is not None:
-            options["endpoint"] = endpoint
-    elif scheme == "file":
-        options["mkdir"] = True
-    try:
-        store: ObjectStore = from_url(url, **options)
-    except (BaseError, ValueError, OSError) as error:
-        raise MediumError(f"cannot open {url}: {error}") from error
-    return store
-
-
 def _info(meta: Any) -> KeyInfo:
     modified = meta["last_modified"]
     seconds = calendar.timegm(modified.utctimetuple())
@@ -114,9 +74,33 @@ class ObjectStoreMedium:
         retries: int = 3,
     ) -> None:
         self.url = url
-        self.store = open_store(
-            url, endpoint=endpoint, allow_http=allow_http, timeout=timeout, retries=retries
-        )
+        scheme = _scheme(url)
+        options: dict[str, Any] = {}
+        if scheme in _NETWORK_SCHEMES:  # bounded timeouts and retries (module docstring)
+            if allow_http is None:  # client options replace the environment's: read it here
+                allow_http = os.environ.get("AWS_ALLOW_HTTP", "").lower() == "true"
+            options["client_options"] = {
+                "timeout": timedelta(seconds=timeout),
+                "connect_timeout": timedelta(seconds=min(timeout, 5.0)),
+                "allow_http": allow_http,
+            }
+            options["retry_config"] = {
+                "max_retries": retries,
+                "retry_timeout": timedelta(seconds=timeout),
+                "backoff": {
+                    "init_backoff": timedelta(milliseconds=100),
+                    "max_backoff": timedelta(seconds=2),
+                    "base": 2,
+                },
+            }
+            if endpoint is not None:
+                options["endpoint"] = endpoint
+        elif scheme == "file":
+            options["mkdir"] = True
+        try:
+            self.store: ObjectStore = from_url(url, **options)
+        except (BaseError, ValueError, OSError) as error:
+            raise MediumError(f"cannot open {url}: {error}") from error
 
     def __repr__(self) -> str:
         return f"ObjectStoreMedium({self.url!r})"

@@ -36,13 +36,7 @@ from marimo_store._format.records import (
 )
 from marimo_store._hashing import content_digest
 from marimo_store._named import NamedObjects
-from marimo_store._serialize import (
-    MISSING,
-    deserialize,
-    serialize_contents,
-    store_contents,
-    unloadable,
-)
+from marimo_store._serialize import MISSING, load_value, serialize_contents, store_contents
 from marimo_store._signing import load_signing_key, object_digest
 from marimo_store._trust import TrustPolicy, check_trust_options, needs_trust
 from marimo_store._versions import check_policy, check_versions
@@ -285,13 +279,8 @@ class RemoteStore(NamedObjects):
     def _load_value(self, stored: StoredEntry, ref: ObjectRef) -> Any:
         stream = self._read_object(stored, ref)
         loaded = [self._read_object(stored, buffer) for buffer in ref.buffers]
-        buffers = [buffer for buffer in loaded if buffer is not None]
-        if stream is None or len(buffers) != len(loaded):
-            return MISSING
-        try:
-            return deserialize(ref.format, stream, buffers)
-        except Exception as error:  # a value that no longer loads is a miss, not a crash
-            return unloadable(error, stored.metadata.key, where=" (remote)", stacklevel=5)
+        key = stored.metadata.key
+        return load_value(ref.format, stream, loaded, key, where=" (remote)", stacklevel=5)
 
     def _read_object(self, stored: StoredEntry, ref: ObjectRef) -> bytes | None:
         if ref.inline:

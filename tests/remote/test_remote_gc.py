@@ -3,16 +3,12 @@ period, and a re-check before delete, safe while another machine puts."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-from _s3_server import S3Server, serve_s3
 
 from marimo_store import Entry, ExecutionKey
 from marimo_store._format.framing import pack
@@ -20,19 +16,6 @@ from marimo_store._format.keys import LEASE_KEY, OBJECTS_PREFIX
 from marimo_store.remote import RemoteStore
 
 PUTTER = Path(__file__).with_name("_putter.py")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    yield from serve_s3()
-
-
-@pytest.fixture(params=["file", "s3"])
-def remote(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "file":
-        return (tmp_path / "bucket").as_uri()
-    server: S3Server = request.getfixturevalue("s3")
-    return server.url(f"gc-{os.urandom(4).hex()}")
 
 
 def objects(store: RemoteStore) -> int:

@@ -11,12 +11,11 @@ sealed segments cached locally, and the trust rules of docs/security.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _s3_server import S3Server, serve_s3
+from _s3_server import S3Server
 
 from marimo_store import Entry, ExecutionKey, generate_signing_key
 from marimo_store._format.keys import OBJECTS_PREFIX, SEGMENTS_PREFIX, object_key
@@ -28,11 +27,6 @@ from marimo_store.remote import RemoteStore
 from marimo_store.remote._segments import open_sealed
 
 KEY = ExecutionKey("block", "module")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    yield from serve_s3()
 
 
 @pytest.fixture(autouse=True)

@@ -8,34 +8,18 @@ warning and a miss, never an error from `get` or a lost local put.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _s3_server import S3Server, serve_s3
 
 from marimo_store import ConfigError, Entry, ExecutionKey, FsPersistentStore
 from marimo_store.config import read_settings
 from marimo_store.remote import RemoteStore
 
 KEY = ExecutionKey("block", "module")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    yield from serve_s3()
-
-
-@pytest.fixture(params=["file", "s3"])
-def remote(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "file":
-        return (tmp_path / "bucket").as_uri()
-    server: S3Server = request.getfixturevalue("s3")
-    return server.url(f"tier-{os.urandom(4).hex()}")
 
 
 def test_read_through_copies_a_remote_hit_to_the_local_tier(remote: str, tmp_path: Path) -> None:

@@ -14,22 +14,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _s3_server import S3Server, serve_s3
+from _s3_server import S3Server
 
 from marimo_store._format.keys import OBJECTS_PREFIX, object_id_of_key
 from marimo_store._hashing import content_digest
 from marimo_store._media.object_store import ObjectStoreMedium
 
 MACHINE = Path(__file__).with_name("_machine.py")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    yield from serve_s3()
 
 
 @pytest.fixture
