@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from marimo_store import ConfigError, Entry, ExecutionKey, FsPersistentStore
+from marimo_store import ConfigError, Entry, ExecutionKey, FsPersistentStore, Store, TieredStore
 from marimo_store.config import read_settings
 from marimo_store.remote import RemoteStore
 
@@ -98,3 +98,12 @@ def test_a_stalled_remote_costs_a_bounded_wait_and_a_miss(
             later = time.monotonic() - began
         assert first < 2.0 and later < 0.5
         assert any("no answer in time" in str(w.message) for w in caught)
+
+
+def test_a_remote_store_is_a_tier_of_a_tiered_store(remote: str, tmp_path: Path) -> None:
+    RemoteStore(remote).put(Entry(KEY, {"variables": {"x": 5}}))
+    tiered = TieredStore([FsPersistentStore(tmp_path / "local"), RemoteStore(remote)])
+    assert isinstance(tiered.tiers[1], Store)
+    hit = tiered.get(KEY)
+    assert hit is not None and hit.variables["x"] == 5
+    assert FsPersistentStore(tmp_path / "local").get(KEY) is not None  # filled on hit
