@@ -256,10 +256,15 @@ class FsPersistentStore(NamedObjects):
         A key with `created_at` deletes that run; without, every run of its
         computation. Deleted entries read as misses here at once and in
         other processes at their next refresh; the next `cleanup()` drops
-        them and object GC frees objects nothing else references.
+        them and object GC frees objects nothing else references. With a
+        `remote`, they are deleted there too (else a miss here would bring
+        them back from it).
         """
         keys = check_keys(keys, "delete_entries")
-        return self._writer.delete(keys)
+        deleted = self._writer.delete(keys)
+        if self._remote is not None:
+            self._remote.delete(keys)
+        return deleted
 
     # -- reading -------------------------------------------------------------------
 

@@ -133,6 +133,15 @@ class RemoteTier:
         except StoreError as error:
             self._warn(f"storing {entry.key} failed; kept locally only", error)
 
+    def delete(self, keys: list[ExecutionKey]) -> None:
+        """Delete runs on the remote too, after the queued puts (a failure
+        warns: the runs stay deleted here)."""
+        self.flush(EXIT_FLUSH_SECONDS)
+        try:
+            self.remote.delete_entries(keys)
+        except StoreError as error:
+            self._warn("deleting failed; deleted locally only", error)
+
     def flush(self, timeout: float) -> bool:
         """Wait until queued writes reached the remote (at most `timeout`)."""
         pending = self._queue

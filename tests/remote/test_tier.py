@@ -107,3 +107,12 @@ def test_a_remote_store_is_a_tier_of_a_tiered_store(remote: str, tmp_path: Path)
     hit = tiered.get(KEY)
     assert hit is not None and hit.variables["x"] == 5
     assert FsPersistentStore(tmp_path / "local").get(KEY) is not None  # filled on hit
+
+
+def test_a_deleted_entry_is_deleted_on_the_remote_too(remote: str, tmp_path: Path) -> None:
+    with FsPersistentStore(tmp_path / "a", remote=remote, remote_write="back") as a:
+        a.put(Entry(KEY, {"variables": {"x": 1}}))
+        assert a.delete_entries([KEY]) == 1
+        assert a.get(KEY) is None  # not brought back from the remote
+    assert RemoteStore(remote).get(KEY) is None
+    assert FsPersistentStore(tmp_path / "b", remote=remote).get(KEY) is None
