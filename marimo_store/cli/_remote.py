@@ -151,6 +151,7 @@ def run_remote_cleanup(args: argparse.Namespace, out: Output) -> int:
         )
     document = {
         "busy": report.busy,
+        "segments_merged": report.segments_merged,
         "deleted": report.deleted,
         "freed_bytes": report.freed_bytes,
         "kept": report.kept,
@@ -161,6 +162,7 @@ def run_remote_cleanup(args: argparse.Namespace, out: Output) -> int:
         out.line("another machine holds the remote's GC lease: nothing done")
     else:
         out.line(
+            f"merged {report.segments_merged} segments into one; "
             f"deleted {report.deleted} objects ({report.freed_bytes} bytes); kept "
             f"{report.kept} unreferenced ones (young, or referenced at the re-check)"
         )

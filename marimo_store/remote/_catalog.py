@@ -29,6 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from marimo_store._entry import ExecutionKey
     from marimo_store._format.records import StoredEntry
     from marimo_store._media import Medium
     from marimo_store.remote._segment_cache import SegmentCache
@@ -46,6 +47,8 @@ class RemoteCatalog:
         self.index = EntryIndex()
         self.lock = threading.RLock()
         self._applied: set[str] = set()
+        self.tombstones: dict[ExecutionKey, int] = {}
+        """Every tombstone applied, newest time per run (compaction keeps them)."""
         self._listed_at = -float("inf")
         self._refreshing = threading.Lock()
 
@@ -94,6 +97,11 @@ class RemoteCatalog:
                 self._applied.add(key)  # sealed bytes never change: never again
         return records
 
+    def applied(self) -> set[str]:
+        """The keys of the segments applied (or found not whole) so far."""
+        with self.lock:
+            return set(self._applied)
+
     def apply(self, key: str, records: Iterable[StoredEntry | KeyRecord]) -> None:
         """Apply one segment's records (this writer's own, or one read)."""
         with self.lock:
@@ -106,5 +114,6 @@ class RemoteCatalog:
                     index.add_entry(record)
                 elif record.kind == TOMBSTONE_TYPE:
                     index.add_tombstone(record.key, record.at)
+                    self.tombstones[record.key] = max(record.at, self.tombstones.get(record.key, 0))
                 else:
                     index.add_access(record.key, record.at, record.hits)

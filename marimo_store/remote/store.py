@@ -28,6 +28,7 @@ from marimo_store._environment import current_environment
 from marimo_store._errors import ExecutionKeyClash, InvalidArgumentError, NotFoundError
 from marimo_store._format.records import (
     TOMBSTONE_TYPE,
+    KeyRecord,
     StoredEntry,
     check_user_metadata,
     encode_entry,
@@ -222,10 +223,7 @@ class RemoteStore(NamedObjects):
             now = _now_ms()
             records = [encode_key_record(TOMBSTONE_TYPE, run, now) for run in runs]
             segment = self._writer_for_this_process().flush(records)
-            with self.catalog.lock:
-                for run in runs:
-                    self.catalog.index.add_tombstone(run, now)
-                self.catalog.apply(segment, [])
+            self.catalog.apply(segment, [KeyRecord(TOMBSTONE_TYPE, run, now) for run in runs])
         return len(runs)
 
     def _candidates(self, keys: Iterable[ExecutionKey]) -> list[StoredEntry]:

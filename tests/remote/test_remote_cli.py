@@ -42,6 +42,7 @@ def test_push_pull_info_and_cleanup_of_a_remote(
     # The grace is the store's object_grace_seconds (an hour): nothing is old enough yet.
     cleaned = run(capsys, "--store", str(tmp_path / "a"), "cleanup", "--remote", bucket)
     assert (cleaned["busy"], cleaned["deleted"], cleaned["kept"]) == (False, 0, 1)
+    assert cleaned["segments_merged"] == 4  # three puts and a delete
 
 
 def test_without_a_remote_the_commands_say_so(

@@ -1,5 +1,6 @@
-"""Object GC on a remote: a lease taken with a conditional write, a grace
-period, and a re-check before delete, safe while another machine puts."""
+"""Cleanup of a remote: segment compaction and object GC under a lease taken
+with a conditional write, a grace period, and a re-check before delete,
+safe while another machine puts."""
 
 from __future__ import annotations
 
@@ -72,3 +73,35 @@ def test_gc_while_another_machine_puts_leaves_no_entry_dangling(remote: str) -> 
         hit = reader.get(metadata.key, exact_match_created_at=True)
         assert hit is not None, f"{metadata.key} dangles: GC deleted an object it uses"
         assert np.array_equal(hit.variables["s"], np.arange(50_000))
+
+
+def test_compaction_merges_segments_and_keeps_entries_and_tombstones(remote: str) -> None:
+    store = RemoteStore(remote)
+    for n in range(6):
+        store.put(Entry(ExecutionKey(f"b{n}", "m"), {"variables": {"n": n}}))
+    store.delete_entries([ExecutionKey("b0", "m")])
+    report = store.collect_garbage(grace_seconds=3600, recheck_seconds=0)
+    assert report.segments_merged == 7
+    assert len(list(store.medium.list("log/"))) == 1
+    reader = RemoteStore(remote)
+    assert sorted(m.key.block_id for m in reader.entries()) == ["b1", "b2", "b3", "b4", "b5"]
+    assert reader.get(ExecutionKey("b0", "m")) is None
+    assert reader.load_variable(ExecutionKey("b3", "m"), "n") == 3
+    store.put(Entry(ExecutionKey("b0", "m"), {"variables": {"n": 0}}))  # a new run
+    assert RemoteStore(remote).get(ExecutionKey("b0", "m")) is not None
+
+
+def test_compaction_while_another_machine_puts_loses_no_entry(remote: str) -> None:
+    putter = subprocess.Popen(
+        [sys.executable, str(PUTTER), remote, "4"], stdout=subprocess.PIPE, text=True
+    )
+    compactor = RemoteStore(remote, refresh_interval=0)
+    merged = 0
+    while putter.poll() is None:
+        merged += compactor.collect_garbage(grace_seconds=3600, recheck_seconds=0).segments_merged
+    put = int(putter.communicate(timeout=120)[0])
+    assert merged > 0 and putter.returncode == 0
+    reader = RemoteStore(remote)
+    assert len(reader.entries()) == put
+    for metadata in reader.entries():
+        assert reader.get(metadata.key, exact_match_created_at=True) is not None
