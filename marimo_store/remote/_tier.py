@@ -89,6 +89,8 @@ class RemoteTier:
         wait for it (at most `timeout`) only if none ever finished."""
         if self.remote.catalog.stale:
             self._list_in_background()
+        else:  # listed by a put or a delete here: answered
+            self._listed_once.set()
         if not self._listed_once.is_set() and not self._listed_once.wait(self.timeout):
             self._listed_once.set()  # waited once: later lookups answer without waiting
             self._warn("no answer in time", TimeoutError(f"{self.timeout:g} s"))
