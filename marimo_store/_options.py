@@ -74,6 +74,21 @@ def _callable_or_none(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be callable, got {value!r}")
 
 
+def _remote_url(name: str, value: Any) -> None:
+    if value == "":
+        return
+    scheme, separator, rest = value.partition("://") if isinstance(value, str) else ("", "", "")
+    if not separator or not scheme or (not rest.strip("/") and scheme != "memory"):
+        raise ConfigError(
+            f"{name} must be '' (none) or a URL such as 's3://bucket/prefix', got {value!r}"
+        )
+    if "@" in rest.split("/", 1)[0] or "?" in rest:
+        raise ConfigError(
+            f"{name} must not carry credentials or options ({value!r}): they come from the "
+            "environment and the provider's usual chain (docs/remote.md)"
+        )
+
+
 def _no_check(name: str, value: Any) -> None:
     """Checked elsewhere (the trust options together by `check_trust_options`)."""
 
@@ -145,6 +160,17 @@ ARGUMENTS_DOC = """Arguments (each also a `.marimo.toml` key of the same name):
     - `allow_other_files`: make a store in a directory that holds other
       files anyway. The store then writes no `.gitignore` or
       `.gitattributes` there (they would apply to those files too).
+    - `remote`: a shared remote behind this store (`""`: none;
+      `"s3://bucket/prefix"`,
+      `"gs://..."`, `"az://..."`, `"file:///..."`; docs/remote.md): a local
+      miss is looked up there and a hit copied here; every put goes there
+      too. Credentials come from the environment, never from this URL.
+    - `remote_write`: `"through"` (default) puts to the remote before `put`
+      returns; `"back"` queues it for a background thread (bounded, flushed
+      at `close()` and at exit).
+    - `remote_timeout`: seconds a lookup waits for the remote's first
+      listing before it counts as a miss; later listings run in the
+      background, so a miss the remote answered costs no request.
     """
 """The arguments of `FsPersistentStore` (its docstring shows them): each is
 an option below."""
@@ -179,6 +205,9 @@ class StoreOptions:
     verify_signatures: VerifyMode = "off"
     trusted_signers: Collection[str] = ()
     allow_other_files: bool = False
+    remote: str = ""
+    remote_write: Literal["through", "back"] = "through"
+    remote_timeout: float = 2.0
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.__dict__.update(config)
@@ -231,6 +260,9 @@ _CHECKS: dict[str, Check] = {
     "verify_signatures": _no_check,
     "trusted_signers": _no_check,
     "allow_other_files": _flag,
+    "remote": _remote_url,
+    "remote_write": _one_of("through", "back"),
+    "remote_timeout": _non_negative,
 }
 """Each option's check (but `path`'s: see `store_path`), in the order
 `validate_options` applies them."""

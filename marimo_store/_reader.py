@@ -16,7 +16,7 @@ from marimo_store import _fs
 from marimo_store._entry import Entry
 from marimo_store._errors import NotFoundError
 from marimo_store._objects import ObjectDirectory
-from marimo_store._serialize import MISSING, deserialize, unloadable
+from marimo_store._serialize import MISSING, load_value
 from marimo_store._trust import needs_trust
 from marimo_store._versions import check_policy, check_versions
 
@@ -180,13 +180,7 @@ class EntryReader:
             stored, ref, memory_map="r" if memory_map and ref.format == "bytes" else None
         )
         loaded = [self._read_object(stored, buffer, memory_map=mode) for buffer in ref.buffers]
-        buffers = [buffer for buffer in loaded if buffer is not None]
-        if stream is None or len(buffers) != len(loaded):
-            return MISSING
-        try:
-            return deserialize(ref.format, stream, buffers)
-        except Exception as error:  # a value that no longer loads is a miss, not a crash
-            return unloadable(error, stored.metadata.key, stacklevel=5)
+        return load_value(ref.format, stream, loaded, stored.metadata.key, stacklevel=5)
 
     def _read_object(
         self, stored: StoredEntry, ref: ObjectRef, *, memory_map: MmapMode | None

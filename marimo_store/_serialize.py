@@ -353,3 +353,24 @@ def deserialize(stored: StoredFormat, stream: Buffer, buffers: Sequence[Buffer])
     if stored in ("pickle", "cloudpickle"):
         return pickle.loads(stream, buffers=buffers)
     raise SerializationError(f"unknown stored format {stored!r}")
+
+
+def load_value(
+    stored: StoredFormat,
+    stream: Buffer | None,
+    loaded: Sequence[Buffer | None],
+    key: ExecutionKey,
+    *,
+    where: str = "",
+    stacklevel: int,
+) -> Any:
+    """A value from its read stream and buffers (None: one could not be
+    read), or `MISSING` when one is missing or the value no longer loads
+    (with `unloadable`'s warning; `stacklevel` from the caller)."""
+    buffers = [buffer for buffer in loaded if buffer is not None]
+    if stream is None or len(buffers) != len(loaded):
+        return MISSING
+    try:
+        return deserialize(stored, stream, buffers)
+    except Exception as error:  # a value that no longer loads is a miss, not a crash
+        return unloadable(error, key, where=where, stacklevel=stacklevel + 1)

@@ -30,7 +30,7 @@ from marimo_store._cleanup import CleanupReport, CleanupStrategy, drop_everythin
 from marimo_store._compaction import BackgroundCleanup, Compactor
 from marimo_store._entry import Entry, EntryMetadata, Environment, ExecutionKey, check_keys, now_ms
 from marimo_store._environment import platform_tag, python_version
-from marimo_store._errors import StoreIOError, StoreWarning
+from marimo_store._errors import NotFoundError, StoreError, StoreIOError, StoreWarning
 from marimo_store._format.layout import Layout, check_store_directory
 from marimo_store._format.segments import segment_header
 from marimo_store._hashed_objects import VerifiedObjects
@@ -43,6 +43,7 @@ from marimo_store._refresh import LiveIndex
 from marimo_store._signing import load_signing_key
 from marimo_store._trust import SignatureStatus, TrustPolicy
 from marimo_store._writer import EntryWriter, WriterSession
+from marimo_store.tiered import fill_copy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from marimo_store._trust import VerifyMode
     from marimo_store._verify import Progress
     from marimo_store._versions import VersionPolicy
+    from marimo_store.remote._tier import RemoteTier
 
 
 _reopened: weakref.WeakValueDictionary[tuple[Any, ...], FsPersistentStore] = (
@@ -138,6 +140,9 @@ class FsPersistentStore(NamedObjects):
         verify_signatures: VerifyMode = StoreOptions.verify_signatures,
         trusted_signers: Collection[str] = StoreOptions.trusted_signers,
         allow_other_files: bool = StoreOptions.allow_other_files,
+        remote: str = StoreOptions.remote,
+        remote_write: Literal["through", "back"] = StoreOptions.remote_write,
+        remote_timeout: float = StoreOptions.remote_timeout,
     ) -> None:
         arguments = dict(locals())
         del arguments["self"]
@@ -180,6 +185,11 @@ class FsPersistentStore(NamedObjects):
             flush_accesses=self._accesses.flush,
         )
         self._background = BackgroundCleanup()
+        self._remote: RemoteTier | None = None
+        if options.remote:
+            from marimo_store.remote._tier import open_tier  # noqa: PLC0415 - remote only
+
+            self._remote = open_tier(options, layout.local)
 
     # -- configuration and pickling -------------------------------------------------
 
@@ -235,6 +245,9 @@ class FsPersistentStore(NamedObjects):
         stored = self._writer.put(entry, then=self._accesses.flush)
         if self._compactor.cleanup_due():
             self._background.start(weakref.ref(self))
+        if self._remote is not None:
+            key = stored.metadata.key
+            self._remote.push(Entry(key, entry.contents, entry.user_metadata, entry.format))
         return stored.metadata
 
     def delete_entries(self, keys: Iterable[ExecutionKey]) -> int:
@@ -243,10 +256,15 @@ class FsPersistentStore(NamedObjects):
         A key with `created_at` deletes that run; without, every run of its
         computation. Deleted entries read as misses here at once and in
         other processes at their next refresh; the next `cleanup()` drops
-        them and object GC frees objects nothing else references.
+        them and object GC frees objects nothing else references. With a
+        `remote`, they are deleted there too (else a miss here would bring
+        them back from it).
         """
         keys = check_keys(keys, "delete_entries")
-        return self._writer.delete(keys)
+        deleted = self._writer.delete(keys)
+        if self._remote is not None:
+            self._remote.delete(keys)
+        return deleted
 
     # -- reading -------------------------------------------------------------------
 
@@ -278,7 +296,28 @@ class FsPersistentStore(NamedObjects):
         `version_policy` judges the run's recorded Python and package
         versions before anything is unpickled (see docs/objects.md).
         """
-        return self._reader.get(key, exact_match_created_at, version_policy)
+        found = self._reader.get(key, exact_match_created_at, version_policy)
+        if found is None and self._remote is not None:
+            return self._fetch_remote(key, exact_match_created_at, version_policy)
+        return found
+
+    def _fetch_remote(
+        self, key: ExecutionKey, exact: bool, version_policy: VersionPolicy
+    ) -> Entry | None:
+        """A local miss looked up in the remote; a hit is copied here."""
+        assert self._remote is not None
+        found = self._remote.fetch(key, exact, version_policy)
+        if found is not None and found.metadata is not None:
+            try:
+                self._writer.put(fill_copy(found, found.metadata), then=self._accesses.flush)
+            except StoreError as error:
+                warnings.warn(
+                    f"marimo_store: could not copy {found.key} from the remote into "
+                    f"{self.path}: {error}",
+                    StoreWarning,
+                    stacklevel=3,
+                )
+        return found
 
     def load_variable(self, key: ExecutionKey, name: str, *, kind: str = "variables") -> Any:
         """Load one variable of an entry without loading the others.
@@ -286,7 +325,13 @@ class FsPersistentStore(NamedObjects):
         Raises `NotFoundError` when the entry or the variable is not stored
         or cannot be loaded (with a warning saying why).
         """
-        return self._reader.load_one(key, name, kind, only_bytes=False)
+        try:
+            return self._reader.load_one(key, name, kind, only_bytes=False)
+        except NotFoundError:
+            found = None if self._remote is None else self._fetch_remote(key, False, "ignore")
+            if found is None or name not in found.contents.get(kind, {}):
+                raise
+            return found.contents[kind][name]
 
     def load_bytes(
         self,
@@ -329,7 +374,12 @@ class FsPersistentStore(NamedObjects):
         `refresh_interval`), so a name saved elsewhere is seen; nothing is
         unpickled and objects are not checked.
         """
-        return self._live.history(key)
+        local = self._live.history(key)
+        if self._remote is None:
+            return local
+        here = {metadata.created_at for metadata in local}
+        remote = [m for m in self._remote.history(key) if m.created_at not in here]
+        return sorted([*local, *remote], key=lambda metadata: metadata.created_at, reverse=True)
 
     def entries(self) -> list[EntryMetadata]:
         """Metadata of every live entry, oldest first; nothing is unpickled."""
@@ -458,10 +508,13 @@ class FsPersistentStore(NamedObjects):
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Write waiting access records and seal this instance's log segment.
+        """Write waiting access records and seal this instance's log segment
+        (and send queued writes to the remote, if any).
         The store stays usable; a later put simply starts a new segment."""
         self._accesses.flush()
         self._writer.close()
+        if self._remote is not None:
+            self._remote.close()
 
     def _exit(self) -> None:
         """At interpreter exit: clean up what this instance stored (or the

@@ -35,6 +35,14 @@ if TYPE_CHECKING:
     from marimo_store._versions import VersionPolicy
 
 
+def fill_copy(entry: Entry, metadata: EntryMetadata) -> Entry:
+    """A hit from a slower tier as the entry to put into a faster one, its
+    run pinned: JSON values stay JSON, anything else is pickled."""
+    refs = [ref for refs in metadata.contents.values() for ref in refs.values()]
+    as_json = bool(refs) and all(ref.format == "json" for ref in refs)
+    return Entry(entry.key, entry.contents, entry.user_metadata, "json" if as_json else "pickle")
+
+
 class _EmptyMemoryTier:
     """Stands for a `MemoryStore` tier in a pickled `TieredStore`: unpickles
     as a new, empty one of the same size (a `MemoryStore` itself refuses to
@@ -138,11 +146,7 @@ class TieredStore(NamedObjects):
         """Copy a hit into the faster tiers; a tier that refuses costs a warning."""
         if not faster:
             return
-        refs = [ref for refs in metadata.contents.values() for ref in refs.values()]
-        as_json = bool(refs) and all(ref.format == "json" for ref in refs)
-        copy = Entry(
-            entry.key, entry.contents, entry.user_metadata, "json" if as_json else "pickle"
-        )
+        copy = fill_copy(entry, metadata)
         for tier in faster:
             try:
                 tier.put(copy)

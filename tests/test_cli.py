@@ -718,6 +718,8 @@ def test_docs_show_every_command_and_its_json_fields(
         "watch": ("watch", "--existing", "--timeout", "0"),
         "verify": ("verify",),
         "doctor": ("doctor",),
+        "push": ("push", "--remote", (tmp_path / "bucket").as_uri()),
+        "pull": ("pull", "--remote", (tmp_path / "bucket").as_uri()),
     }
     if "keygen" in runs and importlib.util.find_spec("cryptography") is None:
         del examples["keygen"]

@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from marimo_store._errors import StoreError
-from marimo_store.cli import _check, _inspect, _keygen, _maintain, _migrate, _watch
+from marimo_store.cli import _check, _inspect, _keygen, _maintain, _migrate, _remote, _watch
 from marimo_store.cli._output import EXIT_ERROR, EXIT_OK, PROGRAM, Output
 
 TYPE_CHECKING = False
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     Register: TypeAlias = Callable[..., argparse.ArgumentParser]
     """`add(name, *, help, store=True)`: how a command group adds its commands."""
 
-_COMMAND_GROUPS = (_inspect, _maintain, _check, _watch, _migrate, _keygen)
+_COMMAND_GROUPS = (_inspect, _maintain, _check, _watch, _migrate, _keygen, _remote)
 
 
 def build_parser() -> argparse.ArgumentParser:

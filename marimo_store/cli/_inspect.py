@@ -20,6 +20,7 @@ from marimo_store._marimo_keys import holds_json
 from marimo_store._snapshot import read_snapshots
 from marimo_store.cli._numbers import positive_count
 from marimo_store.cli._output import size_text, time_text
+from marimo_store.cli._remote import add_remote_option, run_remote_info
 from marimo_store.cli._target import (
     SHORT_ID,
     entry_header,
@@ -58,6 +59,7 @@ SORTS: dict[str, Callable[[EntryMetadata], Any]] = {
 
 def register(add: Register) -> None:
     info = add("info", help="summary of the store: entries, objects, sizes, snapshots, writers")
+    add_remote_option(info, "summarize the remote instead: entries, segments, objects")
     info.set_defaults(run=run_info)
 
     ls = add("ls", help="list entries (filter by block or name, sort by size or time)")
@@ -83,6 +85,8 @@ def register(add: Register) -> None:
 
 
 def run_info(args: argparse.Namespace, out: Output) -> int:
+    if args.remote is not None:
+        return run_remote_info(args, out)
     store = open_store(args.store)
     info = store_info(store)
     if out.json_mode:

@@ -20,6 +20,7 @@ import sys
 from marimo_store._cleanup import DefaultCleanupStrategy, drop_everything
 from marimo_store._errors import ConfigError, InvalidArgumentError, StoreError
 from marimo_store.cli._output import EXIT_FINDINGS, EXIT_OK, size_text, time_text
+from marimo_store.cli._remote import add_remote_option, run_remote_cleanup
 from marimo_store.cli._target import SHORT_ID, entry_id, key_document, label_of, open_store
 from marimo_store.config import NO_LIMIT, read_settings, strategy_defaults
 
@@ -41,6 +42,7 @@ def register(add: Register) -> None:
         help="compact the log into a snapshot and drop what the cleanup strategy says",
     )
     cleanup.add_argument("--dry-run", action="store_true", help="change nothing; list the drops")
+    add_remote_option(cleanup, "instead, delete the remote's unreferenced objects, under a lease")
     content = cleanup.add_mutually_exclusive_group()
     content.add_argument(
         "--keep-content",
@@ -125,6 +127,8 @@ def _strategy(args: argparse.Namespace, configured: object) -> DefaultCleanupStr
 
 
 def run_cleanup(args: argparse.Namespace, out: Output) -> int:
+    if args.remote is not None:
+        return run_remote_cleanup(args, out)
     store = open_store(args.store)
     strategy = _strategy(args, store.cleanup_strategy)
     # Names of what is dropped, for the table (read before the entries go).
