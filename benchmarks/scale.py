@@ -14,9 +14,9 @@ over --repeat runs (one run for the slow ones at 1M):
 - reader memory after the first get: RSS after it minus RSS before the
   store was opened (the module and the libraries already imported);
 - writer RSS at the end of the N calls;
-- `cleanup()` of the uncompacted store (keeping every entry), and of the
-  compacted store after 1,000 new puts (what a cleanup costs when little
-  changed);
+- `cleanup()` (its time, and the peak RSS of its process) of the
+  uncompacted store (keeping every entry), and of the compacted store
+  after 1,000 new puts (what a cleanup costs when little changed);
 - disk per entry: bytes of the store's files / N, log only and after the
   snapshot;
 - first hit of a key from the snapshot: the median over 200 calls with
@@ -112,7 +112,9 @@ report = store.cleanup(keep_all)
 seconds = time.perf_counter() - start
 if report.dropped or report.entries_kept != hi:
     raise SystemExit(f"cleanup kept {report.entries_kept} of {hi}: {report}")
-print(json.dumps({"seconds": seconds, "rss": rss()}))
+import resource
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": seconds, "rss": peak}))
 """
 )
 
@@ -236,7 +238,7 @@ ROWS: list[tuple[str, str, str | None, Callable[[float], str]]] = [
     ("writer RSS", "writer_rss", "dc_writer_rss", lambda b: mib_text(b).lstrip("+")),
     ("miss + put through the decorator, per entry", "put", None, common.seconds_text),
     ("`cleanup()` of the log", "cleanup", None, common.seconds_text),
-    ("`cleanup()` RSS", "cleanup_rss", None, lambda b: mib_text(b).lstrip("+")),
+    ("`cleanup()` peak RSS", "cleanup_rss", None, lambda b: mib_text(b).lstrip("+")),
     (f"`cleanup()` after {NEW_PUTS:,} new puts", "cleanup_small", None, common.seconds_text),
     ("disk per entry (log)", "disk_log", "dc_disk", common.bytes_text),
     ("disk per entry (snapshot)", "disk_snapshot", None, common.bytes_text),
@@ -327,16 +329,36 @@ def section(results: dict[int, dict[str, float]], machine: list[str], command: s
     return "\n".join(lines)
 
 
-def publish(text: str, path: str) -> None:
-    """Replace the Scale section of `path` (up to the next "## ") with `text`."""
-    with open(path, encoding="utf-8") as file:
-        page = file.read()
+def _bounds(page: str) -> tuple[int, int] | None:
+    """Where the Scale section of `page` starts and ends (the next "## ")."""
     start = page.find("\n" + SECTION + "\n")
     if start < 0:
+        return None
+    end = page.find("\n## ", start + 1)
+    return start + 1, (end + 1 if end >= 0 else len(page))
+
+
+def published(path: str) -> str:
+    """The Scale section of the page at `path` ("" if none): benchmarks/run.py
+    keeps it when it writes the page anew."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            page = file.read()
+    except FileNotFoundError:
+        return ""
+    bounds = _bounds(page)
+    return "" if bounds is None else page[bounds[0] : bounds[1]]
+
+
+def publish(text: str, path: str) -> None:
+    """Replace the Scale section of `path` with `text` (or append it)."""
+    with open(path, encoding="utf-8") as file:
+        page = file.read()
+    bounds = _bounds(page)
+    if bounds is None:
         page = page.rstrip("\n") + "\n\n" + text
     else:
-        end = page.find("\n## ", start + 1)
-        page = page[: start + 1] + text + (page[end + 1 :] if end >= 0 else "")
+        page = page[: bounds[0]] + text + page[bounds[1] :]
     with open(path, "w", encoding="utf-8") as file:
         file.write(page)
 
