@@ -236,9 +236,9 @@ class Compactor:
         decisions.update(overdue(since, now))
         if planned is not None:
             decisions = {key: reason for key, reason in decisions.items() if key in planned}
-        sizes = {stored.metadata.key: stored.metadata.content_size for stored in live}
+        goes = {s.metadata.key: s.metadata for s in live if s.metadata.key in decisions}
         report.dropped = [
-            DroppedEntry(key, reason, sizes[key]) for key, reason in decisions.items()
+            DroppedEntry(key, reason, goes[key].content_size) for key, reason in decisions.items()
         ]
         report.entries_kept = len(live) - len(decisions)
         return decisions

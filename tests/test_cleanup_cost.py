@@ -21,6 +21,7 @@ from conftest import StoreFactory
 
 import marimo_store._snapshot as snapshot_module
 from marimo_store import DefaultCleanupStrategy, Entry, EntryMetadata, ExecutionKey
+from marimo_store._format.records import encode_entry
 
 FRAME = struct.Struct("<IQ")  # u32 length | u64 xxh3-64 checksum, little endian
 FOOTER = struct.Struct("<QQ8s")  # tombstones frame offset, table frame offset, magic
@@ -53,11 +54,10 @@ def the_snapshot(root: Path) -> Path:
 def encodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ExecutionKey]]:
     """The keys of the entries snapshots encode (rather than copy), in order."""
     encoded: list[ExecutionKey] = []
-    encode = snapshot_module.encode_entry
 
     def counting(stored: Any, context: Any) -> dict[str, Any]:
         encoded.append(stored.metadata.key)
-        return encode(stored, context)
+        return encode_entry(stored, context)
 
     monkeypatch.setattr(snapshot_module, "encode_entry", counting)
     yield encoded
