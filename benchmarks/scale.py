@@ -291,8 +291,8 @@ def chart(results: dict[int, dict[str, float]], path: str) -> bool:
     for label, field in [
         ("first get, log", "first_log"),
         ("first get, snapshot", "first_snapshot"),
-        ("cleanup()", "cleanup"),
-        (f"cleanup() after {NEW_PUTS:,} puts", "cleanup_small"),
+        ("cleanup(), CPU", "cleanup_cpu"),
+        (f"cleanup() after {NEW_PUTS:,} puts, CPU", "cleanup_small_cpu"),
         ("diskcache first get", "dc_first"),
     ]:
         times.plot(counts, [results[n][field] for n in counts], marker="o", label=label)
