@@ -9,6 +9,11 @@ references any more (object GC, under the exclusive `objects` lock, which
 every put that writes files holds shared: docs/cleanup.md). The invariant:
 nothing is deleted before the snapshot that supersedes it is durable, and
 no object is deleted that a record appended meanwhile references.
+
+Its cost follows what changed: only the log records after the heads are
+decoded, the records of entries a head holds unchanged are copied into
+the new snapshot byte for byte (only new or changed entries are encoded),
+and the cyclic garbage collector is paused while the lock is held.
 `BackgroundCleanup` runs a cleanup in a thread when a put finds one due.
 
 Implements M1, M2, M5, M8 (docs/format.md §14).
@@ -17,6 +22,7 @@ Implements M1, M2, M5, M8 (docs/format.md §14).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
 import time
@@ -51,7 +57,7 @@ from marimo_store._snapshot import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import weakref
-    from collections.abc import Callable, Collection, Mapping
+    from collections.abc import Callable, Collection, Iterator, Mapping
 
     from marimo_store._cleanup import CleanupStrategy
     from marimo_store._cleanup_plan import CleanupPlan
@@ -68,6 +74,25 @@ _DAY_MS = 86_400_000
 _MAX_ANCESTORS = 1000
 _MAX_SEGMENTS_BEFORE_CLEANUP = 64
 _TRIGGER_BACKOFF_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for a merge.
+
+    A merge allocates millions of acyclic objects (decoded records), and
+    every allocation threshold crossed made the collector walk all of
+    them again: 40-55% of a cleanup's time. They are freed by reference
+    counting when the merged state goes; the collector runs again after
+    (if it ran before: a nested or concurrent pause leaves it to the
+    outermost)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _as_planned(
@@ -175,7 +200,8 @@ class Compactor:
                         f"(modification lock busy for {options.lock_timeout:g} s)"
                     )
                     return False
-                work()
+                with _without_cyclic_gc():
+                    work()
         except StoreIOError:
             raise
         except OSError as error:  # the lock file included (a read-only copy, a full disk)
@@ -209,9 +235,9 @@ class Compactor:
         decisions.update(overdue(since, now))
         if planned is not None:
             decisions = {key: reason for key, reason in decisions.items() if key in planned}
-        sizes = {stored.metadata.key: stored.metadata.content_size for stored in live}
+        goes = {s.metadata.key: s.metadata for s in live if s.metadata.key in decisions}
         report.dropped = [
-            DroppedEntry(key, reason, sizes[key]) for key, reason in decisions.items()
+            DroppedEntry(key, reason, goes[key].content_size) for key, reason in decisions.items()
         ]
         report.entries_kept = len(live) - len(decisions)
         return decisions

@@ -74,6 +74,7 @@ class StoreState:
         "consumed",
         "dropped",
         "entries",
+        "frames",
         "heads",
         "hits",
         "last_access",
@@ -83,6 +84,7 @@ class StoreState:
     def __init__(self, heads: list[str] | None = None) -> None:
         self.entries: dict[ExecutionKey, StoredEntry] = {}
         self.dropped: dict[ExecutionKey, StoredEntry] = {}
+        self.frames: dict[ExecutionKey, KeptFrame] = {}
         self.tombstones: dict[ExecutionKey, int] = {}
         self.last_access: dict[ExecutionKey, int] = {}
         self.hits: dict[ExecutionKey, int] = {}
@@ -90,16 +92,20 @@ class StoreState:
         self.heads: list[str] = heads or []
         self.ancestors: dict[str, int] = {}
 
-    def add_entry(self, stored: StoredEntry) -> None:
+    def add_entry(self, stored: StoredEntry, kept: KeptFrame | None = None) -> None:
         key = stored.metadata.key
         if key in self.tombstones:
             self.dropped.setdefault(key, stored)
             return
         present = self.entries.get(key)
-        self.entries[key] = stored if present is None else winner(present, stored)
+        chosen = stored if present is None else winner(present, stored)
+        self.entries[key] = chosen
+        if kept is not None and chosen is stored:
+            self.frames[key] = kept
 
     def add_tombstone(self, key: ExecutionKey, deleted_at: int) -> None:
         self.tombstones[key] = max(deleted_at, self.tombstones.get(key, 0))
+        self.frames.pop(key, None)
         stored = self.entries.pop(key, None)
         if stored is not None:
             self.dropped[key] = stored
@@ -127,6 +133,20 @@ class StoreState:
                 metadata = stored.metadata.replace(last_access=accessed, hits=hits)
                 found.append(StoredEntry(metadata, stored.inline))
         return found
+
+
+class KeptFrame:
+    """An entry's record as a snapshot holds it: `frame` (framing included)
+    and `row_hash` (its key table hash) are written again verbatim while
+    the merged state still holds `stored` itself, unchanged (the same
+    object: no newer duplicate won, no access or hit count changed it)."""
+
+    __slots__ = ("frame", "row_hash", "stored")
+
+    def __init__(self, stored: StoredEntry, row_hash: int, frame: bytes) -> None:
+        self.stored = stored
+        self.row_hash = row_hash
+        self.frame = frame
 
 
 def _key_fields(key: ExecutionKey) -> list[Any]:
@@ -256,20 +276,35 @@ class SnapshotFile:
         return found
 
     def entries(self) -> Iterator[StoredEntry]:
-        """Every entry that verifies (damaged ones are skipped with a warning).
+        """Every entry that verifies (damaged ones are skipped with a warning)."""
+        for stored, _ in self._rows(keep_frames=False):
+            yield stored
 
-        Walks the key table rather than the frames one after another: the
+    def entry_frames(self) -> Iterator[tuple[StoredEntry, KeptFrame]]:
+        """Every entry that verifies, with its record as written (`KeptFrame`):
+        a cleanup copies the records of unchanged entries verbatim."""
+        for stored, kept in self._rows(keep_frames=True):
+            assert kept is not None
+            yield stored, kept
+
+    def _rows(self, *, keep_frames: bool) -> Iterator[tuple[StoredEntry, KeptFrame | None]]:
+        """Walks the key table rather than the frames one after another: the
         table (checksummed itself) knows where every record starts, so a
         damaged record, even one whose length field was hit, costs only
-        itself.
-        """
+        itself."""
         damaged = 0
+        view = self._view[: self._tombstones_at]
         for row in range(self.count if self._intact() else 0):
-            stored = self._entry_at(_ROW.unpack_from(self._table, row * _ROW.size)[1])
-            if stored is None:
+            row_hash, offset = _ROW.unpack_from(self._table, row * _ROW.size)
+            payload = read_frame(view, offset)
+            stored = None if payload is None else _decode_snapshot_entry(unpack(payload))
+            if stored is None or payload is None:
                 damaged += 1
+            elif keep_frames:
+                end = offset + FRAME.size + len(payload)
+                yield stored, KeptFrame(stored, row_hash, bytes(view[offset:end]))
             else:
-                yield stored
+                yield stored, None
         if damaged:
             _damaged(self.path, f"{damaged} entry record(s) fail their checksum")
 
@@ -378,13 +413,25 @@ def _valid_header(header: dict[str, Any]) -> bool:
 
 
 def encode_snapshot(state: StoreState, *, writer: str, created_at: int) -> tuple[str, bytes]:
-    """The id and bytes of a snapshot of `state`."""
+    """The id and bytes of a snapshot of `state`.
+
+    An entry still as a head held it (`state.frames`) keeps its record byte
+    for byte; only the others are encoded."""
     live = state.live()
-    hashes = [computation_hash(s.metadata.key.block_id, s.metadata.key.module_hash) for s in live]
+    kept = [state.frames.get(stored.metadata.key) for stored in live]
+    hashes = [
+        k.row_hash
+        if k is not None and k.stored is s
+        else computation_hash(s.metadata.key.block_id, s.metadata.key.module_hash)
+        for s, k in zip(live, kept, strict=True)
+    ]
     order = sorted(range(len(live)), key=lambda i: (hashes[i], live[i].metadata.created_at))
     entry_frames: list[bytes] = []
     for index in order:
-        stored = live[index]
+        stored, known = live[index], kept[index]
+        if known is not None and known.stored is stored:
+            entry_frames.append(known.frame)
+            continue
         record = encode_entry(stored, None)
         if stored.metadata.last_access is not None:
             record["la"] = stored.metadata.last_access
@@ -482,8 +529,8 @@ def merge(heads: list[SnapshotFile]) -> StoreState:
         for key, deleted_at in head.tombstones().items():
             state.add_tombstone(key, deleted_at)
     for head in heads:
-        for stored in head.entries():
-            state.add_entry(stored)
+        for stored, kept in head.entry_frames():
+            state.add_entry(stored, kept)
             if stored.metadata.last_access is not None:
                 state.add_access(stored.metadata.key, stored.metadata.last_access)
             if stored.metadata.hits:
