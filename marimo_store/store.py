@@ -16,7 +16,6 @@ index and change watching), `_accesses.py` (access batching) and
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 import warnings
@@ -30,10 +29,11 @@ from marimo_store._cleanup import CleanupReport, CleanupStrategy, drop_everythin
 from marimo_store._compaction import BackgroundCleanup, Compactor
 from marimo_store._entry import Entry, EntryMetadata, Environment, ExecutionKey, check_keys, now_ms
 from marimo_store._environment import platform_tag, python_version
-from marimo_store._errors import NotFoundError, StoreError, StoreIOError, StoreWarning
+from marimo_store._errors import NotFoundError, StoreIOError, StoreWarning
 from marimo_store._format.layout import Layout, check_store_directory
 from marimo_store._format.segments import segment_header
 from marimo_store._hashed_objects import VerifiedObjects
+from marimo_store._instances import ExitHook, reopen
 from marimo_store._locks import LocalLock
 from marimo_store._log import new_writer_id
 from marimo_store._named import NamedObjects
@@ -43,7 +43,6 @@ from marimo_store._refresh import LiveIndex
 from marimo_store._signing import load_signing_key
 from marimo_store._trust import SignatureStatus, TrustPolicy
 from marimo_store._writer import EntryWriter, WriterSession
-from marimo_store.tiered import fill_copy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,26 +59,6 @@ if TYPE_CHECKING:
     from marimo_store.remote._tier import RemoteTier
 
 
-_reopened: weakref.WeakValueDictionary[tuple[Any, ...], FsPersistentStore] = (
-    weakref.WeakValueDictionary()
-)
-
-
-def _reopen(cls: type[FsPersistentStore], config: dict[str, Any]) -> FsPersistentStore:
-    """Unpickle a store: copies of one configuration are one instance per
-    process (while it is alive), so a worker that receives the store with
-    every task (and every handle) opens it once and writes one log segment,
-    not one per task."""
-    identity = (cls, *sorted(config.items(), key=lambda item: item[0]))
-    try:
-        store = _reopened.get(identity)
-    except TypeError:  # an unhashable cleanup strategy: no sharing
-        return cls(**config)
-    if store is None:
-        store = _reopened[identity] = cls(**config)
-    return store
-
-
 def _new_session(layout: Layout, options: StoreOptions, verified: VerifiedObjects) -> WriterSession:
     """A writer for this process, with its segment header."""
     writer_id = new_writer_id()
@@ -88,27 +67,6 @@ def _new_session(layout: Layout, options: StoreOptions, verified: VerifiedObject
     return WriterSession(
         layout, options, verified, writer_id=writer_id, context=context, header=header
     )
-
-
-class _ExitHook:
-    """Runs a store's `_exit` at interpreter exit once it has something to
-    write or seal (never for a store that was only constructed). Holds the
-    store weakly: the parts it is given to never keep the store alive."""
-
-    def __init__(self, store: FsPersistentStore) -> None:
-        self._reference = weakref.ref(store)
-        self._armed = False
-
-    def arm(self) -> None:
-        if not self._armed:
-            atexit.register(_at_exit, self._reference)
-            self._armed = True
-
-
-def _at_exit(reference: weakref.ref[FsPersistentStore]) -> None:
-    store = reference()
-    if store is not None:
-        store._exit()
 
 
 class FsPersistentStore(NamedObjects):
@@ -159,7 +117,7 @@ class FsPersistentStore(NamedObjects):
         self._lock = threading.RLock()
         verified = VerifiedObjects(layout.local)
         objects_lock = LocalLock(layout.objects_lock)
-        self._exit_hook = _ExitHook(self)
+        self._exit_hook = ExitHook(self._exit)
         self._live = LiveIndex(layout, options, self._lock)
         self._writer = EntryWriter(
             options,
@@ -211,7 +169,7 @@ class FsPersistentStore(NamedObjects):
         return getattr(options, name)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (type(self), self.options.config()))
+        return (reopen, (type(self), self.options.config()))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FsPersistentStore):
@@ -298,26 +256,12 @@ class FsPersistentStore(NamedObjects):
         """
         found = self._reader.get(key, exact_match_created_at, version_policy)
         if found is None and self._remote is not None:
-            return self._fetch_remote(key, exact_match_created_at, version_policy)
+            return self._remote.fetch(key, exact_match_created_at, version_policy, self._keep)
         return found
 
-    def _fetch_remote(
-        self, key: ExecutionKey, exact: bool, version_policy: VersionPolicy
-    ) -> Entry | None:
-        """A local miss looked up in the remote; a hit is copied here."""
-        assert self._remote is not None
-        found = self._remote.fetch(key, exact, version_policy)
-        if found is not None and found.metadata is not None:
-            try:
-                self._writer.put(fill_copy(found, found.metadata), then=self._accesses.flush)
-            except StoreError as error:
-                warnings.warn(
-                    f"marimo_store: could not copy {found.key} from the remote into "
-                    f"{self.path}: {error}",
-                    StoreWarning,
-                    stacklevel=3,
-                )
-        return found
+    def _keep(self, entry: Entry) -> None:
+        """Store a copy of a remote hit here (read-through)."""
+        self._writer.put(entry, then=self._accesses.flush)
 
     def load_variable(self, key: ExecutionKey, name: str, *, kind: str = "variables") -> Any:
         """Load one variable of an entry without loading the others.
@@ -328,10 +272,9 @@ class FsPersistentStore(NamedObjects):
         try:
             return self._reader.load_one(key, name, kind, only_bytes=False)
         except NotFoundError:
-            found = None if self._remote is None else self._fetch_remote(key, False, "ignore")
-            if found is None or name not in found.contents.get(kind, {}):
+            if self._remote is None:
                 raise
-            return found.contents[kind][name]
+            return self._remote.load_variable(key, name, kind, self._keep)
 
     def load_bytes(
         self,
@@ -375,11 +318,7 @@ class FsPersistentStore(NamedObjects):
         unpickled and objects are not checked.
         """
         local = self._live.history(key)
-        if self._remote is None:
-            return local
-        here = {metadata.created_at for metadata in local}
-        remote = [m for m in self._remote.history(key) if m.created_at not in here]
-        return sorted([*local, *remote], key=lambda metadata: metadata.created_at, reverse=True)
+        return local if self._remote is None else self._remote.history_beside(key, local)
 
     def entries(self) -> list[EntryMetadata]:
         """Metadata of every live entry, oldest first; nothing is unpickled."""

@@ -27,11 +27,15 @@ import threading
 import warnings
 import weakref
 
-from marimo_store._errors import StoreError, StoreWarning
+from marimo_store._errors import NotFoundError, StoreError, StoreWarning
 from marimo_store._hashing import content_digest
+from marimo_store.tiered import fill_copy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from marimo_store._entry import Entry, EntryMetadata, ExecutionKey
     from marimo_store._options import StoreOptions
     from marimo_store._versions import VersionPolicy
@@ -97,25 +101,61 @@ class RemoteTier:
 
     # -- reading ------------------------------------------------------------------
 
-    def fetch(self, key: ExecutionKey, exact: bool, version_policy: VersionPolicy) -> Entry | None:
+    def fetch(
+        self,
+        key: ExecutionKey,
+        exact: bool,
+        version_policy: VersionPolicy,
+        keep: Callable[[Entry], object],
+    ) -> Entry | None:
         """The remote's entry for `key`, or None (a miss, also when the
-        remote fails or has not answered in time)."""
+        remote fails or has not answered in time). A hit is given to `keep`
+        (the local store's put) as a copy with its run pinned, so the next
+        hit is local; a copy that fails to keep costs a warning only."""
         self._fresh_enough()
         runs = self.remote.runs(key, exact=exact, refresh=False)
         if not runs:
             return None
         try:
-            return self.remote.load_first(runs, version_policy)
+            found = self.remote.load_first(runs, version_policy)
         except StoreError as error:
             if not isinstance(error, OSError):
                 raise  # a version or trust refusal in strict mode is the caller's
             self._warn("reading failed", error)
             return None
+        if found is not None and found.metadata is not None:
+            try:
+                keep(fill_copy(found, found.metadata))
+            except StoreError as error:
+                warnings.warn(
+                    f"marimo_store: could not keep a local copy of {found.key} "
+                    f"from the remote {self.remote.remote}: {error}",
+                    StoreWarning,
+                    stacklevel=4,
+                )
+        return found
 
-    def history(self, key: ExecutionKey) -> list[EntryMetadata]:
-        """Metadata of the runs of `key` the remote holds, newest first."""
+    def load_variable(
+        self, key: ExecutionKey, name: str, kind: str, keep: Callable[[Entry], object]
+    ) -> Any:
+        """One variable of the remote's newest run of `key` (kept locally as
+        `fetch` does); `NotFoundError` when the remote has no such variable."""
+        found = self.fetch(key, False, "ignore", keep)
+        if found is None or name not in found.contents.get(kind, {}):
+            raise NotFoundError(f"{kind[:-1] if kind.endswith('s') else kind} {name!r} of {key}")
+        return found.contents[kind][name]
+
+    def history_beside(self, key: ExecutionKey, local: list[EntryMetadata]) -> list[EntryMetadata]:
+        """`local` (metadata of the local store's runs of `key`) with the
+        runs only the remote holds, newest first."""
         self._fresh_enough()
-        return [stored.metadata for stored in self.remote.runs(key, exact=False, refresh=False)]
+        here = {metadata.created_at for metadata in local}
+        remote = [
+            stored.metadata
+            for stored in self.remote.runs(key, exact=False, refresh=False)
+            if stored.metadata.created_at not in here
+        ]
+        return sorted([*local, *remote], key=lambda metadata: metadata.created_at, reverse=True)
 
     # -- writing ------------------------------------------------------------------
 
