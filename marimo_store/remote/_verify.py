@@ -44,8 +44,9 @@ from marimo_store._format.keys import (
     object_id_of_key,
     object_key,
 )
+from marimo_store._format.names import OBJECT_ID
 from marimo_store._format.segments import CLOSE_FRAME
-from marimo_store._hashing import content_hasher
+from marimo_store._hashing import CONTENT_HASH_BYTES, content_hasher
 from marimo_store._media import MediumMissing
 from marimo_store._verify_files import Kind, Problem
 from marimo_store.remote._catalog import RemoteCatalog
@@ -62,6 +63,16 @@ if TYPE_CHECKING:
 
 HASH_CHUNK = 8 * 1024 * 1024
 """Bytes of one ranged read while an object is re-hashed."""
+
+_CONTENT_HEX = 2 * CONTENT_HASH_BYTES
+"""Hex digits of an object id that are its content hash (the rest qualifies it)."""
+
+
+def _object_id(key: str) -> str | None:
+    """The object id a key names, only if it is one a put writes (32 hex, or
+    48 when qualified); any other key under `objects/` is an unknown key."""
+    object_id = object_id_of_key(key)
+    return object_id if object_id is not None and OBJECT_ID.fullmatch(object_id) else None
 
 
 def _hash(medium: Medium, key: str, size: int) -> str:
@@ -135,7 +146,7 @@ class _RemoteVerifier:
 
     def check_keys(self) -> None:
         listing = list(self.medium.list(""))
-        objects = [info for info in listing if object_id_of_key(info.key) is not None]
+        objects = [info for info in listing if _object_id(info.key) is not None]
         total = sum(info.size for info in objects)
         for info in objects:
             self.check_object(info.key, info.size)
@@ -145,7 +156,7 @@ class _RemoteVerifier:
             key = info.key
             if not (
                 key == LEASE_KEY
-                or object_id_of_key(key) is not None
+                or _object_id(key) is not None
                 or is_segment_key(key)
                 or key.startswith(QUARANTINE_PREFIX)
             ):
@@ -154,7 +165,7 @@ class _RemoteVerifier:
                     finding.action = "left alone (the prefix may hold other data)"
 
     def check_object(self, key: str, size: int) -> None:
-        object_id = object_id_of_key(key)
+        object_id = _object_id(key)
         assert object_id is not None
         try:
             digest = _hash(self.medium, key, size)
@@ -162,7 +173,7 @@ class _RemoteVerifier:
             return  # collected by a cleanup meanwhile
         self.report.objects_checked += 1
         self.report.bytes_hashed += size
-        if digest == object_id:
+        if digest == object_id[:_CONTENT_HEX]:
             self.good.add(object_id)
             return
         self.damaged.add(object_id)
@@ -177,7 +188,7 @@ class _RemoteVerifier:
         info = self.medium.head(key)
         if info is None:
             return "gone on a second read"
-        if _hash(self.medium, key, info.size) == object_id:
+        if _hash(self.medium, key, info.size) == object_id[:_CONTENT_HEX]:
             self.damaged.discard(object_id)
             self.good.add(object_id)
             return "whole on a second read (put again meanwhile): left"

@@ -168,15 +168,17 @@ def test_a_leftover_lease_and_unknown_keys_are_reported(medium: ObjectStoreMediu
     medium.put_once(LEASE_KEY, (pack({"holder": "crashed", "until": time.time() - 1}),))
     medium.put_once("stray/notes.txt", (b"hello",))
     medium.put_once(OBJECTS_PREFIX + "not-an-object", (b"x",))
+    medium.put_once(OBJECTS_PREFIX + "ab/not-hex", (b"x",))  # never hashed nor deleted
     report = RemoteStore(medium).verify()
-    assert kinds(report) == ["leftover lease", "unknown key", "unknown key"]
+    assert kinds(report) == ["leftover lease", "unknown key", "unknown key", "unknown key"]
     repaired = RemoteStore(medium).verify(repair=True)
     assert medium.head(LEASE_KEY) is None  # replaced by the repair's, then released
     assert medium.head("stray/notes.txt") is not None  # never deleted: not the store's
-    assert kinds(RemoteStore(medium).verify()) == ["unknown key", "unknown key"]
+    assert medium.head(OBJECTS_PREFIX + "ab/not-hex") is not None
+    assert kinds(RemoteStore(medium).verify()) == ["unknown key"] * 3
     assert [p.action for p in repaired.problems if p.kind == "unknown key"] == [
         "left alone (the prefix may hold other data)"
-    ] * 2
+    ] * 3
 
 
 def test_objects_are_hashed_in_ranges(
