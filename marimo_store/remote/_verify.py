@@ -35,6 +35,7 @@ after it is a miss or the right value, never a wrong one.
 from __future__ import annotations
 
 from marimo_store._entry import now_ms
+from marimo_store._errors import InvalidArgumentError
 from marimo_store._findings import VerifyProblem, VerifyReport
 from marimo_store._format.keys import (
     LEASE_KEY,
@@ -47,7 +48,7 @@ from marimo_store._format.keys import (
 from marimo_store._format.names import OBJECT_ID
 from marimo_store._format.segments import CLOSE_FRAME
 from marimo_store._hashing import CONTENT_HASH_BYTES, content_hasher
-from marimo_store._media import MediumMissing
+from marimo_store._media import MediumMissing, check_key
 from marimo_store._verify_files import Kind, Problem
 from marimo_store.remote._catalog import RemoteCatalog
 from marimo_store.remote._lease import lapsed, new_holder, read_lease, release_lease, take_lease
@@ -73,6 +74,16 @@ def _object_id(key: str) -> str | None:
     48 when qualified); any other key under `objects/` is an unknown key."""
     object_id = object_id_of_key(key)
     return object_id if object_id is not None and OBJECT_ID.fullmatch(object_id) else None
+
+
+def _is_segment(key: str) -> bool:
+    """Whether a listed key names a segment a writer puts (a hostile name,
+    which no medium call accepts, is an unknown key)."""
+    try:
+        check_key(key)
+    except InvalidArgumentError:
+        return False
+    return is_segment_key(key)
 
 
 def _hash(medium: Medium, key: str, size: int) -> str:
@@ -106,7 +117,7 @@ class _RemoteVerifier:
 
     def check_segments(self) -> None:
         for info in list(self.medium.list(SEGMENTS_PREFIX)):
-            if not is_segment_key(info.key):
+            if not _is_segment(info.key):
                 continue  # reported with the other keys
             try:
                 data = self.medium.read(info.key)
@@ -157,7 +168,7 @@ class _RemoteVerifier:
             if not (
                 key == LEASE_KEY
                 or _object_id(key) is not None
-                or is_segment_key(key)
+                or _is_segment(key)
                 or key.startswith(QUARANTINE_PREFIX)
             ):
                 finding = self.find(Kind.UNKNOWN_KEY, key, "not a name the store writes")

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import obstore
 import pytest
 from _s3_server import S3Server
 
@@ -169,16 +170,17 @@ def test_a_leftover_lease_and_unknown_keys_are_reported(medium: ObjectStoreMediu
     medium.put_once("stray/notes.txt", (b"hello",))
     medium.put_once(OBJECTS_PREFIX + "not-an-object", (b"x",))
     medium.put_once(OBJECTS_PREFIX + "ab/not-hex", (b"x",))  # never hashed nor deleted
+    obstore.put(medium.store, "log/a b.log", b"x")  # a name no medium call accepts
     report = RemoteStore(medium).verify()
-    assert kinds(report) == ["leftover lease", "unknown key", "unknown key", "unknown key"]
+    assert kinds(report) == ["leftover lease"] + ["unknown key"] * 4
     repaired = RemoteStore(medium).verify(repair=True)
     assert medium.head(LEASE_KEY) is None  # replaced by the repair's, then released
     assert medium.head("stray/notes.txt") is not None  # never deleted: not the store's
     assert medium.head(OBJECTS_PREFIX + "ab/not-hex") is not None
-    assert kinds(RemoteStore(medium).verify()) == ["unknown key"] * 3
+    assert kinds(RemoteStore(medium).verify()) == ["unknown key"] * 4
     assert [p.action for p in repaired.problems if p.kind == "unknown key"] == [
         "left alone (the prefix may hold other data)"
-    ] * 3
+    ] * 4
 
 
 def test_objects_are_hashed_in_ranges(
