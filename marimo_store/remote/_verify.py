@@ -11,8 +11,8 @@ the order that keeps it true while other machines put:
    decode is damaged); the entries of those that decode make the index.
 2. **Objects** are listed after the segments, so every object an entry
    listed in step 1 needs was put before its listing; each is re-hashed
-   against its name in ranged reads of `HASH_CHUNK` bytes (never a whole
-   large object in memory). An object another machine deletes meanwhile
+   against its name in ranged reads of `HASH_CHUNK` bytes, `READ_AHEAD` in
+   flight (never a whole large object in memory). An object another machine deletes meanwhile
    (a cleanup) is skipped.
 3. **Entries**: every live entry's objects must be there and whole (an
    object missing from the listing is asked for once more).
@@ -33,6 +33,9 @@ after it is a miss or the right value, never a wrong one.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from marimo_store._entry import now_ms
 from marimo_store._errors import InvalidArgumentError
@@ -65,6 +68,10 @@ if TYPE_CHECKING:
 HASH_CHUNK = 8 * 1024 * 1024
 """Bytes of one ranged read while an object is re-hashed."""
 
+READ_AHEAD = 4
+"""Ranged reads of one object in flight while it is hashed: at most
+`READ_AHEAD * HASH_CHUNK` bytes of it are in memory at once."""
+
 _CONTENT_HEX = 2 * CONTENT_HASH_BYTES
 """Hex digits of an object id that are its content hash (the rest qualifies it)."""
 
@@ -87,11 +94,24 @@ def _is_segment(key: str) -> bool:
 
 
 def _hash(medium: Medium, key: str, size: int) -> str:
-    """The xxh3-128 hex of an object's first `size` bytes, read in ranges
-    (`MediumMissing` when it is gone)."""
+    """The xxh3-128 hex of an object's first `size` bytes, read in ranges of
+    `HASH_CHUNK`, `READ_AHEAD` at once (`MediumMissing` when it is gone)."""
     hasher = content_hasher()
-    for start in range(0, size, HASH_CHUNK):
-        hasher.update(medium.read_range(key, start, min(start + HASH_CHUNK, size)))
+    if size <= HASH_CHUNK:
+        hasher.update(medium.read_range(key, 0, size))
+        return hasher.hexdigest()
+
+    def read(start: int) -> bytes:
+        return medium.read_range(key, start, min(start + HASH_CHUNK, size))
+
+    with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
+        pending: deque[Future[bytes]] = deque()
+        for start in range(0, size, HASH_CHUNK):
+            pending.append(pool.submit(read, start))
+            if len(pending) == READ_AHEAD:
+                hasher.update(pending.popleft().result())
+        while pending:
+            hasher.update(pending.popleft().result())
     return hasher.hexdigest()
 
 
