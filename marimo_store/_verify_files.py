@@ -43,6 +43,8 @@ class Kind(str, Enum):
     DAMAGED_GITATTRIBUTES = "damaged .gitattributes"
     INCOMPLETE_GITATTRIBUTES = "incomplete .gitattributes"
     STALE_TEMP_FILE = "stale temp file"
+    UNKNOWN_KEY = "unknown key"
+    LEFTOVER_LEASE = "leftover lease"
 
 
 class Problem:

@@ -3,7 +3,8 @@
 A remote (docs/remote.md) holds the same files as a store directory
 (docs/format.md §3), named by `/`-separated keys relative to its root:
 objects at `objects/<id[0:2]>/<id[2:]>` (§3.3), sealed log segments at
-`log/<writer>.<n>.log` (§3.2), and the maintenance lease `locks/lease`.
+`log/<writer>.<n>.log` (§3.2), the maintenance lease `locks/lease`, and
+`quarantine/` for what a verify moves aside.
 The invariant: these are the names `Layout` and `ObjectNames` give the same
 files on disk, so a remote mirrored to a folder (or a folder uploaded) is a
 store either way.
@@ -17,6 +18,8 @@ OBJECTS_PREFIX = "objects/"
 SEGMENTS_PREFIX = "log/"
 LEASE_KEY = "locks/lease"
 """The cleanup lease: taken with `put_once`, so one machine at a time collects garbage."""
+QUARANTINE_PREFIX = "quarantine/"
+"""Where a remote verify moves segments that do not decode (as `quarantine/` on disk)."""
 
 _FAN_OUT = 2
 

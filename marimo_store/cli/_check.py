@@ -1,6 +1,7 @@
 """`verify` and `doctor`: is the store whole, and is it kept somewhere safe?
 
-Both are thin: `FsPersistentStore.verify()` and `.doctor()` do the work;
+Both are thin: `FsPersistentStore.verify()` and `.doctor()` (and, for
+`verify --remote`, `RemoteStore.verify()`) do the work;
 this module turns their reports into a table or a JSON document and into
 the exit code a script can test (1 when something was found). Neither
 unpickles anything, so both are safe on a folder others can write.
@@ -13,6 +14,7 @@ import os
 from marimo_store._errors import NotFoundError
 from marimo_store._marimo_config import ignored_store_finding
 from marimo_store.cli._output import EXIT_FINDINGS, EXIT_OK, size_text
+from marimo_store.cli._remote import add_remote_option, open_remote
 from marimo_store.cli._target import open_store
 
 TYPE_CHECKING = False
@@ -41,6 +43,11 @@ def register(add: Register) -> None:
         help="with --repair, drop entries whose objects are missing now "
         "(by default they stay, as misses, until they have dangled 7 days here)",
     )
+    add_remote_option(
+        verify,
+        "verify the remote instead: rehash its objects, decode its segments "
+        "(--repair: under its lease)",
+    )
     verify.set_defaults(run=run_verify)
     doctor = add(
         "doctor",
@@ -51,9 +58,16 @@ def register(add: Register) -> None:
 
 
 def run_verify(args: argparse.Namespace, out: Output) -> int:
-    store = open_store(args.store)
-    with out.progress("hashing objects", unit="bytes") as update:
-        report = store.verify(repair=args.repair, drop_dangling=args.drop_dangling, progress=update)
+    if args.remote is not None:
+        _, remote = open_remote(args)
+        with out.progress("hashing the remote's objects", unit="bytes") as update:
+            report = remote.verify(repair=args.repair, progress=update)
+    else:
+        store = open_store(args.store)
+        with out.progress("hashing objects", unit="bytes") as update:
+            report = store.verify(
+                repair=args.repair, drop_dangling=args.drop_dangling, progress=update
+            )
     if out.json_mode:
         out.document(verify_document(report))
     else:
@@ -108,7 +122,8 @@ def _show_verify(report: VerifyReport, out: Output) -> None:
         wrap=("detail", "action"),
     )
     if report.repaired:
-        out.line(f"fresh snapshot {report.snapshot}; run verify again to confirm")
+        fresh = f"fresh snapshot {report.snapshot}; " if report.snapshot else ""
+        out.line(f"{fresh}run verify again to confirm")
     else:
         out.line("marimo-store verify --repair fixes them (reads already skip damaged files)")
 

@@ -5,9 +5,10 @@
 the other way (each with a progress bar, or one JSON document). `info
 --remote` counts the remote's entries, segments and objects; `cleanup
 --remote` runs its object GC under a lease (grace: the store's
-`object_grace_seconds`). The remote is `--remote URL`, else the store's
-configured `remote`. Credentials come from the environment, as for the
-store itself.
+`object_grace_seconds`); `verify --remote` (in `_check.py`, beside the
+local `verify` whose output it shares) checks every byte of it. The
+remote is `--remote URL`, else the store's configured `remote`.
+Credentials come from the environment, as for the store itself.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def add_remote_option(command: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def _open(args: argparse.Namespace) -> tuple[FsPersistentStore, RemoteStore]:
+def open_remote(args: argparse.Namespace) -> tuple[FsPersistentStore, RemoteStore]:
     from marimo_store.cli._target import open_store  # noqa: PLC0415
     from marimo_store.remote import RemoteStore  # noqa: PLC0415
 
@@ -91,7 +92,7 @@ def _copy(
 
 
 def _transfer(args: argparse.Namespace, out: Output, *, push: bool) -> int:
-    local, remote = _open(args)
+    local, remote = open_remote(args)
     source, target = (local, remote) if push else (remote, local)
     there = {metadata.key for metadata in target.entries()}
     missing = [metadata for metadata in source.entries() if metadata.key not in there]
@@ -125,7 +126,7 @@ def run_pull(args: argparse.Namespace, out: Output) -> int:
 def run_remote_info(args: argparse.Namespace, out: Output) -> int:
     from marimo_store._format.keys import OBJECTS_PREFIX, SEGMENTS_PREFIX  # noqa: PLC0415
 
-    _, remote = _open(args)
+    _, remote = open_remote(args)
     segments = list(remote.medium.list(SEGMENTS_PREFIX))
     objects = list(remote.medium.list(OBJECTS_PREFIX))
     document = {
@@ -144,7 +145,7 @@ def run_remote_info(args: argparse.Namespace, out: Output) -> int:
 
 
 def run_remote_cleanup(args: argparse.Namespace, out: Output) -> int:
-    local, remote = _open(args)
+    local, remote = open_remote(args)
     with out.activity("collecting the remote's garbage"):
         report = remote.collect_garbage(
             grace_seconds=local.options.object_grace_seconds, recheck_seconds=RECHECK_SECONDS

@@ -2,9 +2,10 @@
 other machines put.
 
 An object store has no lock, so one machine at a time collects garbage by
-holding a lease: the object `locks/lease`, taken with `put_once` (a second
-taker finds it there and does nothing), naming its holder and when it
-lapses, so a crashed holder blocks nobody for longer than `lease_seconds`.
+holding a lease (`_lease.py`): the object `locks/lease`, taken with
+`put_once` (a second taker finds it there and does nothing), naming its
+holder and when it lapses, so a crashed holder blocks nobody for longer
+than `lease_seconds`.
 
 Another machine's put writes (or finds) its objects first and its segment
 after, so an object can be referenced by a segment that is not listed yet.
@@ -25,15 +26,12 @@ listing (which finds the merged one), never sees a wrong value.
 
 from __future__ import annotations
 
-import os
 import time
 
-from marimo_store._format.framing import pack, unpack_any
-from marimo_store._format.keys import LEASE_KEY, OBJECTS_PREFIX, object_id_of_key
+from marimo_store._format.keys import OBJECTS_PREFIX, object_id_of_key
 from marimo_store._format.records import TOMBSTONE_TYPE, encode_entry, encode_key_record
-from marimo_store._log import new_writer_id
-from marimo_store._media import MediumMissing
 from marimo_store._value import Value
+from marimo_store.remote._lease import new_holder, release_lease, take_lease
 from marimo_store.remote._writer import RemoteWriter
 
 TYPE_CHECKING = False
@@ -99,21 +97,6 @@ def _compact(store: RemoteStore) -> int:
     return len(merged)
 
 
-def _take_lease(store: RemoteStore, holder: str, lease_seconds: float) -> bool:
-    lease = pack({"holder": holder, "until": time.time() + lease_seconds})
-    if store.medium.put_once(LEASE_KEY, (lease,)):
-        return True
-    try:
-        held = unpack_any(memoryview(store.medium.read(LEASE_KEY)))
-    except MediumMissing:
-        held = None  # released meanwhile: try once more
-    until = held.get("until") if isinstance(held, dict) else None
-    if isinstance(until, int | float) and until > time.time():
-        return False
-    store.medium.delete(LEASE_KEY)  # lapsed (its holder crashed), or unreadable
-    return store.medium.put_once(LEASE_KEY, (lease,))
-
-
 def collect_garbage(
     store: RemoteStore,
     *,
@@ -122,8 +105,8 @@ def collect_garbage(
     lease_seconds: float = 3600.0,
 ) -> RemoteGcReport:
     """Delete the remote's objects no live entry references (see the module docstring)."""
-    holder = f"{new_writer_id()}-{os.urandom(4).hex()}"
-    if not _take_lease(store, holder, lease_seconds):
+    holder = new_holder()
+    if not take_lease(store.medium, holder, lease_seconds):
         return RemoteGcReport(busy=True)
     try:
         merged = _compact(store)
@@ -154,15 +137,4 @@ def collect_garbage(
             busy=False, segments_merged=merged, deleted=deleted, freed_bytes=freed, kept=kept
         )
     finally:
-        _release_lease(store, holder)
-
-
-def _release_lease(store: RemoteStore, holder: str) -> None:
-    """Delete the lease if it is still this holder's (it may have lapsed and
-    been taken by another machine meanwhile)."""
-    try:
-        held = unpack_any(memoryview(store.medium.read(LEASE_KEY)))
-    except MediumMissing:
-        return
-    if isinstance(held, dict) and held.get("holder") == holder:
-        store.medium.delete(LEASE_KEY)
+        release_lease(store.medium, holder)

@@ -52,9 +52,11 @@ if TYPE_CHECKING:
     from typing import Any
 
     from marimo_store._entry import ExecutionKey
+    from marimo_store._findings import VerifyReport
     from marimo_store._media import Medium
     from marimo_store._serialize import SerializedValue
     from marimo_store._trust import VerifyMode
+    from marimo_store._verify import Progress
     from marimo_store._versions import VersionPolicy
     from marimo_store.remote._gc import RemoteGcReport
 
@@ -335,6 +337,21 @@ class RemoteStore(NamedObjects):
             recheck_seconds=recheck_seconds,
             lease_seconds=lease_seconds,
         )
+
+    def verify(
+        self,
+        *,
+        repair: bool = False,
+        progress: Progress | None = None,
+        lease_seconds: float = 3600.0,
+    ) -> VerifyReport:
+        """Re-hash every object, decode every segment, check every entry's
+        objects; with `repair`, under the lease, delete damaged objects,
+        move undecodable segments to `quarantine/` and tombstone entries
+        left without objects (`_verify.py`; docs/remote.md)."""
+        from marimo_store.remote._verify import verify_remote  # noqa: PLC0415 - maintenance only
+
+        return verify_remote(self, repair=repair, progress=progress, lease_seconds=lease_seconds)
 
     # -- lifecycle -----------------------------------------------------------------
 
