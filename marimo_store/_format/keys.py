@@ -12,6 +12,7 @@ store either way.
 
 from __future__ import annotations
 
+from marimo_store._format.names import OBJECT_ID
 from marimo_store._format.segments import SEGMENT_SUFFIX, segment_file_name
 
 OBJECTS_PREFIX = "objects/"
@@ -30,12 +31,15 @@ def object_key(object_id: str) -> str:
 
 
 def object_id_of_key(key: str) -> str | None:
-    """The object id a key under `objects/` names, or None for another key."""
+    """The object id a key under `objects/` names, only if it is one a put
+    writes (32 hex digits, or 48 when qualified); None for any other key, so
+    object GC never takes a stray key under `objects/` for an object."""
     rest = key.removeprefix(OBJECTS_PREFIX)
     fan, slash, name = rest.partition("/")
-    if rest == key or not slash or len(fan) != _FAN_OUT or "/" in name:
+    if rest == key or not slash or len(fan) != _FAN_OUT:
         return None
-    return fan + name
+    object_id = fan + name
+    return object_id if OBJECT_ID.fullmatch(object_id) else None
 
 
 def segment_key(writer_id: str, number: int) -> str:

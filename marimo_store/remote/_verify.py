@@ -48,7 +48,6 @@ from marimo_store._format.keys import (
     object_id_of_key,
     object_key,
 )
-from marimo_store._format.names import OBJECT_ID
 from marimo_store._format.segments import CLOSE_FRAME
 from marimo_store._hashing import CONTENT_HASH_BYTES, content_hasher
 from marimo_store._media import MediumMissing, check_key
@@ -74,13 +73,6 @@ READ_AHEAD = 4
 
 _CONTENT_HEX = 2 * CONTENT_HASH_BYTES
 """Hex digits of an object id that are its content hash (the rest qualifies it)."""
-
-
-def _object_id(key: str) -> str | None:
-    """The object id a key names, only if it is one a put writes (32 hex, or
-    48 when qualified); any other key under `objects/` is an unknown key."""
-    object_id = object_id_of_key(key)
-    return object_id if object_id is not None and OBJECT_ID.fullmatch(object_id) else None
 
 
 def _is_segment(key: str) -> bool:
@@ -177,7 +169,7 @@ class _RemoteVerifier:
 
     def check_keys(self) -> None:
         listing = list(self.medium.list(""))
-        objects = [info for info in listing if _object_id(info.key) is not None]
+        objects = [info for info in listing if object_id_of_key(info.key) is not None]
         total = sum(info.size for info in objects)
         for info in objects:
             self.check_object(info.key, info.size)
@@ -187,7 +179,7 @@ class _RemoteVerifier:
             key = info.key
             if not (
                 key == LEASE_KEY
-                or _object_id(key) is not None
+                or object_id_of_key(key) is not None
                 or _is_segment(key)
                 or key.startswith(QUARANTINE_PREFIX)
             ):
@@ -196,7 +188,7 @@ class _RemoteVerifier:
                     finding.action = "left alone (the prefix may hold other data)"
 
     def check_object(self, key: str, size: int) -> None:
-        object_id = _object_id(key)
+        object_id = object_id_of_key(key)
         assert object_id is not None
         try:
             digest = _hash(self.medium, key, size)

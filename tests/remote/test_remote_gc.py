@@ -40,6 +40,20 @@ def test_gc_frees_the_objects_of_deleted_entries_only(remote: str) -> None:
     assert store.medium.head(LEASE_KEY) is None
 
 
+def test_gc_never_deletes_a_key_under_objects_that_names_no_object(remote: str) -> None:
+    """What a put never writes (a stray name under `objects/`) is not the
+    store's to delete: GC leaves it, however old."""
+    store = RemoteStore(remote)
+    strays = [f"{OBJECTS_PREFIX}ab/notes.txt", f"{OBJECTS_PREFIX}ab/{'0' * 31}"]
+    for key in strays:
+        store.medium.put_once(key, [b"kept"])
+    store.put(Entry(ExecutionKey("a", "m"), {"variables": {"o": np.ones(20_000)}}))
+    store.delete_entries([ExecutionKey("a", "m")])
+    report = store.collect_garbage(grace_seconds=0, recheck_seconds=0)
+    assert report.deleted == 1
+    assert [store.medium.read(key) for key in strays] == [b"kept", b"kept"]
+
+
 def test_a_held_lease_makes_gc_do_nothing_and_a_lapsed_one_is_taken(remote: str) -> None:
     store = RemoteStore(remote)
     store.put(Entry(ExecutionKey("a", "m"), {"variables": {"o": np.ones(20_000)}}))
