@@ -6,7 +6,7 @@ path of this process's writer, and a cleanup. They get it all through this
 handle, so the store's private parts can change behind one small interface.
 Invariant: no module of `marimo_store` other than `store.py` and the parts
 it hands work to touches a `store._...` attribute
-(tests/test_maintenance_handle.py checks it). Internal: `marimo_store` does
+(tests/maintenance/test_maintenance_handle.py checks it). Internal: `marimo_store` does
 not export it, and the public API does not name it.
 """
 

@@ -7,7 +7,7 @@
 module loads `typing`; `import marimo_store` does not, and loads it only
 when `marimo_store.Store` is first used. The library's own checks use
 `STORE_METHODS` and `is_store` (`_named.py`, no `typing`), which
-tests/test_protocol.py keeps equal to this protocol's members.
+tests/store/test_protocol.py keeps equal to this protocol's members.
 """
 
 from __future__ import annotations

@@ -207,23 +207,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--mutations",
         type=int,
         default=int(os.environ.get("MARIMO_STORE_FUZZ_MUTATIONS", "600")),
-        help="mutations of the corruption fuzzer (tests/test_fuzz.py)",
+        help="mutations of the corruption fuzzer (tests/survival/test_fuzz.py)",
     )
     parser.addoption(
         "--git-rounds",
         type=int,
         default=int(os.environ.get("MARIMO_STORE_GIT_ROUNDS", "20")),
-        help="rounds of put, cleanup and git pull in two clones (tests/test_real_tools.py)",
+        help=(
+            "rounds of put, cleanup and git pull in two clones (tests/survival/test_real_tools.py)"
+        ),
     )
     parser.addoption(
         "--rsync-rounds",
         type=int,
         default=int(os.environ.get("MARIMO_STORE_RSYNC_ROUNDS", "10")),
-        help="rounds of rsync with log/ before objects/ (tests/test_late_not_lost.py)",
+        help="rounds of rsync with log/ before objects/ (tests/survival/test_late_not_lost.py)",
     )
     parser.addoption(
         "--flight-runs",
         type=int,
         default=int(os.environ.get("MARIMO_STORE_FLIGHT_RUNS", "1")),
-        help="runs of 16 processes x 20 keys in tests/test_single_flight.py",
+        help="runs of 16 processes x 20 keys in tests/cache/test_single_flight.py",
     )

@@ -18,19 +18,19 @@ from pathlib import Path
 
 TESTS = Path(__file__).parent
 RELEVANT = [
-    "test_app.py",
-    "test_config.py",
-    "test_marimo_plugin.py",
-    "test_migrate.py",
-    "test_store_directory.py",
-    "test_doctor.py",
-    "test_signing.py",
-    "test_cli.py::test_the_store_is_found_like_app_does",
-    "test_cli.py::test_migrate_imports_marimo_cache_beside_it",
+    "integration/test_app.py",
+    "integration/test_config.py",
+    "integration/test_marimo_plugin.py",
+    "maintenance/test_migrate.py",
+    "store/test_store_directory.py",
+    "maintenance/test_doctor.py",
+    "store/test_signing.py",
+    "cli/test_cli.py::test_the_store_is_found_like_app_does",
+    "cli/test_cli.py::test_migrate_imports_marimo_cache_beside_it",
     # Real marimo: a script run and an export, with the user's store.
-    "test_marimo_notebooks.py::test_our_decorator_on_functions_defined_in_cells",
-    "test_marimo_notebooks.py::test_the_store_selected_by_the_user_configuration_alone",
-    "test_marimo_notebooks.py::test_a_project_marimo_toml_with_a_user_store_warns_and_each_fix_works",
+    "integration/test_marimo_notebooks.py::test_our_decorator_on_functions_defined_in_cells",
+    "integration/test_marimo_notebooks.py::test_the_store_selected_by_the_user_configuration_alone",
+    "integration/test_marimo_notebooks.py::test_a_project_marimo_toml_with_a_user_store_warns_and_each_fix_works",
 ]
 PLANTED_CONFIG = """\
 [cache]

@@ -2,7 +2,7 @@
 a local directory has: crash safety through `_fs`, `appender` and `lock`.
 
 Real files and real processes throughout; the crash test replaces `_fs`'s
-functions as tests/test_crash.py does.
+functions as tests/survival/test_crash.py does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Functions run in other processes by tests/test_stress.py.
+"""Functions run in other processes by tests/survival/test_stress.py.
 
 Like `concurrency.py`, this module is importable by name so that the "spawn"
 start method can run its functions in a fresh interpreter; it is also run as

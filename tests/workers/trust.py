@@ -1,4 +1,4 @@
-"""A second "machine" writing into a shared store folder, for tests/test_trust.py.
+"""A second "machine" writing into a shared store folder, for tests/store/test_trust.py.
 
     python -m workers.trust STORE KEY MARKER BLOCK:FORMAT [BLOCK:FORMAT ...]
 

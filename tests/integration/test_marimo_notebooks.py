@@ -29,7 +29,7 @@ from _layout import log_dir, object_files, object_path
 from marimo_store import FsPersistentStore, migrate_marimo_cache
 
 NOTEBOOKS = Path(__file__).parent / "marimo_notebooks"
-EXAMPLES = Path(__file__).parent.parent / "examples" / "notebooks"
+EXAMPLES = Path(__file__).parents[2] / "examples" / "notebooks"
 RUN_TIMEOUT = 180
 VERIFICATION_OFF = '[cache]\nverification = "off"\n'
 """marimo's lazy loader verifies signatures; without the `cryptography`

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "marimo_store"
+PACKAGE = Path(__file__).resolve().parents[2] / "marimo_store"
 
 STORE_PARTS = frozenset(
     ("store.py", "_options.py", "_writer.py", "_reader.py", "_refresh.py", "_accesses.py",

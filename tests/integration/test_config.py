@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-EXAMPLE = Path(__file__).parent.parent / ".marimo.toml.example"
+EXAMPLE = Path(__file__).parents[2] / ".marimo.toml.example"
 
 
 def write(path: Path, text: str) -> Path:

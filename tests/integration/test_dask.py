@@ -22,7 +22,7 @@ from dask.distributed import Client, LocalCluster
 from workers import objects as object_workers
 from workers.objects import executions, sweep_function
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "dask_pipeline.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "dask_pipeline.py"
 
 
 @pytest.fixture(scope="module")

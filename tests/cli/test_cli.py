@@ -674,7 +674,7 @@ FREE_MAPS = {"variables", "contents", "packages", "user_metadata", "skipped"}
 
 def documented_json() -> dict[str, Any]:
     """The example JSON document of each command in docs/cli.md."""
-    reference = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    reference = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
     examples = {}
     for section in reference.split("\n### `")[1:]:
         command = section.split("`", 1)[0]

@@ -5,7 +5,7 @@ tool would, then checks: `verify()` names the problem (kind and file);
 `verify(repair=True)` says what it did; a second `verify()` reports nothing;
 every entry loads with its right values or is a miss, and the entries the
 damage did not touch (or that a repair could restore from a copy) still
-load. The corruption fuzzer (tests/test_fuzz.py) repeats the
+load. The corruption fuzzer (tests/survival/test_fuzz.py) repeats the
 repair-then-clean check over thousands of random mutations.
 """
 
