@@ -203,3 +203,47 @@ def scratch_arguments(parser: argparse.ArgumentParser, repeat: int = 5) -> None:
     parser.add_argument(
         "--dir", help="parent of the scratch directory (default: .bench-tmp in the repository)"
     )
+
+
+# -- sections of docs/benchmarks.md that slow benchmarks publish ----------------------
+
+SCALE_SECTION = "## Scale"
+"""benchmarks/scale.py's section (stores of up to a million entries)."""
+REMOTE_SECTION = "## Remote"
+"""benchmarks/remote.py's section (it needs an S3-compatible server)."""
+PUBLISHED_ELSEWHERE = (SCALE_SECTION, REMOTE_SECTION)
+"""The sections benchmarks/run.py keeps when it writes the page anew."""
+
+
+def _section_bounds(page: str, heading: str) -> tuple[int, int] | None:
+    """Where the section `heading` of `page` starts and ends (the next "## ")."""
+    start = page.find("\n" + heading + "\n")
+    if start < 0:
+        return None
+    end = page.find("\n## ", start + 1)
+    return start + 1, (end + 1 if end >= 0 else len(page))
+
+
+def published_section(path: str, heading: str) -> str:
+    """The section `heading` of the page at `path` ("" if none):
+    benchmarks/run.py keeps the sections slower benchmarks publish."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            page = file.read()
+    except FileNotFoundError:
+        return ""
+    bounds = _section_bounds(page, heading)
+    return "" if bounds is None else page[bounds[0] : bounds[1]]
+
+
+def publish_section(text: str, path: str, heading: str) -> None:
+    """Replace the section `heading` of `path` with `text` (or append it)."""
+    with open(path, encoding="utf-8") as file:
+        page = file.read()
+    bounds = _section_bounds(page, heading)
+    if bounds is None:
+        page = page.rstrip("\n") + "\n\n" + text
+    else:
+        page = page[: bounds[0]] + text + page[bounds[1] :]
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(page)

@@ -26,6 +26,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -33,6 +34,7 @@ from functools import partial
 import numpy as np
 import obstore
 
+from benchmarks import _common as common
 from marimo_store import Entry, ExecutionKey
 from marimo_store._media.counting import CountingMedium
 from marimo_store._media.object_store import ObjectStoreMedium
@@ -142,10 +144,51 @@ def dedup(server: S3Server, size: int) -> dict[str, int]:
     return uploaded
 
 
+def section(
+    size_mib: int,
+    *,
+    rates: list[tuple[str, float, float]],
+    hit: dict[str, float],
+    uploads: dict[str, int],
+    machine: list[str],
+    command: str,
+) -> str:
+    """The "## Remote" section of docs/benchmarks.md."""
+    lines = [
+        common.REMOTE_SECTION,
+        "",
+        "The remote tier (docs/remote.md) against moto's S3-compatible server on "
+        f"127.0.0.1, measured by [benchmarks/remote.py](../benchmarks/remote.py) (`{command}`), "
+        "which describes each row. The server is pure Python on the same 2 cores as the "
+        "client: its throughput is moto's, not S3's; the ratio to the floor (a plain "
+        "`obstore.put` / `obstore.get` of the same bytes to the same server) is the figure.",
+        "",
+        *machine,
+        "",
+        f"| {size_mib} MiB | marimo_store | floor | ratio |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {row} | {ours:.0f} MB/s | {floor:.0f} MB/s | {ours / floor:.2f} |"
+            for row, ours, floor in rates
+        ),
+        "",
+        "| tiny remote hit | |",
+        "|---|---:|",
+        *(f"| {name} | {value:g} |" for name, value in hit.items()),
+        "",
+        f"| dedup of a {min(size_mib, 64)} MiB result across two machines | bytes uploaded |",
+        "|---|---:|",
+        *(f"| {name} | {value} |" for name, value in uploads.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--publish", action="store_true", help="write docs/benchmarks.md")
     arguments = parser.parse_args()
     server = S3Server()
     server.start()
@@ -154,16 +197,33 @@ def main() -> None:
         size = arguments.size_mib << 20
         print(f"push/pull of {arguments.size_mib} MiB, median of {arguments.repeat}:")
         print(f"{'row':<25}{'marimo_store MB/s':>18}{'floor MB/s':>12}{'ratio':>8}")
-        for row, ours, floor in throughput(server, size, arguments.repeat):
+        rates = throughput(server, size, arguments.repeat)
+        for row, ours, floor in rates:
             print(f"{row:<25}{ours:>18.0f}{floor:>12.0f}{ours / floor:>8.2f}")
         print("tiny remote hit:")
-        for name, value in tiny_hit(server, max(arguments.repeat, 5)).items():
+        hit = tiny_hit(server, max(arguments.repeat, 5))
+        for name, value in hit.items():
             print(f"  {name:<30}{value:>10.2f}")
         print(f"dedup of a {min(size, 64 << 20) >> 20} MiB result across two machines:")
-        for name, value in dedup(server, min(size, 64 << 20)).items():
+        uploads = dedup(server, min(size, 64 << 20))
+        for name, value in uploads.items():
             print(f"  {name:<34}{value:>12}")
     finally:
         server.stop()
+    if arguments.publish:
+        command = "python -m benchmarks.remote " + " ".join(sys.argv[1:])
+        machine = common.machine_info(tempfile.gettempdir())
+        text = section(
+            arguments.size_mib,
+            rates=rates,
+            hit=hit,
+            uploads=uploads,
+            machine=machine,
+            command=command.strip(),
+        )
+        common.publish_section(
+            text, os.path.join(common.REPO, "docs", "benchmarks.md"), common.REMOTE_SECTION
+        )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ own process); ratio = system / marimo_store, lower is better.
     .venv/bin/python -m benchmarks.run --quick    # under 2 minutes; prints only
 
 The page's "## Scale" section is benchmarks/scale.py's (too slow for this
-run: it builds stores of up to a million entries); a full run keeps it.
+run: it builds stores of up to a million entries) and its "## Remote"
+section benchmarks/remote.py's (it needs an S3-compatible server); a full
+run keeps both.
 
 Run from the repository root: the scripts are modules of the `benchmarks`
 package and import each other (and their helpers, `_common.py`) by full
@@ -66,7 +68,7 @@ import numpy as np
 
 from benchmarks import _common as common
 from benchmarks import cache as cache_bench
-from benchmarks import core, scale, signing
+from benchmarks import core, signing
 from benchmarks import open as open_bench
 from marimo_store import generate_signing_key, persistent_cache
 
@@ -601,7 +603,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = document(rows, own, settings=settings, machine=machine, load=load, picture=picture)
     print(text)
     if output is not None:
-        kept = scale.published(output)  # measured by benchmarks/scale.py, not here
+        # Measured by benchmarks/scale.py and benchmarks/remote.py, not here:
+        kept = "".join(
+            common.published_section(output, heading) for heading in common.PUBLISHED_ELSEWHERE
+        )
         with open(output, "w", encoding="utf-8") as file:
             file.write(text + ("\n" + kept if kept else ""))
     common.progress(f"done in {time.perf_counter() - started:.0f} s")

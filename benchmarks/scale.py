@@ -48,7 +48,7 @@ from typing import Any
 from benchmarks import _common as common
 from benchmarks.open import child_environment, run
 
-SECTION = "## Scale"
+SECTION = common.SCALE_SECTION
 NEW_PUTS = 1000
 DISTINCT_HITS = 200
 
@@ -342,40 +342,6 @@ def section(results: dict[int, dict[str, float]], machine: list[str], command: s
     return "\n".join(lines)
 
 
-def _bounds(page: str) -> tuple[int, int] | None:
-    """Where the Scale section of `page` starts and ends (the next "## ")."""
-    start = page.find("\n" + SECTION + "\n")
-    if start < 0:
-        return None
-    end = page.find("\n## ", start + 1)
-    return start + 1, (end + 1 if end >= 0 else len(page))
-
-
-def published(path: str) -> str:
-    """The Scale section of the page at `path` ("" if none): benchmarks/run.py
-    keeps it when it writes the page anew."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            page = file.read()
-    except FileNotFoundError:
-        return ""
-    bounds = _bounds(page)
-    return "" if bounds is None else page[bounds[0] : bounds[1]]
-
-
-def publish(text: str, path: str) -> None:
-    """Replace the Scale section of `path` with `text` (or append it)."""
-    with open(path, encoding="utf-8") as file:
-        page = file.read()
-    bounds = _bounds(page)
-    if bounds is None:
-        page = page.rstrip("\n") + "\n\n" + text
-    else:
-        page = page[: bounds[0]] + text + page[bounds[1] :]
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(page)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--counts", default="10000,100000", help="comma-separated N")
@@ -401,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             json.dump({str(n): figures for n, figures in results.items()}, file, indent=1)
     if args.publish:
         text = section(results, machine, command.strip())
-        publish(text, os.path.join(common.REPO, "docs", "benchmarks.md"))
+        common.publish_section(text, os.path.join(common.REPO, "docs", "benchmarks.md"), SECTION)
     common.progress(f"done in {time.perf_counter() - started:.0f} s")
 
 
