@@ -14,7 +14,8 @@ Its cost follows what changed: only the log records after the heads are
 decoded, the records of entries a head holds unchanged are copied into
 the new snapshot byte for byte (only new or changed entries are encoded),
 and the cyclic garbage collector is paused while the lock is held.
-`BackgroundCleanup` runs a cleanup in a thread when a put finds one due.
+When a cleanup runs by itself is `_cleanup_trigger.py`'s; this module is
+imported at the first cleanup, not with the store.
 
 Implements M1, M2, M5, M8 (docs/format.md §14).
 """
@@ -26,7 +27,6 @@ import gc
 import os
 import threading
 import time
-import warnings
 from functools import partial
 
 from marimo_store import _fs
@@ -38,14 +38,14 @@ from marimo_store._cleanup_files import (
 )
 from marimo_store._dangling import dangling_since, overdue
 from marimo_store._entry import now_ms
-from marimo_store._errors import StoreIOError, StoreWarning
+from marimo_store._errors import StoreIOError
 from marimo_store._format.layout import SNAPSHOT_SUFFIX
 from marimo_store._format.segments import writer_of
 from marimo_store._hashed_objects import prune_ledgers
 from marimo_store._locks import LocalLock
 from marimo_store._log import LogReader, writer_is_local
 from marimo_store._refresh import apply_record
-from marimo_store._retired import MAX_MARKER_BYTES, in_git_work_tree, remove
+from marimo_store._retired import in_git_work_tree, remove
 from marimo_store._snapshot import (
     SnapshotSet,
     StoreState,
@@ -56,7 +56,6 @@ from marimo_store._snapshot import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import weakref
     from collections.abc import Callable, Collection, Iterator, Mapping
 
     from marimo_store._cleanup import CleanupStrategy
@@ -68,12 +67,9 @@ if TYPE_CHECKING:
     from marimo_store._reader import EntryReader
     from marimo_store._refresh import LiveIndex
     from marimo_store._writer import EntryWriter
-    from marimo_store.store import FsPersistentStore
 
 _DAY_MS = 86_400_000
 _MAX_ANCESTORS = 1000
-_MAX_SEGMENTS_BEFORE_CLEANUP = 64
-_TRIGGER_BACKOFF_SECONDS = 30.0
 
 
 @contextlib.contextmanager
@@ -414,66 +410,3 @@ class Compactor:
                 retire=retire,
                 temp_path=self._writer.session_for_this_process().temp_path,
             )
-
-    def cleanup_due(self) -> bool:
-        """Whether a put should start a background cleanup: too many or too
-        old entries wait in the log, or too many segments piled up."""
-        index = self._live.index
-        too_many = 0 <= self._options.max_entries_in_log < index.log_entries
-        oldest = index.oldest_log_entry
-        timeout_ms = self._options.entry_merge_timeout_seconds * 1000
-        too_old = oldest is not None and now_ms() - oldest > timeout_ms
-        return too_many or too_old or self.too_many_segments()
-
-    def too_many_segments(self) -> bool:
-        """Whether the log holds more segment files than a cleanup should let
-        pile up. Every process that only reads still leaves one small segment
-        (its access records), so entry counts alone would never trigger.
-        The markers of retired segments (a store in git) do not count."""
-        segments = self._live.log_reader.segments().values()
-        files = sum(1 for s in segments if s.segment_id or s.size > MAX_MARKER_BYTES)
-        return files > _MAX_SEGMENTS_BEFORE_CLEANUP
-
-
-class BackgroundCleanup:
-    """The cleanup thread a put starts when one is due; the put does not wait."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._not_before = 0.0
-
-    def start(self, reference: weakref.ref[FsPersistentStore]) -> None:
-        """Start a cleanup of the store unless one runs or one started lately."""
-        if time.monotonic() < self._not_before:
-            return
-        if self.is_alive():
-            return
-        self._not_before = time.monotonic() + _TRIGGER_BACKOFF_SECONDS
-        self._thread = threading.Thread(
-            target=_clean_up_in_background,
-            args=(reference,),
-            name="marimo_store-cleanup",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-
-def _clean_up_in_background(reference: weakref.ref[FsPersistentStore]) -> None:
-    store = reference()
-    if store is None:
-        return
-    try:
-        store.cleanup()
-    except Exception as error:  # a background cleanup reports, it never kills anything
-        warnings.warn(
-            f"marimo_store: background cleanup of {store.path} failed: {error}",
-            StoreWarning,
-            stacklevel=1,
-        )

@@ -40,6 +40,11 @@ EXPIRE = "expire_ms"
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
+_set = object.__setattr__
+"""How the hot value types below set their fields: one direct call per
+field rather than `Value._assign`'s keyword dict (a cleanup builds several
+of them for every entry of the store)."""
+
 
 def now_ms() -> int:
     """Milliseconds since the Unix epoch, UTC: the unit of every timestamp."""
@@ -57,6 +62,13 @@ def is_timestamp(value: object) -> TypeGuard[int]:
     return type(value) is int and 0 <= value <= MAX_TIMESTAMP
 
 
+def _check_key_part(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"ExecutionKey.{name} must be a non-empty str, got {value!r}")
+    if "\x00" in value:
+        raise InvalidArgumentError(f"ExecutionKey.{name} must not contain NUL")
+
+
 class ExecutionKey(Value):
     """Identifies one stored execution.
 
@@ -72,29 +84,28 @@ class ExecutionKey(Value):
     created_at: int | None
 
     def __init__(self, block_id: str, module_hash: str, created_at: int | None = None) -> None:
-        for name, value in (("block_id", block_id), ("module_hash", module_hash)):
-            if not isinstance(value, str) or not value:
-                raise InvalidArgumentError(
-                    f"ExecutionKey.{name} must be a non-empty str, got {value!r}"
-                )
-            if "\x00" in value:
-                raise InvalidArgumentError(f"ExecutionKey.{name} must not contain NUL")
+        _check_key_part("block_id", block_id)
+        _check_key_part("module_hash", module_hash)
         if created_at is not None and not is_timestamp(created_at):
             raise InvalidArgumentError(
                 "ExecutionKey.created_at must be None or an int of milliseconds since "
                 f"the epoch from 0 to 2**64 - 1 (what the format stores), got {created_at!r}"
             )
-        self._assign(block_id=block_id, module_hash=module_hash, created_at=created_at)
+        _set(self, "block_id", block_id)
+        _set(self, "module_hash", module_hash)
+        _set(self, "created_at", created_at)
 
     @classmethod
-    def _trusted(cls, block_id: str, module_hash: str) -> ExecutionKey:
-        """A key from parts known to be valid (hex digests, a checked name),
-        without re-checking them: cached functions build one on every call."""
+    def _trusted(
+        cls, block_id: str, module_hash: str, created_at: int | None = None
+    ) -> ExecutionKey:
+        """A key from parts known to be valid (hex digests, a checked name,
+        fields a record decoder checked), without re-checking them: cached
+        functions build one on every call, a cleanup one per entry."""
         key = cls.__new__(cls)
-        set_field = object.__setattr__
-        set_field(key, "block_id", block_id)
-        set_field(key, "module_hash", module_hash)
-        set_field(key, "created_at", None)
+        _set(key, "block_id", block_id)
+        _set(key, "module_hash", module_hash)
+        _set(key, "created_at", created_at)
         return key
 
     def at(self, created_at: int) -> ExecutionKey:
@@ -153,7 +164,12 @@ class ObjectRef(Value):
         inline: bool = False,
         digest: bytes | None = None,
     ) -> None:
-        self._assign(id=id, size=size, format=format, buffers=buffers, inline=inline, digest=digest)
+        _set(self, "id", id)
+        _set(self, "size", size)
+        _set(self, "format", format)
+        _set(self, "buffers", buffers)
+        _set(self, "inline", inline)
+        _set(self, "digest", digest)
 
     @property
     def total_size(self) -> int:
@@ -174,7 +190,9 @@ class Environment(Value):
     packages: Mapping[str, str]
 
     def __init__(self, python: str, platform: str, packages: Mapping[str, str] = _EMPTY) -> None:
-        self._assign(python=python, platform=platform, packages=packages)
+        _set(self, "python", python)
+        _set(self, "platform", platform)
+        _set(self, "packages", packages)
 
 
 class EntrySignature(Value):
@@ -234,15 +252,13 @@ class EntryMetadata(Value):
         signature: EntrySignature | None = None,
         hits: int = 0,
     ) -> None:
-        self._assign(
-            key=key,
-            contents=contents,
-            environment=environment,
-            user_metadata=user_metadata,
-            last_access=last_access,
-            signature=signature,
-            hits=hits,
-        )
+        _set(self, "key", key)
+        _set(self, "contents", contents)
+        _set(self, "environment", environment)
+        _set(self, "user_metadata", user_metadata)
+        _set(self, "last_access", last_access)
+        _set(self, "signature", signature)
+        _set(self, "hits", hits)
 
     @property
     def created_at(self) -> int:

@@ -339,16 +339,13 @@ class SnapshotFile:
 def _decode_snapshot_entry(record: dict[str, Any] | None) -> StoredEntry | None:
     if record is None:
         return None
-    stored = decode_entry(record, None)
-    if stored is None:
-        return None
     last_access, hits = record.get("la"), record.get("hc")
-    changes: dict[str, int] = {}
-    if is_timestamp(last_access):
-        changes["last_access"] = last_access
-    if is_timestamp(hits) and hits > 0:  # a count: the same bounds as a time
-        changes["hits"] = hits
-    return StoredEntry(stored.metadata.replace(**changes), stored.inline) if changes else stored
+    return decode_entry(
+        record,
+        None,
+        last_access=last_access if is_timestamp(last_access) else None,
+        hits=hits if is_timestamp(hits) else 0,  # a count: the same bounds as a time
+    )
 
 
 def _damaged(path: str, reason: str) -> None:

@@ -10,8 +10,9 @@ for any number of processes, and a damaged or missing file is only a miss.
 This module is the facade: it holds the options and the lock, and hands
 each call to the part that does it: `_writer.py` (the write path),
 `_reader.py` (the read path and the trust gate), `_refresh.py` (the live
-index and change watching), `_accesses.py` (access batching) and
-`_compaction.py` (cleanup, snapshot retention and object GC).
+index and change watching), `_accesses.py` (access batching),
+`_cleanup_trigger.py` (when a cleanup runs by itself) and `_compaction.py`
+(cleanup, snapshot retention and object GC; imported by the first cleanup).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from types import MappingProxyType
 
 from marimo_store._accesses import AccessBatcher
 from marimo_store._cleanup import CleanupReport, CleanupStrategy, drop_everything
-from marimo_store._compaction import BackgroundCleanup, Compactor
+from marimo_store._cleanup_trigger import BackgroundCleanup, CleanupTrigger
 from marimo_store._entry import Entry, EntryMetadata, Environment, ExecutionKey, check_keys, now_ms
 from marimo_store._environment import platform_tag, python_version
 from marimo_store._errors import NotFoundError, StoreIOError, StoreWarning
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from typing import Any, Literal
 
     from marimo_store._cleanup_plan import CleanupPlan
+    from marimo_store._compaction import Compactor
     from marimo_store._findings import Finding, VerifyReport
     from marimo_store._maintenance import Maintenance
     from marimo_store._objects import MmapMode
@@ -132,22 +134,34 @@ class FsPersistentStore(NamedObjects):
         self._reader = EntryReader(
             layout, options, self._live, self._trust, verified, note_access=self._accesses.note
         )
-        self._compactor = Compactor(
-            layout,
-            options,
-            self._live,
-            self._writer,
-            self._reader,
-            lock=self._lock,
-            objects_lock=objects_lock,
-            flush_accesses=self._accesses.flush,
-        )
+        self._objects_lock = objects_lock
+        self._compaction: Compactor | None = None  # built by the first cleanup
+        self._trigger = CleanupTrigger(options, self._live)
         self._background = BackgroundCleanup()
         self._remote: RemoteTier | None = None
         if options.remote:
             from marimo_store.remote._tier import open_tier  # noqa: PLC0415 - remote only
 
             self._remote = open_tier(options, layout.local)
+
+    def _compactor(self) -> Compactor:
+        """This store's cleanup, imported and built at its first use: most
+        processes never clean up, and none pays for it at import."""
+        with self._lock:
+            if self._compaction is None:
+                from marimo_store._compaction import Compactor  # noqa: PLC0415 - cleanups only
+
+                self._compaction = Compactor(
+                    self.layout,
+                    self.options,
+                    self._live,
+                    self._writer,
+                    self._reader,
+                    lock=self._lock,
+                    objects_lock=self._objects_lock,
+                    flush_accesses=self._accesses.flush,
+                )
+            return self._compaction
 
     # -- configuration and pickling -------------------------------------------------
 
@@ -201,7 +215,7 @@ class FsPersistentStore(NamedObjects):
         later runs look older), moved on by a millisecond if that run is taken.
         """
         stored = self._writer.put(entry, then=self._accesses.flush)
-        if self._compactor.cleanup_due():
+        if self._trigger.due():
             self._background.start(weakref.ref(self))
         if self._remote is not None:
             key = stored.metadata.key
@@ -362,7 +376,7 @@ class FsPersistentStore(NamedObjects):
         changes nothing and reports what would be dropped (the report of
         `plan_cleanup(strategy)`).
         """
-        return self._compactor.run(
+        return self._compactor().run(
             strategy or self.options.strategy, include_content is not False, dry_run=dry_run
         )
 
@@ -371,7 +385,9 @@ class FsPersistentStore(NamedObjects):
     ) -> CleanupPlan:
         """What `cleanup(strategy)` would do, decided now without changing
         anything; `plan.execute()` does it (see `CleanupPlan`, docs/cleanup.md)."""
-        return self._compactor.plan(strategy or self.options.strategy, include_content is not False)
+        return self._compactor().plan(
+            strategy or self.options.strategy, include_content is not False
+        )
 
     def clear(self, *, dry_run: bool = False) -> CleanupReport:
         """Drop every entry and delete the objects they used: a cleanup whose
@@ -390,7 +406,7 @@ class FsPersistentStore(NamedObjects):
         return Maintenance(
             self.options,
             self.layout,
-            merged_state=self._compactor.merged_state,
+            merged_state=self._compactor().merged_state,
             temp_path=lambda: self._writer.session_for_this_process().temp_path(),
             cleanup=self.cleanup,
         )
@@ -460,7 +476,7 @@ class FsPersistentStore(NamedObjects):
         segments that readers left), then seal."""
         try:
             if self.options.cleanup_on_exit and (
-                self._writer.wrote_entries or self._compactor.too_many_segments()
+                self._writer.wrote_entries or self._trigger.too_many_segments()
             ):
                 self.cleanup()
             self.close()

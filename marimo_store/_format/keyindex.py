@@ -52,7 +52,7 @@ what a reader decodes of a live writer's segment stays bounded."""
 CLOSE_INDEX_RECORDS = 64
 """A writer that closes a segment indexes it only from this many records. A
 smaller one keeps the layout of earlier versions and is decoded: a cleanup
-is due before 64 segments pile up (`_compaction.py`), so what a cold reader
+is due before 64 segments pile up (`_cleanup_trigger.py`), so what a cold reader
 decodes of them stays bounded too."""
 
 BLOCK_ROWS = 256

@@ -35,6 +35,7 @@ ENTRY_TYPE = "entry"
 ACCESS_TYPE = "access"
 TOMBSTONE_TYPE = "tombstone"
 _STORED_FORMATS: frozenset[str] = frozenset(("pickle", "cloudpickle", "json", "bytes", "buffer"))
+_set = object.__setattr__
 
 
 class StoredEntry(Value):
@@ -45,7 +46,8 @@ class StoredEntry(Value):
     inline: Mapping[str, bytes]
 
     def __init__(self, metadata: EntryMetadata, inline: Mapping[str, bytes]) -> None:
-        self._assign(metadata=metadata, inline=inline)
+        _set(self, "metadata", metadata)
+        _set(self, "inline", inline)
 
     def canonical_bytes(self) -> bytes:
         """A deterministic encoding, the last tie-breaker between clashing entries."""
@@ -70,7 +72,7 @@ def check_user_metadata(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(restored)
 
 
-_PLAIN_SCALARS = (str, bytes, int, float, bool, type(None))
+_PLAIN_SCALARS = frozenset((str, bytes, int, float, bool, type(None)))
 
 
 def is_plain_data(value: object) -> bool:
@@ -80,17 +82,25 @@ def is_plain_data(value: object) -> bool:
     A record may carry anything msgpack decodes (extension types, int or
     binary keys, nesting a thousand deep); only plain data reaches callers.
     Iterative, so deep nesting cannot exhaust the interpreter's stack.
+    Exact types, as msgpack decodes them (a subclass is not plain data);
+    only containers are queued, since every entry's record is checked.
     """
-    pending = [value]
+    pending: list[Any] = [value]
     while pending:
         item = pending.pop()
-        if isinstance(item, dict):
-            if not all(isinstance(key, str) for key in item):
-                return False
-            pending.extend(item.values())
-        elif isinstance(item, list):
+        kind = type(item)
+        if kind is dict:
+            for key, member in item.items():
+                if type(key) is not str:
+                    return False
+                member_kind = type(member)
+                if member_kind is dict or member_kind is list:
+                    pending.append(member)
+                elif member_kind not in _PLAIN_SCALARS:
+                    return False
+        elif kind is list:
             pending.extend(item)
-        elif not isinstance(item, _PLAIN_SCALARS):
+        elif kind not in _PLAIN_SCALARS:
             return False
     return True
 
@@ -146,32 +156,36 @@ def _require(condition: bool) -> None:
 
 
 def _decode_ref(value: Any, inline: dict[str, bytes], *, is_buffer: bool) -> ObjectRef:
-    _require(isinstance(value, dict))
-    stored_format, size = value.get("f"), value.get("s")
-    _require(isinstance(stored_format, str) and stored_format in _STORED_FORMATS)
-    _require((stored_format == "buffer") == is_buffer)
-    _require(is_timestamp(size))  # sizes share the u64 range of times
-    data = value.get("d")
+    _require(type(value) is dict)
+    stored_format, size, data = value.get("f"), value.get("s"), value.get("d")
+    _require(
+        type(stored_format) is str  # before `in`: a list is unhashable
+        and stored_format in _STORED_FORMATS
+        and (stored_format == "buffer") == is_buffer
+        and is_timestamp(size)  # sizes share the u64 range of times
+    )
     digest = None
     if data is not None:
-        _require(isinstance(data, bytes) and len(data) == size)
+        _require(type(data) is bytes and len(data) == size)
         object_id = content_digest(data).hex()
         inline[object_id] = data
     else:
         raw_id = value.get("i")
-        _require(isinstance(raw_id, bytes) and len(raw_id) in (16, 24))
+        _require(type(raw_id) is bytes and len(raw_id) in (16, 24))
         object_id = raw_id.hex()
         digest = value.get("h")
-        _require(digest is None or (isinstance(digest, bytes) and len(digest) == DIGEST_BYTES))
-    buffers = value.get("b", [])
-    _require(isinstance(buffers, list) and (not buffers or not is_buffer))
+        _require(digest is None or (type(digest) is bytes and len(digest) == DIGEST_BYTES))
+    buffers = value.get("b")
+    if buffers is None:
+        return ObjectRef(object_id, size, stored_format, (), data is not None, digest)
+    _require(type(buffers) is list and (not buffers or not is_buffer))
     return ObjectRef(
         object_id,
         size,
         stored_format,
         tuple(_decode_ref(buffer, inline, is_buffer=True) for buffer in buffers),
-        inline=data is not None,
-        digest=digest,
+        data is not None,
+        digest,
     )
 
 
@@ -189,23 +203,26 @@ def key_from_fields(value: Any) -> ExecutionKey | None:
     if not isinstance(value, list) or len(value) != 3:
         return None
     block_id, module_hash, created_at = value
-    if not is_timestamp(created_at):
+    if not (_is_key_part(block_id) and _is_key_part(module_hash) and is_timestamp(created_at)):
         return None
-    try:
-        return ExecutionKey(block_id, module_hash, created_at)
-    except InvalidArgumentError:
-        return None
+    return ExecutionKey._trusted(block_id, module_hash, created_at)  # fields checked above
+
+
+def _is_key_part(value: object) -> bool:
+    """What `ExecutionKey` accepts as a block id or module hash."""
+    return type(value) is str and value != "" and "\x00" not in value
 
 
 def _decode_contents(value: Any, inline: dict[str, bytes]) -> dict[str, Mapping[str, ObjectRef]]:
-    _require(isinstance(value, dict))
+    _require(type(value) is dict)
     contents: dict[str, Mapping[str, ObjectRef]] = {}
     for kind, refs in value.items():
-        _require(kind in CONTENT_KINDS and isinstance(refs, dict))
-        _require(all(isinstance(name, str) and name for name in refs))
-        contents[kind] = MappingProxyType(
-            {name: _decode_ref(ref, inline, is_buffer=False) for name, ref in refs.items()}
-        )
+        _require(kind in CONTENT_KINDS and type(refs) is dict)
+        decoded_refs: dict[str, ObjectRef] = {}
+        for name, ref in refs.items():
+            _require(type(name) is str and name != "")
+            decoded_refs[name] = _decode_ref(ref, inline, is_buffer=False)
+        contents[kind] = MappingProxyType(decoded_refs)
     return contents
 
 
@@ -222,11 +239,36 @@ class DecodeCount:
 decoded = DecodeCount()
 
 
-def decode_entry(record: Mapping[str, Any], context: Environment | None) -> StoredEntry | None:
+_environments: dict[tuple[str, str, tuple[tuple[str, str], ...]], Environment] = {}
+_MAX_ENVIRONMENTS = 256
+
+
+def _environment(python: str, platform: str, packages: dict[str, str]) -> Environment:
+    """One shared `Environment` per distinct value: a store's entries come
+    from a handful of environments, and a cleanup decodes every entry.
+    Bounded, so that a hostile store's million distinct ones cost nothing
+    kept (an immutable value: sharing it cannot leak a change)."""
+    lookup = (python, platform, tuple(packages.items()))
+    found = _environments.get(lookup)
+    if found is None:
+        if len(_environments) >= _MAX_ENVIRONMENTS:
+            _environments.clear()
+        found = _environments[lookup] = Environment(python, platform, MappingProxyType(packages))
+    return found
+
+
+def decode_entry(
+    record: Mapping[str, Any],
+    context: Environment | None,
+    *,
+    last_access: int | None = None,
+    hits: int = 0,
+) -> StoredEntry | None:
     """The entry in a record, or None if the record is malformed.
 
     `context` supplies the environment fields a log record leaves out; a
-    snapshot record (context None) must carry them itself.
+    snapshot record (context None) must carry them itself, and its access
+    statistics (checked by the caller) come as `last_access` and `hits`.
     """
     decoded.entries += 1
     key = key_from_fields(record.get("k"))
@@ -236,11 +278,11 @@ def decode_entry(record: Mapping[str, Any], context: Environment | None) -> Stor
     user_metadata = record.get("um", {})
     if key is None or not isinstance(python, str) or not isinstance(platform, str):
         return None
-    if not isinstance(packages, dict) or not isinstance(user_metadata, dict):
+    if type(packages) is not dict or type(user_metadata) is not dict:
         return None
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in packages.items()):
+    if not all(type(k) is str and type(v) is str for k, v in packages.items()):
         return None
-    if not is_plain_data(user_metadata):
+    if user_metadata and not is_plain_data(user_metadata):
         return None
     inline: dict[str, bytes] = {}
     try:
@@ -251,9 +293,11 @@ def decode_entry(record: Mapping[str, Any], context: Environment | None) -> Stor
     metadata = EntryMetadata(
         key,
         MappingProxyType(contents),
-        Environment(python, platform, MappingProxyType(packages)),
+        _environment(python, platform, packages),
         MappingProxyType(user_metadata),
-        signature=signature,
+        last_access,
+        signature,
+        hits,
     )
     return StoredEntry(metadata, MappingProxyType(inline))
 

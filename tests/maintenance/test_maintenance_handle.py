@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "marimo_store"
 
 STORE_PARTS = frozenset(
     ("store.py", "_options.py", "_writer.py", "_reader.py", "_refresh.py", "_accesses.py",
-     "_compaction.py")
+     "_cleanup_trigger.py", "_compaction.py")
 )  # fmt: skip
 """`store.py` and the parts its docstring says it hands each call to."""
 

@@ -901,3 +901,30 @@ def test_a_reader_that_saw_a_short_copy_reads_on_from_a_record_boundary(
         entry = reader.get(ExecutionKey("e3", "m"))
     assert entry is not None and entry.variables["v"] == "e3"
     assert caught == []  # the copy was never damaged: it was short
+
+
+def test_entries_of_one_environment_share_one_value_however_many_environments(
+    make_store: StoreFactory,
+) -> None:
+    """A snapshot record carries its environment; decoding keeps one value
+    per environment rather than one per entry (memory at a million entries),
+    and records of more environments than that cache holds (a hostile
+    store) still decode to their own, with the cache bounded."""
+    from marimo_store._format import records
+
+    writer = make_store()
+    now = now_ms()
+    for i in range(3):
+        writer.put(Entry.of(ExecutionKey("block", f"module-{i}", now + i), {"i": i}))
+    writer.cleanup(DefaultCleanupStrategy(max_entries_per_block=None))
+    shared = make_store().entries()
+    assert len(shared) == 3
+    assert len({id(metadata.environment) for metadata in shared}) == 1
+
+    count = records._MAX_ENVIRONMENTS + 5
+    for i in range(count):
+        record = {"k": ["block", f"m-{i}", now], "c": {}, "py": "3.11", "pl": f"os-{i}"}
+        stored = records.decode_entry(record, None)
+        assert stored is not None
+        assert stored.metadata.environment.platform == f"os-{i}"
+    assert 0 < len(records._environments) <= records._MAX_ENVIRONMENTS
