@@ -174,7 +174,7 @@ def section(
         "",
         "| tiny remote hit | |",
         "|---|---:|",
-        *(f"| {name} | {value:g} |" for name, value in hit.items()),
+        *(f"| {name} | {value:.2f} |" for name, value in hit.items()),
         "",
         f"| dedup of a {min(size_mib, 64)} MiB result across two machines | bytes uploaded |",
         "|---|---:|",
