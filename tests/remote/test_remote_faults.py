@@ -1,7 +1,8 @@
 """A server that answers 503 (throttles), 500, stops mid-upload or cuts a
 download short (a proxy in front of moto's, tests/remote/_flaky_proxy.py):
 each costs a retry or a miss, never a wrong value, an error from a tier's
-`get`, or a partial object or segment under its final name."""
+`get`, or a partial object or segment under its final name; and no put that
+returned is lost (each loads once read past the proxy)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,11 @@ def test_faults_cost_retries_or_misses_never_wrong_values(
     )
     assert wrong == 0
     assert sum(flaky.faults.values()) > 20 and len(stored) > 20
+    # Nothing a put reported done is lost: read past the proxy, every one loads.
+    direct_reader = RemoteStore(direct)
+    lost = [key for key in stored if direct_reader.get(key) is None]
+    assert lost == []
+    assert all(direct_reader.load_variable(key, "n") == int(key.block_id[1:]) for key in stored)
     medium = ObjectStoreMedium(direct)
     for info in medium.list(OBJECTS_PREFIX):  # no partial object under its final name
         assert content_digest(medium.read(info.key)).hex() == object_id_of_key(info.key)
