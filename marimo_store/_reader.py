@@ -12,11 +12,13 @@ Implements R1, R5 (docs/format.md §14).
 
 from __future__ import annotations
 
+from functools import partial
+
 from marimo_store import _fs
 from marimo_store._entry import Entry
 from marimo_store._errors import NotFoundError
 from marimo_store._objects import ObjectDirectory
-from marimo_store._serialize import MISSING, load_value
+from marimo_store._serialize import MISSING, load_contents, load_value
 from marimo_store._trust import needs_trust
 from marimo_store._versions import check_policy, check_versions
 
@@ -80,7 +82,7 @@ class EntryReader:
             if not self._admits(stored):
                 continue
             check_versions(stored.metadata, version_policy, stacklevel=3)
-            contents = self._load_contents(stored)
+            contents = load_contents(stored.metadata.contents, partial(self._load_value, stored))
             if contents is not None:
                 metadata = stored.metadata
                 self._note_access(metadata.key)
@@ -159,18 +161,6 @@ class EntryReader:
         if quiet:
             return trust.would_admit(stored, executable=executable)
         return trust.admits(stored, executable=executable)
-
-    def _load_contents(self, stored: StoredEntry) -> dict[str, dict[str, Any]] | None:
-        contents: dict[str, dict[str, Any]] = {}
-        for kind, refs in stored.metadata.contents.items():
-            values: dict[str, Any] = {}
-            for name, ref in refs.items():
-                value = self._load_value(stored, ref)
-                if value is MISSING:
-                    return None
-                values[name] = value
-            contents[kind] = values
-        return contents
 
     def _load_value(self, stored: StoredEntry, ref: ObjectRef) -> Any:
         memory_map = self._options.memory_map

@@ -322,6 +322,25 @@ MISSING: Any = object()
 """Stands for a value that could not be loaded (a miss)."""
 
 
+def load_contents(
+    contents: Mapping[str, Mapping[str, ObjectRef]], load: Callable[[ObjectRef], Any]
+) -> dict[str, dict[str, Any]] | None:
+    """Every value of an entry's `contents`, each loaded by `load`; None at
+    the first that does not load (`MISSING`). A run with a value missing is
+    a miss as a whole, so the values after it are never read (or fetched).
+    Every store's `get` loads a run through this."""
+    loaded: dict[str, dict[str, Any]] = {}
+    for kind, refs in contents.items():
+        values: dict[str, Any] = {}
+        for name, ref in refs.items():
+            value = load(ref)
+            if value is MISSING:
+                return None
+            values[name] = value
+        loaded[kind] = values
+    return loaded
+
+
 def unloadable(error: Exception, key: ExecutionKey, *, where: str = "", stacklevel: int) -> Any:
     """What `deserialize` raising `error` means to a store: a value that no
     longer loads (a class that moved, a package that changed) is a miss,

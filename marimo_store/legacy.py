@@ -44,7 +44,13 @@ from marimo_store._errors import (
 from marimo_store._format.records import check_user_metadata
 from marimo_store._hashing import content_digest
 from marimo_store._named import NamedObjects
-from marimo_store._serialize import MISSING, SerializedValue, deserialize, serialize_contents
+from marimo_store._serialize import (
+    MISSING,
+    SerializedValue,
+    deserialize,
+    load_contents,
+    serialize_contents,
+)
 from marimo_store._versions import check_policy, check_versions
 
 TYPE_CHECKING = False
@@ -305,15 +311,10 @@ class LegacyPersistentStore(NamedObjects):
         if found is None:
             return None
         check_versions(found.metadata, version_policy, stacklevel=2)
-        contents: dict[str, dict[str, Any]] = {}
         with _Mapped(found) as mapped:
-            for kind, refs in found.metadata.contents.items():
-                values = contents.setdefault(kind, {})
-                for name, ref in refs.items():
-                    value = mapped.load(ref)
-                    if value is MISSING:
-                        return None
-                    values[name] = value
+            contents = load_contents(found.metadata.contents, mapped.load)
+        if contents is None:
+            return None
         metadata = found.metadata
         return Entry._trusted(metadata.key, contents, metadata.user_metadata, metadata)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from functools import partial
 from types import MappingProxyType
 
 from marimo_store._cleanup import parse_size
@@ -43,6 +44,7 @@ from marimo_store._serialize import (
     MISSING,
     SerializedValue,
     deserialize,
+    load_contents,
     serialize_contents,
     store_contents,
     unloadable,
@@ -205,11 +207,8 @@ class MemoryStore(NamedObjects):
             candidates = self._candidates(key, exact=exact_match_created_at)
         for metadata in candidates:
             check_versions(metadata, version_policy, stacklevel=2)
-            contents = {
-                kind: {name: self._load(metadata, ref) for name, ref in refs.items()}
-                for kind, refs in metadata.contents.items()
-            }
-            if not any(v is MISSING for values in contents.values() for v in values.values()):
+            contents = load_contents(metadata.contents, partial(self._load, metadata))
+            if contents is not None:
                 return Entry._trusted(metadata.key, contents, metadata.user_metadata, metadata)
         return None
 

@@ -37,7 +37,13 @@ from marimo_store._format.records import (
 )
 from marimo_store._hashing import content_digest
 from marimo_store._named import NamedObjects
-from marimo_store._serialize import MISSING, load_value, serialize_contents, store_contents
+from marimo_store._serialize import (
+    MISSING,
+    load_contents,
+    load_value,
+    serialize_contents,
+    store_contents,
+)
 from marimo_store._signing import load_signing_key, object_digest
 from marimo_store._trust import TrustPolicy, check_trust_options, needs_trust
 from marimo_store._versions import check_policy, check_versions
@@ -268,10 +274,8 @@ class RemoteStore(NamedObjects):
             ):
                 continue
             check_versions(stored.metadata, version_policy, stacklevel=3)
-            contents: dict[str, dict[str, Any]] = {}
-            for kind, refs in stored.metadata.contents.items():
-                contents[kind] = {name: self._load_value(stored, ref) for name, ref in refs.items()}
-            if not any(v is MISSING for values in contents.values() for v in values.values()):
+            contents = load_contents(stored.metadata.contents, partial(self._load_value, stored))
+            if contents is not None:
                 metadata = stored.metadata
                 return Entry._trusted(metadata.key, contents, metadata.user_metadata, metadata)
         return None
