@@ -12,7 +12,7 @@ import os
 import shutil
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,6 +82,14 @@ def numbered_key(i: int) -> ExecutionKey:
 def numbered_value(i: int) -> dict[str, object]:
     # Alternates inline values and object files.
     return {"i": i, "text": f"value {i} " + ("z" * 1000 if i % 2 else "")}
+
+
+def assert_numbered_load(store: FsPersistentStore, numbers: Iterable[int]) -> None:
+    """Each numbered entry is a hit with its own value: nothing was lost."""
+    for i in numbers:
+        entry = store.get(numbered_key(i))
+        assert entry is not None, i
+        assert dict(entry.variables) == numbered_value(i)
 
 
 def put_numbered(store: FsPersistentStore, count: int, first: int = 1) -> None:
@@ -312,10 +320,7 @@ def test_put_works_after_local_directories_are_removed_while_open(
     put_numbered(writer, 2, first=3)  # value 3 is an object file, value 4 inline
 
     reader = make_store()
-    for i in (3, 4):
-        entry = reader.get(numbered_key(i))
-        assert entry is not None, i
-        assert dict(entry.variables) == numbered_value(i)
+    assert_numbered_load(reader, (3, 4))
 
 
 # -- damaged log segments --------------------------------------------------------------
@@ -336,10 +341,7 @@ def test_torn_tail_of_segment_keeps_earlier_entries(
         reader = make_store()
         listed = reader.entries()
         assert [m.key.module_hash for m in listed] == [f"module-{i}" for i in range(1, 20)]
-        for i in range(1, 20):
-            entry = reader.get(numbered_key(i))
-            assert entry is not None, i
-            assert dict(entry.variables) == numbered_value(i)
+        assert_numbered_load(reader, range(1, 20))
         assert reader.get(numbered_key(20)) is None
 
         # A fresh store can still write, and another fresh store sees all of it.
@@ -349,10 +351,7 @@ def test_torn_tail_of_segment_keeps_earlier_entries(
         final = make_store()
         keys = {m.key.module_hash for m in final.entries()}
         assert keys == {f"module-{i}" for i in range(1, 26)} - {"module-20"}
-        for i in [*range(1, 20), *range(21, 26)]:
-            entry = final.get(numbered_key(i))
-            assert entry is not None, i
-            assert dict(entry.variables) == numbered_value(i)
+        assert_numbered_load(final, [*range(1, 20), *range(21, 26)])
 
 
 def test_writer_starts_a_new_segment_when_its_segment_was_truncated(
@@ -380,10 +379,7 @@ def test_writer_starts_a_new_segment_when_its_segment_was_truncated(
         entry = reader.get(numbered_key(21))
         assert entry is not None
         assert dict(entry.variables) == numbered_value(21)
-        for i in range(1, 20):
-            entry = reader.get(numbered_key(i))
-            assert entry is not None, i
-            assert dict(entry.variables) == numbered_value(i)
+        assert_numbered_load(reader, range(1, 20))
         assert reader.get(numbered_key(20)) is None
     # And the writer keeps appending to its new segment.
     put_numbered(writer, 1, first=22)
@@ -409,10 +405,7 @@ def test_flipped_byte_inside_a_record_keeps_the_records_before_it(
         listed = reader.entries()
     assert [m.key.module_hash for m in listed] == [f"module-{i}" for i in range(1, 10)]
     with tolerating_store_warnings():
-        for i in range(1, 10):
-            entry = reader.get(numbered_key(i))
-            assert entry is not None, i
-            assert dict(entry.variables) == numbered_value(i)
+        assert_numbered_load(reader, range(1, 10))
         for i in range(10, 21):
             assert reader.get(numbered_key(i)) is None
 
@@ -483,10 +476,7 @@ def test_unknown_files_are_ignored(make_store: StoreFactory, store_path: Path) -
     with tolerating_store_warnings():
         reader = make_store()
         assert len(reader.entries()) == 10
-        for i in range(1, 11):
-            entry = reader.get(numbered_key(i))
-            assert entry is not None, i
-            assert dict(entry.variables) == numbered_value(i)
+        assert_numbered_load(reader, range(1, 11))
         put_numbered(reader, 1, first=11)
         entry = make_store().get(numbered_key(11))
         assert entry is not None
