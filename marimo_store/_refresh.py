@@ -206,7 +206,7 @@ class LiveIndex:
         )
 
     def _reload(self, names: tuple[str, ...]) -> None:
-        heads = read_snapshots(self._layout.snapshots).heads if names else []
+        heads = read_snapshots(self._layout.snapshots, lazy=True).heads if names else []
         if len(heads) == 1:
             self.index = EntryIndex(base=heads[0])
             consumed = heads[0].consumed

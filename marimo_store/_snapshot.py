@@ -1,19 +1,24 @@
 """Snapshots: immutable files holding the merged state, and the merge itself.
 
 A snapshot is laid out so that opening a store costs microseconds whatever
-its size: the reader memory-maps the file, checks a small header and a
-fixed-width table of computation hashes, and decodes only the entries a
-lookup asks for (a binary search in the table). Merging and cleanup read
+its size: the reader memory-maps the file, checks a small header and the
+directory of a fixed-width table of computation hashes, and decodes only
+the entries a lookup asks for (a binary search in the directory, then in
+the one or two blocks of the table it names, each verified when first
+read). Merging, cleanup and verify check the whole table and read
 everything.
 
     frame(header)              msgpack map (identity, parents, consumed log)
     frame(entry) x count       entry records, ordered by (computation hash, created_at)
     frame(tombstones)          msgpack list of [block_id, module_hash, created_at, deleted_at]
+    frame(table directory)     per 256 table rows: first hash, xxh3-64 (_format/tabledir.py)
     frame(table)               count rows of <QQ: computation hash, offset of the entry's frame
     footer                     <QQ8s: tombstones frame offset, table frame offset, magic
 
 Every frame carries its own checksum (see _format/framing.py), so a damaged entry is
-dropped alone. The snapshot's identity is the xxh3-128 of its header
+dropped alone. Snapshots of older writers have no table directory: their
+table is verified whole when they are opened, as it always was. The
+snapshot's identity is the xxh3-128 of its header
 payload, which includes the hash of everything after it: sync tools rename
 files, so the name is only a convenience.
 
@@ -28,14 +33,23 @@ import os
 import struct
 import warnings
 from collections.abc import Iterator
+from functools import partial
 
 import msgpack
 
 from marimo_store import _fs
 from marimo_store._entry import ExecutionKey, is_timestamp
 from marimo_store._errors import StoreWarning, warn_unreadable
-from marimo_store._format.framing import FRAME, frame, pack, read_frame, unpack, unpack_any
-from marimo_store._format.keyindex import computation_hash, offsets_of
+from marimo_store._format.framing import (
+    FRAME,
+    MAX_RECORD_BYTES,
+    frame,
+    pack,
+    read_frame,
+    unpack,
+    unpack_any,
+)
+from marimo_store._format.keyindex import computation_hash
 from marimo_store._format.layout import SNAPSHOT_SUFFIX, scan_real_directory
 from marimo_store._format.records import (
     StoredEntry,
@@ -43,6 +57,13 @@ from marimo_store._format.records import (
     encode_entry,
     key_from_fields,
     winner,
+)
+from marimo_store._format.tabledir import (
+    KeyTable,
+    TableDirectory,
+    directory_damage,
+    directory_frame,
+    read_table_directory,
 )
 from marimo_store._hashing import content_digest, content_hasher
 from marimo_store._log import cut_short, read_at
@@ -154,7 +175,11 @@ def _key_fields(key: ExecutionKey) -> list[Any]:
 
 
 class SnapshotFile:
-    """A verified, memory-mapped snapshot; entries are decoded on demand."""
+    """A verified, memory-mapped snapshot; entries are decoded on demand.
+
+    Opened for lookups (`lazy`), a snapshot with a table directory has its
+    key table verified block by block as lookups read it; a walk over every
+    entry verifies the whole table first."""
 
     def __init__(
         self,
@@ -163,6 +188,8 @@ class SnapshotFile:
         header: dict[str, Any],
         layout: tuple[int, int],
         identity: tuple[int, int] = (0, 0),
+        *,
+        directory: TableDirectory | None = None,
     ) -> None:
         self.path = path
         self._identity = identity
@@ -176,6 +203,8 @@ class SnapshotFile:
         table_start = self._table_at + FRAME.size
         self._table = self._view[table_start : table_start + length]
         self.count = len(self._table) // _ROW.size
+        checksum = FRAME.unpack_from(self._view, self._table_at)[1]
+        self._keys = KeyTable(checksum, directory, partial(_damaged, path))
         self.id: str = header["id"]
         self.parents: list[str] = header["parents"]
         self.ancestors: dict[str, int] = header["ancestors"]
@@ -189,9 +218,12 @@ class SnapshotFile:
         self._decoded: dict[tuple[str, str], list[StoredEntry]] = {}
 
     @classmethod
-    def inspect(cls, path: str) -> tuple[SnapshotFile | None, str | None]:
+    def inspect(cls, path: str, *, lazy: bool = False) -> tuple[SnapshotFile | None, str | None]:
         """The snapshot at `path`, or what is wrong with it; `(None, None)` if
-        it vanished (a concurrent cleanup) or cannot be read right now."""
+        it vanished (a concurrent cleanup) or cannot be read right now.
+
+        `lazy` (lookups): when the snapshot has a table directory that
+        verifies, check it rather than the whole key table."""
         size = 0
         try:
             with _fs.open_read(path) as file:
@@ -213,12 +245,13 @@ class SnapshotFile:
                 return None, f"it is too large to map ({size} bytes)"
             warn_unreadable(path, error)
             return None, None
-        problem = _check(memoryview(data), size)
+        problem = _check(memoryview(data), size, lazy=lazy)
         if isinstance(problem, str):
             data.close()
             return None, problem
-        header, layout = problem
-        return cls(path, data, header, layout, (stat.st_dev, stat.st_ino)), None
+        header, layout, directory = problem
+        identity = (stat.st_dev, stat.st_ino)
+        return cls(path, data, header, layout, identity, directory=directory), None
 
     def _intact(self) -> bool:
         """Whether the mapped file still has all its bytes (see `cut_short`)."""
@@ -233,12 +266,15 @@ class SnapshotFile:
     def deep_damage(self) -> str | None:
         """What is wrong with any byte of the file, or None.
 
-        Opening checks only the header, key table and footer (that is what
-        keeps it fast); this also checks every entry record, the tombstones
-        and the header's hash of everything between header and table.
+        Opening checks only the header, key table (or its directory) and
+        footer (that is what keeps it fast); this also checks every entry
+        record, the tombstones, the table directory and the header's hash
+        of everything between header and table.
         """
         if not self._intact():
             return "it was cut short"
+        if not self._keys.verified(self._table):
+            return "its key table fails its checksum"
         damaged = sum(
             self._entry_at(_ROW.unpack_from(self._table, row * _ROW.size)[1]) is None
             for row in range(self.count)
@@ -253,7 +289,7 @@ class SnapshotFile:
             return "its body does not match the hash in its header"
         if self.header.get("count") != self.count:
             return "its entry count does not match its key table"
-        return None
+        return directory_damage(self._view[: self._table_at], self._tombstones_at, self._table)
 
     def lookup(self, block_id: str, module_hash: str) -> list[StoredEntry]:
         """Every run of one computation held by this snapshot."""
@@ -264,7 +300,7 @@ class SnapshotFile:
         if not self._intact():
             return []
         found: list[StoredEntry] = []
-        for offset in offsets_of(self._table, computation_hash(block_id, module_hash)):
+        for offset in self._keys.offsets_of(self._table, computation_hash(block_id, module_hash)):
             stored = self._entry_at(offset)
             if stored is None:  # perhaps the run asked for: a miss, never a guess
                 _damaged(self.path, "an entry record fails its checksum")
@@ -294,17 +330,18 @@ class SnapshotFile:
         itself."""
         damaged = 0
         view = self._view[: self._tombstones_at]
-        for row in range(self.count if self._intact() else 0):
-            row_hash, offset = _ROW.unpack_from(self._table, row * _ROW.size)
-            payload = read_frame(view, offset)
-            stored = None if payload is None else _decode_snapshot_entry(unpack(payload))
-            if stored is None or payload is None:
-                damaged += 1
-            elif keep_frames:
-                end = offset + FRAME.size + len(payload)
-                yield stored, KeptFrame(stored, row_hash, bytes(view[offset:end]))
-            else:
-                yield stored, None
+        for table in self._keys.walked(self._table) if self._intact() else []:
+            for row in range(len(table) // _ROW.size):
+                row_hash, offset = _ROW.unpack_from(table, row * _ROW.size)
+                payload = read_frame(view, offset)
+                stored = None if payload is None else _decode_snapshot_entry(unpack(payload))
+                if stored is None or payload is None:
+                    damaged += 1
+                elif keep_frames:
+                    end = offset + FRAME.size + len(payload)
+                    yield stored, KeptFrame(stored, row_hash, bytes(view[offset:end]))
+                else:
+                    yield stored, None
         if damaged:
             _damaged(self.path, f"{damaged} entry record(s) fail their checksum")
 
@@ -356,8 +393,11 @@ def _damaged(path: str, reason: str) -> None:
     )
 
 
-def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int, int]]:
-    """The header and frame offsets of a snapshot, or what is wrong with it."""
+def _check(
+    view: memoryview, size: int, *, lazy: bool
+) -> str | tuple[dict[str, Any], tuple[int, int], TableDirectory | None]:
+    """The header, frame offsets and (`lazy`) table directory of a snapshot,
+    or what is wrong with it (docs/format.md §9.7)."""
     tombstones_at, table_at, _ = _FOOTER.unpack_from(view, size - _FOOTER.size)
     problem = _footer_problem(view[size - _FOOTER.size : size], size)
     if problem is not None:
@@ -367,13 +407,19 @@ def _check(view: memoryview, size: int) -> str | tuple[dict[str, Any], tuple[int
     if head is None:
         return "its header fails its checksum"
     header = unpack(head)
-    table = read_frame(region, table_at)
-    if table is None or table_at + FRAME.size + len(table) != len(region):
+    length = len(region) - table_at - FRAME.size  # the table frame ends at the footer
+    if length < 0 or length > MAX_RECORD_BYTES or FRAME.unpack_from(region, table_at)[0] != length:
         return "its key table fails its checksum"
-    if header is None or not _valid_header(header) or len(table) % _ROW.size:
+    directory = None
+    if lazy and length % _ROW.size == 0:
+        found = read_table_directory(region[:table_at], tombstones_at, length // _ROW.size)
+        directory = found if isinstance(found, TableDirectory) else None
+    if directory is None and read_frame(region, table_at) is None:
+        return "its key table fails its checksum"
+    if header is None or not _valid_header(header) or length % _ROW.size:
         return "its header is malformed"
     header["id"] = content_digest(head).hex()
-    return header, (tombstones_at, table_at)
+    return header, (tombstones_at, table_at), directory
 
 
 def _footer_problem(footer: bytes | memoryview, size: int) -> str | None:
@@ -437,34 +483,40 @@ def encode_snapshot(state: StoreState, *, writer: str, created_at: int) -> tuple
         entry_frames.append(frame(pack(record)))
     tombstones = sorted([*_key_fields(key), at] for key, at in state.tombstones.items())
     tombstone_frame = frame(msgpack.packb(tombstones, use_bin_type=True))
-    body_hasher = content_hasher()
-    for entry_frame in entry_frames:
-        body_hasher.update(entry_frame)
-    body_hasher.update(tombstone_frame)
-    header_payload = pack(
-        {
-            "t": SNAPSHOT_TYPE,
-            "v": SNAPSHOT_VERSION,
-            "writer": writer,
-            "created_at": created_at,
-            "parents": sorted(state.heads),
-            "ancestors": dict(sorted(state.ancestors.items())),
-            "consumed": {name: list(value) for name, value in sorted(state.consumed.items())},
-            "count": len(live),
-            "body": body_hasher.hexdigest(),
-            "newest": max((s.metadata.created_at for s in live), default=0),
-        }
-    )
-    header_frame = frame(header_payload)
+    header = {
+        "t": SNAPSHOT_TYPE,
+        "v": SNAPSHOT_VERSION,
+        "writer": writer,
+        "created_at": created_at,
+        "parents": sorted(state.heads),
+        "ancestors": dict(sorted(state.ancestors.items())),
+        "consumed": {name: list(value) for name, value in sorted(state.consumed.items())},
+        "count": len(live),
+        "body": "0" * 32,  # its length: the rows hold offsets, the directory their checksums
+        "newest": max((s.metadata.created_at for s in live), default=0),
+    }
+    header_bytes = FRAME.size + len(pack(header))
     rows = bytearray()
-    offset = len(header_frame)
+    offset = header_bytes
     for index, entry_frame in zip(order, entry_frames, strict=True):
         rows += _ROW.pack(hashes[index], offset)
         offset += len(entry_frame)
     tombstones_at = offset
-    table_at = tombstones_at + len(tombstone_frame)
+    table = bytes(rows)
+    directory = directory_frame(table)
+    body_hasher = content_hasher()
+    for entry_frame in entry_frames:
+        body_hasher.update(entry_frame)
+    body_hasher.update(tombstone_frame)
+    body_hasher.update(directory)
+    header["body"] = body_hasher.hexdigest()
+    header_payload = pack(header)
+    assert FRAME.size + len(header_payload) == header_bytes
+    table_at = tombstones_at + len(tombstone_frame) + len(directory)
     footer = _FOOTER.pack(tombstones_at, table_at, _MAGIC)
-    data = b"".join((header_frame, *entry_frames, tombstone_frame, frame(bytes(rows)), footer))
+    data = b"".join(
+        (frame(header_payload), *entry_frames, tombstone_frame, directory, frame(table), footer)
+    )
     return content_digest(header_payload).hex(), data
 
 
@@ -483,8 +535,9 @@ class SnapshotSet:
         self.damaged = damaged
 
 
-def read_snapshots(directory: str) -> SnapshotSet:
+def read_snapshots(directory: str, *, lazy: bool = False) -> SnapshotSet:
     """Open every snapshot; heads are those that are nobody's ancestor.
+    `lazy`: for lookups (see `SnapshotFile.inspect`).
 
     Files that fail verification are ignored (with a warning): they cost
     at most the entries only they held, which read as misses. A file that
@@ -499,7 +552,7 @@ def read_snapshots(directory: str) -> SnapshotSet:
     damaged: list[str] = []
     for name in names:
         path = os.path.join(directory, name)
-        snapshot, problem = SnapshotFile.inspect(path)
+        snapshot, problem = SnapshotFile.inspect(path, lazy=lazy)
         if snapshot is not None:
             files.append(snapshot)
         elif problem is not None:  # not one that cannot be read right now: it may be fine

@@ -42,7 +42,7 @@ from marimo_store._hashing import text_digest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
 SEGMENT_RECORDS = 32_768
@@ -151,14 +151,19 @@ class KeyIndex:
 
     def blocks_for(self, target: int) -> list[int]:
         """Offsets of the blocks that may hold rows of hash `target`."""
-        firsts = self._firsts
-        first = max(bisect_left(firsts, target) - 1, 0)
-        found = []
-        for block in range(first, len(firsts)):
-            if firsts[block] > target:
-                break
-            found.append(self._blocks[block])
-        return found
+        return [self._blocks[block] for block in blocks_holding(self._firsts, target)]
+
+
+def blocks_holding(firsts: Sequence[int], target: int) -> range:
+    """The blocks, of a sorted table cut into blocks whose first hashes are
+    `firsts`, that may hold rows of hash `target`: equal hashes may span
+    blocks, so the run can start in the block before the first one that
+    starts with `target`."""
+    first = max(bisect_left(firsts, target) - 1, 0)
+    end = first
+    while end < len(firsts) and firsts[end] <= target:
+        end += 1
+    return range(first, end)
 
 
 def read_key_index(read: Callable[[int, int], bytes], size: int, start: int) -> KeyIndex | None:

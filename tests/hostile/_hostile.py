@@ -13,7 +13,7 @@ import contextlib
 import io
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from marimo_store.cli import main
 T0 = 1_700_000_000_000
 _FOOTER = struct.Struct("<QQ8s")
 _ROW = struct.Struct("<QQ")
+_HASH = struct.Struct("<Q")
 
 
 def pack(value: Any) -> bytes:
@@ -62,6 +63,17 @@ def computation_hash(block_id: str, module_hash: str) -> int:
     return int.from_bytes(digest, "little")
 
 
+def table_directory(rows: bytes, per_block: int = 256) -> bytes:
+    """The table directory frame (docs/format.md §9.5.1) of the table `rows`:
+    per block of `per_block` rows its first hash and the xxh3-64 of its bytes."""
+    step = per_block * _ROW.size
+    blocks = b"".join(
+        rows[start : start + 8] + _HASH.pack(xxhash.xxh3_64_intdigest(rows[start : start + step]))
+        for start in range(0, len(rows), step)
+    )
+    return frame(pack({"t": "tabledir", "rows": per_block, "b": blocks}))
+
+
 def write_snapshot(
     store: Path,
     entries: list[tuple[int, bytes]],
@@ -69,12 +81,17 @@ def write_snapshot(
     header_fields: dict[str, Any] | None = None,
     *,
     raw_header: bytes | None = None,
+    directory: Callable[[bytes], bytes] | None = None,
 ) -> Path:
     """A snapshot (docs/format.md §9) holding `entries` (table hash,
-    payload) and a tombstones payload, with a consistent body hash."""
+    payload) and a tombstones payload, with a consistent body hash.
+
+    `directory(rows)`, given the table's rows, returns the bytes written
+    between the tombstones frame and the table (a table directory, §9.5.1,
+    or anything else); the body hash covers them. Without it the snapshot
+    has the layout of writers before table directories."""
     entry_frames = [frame(payload) for _, payload in entries]
     tombstone_frame = frame(tombstones)
-    body = xxhash.xxh3_128_hexdigest(b"".join((*entry_frames, tombstone_frame)))
     header = {
         "t": "snapshot",
         "v": 1,
@@ -84,12 +101,12 @@ def write_snapshot(
         "ancestors": {},
         "consumed": {},
         "count": len(entries),
-        "body": body,
+        "body": "0" * 32,  # as long as the hash: the rows' offsets come first
     }
     header.update(header_fields or {})
-    header_frame = frame(raw_header if raw_header is not None else pack(header))
+    header_bytes = len(frame(raw_header if raw_header is not None else pack(header)))
     rows = bytearray()
-    offset = len(header_frame)
+    offset = header_bytes
     order = sorted(range(len(entries)), key=lambda i: entries[i][0])
     offsets = {}
     for index, entry_frame in enumerate(entry_frames):
@@ -97,13 +114,20 @@ def write_snapshot(
         offset += len(entry_frame)
     for index in order:
         rows += _ROW.pack(entries[index][0], offsets[index])
+    between = b"" if directory is None else directory(bytes(rows))
+    if "body" not in (header_fields or {}):
+        body = b"".join((*entry_frames, tombstone_frame, between))
+        header["body"] = xxhash.xxh3_128_hexdigest(body)
+    header_frame = frame(raw_header if raw_header is not None else pack(header))
+    assert len(header_frame) == header_bytes
     tombstones_at = offset
-    table_at = tombstones_at + len(tombstone_frame)
+    table_at = tombstones_at + len(tombstone_frame) + len(between)
     data = b"".join(
         (
             header_frame,
             *entry_frames,
             tombstone_frame,
+            between,
             frame(bytes(rows)),
             _FOOTER.pack(tombstones_at, table_at, b"msnap01\n"),
         )
