@@ -26,7 +26,6 @@ from functools import partial
 from types import MappingProxyType
 
 from marimo_store._accesses import AccessBatcher
-from marimo_store._cleanup import CleanupReport, CleanupStrategy, drop_everything
 from marimo_store._cleanup_trigger import BackgroundCleanup, CleanupTrigger
 from marimo_store._entry import Entry, EntryMetadata, Environment, ExecutionKey, check_keys, now_ms
 from marimo_store._environment import platform_tag, python_version
@@ -49,6 +48,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal
 
+    from marimo_store._cleanup import CleanupReport, CleanupStrategy
     from marimo_store._cleanup_plan import CleanupPlan
     from marimo_store._compaction import Compactor
     from marimo_store._findings import Finding, VerifyReport
@@ -395,6 +395,8 @@ class FsPersistentStore(NamedObjects):
         rules; objects of entries still arriving from another machine wait
         `object_grace_seconds`, as the report's `spared` says). Entries put
         while it runs are kept. `dry_run` lists what would go."""
+        from marimo_store._cleanup import drop_everything  # noqa: PLC0415 - cleanups only
+
         return self.cleanup(drop_everything, dry_run=dry_run)
 
     # -- checking and repairing ----------------------------------------------------

@@ -14,6 +14,8 @@ HEAVY = {
 }  # fmt: skip
 CACHING = {"marimo_store.app", "marimo_store.cache", "marimo_store.config", "marimo_store.legacy"}
 MARIMO_PLUGIN = {"marimo_store.marimo", "marimo_store._migrate", "marimo_store._pieces"}
+CLEANUP = {"marimo_store._cleanup", "marimo_store._compaction", "marimo_store._cleanup_plan"}
+"""Loaded by the first cleanup (or the first use of a cleanup export)."""
 
 
 def _modules_after(code: str) -> set[str]:
@@ -30,6 +32,13 @@ def test_importing_the_package_loads_neither_heavy_modules_nor_the_caching_layer
     assert "marimo_store.store" in loaded
     assert not loaded & (HEAVY | CACHING | MARIMO_PLUGIN)
     assert not any(module.startswith("marimo_store.cli") for module in loaded)
+
+
+def test_importing_the_package_loads_no_cleanup() -> None:
+    assert not _modules_after("import marimo_store") & CLEANUP
+    assert "marimo_store._cleanup" in _modules_after(
+        "from marimo_store import DefaultCleanupStrategy"
+    )
 
 
 def test_the_decorator_loads_nothing_heavy_until_a_function_is_called() -> None:
