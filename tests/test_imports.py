@@ -18,6 +18,8 @@ CLEANUP = {"marimo_store._cleanup", "marimo_store._compaction", "marimo_store._c
 """Loaded by the first cleanup (or the first use of a cleanup export)."""
 WRITE_SIDE = {"marimo_store._writer", "marimo_store._cleanup_trigger", "marimo_store._locks"}
 """Loaded by a store's first write (a put, or the first batch of access records)."""
+HANDLES = {"marimo_store._handles"}
+"""Loaded by the first `ref()` (or unpickled handle)."""
 
 
 def _modules_after(code: str) -> set[str]:
@@ -37,7 +39,7 @@ def test_importing_the_package_loads_neither_heavy_modules_nor_the_caching_layer
 
 
 def test_importing_the_package_loads_neither_the_write_side_nor_the_cleanup() -> None:
-    assert not _modules_after("import marimo_store") & (WRITE_SIDE | CLEANUP)
+    assert not _modules_after("import marimo_store") & (WRITE_SIDE | CLEANUP | HANDLES)
     assert "marimo_store._cleanup" in _modules_after(
         "from marimo_store import DefaultCleanupStrategy"
     )
@@ -58,7 +60,7 @@ def test_a_process_that_only_reads_loads_neither_the_write_side_nor_the_cleanup(
         "assert store.lookup(ExecutionKey('b', 'm')) is not None\n"
     )
     assert "marimo_store._reader" in loaded
-    assert not loaded & (WRITE_SIDE | CLEANUP)
+    assert not loaded & (WRITE_SIDE | CLEANUP | HANDLES)
     assert "marimo_store._writer" in _modules_after(
         "from marimo_store import Entry, ExecutionKey, FsPersistentStore\n"
         f"store = FsPersistentStore({str(tmp_path / 'store')!r})\n"
