@@ -11,13 +11,6 @@ use, so a process that only opens a store (a worker, the marimo plug-in)
 does not pay for them.
 """
 
-from marimo_store._cleanup import (
-    CleanupReport,
-    CleanupStrategy,
-    DefaultCleanupStrategy,
-    DroppedEntry,
-    parse_size,
-)
 from marimo_store._entry import (
     Entry,
     EntryMetadata,
@@ -50,6 +43,13 @@ from marimo_store.store import FsPersistentStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from marimo_store._cache_reports import CacheInfo, Explanation
+    from marimo_store._cleanup import (
+        CleanupReport,
+        CleanupStrategy,
+        DefaultCleanupStrategy,
+        DroppedEntry,
+        parse_size,
+    )
     from marimo_store._findings import Finding, VerifyProblem, VerifyReport
     from marimo_store._handles import ObjectHandle
     from marimo_store._migrate import MigrationReport, migrate_marimo_cache
@@ -67,6 +67,11 @@ _LAZY = {
     "CachedFunction": "marimo_store.cache",
     "CacheInfo": "marimo_store._cache_reports",
     "Explanation": "marimo_store._cache_reports",
+    "CleanupReport": "marimo_store._cleanup",
+    "CleanupStrategy": "marimo_store._cleanup",
+    "DefaultCleanupStrategy": "marimo_store._cleanup",
+    "DroppedEntry": "marimo_store._cleanup",
+    "parse_size": "marimo_store._cleanup",
     "Finding": "marimo_store._findings",
     "LegacyPersistentStore": "marimo_store.legacy",
     "MarimoStore": "marimo_store.marimo",

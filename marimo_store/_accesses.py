@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from marimo_store._entry import ExecutionKey
     from marimo_store._refresh import LiveIndex
-    from marimo_store._writer import EntryWriter, WriterSession
+    from marimo_store._writer import WriterSession, WriteSide
 
 ACCESS_RECORD_INTERVAL_MS = 60_000
 """At most one access record per entry per minute per writer: recency for
@@ -35,18 +35,19 @@ LRU cleanup without a write on every hit."""
 class AccessBatcher:
     """The waiting access records of one store instance.
 
-    `access_record(key, at, hits)` encodes one record; `arm_exit()` makes
+    `write_side()` is the store's write path, built by the first flush that
+    has records to write (a hit alone does not build it); `arm_exit()` makes
     sure the store flushes at interpreter exit."""
 
     def __init__(
         self,
         live: LiveIndex,
-        writer: EntryWriter,
+        write_side: Callable[[], WriteSide],
         lock: threading.RLock,
         arm_exit: Callable[[], None],
     ) -> None:
         self._live = live
-        self._writer = writer
+        self._write_side = write_side
         self._lock = lock
         self._arm_exit = arm_exit
         self._cannot_write = False
@@ -95,7 +96,7 @@ class AccessBatcher:
                 return
             records = [encode_access(key, at, count) for key, at, count in counted]
             try:
-                writer = self._writer
+                writer = self._write_side().writer
                 writer.append(session or writer.session_for_this_process(), *records)
             except (OSError, StoreIOError):
                 self._cannot_write = True

@@ -31,6 +31,9 @@ VARIABLES = "variables"
 
 CONTENT_KINDS = (VARIABLES, "output", "stderr")
 
+VALUE = "value"
+"""The one variable of a named object's entry and of an object handle's."""
+
 CALL_METADATA_KEY = "persistent_cache"
 """The user metadata key under which `persistent_cache` records a call's
 function and key components; it also marks the entry as a function call

@@ -23,7 +23,7 @@ import contextlib
 import threading
 import weakref
 
-from marimo_store._entry import Entry, ExecutionKey
+from marimo_store._entry import VALUE, Entry, ExecutionKey
 from marimo_store._errors import InvalidArgumentError, NotFoundError
 from marimo_store._hashing import content_digest, content_hasher
 from marimo_store._serialize import serialize_pickle
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from marimo_store._protocol import Store
-
-VALUE = "value"
-"""The variable holding a handle's object (and a named object: `_named`)."""
 
 HANDLE = "handle"
 """The `module_hash` of a handle's entry; its `block_id` is the content id."""

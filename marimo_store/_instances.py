@@ -1,10 +1,13 @@
 """A store instance's life in a process: one instance per configuration when
-unpickled, and one exit hook that runs only once the instance wrote.
+unpickled, one exit hook that runs only once the instance wrote, and a
+write side built only once it writes.
 
-Kept apart from `store.py` (the facade) because both are about processes,
+Kept apart from `store.py` (the facade) because all are about processes,
 not about the store's files. The invariants: a worker that receives a store
-with every task opens it once (one log segment, not one per task), and a
-store that was only constructed costs nothing at exit.
+with every task opens it once (one log segment, not one per task), a store
+that was only constructed costs nothing at exit, and one that only reads
+never imports the write path (`_writer.py`, the `objects` lock, the cleanup
+trigger).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import weakref
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable
     from typing import Any
 
+    from marimo_store._writer import WriteSide
     from marimo_store.store import FsPersistentStore
 
 
@@ -59,3 +64,29 @@ def _at_exit(reference: weakref.WeakMethod[Callable[[], None]]) -> None:
     on_exit = reference()
     if on_exit is not None:
         on_exit()
+
+
+class LazyWriteSide:
+    """Imports and builds a store's `WriteSide` (its writer, `objects` lock
+    and cleanup trigger) at its first write, under the store's lock; takes
+    `WriteSide`'s arguments. Holds no reference to the store (the access
+    batcher calls it too), so a store nobody uses still goes away at once."""
+
+    __slots__ = ("_arguments", "_keywords", "_lock", "built")
+
+    def __init__(self, *arguments: Any, lock: threading.RLock, **keywords: Any) -> None:
+        self._arguments = arguments
+        self._keywords = keywords
+        self._lock = lock
+        self.built: WriteSide | None = None
+
+    def __call__(self) -> WriteSide:
+        built = self.built
+        if built is None:
+            with self._lock:
+                if self.built is None:
+                    from marimo_store._writer import WriteSide  # noqa: PLC0415 - writes only
+
+                    self.built = WriteSide(*self._arguments, lock=self._lock, **self._keywords)
+                built = self.built
+        return built

@@ -10,17 +10,17 @@ cleanup work for names exactly as for cached results.
 `NamedObjects` adds the methods to any store that has `put`, `get`,
 `history`, `delete_entries` and `entries` (`FsPersistentStore`,
 `LegacyPersistentStore`, `MemoryStore`, `TieredStore`). Its `ref` makes an
-object handle (`_handles`); handles know nothing of names, so this module
-imports `_handles` and never the reverse (no import loop).
+object handle (`_handles`, imported by the first `ref`: reading a store
+does not need it); handles know nothing of names, so this module imports
+`_handles` and never the reverse (no import loop).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from marimo_store._entry import Entry, EntryMetadata, ExecutionKey
+from marimo_store._entry import VALUE, Entry, EntryMetadata, ExecutionKey
 from marimo_store._errors import InvalidArgumentError, NotFoundError
-from marimo_store._handles import VALUE, handle_to
 from marimo_store._value import Value
 from marimo_store._versions import check_policy, check_versions
 
@@ -255,4 +255,6 @@ class NamedObjects:
         """Store `obj` (once: equal bytes are stored once) and return a small
         handle to it, which pickles as this store's configuration plus the
         object's content id. `handle.get()` loads it, once per process."""
+        from marimo_store._handles import handle_to  # noqa: PLC0415 - handles only
+
         return handle_to(self, obj)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 
-from marimo_store._cleanup import CleanupStrategy, DefaultCleanupStrategy
 from marimo_store._errors import ConfigError
 from marimo_store._trust import check_trust_options
 
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping
     from typing import Any, Literal, TypeAlias
 
+    from marimo_store._cleanup import CleanupStrategy
     from marimo_store._objects import MmapMode
     from marimo_store._trust import VerifyMode
 
@@ -230,8 +230,13 @@ class StoreOptions:
 
     @property
     def strategy(self) -> CleanupStrategy:
-        """The cleanup strategy (`DefaultCleanupStrategy()` when none is set)."""
-        return self.cleanup_strategy or DefaultCleanupStrategy()
+        """The cleanup strategy (`DefaultCleanupStrategy()` when none is set;
+        `_cleanup` is imported by the first cleanup, not with the store)."""
+        if self.cleanup_strategy:
+            return self.cleanup_strategy
+        from marimo_store._cleanup import DefaultCleanupStrategy  # noqa: PLC0415 - cleanups only
+
+        return DefaultCleanupStrategy()
 
     @property
     def durable(self) -> bool:

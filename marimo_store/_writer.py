@@ -9,6 +9,9 @@ The invariant kept here: object GC never runs between writing (or
 reusing) an object and appending the record that references it, since
 the put holds the shared `objects` lock across both.
 
+A store imports this module at its first write (`WriteSide`), so a process
+that only reads never loads it, the `objects` lock or the cleanup trigger.
+
 Implements W1, W6, W7, W8 (docs/format.md §14).
 """
 
@@ -18,10 +21,12 @@ import contextlib
 import itertools
 import os
 import warnings
+from functools import partial
 from types import MappingProxyType
 
-from marimo_store._entry import Entry, EntryMetadata, ObjectRef, now_ms
-from marimo_store._environment import current_environment
+from marimo_store._cleanup_trigger import BackgroundCleanup, CleanupTrigger
+from marimo_store._entry import Entry, EntryMetadata, Environment, ObjectRef, now_ms
+from marimo_store._environment import current_environment, platform_tag, python_version
 from marimo_store._errors import (
     ExecutionKeyClash,
     InvalidArgumentError,
@@ -40,8 +45,10 @@ from marimo_store._format.records import (
     encode_key_record,
     same_contents,
 )
+from marimo_store._format.segments import segment_header
 from marimo_store._hashing import content_digest, text_digest
-from marimo_store._log import SegmentWriter
+from marimo_store._locks import LocalLock
+from marimo_store._log import SegmentWriter, new_writer_id
 from marimo_store._objects import ObjectDirectory
 from marimo_store._serialize import serialize_contents, store_contents
 from marimo_store._signing import object_digest
@@ -52,14 +59,56 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
-    from marimo_store._entry import Environment, ExecutionKey, StoredFormat
+    from marimo_store._entry import ExecutionKey, StoredFormat
     from marimo_store._format.layout import Layout
     from marimo_store._hashed_objects import VerifiedObjects
-    from marimo_store._locks import LocalLock
     from marimo_store._options import StoreOptions
     from marimo_store._refresh import LiveIndex
     from marimo_store._serialize import SerializedValue
     from marimo_store._trust import TrustPolicy
+
+
+class WriteSide:
+    """What one store instance builds at its first write (a put, a delete,
+    a batch of access records, a cleanup): its `EntryWriter`, the `objects`
+    lock the writer shares with object GC, and the cleanup trigger a put
+    consults (with the thread it starts)."""
+
+    __slots__ = ("background", "objects_lock", "trigger", "writer")
+
+    def __init__(
+        self,
+        layout: Layout,
+        options: StoreOptions,
+        *,
+        lock: threading.RLock,
+        live: LiveIndex,
+        trust: TrustPolicy,
+        verified: VerifiedObjects,
+        on_new_session: Callable[[], None],
+    ) -> None:
+        self.objects_lock = LocalLock(layout.objects_lock)
+        self.writer = EntryWriter(
+            options,
+            live,
+            trust,
+            lock,
+            objects_lock=self.objects_lock,
+            new_session=partial(new_session, layout, options, verified),
+            on_new_session=on_new_session,
+        )
+        self.trigger = CleanupTrigger(options, live)
+        self.background = BackgroundCleanup()
+
+
+def new_session(layout: Layout, options: StoreOptions, verified: VerifiedObjects) -> WriterSession:
+    """A writer for this process, with its segment header."""
+    writer_id = new_writer_id()
+    context = Environment(python_version(), platform_tag())
+    header = segment_header(writer_id, now_ms(), context)
+    return WriterSession(
+        layout, options, verified, writer_id=writer_id, context=context, header=header
+    )
 
 
 class WriterSession:

@@ -12,7 +12,9 @@ each call to the part that does it: `_writer.py` (the write path),
 `_reader.py` (the read path and the trust gate), `_refresh.py` (the live
 index and change watching), `_accesses.py` (access batching),
 `_cleanup_trigger.py` (when a cleanup runs by itself) and `_compaction.py`
-(cleanup, snapshot retention and object GC; imported by the first cleanup).
+(cleanup, snapshot retention and object GC). Only the read path loads with
+the package: the write path (with the `objects` lock and the cleanup
+trigger) is imported by the first write, the cleanup by the first cleanup.
 """
 
 from __future__ import annotations
@@ -22,33 +24,26 @@ import threading
 import warnings
 import weakref
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from functools import partial
 from types import MappingProxyType
 
 from marimo_store._accesses import AccessBatcher
-from marimo_store._cleanup import CleanupReport, CleanupStrategy, drop_everything
-from marimo_store._cleanup_trigger import BackgroundCleanup, CleanupTrigger
-from marimo_store._entry import Entry, EntryMetadata, Environment, ExecutionKey, check_keys, now_ms
-from marimo_store._environment import platform_tag, python_version
+from marimo_store._entry import Entry, EntryMetadata, ExecutionKey, check_keys
 from marimo_store._errors import NotFoundError, StoreIOError, StoreWarning
 from marimo_store._format.layout import Layout, check_store_directory
-from marimo_store._format.segments import segment_header
 from marimo_store._hashed_objects import VerifiedObjects
-from marimo_store._instances import ExitHook, reopen
-from marimo_store._locks import LocalLock
-from marimo_store._log import new_writer_id
+from marimo_store._instances import ExitHook, LazyWriteSide, reopen
 from marimo_store._named import NamedObjects
 from marimo_store._options import ARGUMENTS_DOC, OPTION_NAMES, StoreOptions
 from marimo_store._reader import EntryReader
 from marimo_store._refresh import LiveIndex
 from marimo_store._signing import load_signing_key
 from marimo_store._trust import SignatureStatus, TrustPolicy
-from marimo_store._writer import EntryWriter, WriterSession
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal
 
+    from marimo_store._cleanup import CleanupReport, CleanupStrategy
     from marimo_store._cleanup_plan import CleanupPlan
     from marimo_store._compaction import Compactor
     from marimo_store._findings import Finding, VerifyReport
@@ -59,16 +54,6 @@ if TYPE_CHECKING:
     from marimo_store._verify import Progress
     from marimo_store._versions import VersionPolicy
     from marimo_store.remote._tier import RemoteTier
-
-
-def _new_session(layout: Layout, options: StoreOptions, verified: VerifiedObjects) -> WriterSession:
-    """A writer for this process, with its segment header."""
-    writer_id = new_writer_id()
-    context = Environment(python_version(), platform_tag())
-    header = segment_header(writer_id, now_ms(), context)
-    return WriterSession(
-        layout, options, verified, writer_id=writer_id, context=context, header=header
-    )
 
 
 class FsPersistentStore(NamedObjects):
@@ -116,28 +101,24 @@ class FsPersistentStore(NamedObjects):
         )
         self.layout = layout = Layout(self.path)
         check_store_directory(self.path, allow_other_files=options.allow_other_files)
-        self._lock = threading.RLock()
+        self._lock = lock = threading.RLock()
         verified = VerifiedObjects(layout.local)
-        objects_lock = LocalLock(layout.objects_lock)
         self._exit_hook = ExitHook(self._exit)
-        self._live = LiveIndex(layout, options, self._lock)
-        self._writer = EntryWriter(
+        self._live = live = LiveIndex(layout, options, lock)
+        self._write_side = LazyWriteSide(
+            layout,
             options,
-            self._live,
-            self._trust,
-            self._lock,
-            objects_lock=objects_lock,
-            new_session=partial(_new_session, layout, options, verified),
+            live=live,
+            trust=self._trust,
+            lock=lock,
+            verified=verified,
             on_new_session=self._exit_hook.arm,
         )
-        self._accesses = AccessBatcher(self._live, self._writer, self._lock, self._exit_hook.arm)
+        self._accesses = AccessBatcher(live, self._write_side, lock, self._exit_hook.arm)
         self._reader = EntryReader(
-            layout, options, self._live, self._trust, verified, note_access=self._accesses.note
+            layout, options, live, self._trust, verified, note_access=self._accesses.note
         )
-        self._objects_lock = objects_lock
         self._compaction: Compactor | None = None  # built by the first cleanup
-        self._trigger = CleanupTrigger(options, self._live)
-        self._background = BackgroundCleanup()
         self._remote: RemoteTier | None = None
         if options.remote:
             from marimo_store.remote._tier import open_tier  # noqa: PLC0415 - remote only
@@ -151,14 +132,15 @@ class FsPersistentStore(NamedObjects):
             if self._compaction is None:
                 from marimo_store._compaction import Compactor  # noqa: PLC0415 - cleanups only
 
+                writing = self._write_side()
                 self._compaction = Compactor(
                     self.layout,
                     self.options,
                     self._live,
-                    self._writer,
+                    writing.writer,
                     self._reader,
                     lock=self._lock,
-                    objects_lock=self._objects_lock,
+                    objects_lock=writing.objects_lock,
                     flush_accesses=self._accesses.flush,
                 )
             return self._compaction
@@ -214,9 +196,10 @@ class FsPersistentStore(NamedObjects):
         seen if that is later (a writer whose clock runs ahead cannot make
         later runs look older), moved on by a millisecond if that run is taken.
         """
-        stored = self._writer.put(entry, then=self._accesses.flush)
-        if self._trigger.due():
-            self._background.start(weakref.ref(self))
+        writing = self._write_side()
+        stored = writing.writer.put(entry, then=self._accesses.flush)
+        if writing.trigger.due():
+            writing.background.start(weakref.ref(self))
         if self._remote is not None:
             key = stored.metadata.key
             self._remote.push(Entry(key, entry.contents, entry.user_metadata, entry.format))
@@ -233,7 +216,7 @@ class FsPersistentStore(NamedObjects):
         them back from it).
         """
         keys = check_keys(keys, "delete_entries")
-        deleted = self._writer.delete(keys)
+        deleted = self._write_side().writer.delete(keys)
         if self._remote is not None:
             self._remote.delete(keys)
         return deleted
@@ -275,7 +258,7 @@ class FsPersistentStore(NamedObjects):
 
     def _keep(self, entry: Entry) -> None:
         """Store a copy of a remote hit here (read-through)."""
-        self._writer.put(entry, then=self._accesses.flush)
+        self._write_side().writer.put(entry, then=self._accesses.flush)
 
     def load_variable(self, key: ExecutionKey, name: str, *, kind: str = "variables") -> Any:
         """Load one variable of an entry without loading the others.
@@ -395,6 +378,8 @@ class FsPersistentStore(NamedObjects):
         rules; objects of entries still arriving from another machine wait
         `object_grace_seconds`, as the report's `spared` says). Entries put
         while it runs are kept. `dry_run` lists what would go."""
+        from marimo_store._cleanup import drop_everything  # noqa: PLC0415 - cleanups only
+
         return self.cleanup(drop_everything, dry_run=dry_run)
 
     # -- checking and repairing ----------------------------------------------------
@@ -407,7 +392,7 @@ class FsPersistentStore(NamedObjects):
             self.options,
             self.layout,
             merged_state=self._compactor().merged_state,
-            temp_path=lambda: self._writer.session_for_this_process().temp_path(),
+            temp_path=lambda: self._write_side().writer.session_for_this_process().temp_path(),
             cleanup=self.cleanup,
         )
 
@@ -467,7 +452,9 @@ class FsPersistentStore(NamedObjects):
         (and send queued writes to the remote, if any).
         The store stays usable; a later put simply starts a new segment."""
         self._accesses.flush()
-        self._writer.close()
+        writing = self._write_side.built
+        if writing is not None:  # else nothing was written: no segment to seal
+            writing.writer.close()
         if self._remote is not None:
             self._remote.close()
 
@@ -475,8 +462,9 @@ class FsPersistentStore(NamedObjects):
         """At interpreter exit: clean up what this instance stored (or the
         segments that readers left), then seal."""
         try:
+            writing = self._write_side()
             if self.options.cleanup_on_exit and (
-                self._writer.wrote_entries or self._trigger.too_many_segments()
+                writing.writer.wrote_entries or writing.trigger.too_many_segments()
             ):
                 self.cleanup()
             self.close()

@@ -21,7 +21,7 @@ from typing import Any
 from _faults import FileOps, SimulatedCrash, instrumented
 from workers import stress as stress_workers
 
-import marimo_store.store as store_module
+import marimo_store._writer as writer_module
 from marimo_store import (
     DefaultCleanupStrategy,
     Entry,
@@ -207,13 +207,13 @@ def open_for(scenario: Scenario, root: Path) -> FsPersistentStore:
 def dead_writer_ids() -> Iterator[None]:
     """Writer ids created meanwhile name a process that has exited, as a
     crashed process's do once it is gone."""
-    original = store_module.new_writer_id
+    original = writer_module.new_writer_id
     pid = dead_pid()
-    store_module.new_writer_id = lambda: f"{host_name()}-{pid}-{os.urandom(6).hex()}"
+    writer_module.new_writer_id = lambda: f"{host_name()}-{pid}-{os.urandom(6).hex()}"
     try:
         yield
     finally:
-        store_module.new_writer_id = original
+        writer_module.new_writer_id = original
 
 
 def call_instrumented(

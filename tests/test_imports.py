@@ -14,6 +14,12 @@ HEAVY = {
 }  # fmt: skip
 CACHING = {"marimo_store.app", "marimo_store.cache", "marimo_store.config", "marimo_store.legacy"}
 MARIMO_PLUGIN = {"marimo_store.marimo", "marimo_store._migrate", "marimo_store._pieces"}
+CLEANUP = {"marimo_store._cleanup", "marimo_store._compaction", "marimo_store._cleanup_plan"}
+"""Loaded by the first cleanup (or the first use of a cleanup export)."""
+WRITE_SIDE = {"marimo_store._writer", "marimo_store._cleanup_trigger", "marimo_store._locks"}
+"""Loaded by a store's first write (a put, or the first batch of access records)."""
+HANDLES = {"marimo_store._handles"}
+"""Loaded by the first `ref()` (or unpickled handle)."""
 
 
 def _modules_after(code: str) -> set[str]:
@@ -30,6 +36,36 @@ def test_importing_the_package_loads_neither_heavy_modules_nor_the_caching_layer
     assert "marimo_store.store" in loaded
     assert not loaded & (HEAVY | CACHING | MARIMO_PLUGIN)
     assert not any(module.startswith("marimo_store.cli") for module in loaded)
+
+
+def test_importing_the_package_loads_neither_the_write_side_nor_the_cleanup() -> None:
+    assert not _modules_after("import marimo_store") & (WRITE_SIDE | CLEANUP | HANDLES)
+    assert "marimo_store._cleanup" in _modules_after(
+        "from marimo_store import DefaultCleanupStrategy"
+    )
+
+
+def test_a_process_that_only_reads_loads_neither_the_write_side_nor_the_cleanup(
+    tmp_path: Path,
+) -> None:
+    from marimo_store import Entry, ExecutionKey, FsPersistentStore
+
+    store = FsPersistentStore(tmp_path / "store", cleanup_on_exit=False)
+    store.put(Entry.of(ExecutionKey("b", "m"), {"v": 1}))
+    store.close()
+    loaded = _modules_after(
+        "from marimo_store import ExecutionKey, FsPersistentStore\n"
+        f"store = FsPersistentStore({str(tmp_path / 'store')!r})\n"
+        "assert store.get(ExecutionKey('b', 'm')).variables['v'] == 1\n"
+        "assert store.lookup(ExecutionKey('b', 'm')) is not None\n"
+    )
+    assert "marimo_store._reader" in loaded
+    assert not loaded & (WRITE_SIDE | CLEANUP | HANDLES)
+    assert "marimo_store._writer" in _modules_after(
+        "from marimo_store import Entry, ExecutionKey, FsPersistentStore\n"
+        f"store = FsPersistentStore({str(tmp_path / 'store')!r})\n"
+        "store.put(Entry.of(ExecutionKey('b', 'n'), {'v': 2}))\n"
+    )
 
 
 def test_the_decorator_loads_nothing_heavy_until_a_function_is_called() -> None:

@@ -58,6 +58,17 @@ def test_a_hit_writes_nothing_until_close(make_store: StoreFactory, store_path: 
     assert last_access(make_store, keys[2]) is None
 
 
+def test_a_store_only_opened_and_closed_writes_nothing(
+    make_store: StoreFactory, store_path: Path
+) -> None:
+    keys = put_three(make_store)
+    before = log_state(store_path)
+    reader = make_store()
+    assert reader.lookup(keys[0]) is not None  # records no access
+    reader.close()
+    assert log_state(store_path) == before
+
+
 def test_waiting_accesses_ride_along_with_the_next_put(
     make_store: StoreFactory, store_path: Path
 ) -> None:

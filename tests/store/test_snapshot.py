@@ -858,10 +858,10 @@ def test_a_short_copy_of_a_segment_never_moves_its_consumed_offset_back(
 def test_a_short_copy_of_another_hosts_sealed_segment_is_kept(
     make_store: StoreFactory, store_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import marimo_store.store as store_module
+    import marimo_store._writer as writer_module
 
     # A writer of another machine (its segments arrive through a sync tool).
-    monkeypatch.setattr(store_module, "new_writer_id", lambda: "elsewhere-4242-0123456789ab")
+    monkeypatch.setattr(writer_module, "new_writer_id", lambda: "elsewhere-4242-0123456789ab")
     writer = make_store(refresh_interval=0)
     for name in ("e1", "e2", "e3"):
         writer.put(Entry.of(ExecutionKey(name, "m"), {"v": name}))

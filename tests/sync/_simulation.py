@@ -51,7 +51,7 @@ import marimo_store._dangling as dangling_module
 import marimo_store._fs as fs
 import marimo_store._hashed_objects as verified_module
 import marimo_store._log as log_module
-import marimo_store.store as store_module
+import marimo_store._writer as writer_module
 from marimo_store import (
     DefaultCleanupStrategy,
     Entry,
@@ -186,8 +186,9 @@ def settle(store: FsPersistentStore) -> None:
     """Wait for a background cleanup a put may have started (more than 64
     segments pile up: every fresh reader leaves one), so that the final
     exchange sees replicas nobody changes any more."""
-    background = store._background
-    if background is not None:
+    writing = store._write_side.built  # None: it wrote nothing, so started no cleanup
+    if writing is not None:
+        background = writing.background
         background.join(120)
         assert not background.is_alive(), "a background cleanup does not finish"
 
@@ -316,14 +317,14 @@ class ProcessReplica:
 def seeded_writer_ids(rng: random.Random) -> Iterator[None]:
     """Writer ids from the schedule's generator: a schedule replays the same
     file names (as far as the clock allows) when run again with its seed."""
-    original = store_module.new_writer_id
-    store_module.new_writer_id = lambda: (
+    original = writer_module.new_writer_id
+    writer_module.new_writer_id = lambda: (
         f"{log_module.host_name()}-{os.getpid()}-{rng.getrandbits(48):012x}"
     )
     try:
         yield
     finally:
-        store_module.new_writer_id = original
+        writer_module.new_writer_id = original
 
 
 class Schedule:
