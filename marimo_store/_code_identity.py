@@ -19,6 +19,9 @@ an import loop.
 
 from __future__ import annotations
 
+import io
+import os
+import sys
 import types
 
 from marimo_store._key_components import CELL, GLOBAL
@@ -75,31 +78,166 @@ def _remember(
 
 def _source_definition(func: types.FunctionType) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     """The syntax tree of `func`'s `def`, if its source is available and
-    compiles to exactly the running code (is not stale), else None."""
+    compiles to exactly the running code (is not stale), else None.
+
+    The tree is the one `inspect.getsourcelines` gives, which the keys of
+    existing caches were computed from. `_definition_in_lines` finds it
+    without `inspect` (~5 ms to import) and `tokenize` (~4 ms to compile its
+    patterns), the cost of a first call in a fresh process; where it is not
+    sure, `inspect` decides.
+    """
     if func.__name__ == "<lambda>":  # a line may hold several lambdas: use the bytecode
         return None
-    import inspect  # noqa: PLC0415 - ~5 ms; needed once per function
-
-    try:
-        source = "".join(inspect.getsourcelines(func)[0])
-    except (OSError, TypeError):
-        return None
-    node = _parse_definition(source, func.__name__)
+    node = _definition_in_lines(func)
+    if node is None:
+        node = _inspected_definition(func)
     if node is None or not _compiles_to(node, func.__code__):
         return None
     return node
 
 
-def _parse_definition(source: str, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    """The `def` statement in `source` (which may be indented), decorators removed."""
+def _inspected_definition(
+    func: types.FunctionType,
+) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The `def` in the block `inspect.getsourcelines` finds for `func`."""
+    import inspect  # noqa: PLC0415 - ~5 ms; only where the line scan is not sure
+
+    try:
+        source = "".join(inspect.getsourcelines(func)[0])
+    except (OSError, TypeError):
+        return None
+    return _parse_definition(source, func.__name__)
+
+
+def _definition_in_lines(func: types.FunctionType) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """`func`'s `def` from the lines `inspect` reads, found without its
+    tokenizer: the same AST as inspect's block, or None (then the inspect
+    path decides).
+
+    The lines are those inspect reads (`_source_lines`). The block starts
+    at `co_firstlineno` (the first decorator), which must open a `def` or a
+    decorator: then inspect starts there too. It runs to the last line the code
+    and the code nested in it have positions for, then on over lines that
+    are blank, comments or indented deeper than the first, and stops before
+    the next line at or left of the first line's indentation (a margin of
+    other tabs and spaces: not sure). Invariant: the block is used only if
+    it parses to exactly one statement, the `def`. A block that parses, so
+    ends outside any bracket, string or backslash continuation, and is
+    followed by a line at or left of the `def` (or by nothing) holds the
+    whole first statement there and nothing else: the statement inspect's
+    tokenizer delimits. Lines the positions miss (dead code after a
+    `return`, a string statement) that continue a string or bracket at a
+    lesser indentation stop the block inside that statement, which then does
+    not parse.
+    """
+    if hasattr(func, "__wrapped__"):  # inspect would read the wrapped function
+        return None
+    code = func.__code__
+    lines = _source_lines(func)
+    if lines is None:
+        return None
+    start = code.co_firstlineno - 1
+    if not 0 <= start < len(lines):
+        return None
+    first = lines[start]
+    indent = first[: len(first) - len(first.lstrip(" \t"))]
+    defs = (indent + "def ", indent + "async def ")
+    if not first.startswith((*defs, indent + "@")):
+        return None
+    head = start
+    while head < len(lines) and not lines[head].startswith(defs):
+        head += 1  # a decorator: the positions may not reach the `def` (a docstring alone)
+    end = max(head + 1, _last_line(code))
+    while end < len(lines):
+        line = lines[end]
+        text = line.lstrip(" \t\f")
+        margin = line[: len(line) - len(text)]
+        if text.strip() and not text.startswith("#"):
+            if indent.startswith(margin):
+                break  # at or left of the `def`: the next statement
+            if not margin.startswith(indent) or "\f" in margin:
+                return None  # other tabs and spaces, or a form feed
+        end += 1
+    return _parse_definition("".join(lines[start:end]), func.__name__, alone=True)
+
+
+def _source_lines(func: types.FunctionType) -> list[str] | None:
+    """The lines `inspect.findsource` reads for `func`: the same file, cache
+    check and module globals; None where inspect might look further (a
+    loader, a `.pyc`'s `.py`).
+
+    Before anything imports `linecache` its cache is empty, and inspect
+    would read the file from disk: `_file_lines` reads it as linecache
+    does, without importing `linecache` and with it `tokenize` (~2 ms).
+    """
+    filename = func.__code__.co_filename
+    if filename.endswith(".py") and "linecache" not in sys.modules:
+        lines = _file_lines(filename)
+        if lines is not None:
+            return lines
+    if not (filename.endswith(".py") or (filename[:1] == "<" and filename[-1:] == ">")):
+        return None  # inspect reads a .pyc's .py and no extension module
+    import linecache  # noqa: PLC0415 - ~2 ms with tokenize; loaded by any traceback
+
+    if filename not in linecache.cache and not os.path.exists(filename):
+        return None  # inspect may still ask the module's loader
+    linecache.checkcache(filename)  # a file edited since it was read
+    module = sys.modules.get(func.__module__)
+    return linecache.getlines(filename, module.__dict__) if module else linecache.getlines(filename)
+
+
+def _file_lines(filename: str) -> list[str] | None:
+    """The lines of a source file as `linecache` reads it (UTF-8, universal
+    newlines, a newline after the last line); None if it may declare another
+    encoding (a BOM, or a comment with `coding` in its first two lines) or
+    does not read."""
+    try:
+        with open(filename, "rb") as file:
+            data = file.read()
+        if data.startswith(b"\xef\xbb\xbf") or any(
+            line.lstrip(b" \t\f").startswith(b"#") and b"coding" in line
+            for line in data.split(b"\n", 2)[:2]
+        ):
+            return None
+        lines = io.StringIO(data.decode(), newline=None).readlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return lines
+
+
+def _last_line(code: types.CodeType) -> int:
+    """The last line that an instruction of `code`, or of code nested in it, spans."""
+    last = 0
+    pending = [code]
+    while pending:
+        current = pending.pop()
+        if sys.version_info >= (3, 11):
+            ends = [end for _, end, _, _ in current.co_positions() if end is not None]
+        else:  # only where each instruction starts
+            ends = [line for _, _, line in current.co_lines() if line is not None]
+        last = max(last, *ends, 0)
+        pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    return last
+
+
+def _parse_definition(
+    source: str, name: str, *, alone: bool = False
+) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The `def` statement in `source` (which may be indented), decorators
+    removed; with `alone`, only if it is the only statement there."""
     import ast  # noqa: PLC0415 - only code hashing needs it
 
     try:
         if source[:1] in (" ", "\t"):  # a method or nested function
-            statements = ast.parse("if True:\n" + source).body[0].body  # type: ignore[attr-defined]
+            outer = ast.parse("if True:\n" + source).body
+            statements = outer[0].body  # type: ignore[attr-defined]
         else:
-            statements = ast.parse(source).body
+            outer = statements = ast.parse(source).body
     except (SyntaxError, ValueError):
+        return None
+    if alone and (len(outer) != 1 or len(statements) != 1):
         return None
     for node in statements:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
