@@ -32,7 +32,7 @@ import sys
 from array import array
 
 from marimo_store._format.framing import FRAME, frame, pack, read_frame, unpack
-from marimo_store._format.keyindex import BLOCK_ROWS, blocks_holding, offsets_of
+from marimo_store._format.keyindex import BLOCK_ROWS, blocks_holding, offsets_of, row_columns
 from marimo_store._hashing import record_checksum
 
 TYPE_CHECKING = False
@@ -67,12 +67,7 @@ class TableDirectory:
     __slots__ = ("_firsts", "_state", "_step", "_sums")
 
     def __init__(self, rows: int, blocks: bytes) -> None:
-        pairs = array("Q")
-        pairs.frombytes(blocks)
-        if sys.byteorder == "big":
-            pairs.byteswap()
-        self._firsts = pairs[0::2]
-        self._sums = pairs[1::2]
+        self._firsts, self._sums = row_columns(blocks)
         self._step = rows * ROW_BYTES
         self._state = bytearray(len(self._firsts))
 
