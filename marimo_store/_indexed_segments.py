@@ -2,7 +2,8 @@
 
 A reader that finds a sealed segment with an index (`_format/keyindex.py`)
 maps the file, keeps only the index's small directory in memory and, for a
-lookup, verifies the one or two index blocks and decodes the records of the
+lookup, verifies the one or two index blocks (once: their columns stay in
+memory, at most 16 bytes per record) and decodes the records of the
 computation asked for. Iteration (listing) still decodes every record.
 
 The invariant (docs/format.md §16): what a lookup finds here is what
@@ -28,13 +29,19 @@ from collections.abc import Iterator
 from marimo_store import _fs
 from marimo_store._errors import StoreWarning
 from marimo_store._format.framing import FRAME, parse_frames, read_frame, unpack
-from marimo_store._format.keyindex import block_offsets, computation_hash, read_key_index
+from marimo_store._format.keyindex import (
+    block_columns,
+    column_offsets,
+    computation_hash,
+    read_key_index,
+)
 from marimo_store._format.records import ACCESS_TYPE, KeyRecord, StoredEntry, decode_log_record
 from marimo_store._format.segments import MAX_HEADER_BYTES, read_header
 from marimo_store._log import LogReader, SegmentState, cut_short, read_at
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from array import array
     from collections.abc import Mapping
     from io import FileIO
 
@@ -92,6 +99,7 @@ class IndexedSegment:
     read, as for snapshots."""
 
     __slots__ = (
+        "_columns",
         "_cut",
         "_decoded",
         "_header",
@@ -124,6 +132,9 @@ class IndexedSegment:
         records (access, tombstone) are already applied."""
         self._decoded: list[Decoded] | None = None
         """Every record, once an index block failed its checksum."""
+        self._columns: dict[int, tuple[array[int], array[int]]] = {}
+        """The hash and offset columns of each index block read so far, by
+        the block's offset: 16 bytes per indexed record at most."""
 
     @property
     def entries(self) -> int:
@@ -151,16 +162,28 @@ class IndexedSegment:
         return [d for d in self._decoded if _is_of(d, block_id, module_hash)]
 
     def _look_up(self, block_id: str, module_hash: str) -> list[Decoded] | None:
-        """`lookup` through the index; None when a block fails its checks."""
-        if not self._intact():
-            return []
+        """`lookup` through the index; None when a block fails its checks.
+
+        A block is verified and read into columns once (`_columns`): every
+        later lookup in it is a binary search in memory, with no file
+        access, so a store with many sealed segments pays per lookup a few
+        microseconds for each, not a block read and checksum."""
         target = computation_hash(block_id, module_hash)
         offsets: list[int] = []
         for block_at in self._index.blocks_for(target):
-            listed = block_offsets(read_frame(self._view, block_at), target)
-            if listed is None:
-                return None
-            offsets += listed
+            columns = self._columns.get(block_at)
+            if columns is None:
+                if not self._intact():
+                    return []
+                columns = block_columns(read_frame(self._view, block_at))
+                if columns is None:
+                    return None
+                self._columns[block_at] = columns
+            offsets += column_offsets(columns, target)
+        if not offsets:
+            return []
+        if not self._intact():
+            return []
         found: list[Decoded] = []
         for offset in sorted(offsets):
             if not self.start <= offset < self.end:

@@ -209,14 +209,28 @@ def read_key_index(read: Callable[[int, int], bytes], size: int, start: int) -> 
     return KeyIndex(directory, end, counts)  # type: ignore[arg-type]
 
 
-def block_offsets(payload: memoryview | None, target: int) -> list[int] | None:
-    """The record offsets that a verified block payload lists under hash
-    `target`, or None when the block is not one."""
+def block_columns(payload: memoryview | None) -> tuple[array[int], array[int]] | None:
+    """The hash and offset columns of a verified block payload (its rows,
+    sorted by hash), or None when the block is not one. Copied out of the
+    map: a reader keeps the columns of the blocks it read, and searches
+    them again without touching the file (see `column_offsets`)."""
     document = None if payload is None else unpack(payload)
     rows = None if document is None else document.get("r")
     if document is None or document.get("t") != KEYS_TYPE or not isinstance(rows, bytes):
         return None
-    return offsets_of(rows, target) if len(rows) % _ROW.size == 0 else None
+    return row_columns(rows) if len(rows) % _ROW.size == 0 else None
+
+
+def column_offsets(columns: tuple[array[int], array[int]], target: int) -> list[int]:
+    """The offsets listed under hash `target` in a block's columns (a binary
+    search in C, then the run of equal hashes)."""
+    hashes, offsets = columns
+    row = bisect_left(hashes, target)
+    found = []
+    while row < len(hashes) and hashes[row] == target:
+        found.append(offsets[row])
+        row += 1
+    return found
 
 
 def offsets_of(table: bytes | memoryview, target: int) -> list[int]:
