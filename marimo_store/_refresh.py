@@ -8,7 +8,10 @@ new heads; otherwise only new log bytes are read. Change notification,
 where it runs, spares the refreshes when nothing changed. The invariant:
 a lookup that misses has first re-read what other writers may have
 written (at most `refresh_interval` ago, or with an event since), so a
-put finished elsewhere is seen by the next miss here.
+put finished elsewhere is seen by the next miss here, even while a
+cleanup moves it from the log into a snapshot.
+
+Implements R8 (docs/format.md §14).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ if TYPE_CHECKING:
 _WATCH_SAFETY_SECONDS = 5.0
 """With change notification, a miss still re-reads after this long: some
 file systems (FUSE mounts, container volume mounts) fail to report changes."""
+_CATCH_UPS = 3
+"""Passes of one refresh while cleanups keep committing between its two
+snapshot listings (R8); a later refresh goes on from there."""
 
 
 def apply_record(decoded: StoredEntry | KeyRecord, target: RecordTarget) -> None:
@@ -150,6 +156,21 @@ class LiveIndex:
             elif now - self._last_refresh < self._options.refresh_interval:
                 return
         self._last_refresh = now
+        for _ in range(_CATCH_UPS):
+            self._catch_up()
+            if self.snapshot_names is None or self._listed() in (None, self.snapshot_names):
+                break
+
+    def _catch_up(self) -> None:
+        """One pass: the snapshots (the index rebuilt if they changed), then
+        the log's new bytes.
+
+        A cleanup commits its snapshot before it deletes the segments the
+        snapshot consumed (M2). So a pass that listed the snapshots before such
+        a commit may find those segments gone when it reads the log; a
+        snapshot listing taken after the log was read then differs, and
+        `refresh` passes again (R8), rather than missing those entries until
+        the next refresh."""
         snapshots = self._layout.snapshots
         try:
             names = self.list_snapshots()
@@ -166,6 +187,13 @@ class LiveIndex:
                 apply_record(decoded, self.index)
         for segment in self.log_reader.take_indexed():
             self.index.add_indexed(segment)
+
+    def _listed(self) -> tuple[str, ...] | None:
+        """The snapshot files now, or None when they cannot be listed."""
+        try:
+            return self.list_snapshots()
+        except OSError:
+            return None
 
     def change_watch(self, *, start: bool) -> ChangeNotifier | None:
         """The running change notification, or None: poll meanwhile.

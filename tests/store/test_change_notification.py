@@ -84,15 +84,16 @@ def watching(store: FsPersistentStore) -> None:
 
 
 def count_refreshes(store: FsPersistentStore) -> list[int]:
-    """A counter of the store's re-reads of snapshots/ (each refresh lists it once)."""
+    """A counter of the store's re-reads of snapshots/ and log/ (one pass
+    per refresh that is not skipped, while no cleanup runs meanwhile)."""
     counter = [0]
-    original = store._live.list_snapshots
+    original = store._live._catch_up
 
-    def counting() -> tuple[str, ...]:
+    def counting() -> None:
         counter[0] += 1
-        return original()
+        original()
 
-    store._live.list_snapshots = counting  # type: ignore[method-assign]
+    store._live._catch_up = counting  # type: ignore[method-assign]
     return counter
 
 

@@ -380,6 +380,33 @@ def test_closed_segment_is_deleted_by_another_instance(
     assert_loads(fresh, keys)
 
 
+def test_a_cleanup_between_a_readers_two_listings_costs_it_no_entry(
+    make_store: StoreFactory, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reader lists snapshots/ (none yet), then another process's cleanup
+    # commits its snapshot and deletes the segments it consumed, then the
+    # reader lists log/ (empty now): the entries are in no file the reader
+    # saw, so it must list snapshots/ again before it answers (R8).
+    writer = make_store()
+    base = now_ms() - 60_000
+    keys = [put(writer, f"block-{i}", f"m{i}", base + i) for i in range(3)]
+    writer.close()
+    reader = make_store()
+    live = reader._live
+    listed = live.list_snapshots
+
+    def then_a_cleanup_elsewhere() -> tuple[str, ...]:
+        names = listed()
+        monkeypatch.setattr(live, "list_snapshots", listed)  # once
+        assert make_store().cleanup().segments_deleted >= 1
+        return names
+
+    monkeypatch.setattr(live, "list_snapshots", then_a_cleanup_elsewhere)
+    assert segment_files(store_path)  # nothing cleaned up yet
+    assert_loads(reader, keys)
+    assert segment_files(store_path) == []  # the race did happen
+
+
 def test_open_segment_is_kept_until_it_is_closed(
     make_store: StoreFactory, store_path: Path
 ) -> None:
