@@ -30,8 +30,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check marimo_store tests benchmarks examples
 	$(BIN)/mypy
 
+# Two pytest workers (pytest-xdist): the concurrency tests start their own
+# processes, so more workers than cores would only slow them down.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
