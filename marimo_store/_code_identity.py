@@ -91,7 +91,7 @@ def _source_definition(func: types.FunctionType) -> ast.FunctionDef | ast.AsyncF
     node = _definition_in_lines(func)
     if node is None:
         node = _inspected_definition(func)
-    if node is None or not _compiles_to(node, func):
+    if node is None or not _compiles_to(node, func.__code__):
         return None
     return node
 
@@ -246,35 +246,11 @@ def _parse_definition(
     return None
 
 
-def _compiles_to(node: ast.FunctionDef | ast.AsyncFunctionDef, func: types.FunctionType) -> bool:
-    """Whether compiling `node` gives exactly `func`'s code: the source is not stale.
-
-    Compiled alone, a `def` does not know which of its globals its module
-    bound by `import`, and CPython compiles `module.attribute(...)` on such
-    a name differently (an attribute load rather than a method load: it
-    asks the module's symbol table). So a `def` that does not match alone
-    is compiled again after `import` statements binding the globals it
-    reads that are modules. Either way the match is exact: the tree is
-    used only when it compiles to the running code.
-    """
-    code = func.__code__
-    if _compiled_matches([node], code):
-        return True
+def _compiles_to(node: ast.FunctionDef | ast.AsyncFunctionDef, code: types.CodeType) -> bool:
+    """Whether compiling `node` gives exactly `code`: the source is not stale."""
     import ast  # noqa: PLC0415
 
-    imported = [
-        ast.Import(names=[ast.alias(name="sys", asname=name)])
-        for name in global_names(code)
-        if isinstance(func.__globals__.get(name), types.ModuleType)
-    ]
-    return bool(imported) and _compiled_matches([*imported, node], code)
-
-
-def _compiled_matches(body: list[ast.stmt], code: types.CodeType) -> bool:
-    """Whether the module `body` defines a function whose code is `code`'s."""
-    import ast  # noqa: PLC0415
-
-    module = ast.fix_missing_locations(ast.Module(body=body, type_ignores=[]))
+    module = ast.Module(body=[node], type_ignores=[])
     try:
         compiled = compile(
             module,

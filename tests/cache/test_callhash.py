@@ -188,40 +188,6 @@ def test_comments_and_formatting_do_not_change_the_code_digest(load_module: Modu
     assert _source_digest(first.f) is not None  # the syntax tree, not the bytecode
 
 
-def test_a_function_calling_into_an_imported_module_is_hashed_by_its_source(
-    load_module: ModuleLoader,
-) -> None:
-    # CPython compiles `functools.reduce(...)` on an imported name otherwise
-    # than on any other global: a `def` compiled alone must be told which
-    # of its globals are imports, or it never matches its running code.
-    first = load_module("""
-        import functools
-        import math as m
-
-        def f(xs):
-            return functools.reduce(lambda a, b: a + b, xs) + m.floor(0.5)
-    """)
-    second = load_module("""
-        import functools
-        import math as m
-
-        def f(xs):  # the same code, formatted otherwise
-            return (functools.reduce(lambda a, b: a + b,
-                                     xs) + m.floor(0.5))
-    """)
-    assigned = load_module("""
-        import importlib
-
-        functools = importlib.import_module("functools")
-
-        def f(xs):
-            return functools.reduce(lambda a, b: a + b, xs)
-    """)
-    assert _source_digest(first.f) is not None  # the syntax tree, not the bytecode
-    assert code_digest(first.f) == code_digest(second.f)
-    assert _source_digest(assigned.f) is not None  # a module not bound by `import`
-
-
 def test_decorators_are_not_the_functions_code(load_module: ModuleLoader) -> None:
     plain = load_module("""
         def f(a):
