@@ -4,7 +4,7 @@ A snapshot is laid out so that opening a store costs microseconds whatever
 its size: the reader memory-maps the file, checks a small header and the
 directory of a fixed-width table of computation hashes, and decodes only
 the entries a lookup asks for (a binary search in the directory, then in
-the one or two blocks of the table it names, each verified when first
+the two or three blocks of the table it names, each verified when first
 read). Merging, cleanup and verify check the whole table and read
 everything.
 

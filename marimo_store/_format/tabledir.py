@@ -17,7 +17,7 @@ covers the directory, so `verify` still checks every byte), and the table
 frame is written as before. A reader that opens a snapshot for lookups
 verifies the directory instead of the table (16 bytes per 256 entries),
 and each block a lookup reads when it first reads it: a cold lookup costs
-one or two 4 KiB blocks, whatever the snapshot holds.
+two or three 4 KiB blocks, whatever the snapshot holds.
 
 The invariant, as for segment key indexes (§16): a directory can make a
 lookup slower, never wrong. A block is used only when its checksum and its
@@ -118,13 +118,20 @@ class KeyTable:
         self._damaged = damaged
 
     def offsets_of(self, table: memoryview, target: int) -> list[int]:
-        """The entry frame offsets the table lists under hash `target`."""
+        """The entry frame offsets the table lists under hash `target`.
+
+        Besides the blocks that may hold the hash, the block after them is
+        checked too: its first hash, once it matches, bounds the run. A
+        directory whose first hashes are wrong where no lookup reads a
+        block (the rows of a block it claims starts higher) could
+        otherwise send a lookup past the rows it wants, unchecked."""
         directory = self._directory
         if directory is not None:
+            picked = directory.blocks_for(target)
             found = []
-            for block in directory.blocks_for(target):
+            for block in range(picked.start, min(picked.stop + 1, directory.blocks)):
                 rows = self._block(table, directory, block)
-                if rows is not None:
+                if rows is not None and block < picked.stop:
                     found += offsets_of(rows, target)
             if self._directory is directory:  # still trusted
                 return found
