@@ -67,16 +67,15 @@ def _at_exit(reference: weakref.WeakMethod[Callable[[], None]]) -> None:
 
 
 class LazyWriteSide:
-    """Imports and builds a store's `WriteSide` (its writer, `objects` lock
-    and cleanup trigger) at its first write, under the store's lock; takes
-    `WriteSide`'s arguments. Holds no reference to the store (the access
-    batcher calls it too), so a store nobody uses still goes away at once."""
+    """A store's `WriteSide` (its writer, `objects` lock and cleanup
+    trigger), made by `build` at the first write, under the store's lock.
+    `build` must hold no reference to the store (the access batcher calls
+    this too), so that a store nobody uses still goes away at once."""
 
-    __slots__ = ("_arguments", "_keywords", "_lock", "built")
+    __slots__ = ("_build", "_lock", "built")
 
-    def __init__(self, *arguments: Any, lock: threading.RLock, **keywords: Any) -> None:
-        self._arguments = arguments
-        self._keywords = keywords
+    def __init__(self, build: Callable[[], WriteSide], lock: threading.RLock) -> None:
+        self._build = build
         self._lock = lock
         self.built: WriteSide | None = None
 
@@ -85,8 +84,6 @@ class LazyWriteSide:
         if built is None:
             with self._lock:
                 if self.built is None:
-                    from marimo_store._writer import WriteSide  # noqa: PLC0415 - writes only
-
-                    self.built = WriteSide(*self._arguments, lock=self._lock, **self._keywords)
+                    self.built = self._build()
                 built = self.built
         return built

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from marimo_store._trust import VerifyMode
     from marimo_store._verify import Progress
     from marimo_store._versions import VersionPolicy
+    from marimo_store._writer import WriteSide
     from marimo_store.remote._tier import RemoteTier
 
 
@@ -105,15 +106,22 @@ class FsPersistentStore(NamedObjects):
         verified = VerifiedObjects(layout.local)
         self._exit_hook = ExitHook(self._exit)
         self._live = live = LiveIndex(layout, options, lock)
-        self._write_side = LazyWriteSide(
-            layout,
-            options,
-            live=live,
-            trust=self._trust,
-            lock=lock,
-            verified=verified,
-            on_new_session=self._exit_hook.arm,
-        )
+        trust, arm_exit = self._trust, self._exit_hook.arm
+
+        def build_write_side() -> WriteSide:  # closes over parts, never over the store
+            from marimo_store._writer import WriteSide  # noqa: PLC0415 - writes only
+
+            return WriteSide(
+                layout,
+                options,
+                lock=lock,
+                live=live,
+                trust=trust,
+                verified=verified,
+                on_new_session=arm_exit,
+            )
+
+        self._write_side = LazyWriteSide(build_write_side, lock)
         self._accesses = AccessBatcher(live, self._write_side, lock, self._exit_hook.arm)
         self._reader = EntryReader(
             layout, options, live, self._trust, verified, note_access=self._accesses.note
