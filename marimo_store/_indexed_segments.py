@@ -180,9 +180,7 @@ class IndexedSegment:
                     return None
                 self._columns[block_at] = columns
             offsets += column_offsets(columns, target)
-        if not offsets:
-            return []
-        if not self._intact():
+        if not offsets or not self._intact():
             return []
         found: list[Decoded] = []
         for offset in sorted(offsets):

@@ -28,8 +28,6 @@ that does not match costs.
 from __future__ import annotations
 
 import struct
-import sys
-from array import array
 
 from marimo_store._format.framing import FRAME, frame, pack, read_frame, unpack
 from marimo_store._format.keyindex import BLOCK_ROWS, blocks_holding, offsets_of, row_columns
@@ -44,6 +42,7 @@ ROW_BYTES = 16
 """A table row, `<QQ`: computation hash, offset of the entry's frame."""
 
 _HASH = struct.Struct("<Q")
+_ROW = struct.Struct("<QQ")
 _UNCHECKED, _GOOD, _BAD = 0, 1, 2
 
 
@@ -51,13 +50,11 @@ def directory_frame(table: bytes, rows: int = BLOCK_ROWS) -> bytes:
     """The framed table directory of the table rows `table` (sorted `<QQ` rows)."""
     view = memoryview(table)
     step = rows * ROW_BYTES
-    blocks = array("Q")
-    for start in range(0, len(table), step):
-        blocks.append(_HASH.unpack_from(view, start)[0])
-        blocks.append(record_checksum(view[start : start + step]))
-    if sys.byteorder == "big":
-        blocks.byteswap()
-    return frame(pack({"t": DIRECTORY_TYPE, "rows": rows, "b": blocks.tobytes()}))
+    blocks = b"".join(
+        _ROW.pack(_HASH.unpack_from(view, start)[0], record_checksum(view[start : start + step]))
+        for start in range(0, len(table), step)
+    )
+    return frame(pack({"t": DIRECTORY_TYPE, "rows": rows, "b": blocks}))
 
 
 class TableDirectory:
