@@ -8,6 +8,7 @@ without unpickling anything.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Iterable
 
@@ -25,10 +26,19 @@ def python_version() -> str:
 
 @functools.cache
 def platform_tag() -> str:
-    """OS and machine, e.g. `linux-x86_64`: what native buffers depend on."""
-    import platform  # noqa: PLC0415 - only writers need it
+    """OS and machine, e.g. `linux-x86_64`: what native buffers depend on.
 
-    return f"{sys.platform}-{platform.machine().lower()}"
+    `os.uname()` where there is one, which is what `platform.machine()`
+    reads there; `platform` (which imports `re`) only elsewhere (Windows).
+    Every writer needs this, a reader's batch of access records included."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        machine: str = uname().machine
+    else:
+        import platform  # noqa: PLC0415
+
+        machine = platform.machine()
+    return f"{sys.platform}-{machine.lower()}"
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 
 from marimo_store import _fs
@@ -23,7 +24,6 @@ from marimo_store._errors import InvalidArgumentError
 from marimo_store._format.layout import flight_lock
 from marimo_store._hashing import content_digest
 from marimo_store._locks import LocalLock
-from marimo_store.legacy import LegacyPersistentStore
 from marimo_store.store import FsPersistentStore
 
 TYPE_CHECKING = False
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from marimo_store._entry import ExecutionKey
     from marimo_store._protocol import Store
+    from marimo_store.legacy import LegacyPersistentStore
 
 DEFAULT_LEASE_SECONDS = 600.0
 _FIRST_PAUSE = 0.005
@@ -105,8 +106,13 @@ def _lock_directory(store: Store) -> str | None:
     for a store with no directory (a `MemoryStore`)."""
     if isinstance(store, FsPersistentStore):
         return store.layout.locks
-    if isinstance(store, LegacyPersistentStore):
-        return os.path.join(store.path, ".locks")
+    # Looked up, not imported: `legacy` imports pickle (a quarter of a cold
+    # call's imports), and while it is not imported no store is legacy.
+    legacy = sys.modules.get("marimo_store.legacy")
+    if legacy is not None:
+        legacy_store: type[LegacyPersistentStore] = legacy.LegacyPersistentStore
+        if isinstance(store, legacy_store):
+            return os.path.join(store.path, ".locks")
     for tier in getattr(store, "tiers", ()):
         found = _lock_directory(tier)
         if found is not None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import io
 import math
-import pickle
 import sys
 import types
 import warnings
@@ -33,6 +32,7 @@ from marimo_store._errors import SerializationError, StoreWarning
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import pickle
     from typing import Any
 
     from marimo_store._entry import ContentFormat, ExecutionKey, ObjectRef, StoredFormat
@@ -104,15 +104,25 @@ def _only_importable_by_value(module: str | None) -> bool:
     return module == "__main__" or (module is not None and module not in sys.modules)
 
 
-class _PlainPickler(pickle.Pickler):
-    def __init__(self, file: io.BytesIO, **options: Any) -> None:
-        super().__init__(file, **options)
-        self.tracker = _ModuleTracker()
+@functools.cache
+def _plain_pickler_class() -> type[pickle.Pickler]:
+    """Plain pickle's pickler with module tracking, refusing what only
+    loads by value; built on first use, because `pickle` (with the `re` and
+    `enum` it imports) is a quarter of `import marimo_store` and a process
+    that only reads never needs it (`deserialize` uses the C unpickler)."""
+    import pickle  # noqa: PLC0415
 
-    def reducer_override(self, obj: Any) -> Any:
-        if _only_importable_by_value(self.tracker.note(obj)):
-            raise _NeedsValuePickling
-        return NotImplemented
+    class PlainPickler(pickle.Pickler):
+        def __init__(self, file: io.BytesIO, **options: Any) -> None:
+            super().__init__(file, **options)
+            self.tracker = _ModuleTracker()
+
+        def reducer_override(self, obj: Any) -> Any:
+            if _only_importable_by_value(self.tracker.note(obj)):
+                raise _NeedsValuePickling
+            return NotImplemented
+
+    return PlainPickler
 
 
 @functools.cache
@@ -168,8 +178,10 @@ def _describe(name: str, value: Any) -> str:
 
 def serialize_pickle(name: str, value: Any, *, cloudpickle_fallback: bool) -> SerializedValue:
     """Pickle `value`, by value with cloudpickle where plain pickle cannot."""
+    import pickle  # noqa: PLC0415 - see _plain_pickler_class
+
     try:
-        return _pickle_with(_PlainPickler, value, "pickle")
+        return _pickle_with(_plain_pickler_class(), value, "pickle")
     except (_NeedsValuePickling, pickle.PicklingError, AttributeError, TypeError) as error:
         if not cloudpickle_fallback:
             reason = (
@@ -370,7 +382,11 @@ def deserialize(stored: StoredFormat, stream: Buffer, buffers: Sequence[Buffer])
 
         return json.loads(bytes(stream))
     if stored in ("pickle", "cloudpickle"):
-        return pickle.loads(stream, buffers=buffers)
+        # `_pickle` is the C unpickler that `pickle.loads` is on CPython;
+        # importing it alone spares a reader pickle.py's own imports.
+        from _pickle import loads  # noqa: PLC0415
+
+        return loads(stream, buffers=buffers)
     raise SerializationError(f"unknown stored format {stored!r}")
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import sys
 import warnings
 from functools import partial
 from types import MappingProxyType
@@ -402,10 +403,15 @@ _locations_logged: set[str] = set()
 def _log_location(path: str) -> None:
     """Say once per process where a store writes (logger `marimo_store`,
     INFO): a default store's place is resolved, not chosen, so a user must
-    be able to see it."""
-    if path in _locations_logged:
+    be able to see it.
+
+    Only where `logging` is imported already: a process that never imported
+    it never configured it, and logging's last resort shows WARNING and up,
+    so the record would reach no one. Importing it (with `traceback` and
+    `tokenize`, ~8 ms) would then only slow the exit of a process that read
+    a store, whose first write is its batch of access records."""
+    logging = sys.modules.get("logging")
+    if logging is None or path in _locations_logged:
         return
     _locations_logged.add(path)
-    import logging  # noqa: PLC0415 - ~5 ms; only the first write of a store needs it
-
     logging.getLogger("marimo_store").info("marimo_store: writing to the store at %s", path)

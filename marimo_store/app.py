@@ -30,7 +30,6 @@ from marimo_store._marimo_config import log_ignored_store
 from marimo_store._marimo_keys import LEGACY_DIR, MARIMO_DIR, PERSIST_DIR
 from marimo_store.cache import CacheDecorator, check_store
 from marimo_store.config import anchor_directory, read_settings
-from marimo_store.legacy import LegacyPersistentStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from marimo_store._protocol import Store
+    from marimo_store.legacy import LegacyPersistentStore
     from marimo_store.store import FsPersistentStore
 
 
@@ -146,6 +146,8 @@ def resolve_store(
     persist = os.path.join(marimo_dir, PERSIST_DIR)
     verifies = settings.store_options.get("verify_signatures", "off") != "off"
     if os.path.isdir(legacy) and not os.path.exists(persist) and not verifies:
+        from marimo_store.legacy import LegacyPersistentStore  # noqa: PLC0415 - imports pickle
+
         _suggest_migration(legacy, persist)
         return LegacyPersistentStore(legacy)
     return settings.open_store(persist)

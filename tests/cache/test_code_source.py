@@ -349,7 +349,7 @@ print(json.dumps({"loaded": sorted(loaded), "computed": first_call.computed, "sa
 """
 
 
-def test_the_first_get_in_a_fresh_process_imports_neither_inspect_nor_tokenize(
+def test_the_first_get_in_a_fresh_process_imports_neither_inspect_tokenize_nor_pickle(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "first_call.py").write_text(
@@ -369,5 +369,5 @@ def test_the_first_get_in_a_fresh_process_imports_neither_inspect_nor_tokenize(
     ]
     assert [run["computed"] for run in runs] == [1, 0]  # a put (it imports logging), a get
     assert "marimo_store.cache" in runs[1]["loaded"]
-    assert not {"inspect", "tokenize", "linecache"} & set(runs[1]["loaded"])
+    assert not {"inspect", "tokenize", "linecache", "pickle"} & set(runs[1]["loaded"])
     assert runs[1]["same"]

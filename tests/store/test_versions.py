@@ -176,3 +176,23 @@ def test_a_package_that_is_not_installed_differs(
         VersionMismatchError, match=r"surely_not_installed_pkg 1\.0 \(not installed\)"
     ):
         any_store.load("x", version_policy="strict")
+
+
+@pytest.mark.parametrize("has_uname", [True, False])
+def test_the_platform_tag_is_platform_machine_with_or_without_uname(
+    monkeypatch: pytest.MonkeyPatch, has_uname: bool
+) -> None:
+    import os
+    import platform
+    import sys
+
+    from marimo_store._environment import platform_tag
+
+    expected = f"{sys.platform}-{platform.machine().lower()}"
+    if not has_uname:  # as on Windows: platform answers
+        monkeypatch.delattr(os, "uname")
+    platform_tag.cache_clear()
+    try:
+        assert platform_tag() == expected
+    finally:
+        platform_tag.cache_clear()
