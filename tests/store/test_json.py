@@ -7,6 +7,7 @@ variable, and nothing is stored.
 
 from __future__ import annotations
 
+import _pickle
 import json
 import pickle
 from pathlib import Path
@@ -187,9 +188,10 @@ def test_json_entries_load_without_unpickling(
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             refuse()
 
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "Unpickler", RefusingUnpickler)
+    for module in (pickle, _pickle):  # readers unpickle with the C `_pickle`
+        monkeypatch.setattr(module, "loads", refuse)
+        monkeypatch.setattr(module, "load", refuse)
+        monkeypatch.setattr(module, "Unpickler", RefusingUnpickler)
 
     for store in (writer, make_store()):
         entry = store.get(KEY)
