@@ -6,7 +6,9 @@ through the public API only.
 
 from __future__ import annotations
 
+import _pickle
 import contextlib
+import pickle
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -16,6 +18,19 @@ from _layout import object_path
 from workers import stress as stress_workers
 
 from marimo_store import EntryMetadata, FsPersistentStore
+
+
+def refuse_unpickling(monkeypatch: Any, message: str) -> None:
+    """Make every unpickling in this process fail with `AssertionError(message)`:
+    through `pickle` and through `_pickle`, the C unpickler readers call."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(message)
+
+    for module in (pickle, _pickle):
+        monkeypatch.setattr(module, "loads", refuse)
+        monkeypatch.setattr(module, "load", refuse)
+        monkeypatch.setattr(module, "Unpickler", refuse)
 
 
 @contextlib.contextmanager

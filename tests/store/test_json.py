@@ -7,13 +7,12 @@ variable, and nothing is stored.
 
 from __future__ import annotations
 
-import _pickle
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _checks import refuse_unpickling
 from _layout import object_path
 from conftest import StoreFactory
 
@@ -181,17 +180,7 @@ def test_json_entries_load_without_unpickling(
     pickled_key = ExecutionKey("json-block", "pickled")
     writer.put(Entry.of(pickled_key, {"p": [1, 2, 3]}, format="pickle"))
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("unpickling was attempted")
-
-    class RefusingUnpickler:
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            refuse()
-
-    for module in (pickle, _pickle):  # readers unpickle with the C `_pickle`
-        monkeypatch.setattr(module, "loads", refuse)
-        monkeypatch.setattr(module, "load", refuse)
-        monkeypatch.setattr(module, "Unpickler", RefusingUnpickler)
+    refuse_unpickling(monkeypatch, "unpickling was attempted")
 
     for store in (writer, make_store()):
         entry = store.get(KEY)

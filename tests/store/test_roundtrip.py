@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import math
 import mmap
-import pickle
 import platform
 import shutil
 import time
@@ -22,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import pytest
+from _checks import refuse_unpickling
 from _layout import object_file
 from conftest import StoreFactory
 
@@ -565,11 +565,7 @@ def test_entries_lists_everything_without_unpickling(
         writer.put(Entry.of(ExecutionKey("list", "lambda"), {"f": lambda: 1})),
     ]
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("entries() must not unpickle")
-
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(pickle, "load", refuse)
+    refuse_unpickling(monkeypatch, "entries() must not unpickle")
 
     for store in (writer, make_store()):
         listed = store.entries()

@@ -25,6 +25,7 @@ import msgpack
 import numpy as np
 import pytest
 import workers
+from _checks import refuse_unpickling
 from _layout import local_dir, log_dir, object_path, objects_dir, quarantine_dir, snapshots_dir
 from conftest import StoreFactory
 from workers.trust import JSON_VALUE, PLANTED, Tripwire
@@ -432,12 +433,7 @@ def test_inspection_never_unpickles(
         writer.put(Entry.of(ExecutionKey("mine", "x"), {"v": {"a": 1}}))
         writer.save("model", {"weights": [1.0, 2.0]})
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("inspection unpickled something")
-
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    refuse_unpickling(monkeypatch, "inspection unpickled something")
     store = make_store(signing_key=keys.alice, verify_signatures=mode)
     listed = store.entries()
     assert {m.key.block_id for m in listed} == {"m", "u", "mine", "model"}
